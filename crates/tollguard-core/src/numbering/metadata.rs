@@ -1,0 +1,438 @@
+//! The classification table: libphonenumber's metadata plus our own ranges and the risk list,
+//! compiled into one digit trie.
+//!
+//! ## How libphonenumber metadata becomes prefixes
+//!
+//! Each region's number-type descriptors (fixed line, mobile, premium rate, ...) are regular
+//! expressions over the national number. At build time each pattern is parsed (`regex-syntax`)
+//! and reduced to the set of digit prefixes it can start with, as far as the pattern spells
+//! digits out (`(?:6[1-58]|970\d)\d{7}` gives `61`..`65`, `68`, `970`). The country code is put in
+//! front and every prefix is marked with its type. A lookup takes the longest marked prefix of a
+//! number. Where two types claim the same prefix, fixed + mobile becomes `fixed_or_mobile` (as
+//! libphonenumber says for NANP); otherwise the more specific type wins (premium, personal, shared
+//! cost, UAN, VoIP, toll-free, pager, mobile, fixed). Number length is not checked: the type is a
+//! property of the range.
+//!
+//! ## Our own ranges
+//!
+//! libphonenumber calls +870 and +881x mobile or VoIP; they are satellite networks, billed as
+//! such, and a favourite of IRSF. These override the metadata for their whole range:
+//!
+//! | prefix | type |
+//! |---|---|
+//! | +870 | satellite (Inmarsat) |
+//! | +881 | satellite (GMSS: Iridium +8816/7, Globalstar +8818/9, ...) |
+//! | +88216 | satellite (Thuraya) |
+//! | +882, +883 | international network |
+//! | +888 | international network (OCHA) |
+//! | +979 | premium (international premium rate) |
+//! | +800 | toll-free (universal international freephone) |
+//! | +808 | shared cost |
+//!
+//! The table takes about 0.1 s to build in a release build and is built once per process
+//! ([`Numbering::builtin`]) or when the risk list is replaced.
+
+use super::risk::{RiskEntry, RiskList};
+use super::trie::DigitTrie;
+use super::{Class, NumberType, RiskTier, E164};
+use phonenumber::metadata::{Descriptor, DATABASE};
+use regex_syntax::hir::literal::{ExtractKind, Extractor};
+use std::sync::OnceLock;
+
+/// A numbering region (a country, or `001` for non-geographic codes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Region {
+    /// ISO 3166 alpha-2 code, or `001` for non-geographic ranges (+800, +870, +882, ...).
+    pub iso2: String,
+    /// Country calling code.
+    pub calling_code: u16,
+    /// Whether this region is the main one for its calling code (US for +1, GB for +44).
+    pub main: bool,
+    /// Shortest and longest national number (without trunk prefix).
+    pub national_lengths: (u8, u8),
+    /// International (IDD) prefixes, longest first (`00`; `011` in NANP; `810` in Russia).
+    pub international_prefixes: Vec<String>,
+    /// Trunk (national) prefix, if the country has one (`0`; `1` in NANP; `8` in Russia).
+    pub trunk_prefix: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Claim {
+    Region(u16),
+    Type(NumberType),
+}
+
+struct MetaTables {
+    regions: Vec<Region>,
+    claims: Vec<(Vec<u8>, Claim)>,
+    calling_codes: [u64; 16],
+}
+
+const OWN_RANGES: [(&str, NumberType); 9] = [
+    ("870", NumberType::Satellite),
+    ("881", NumberType::Satellite),
+    ("88216", NumberType::Satellite),
+    ("882", NumberType::InternationalNetwork),
+    ("883", NumberType::InternationalNetwork),
+    ("888", NumberType::InternationalNetwork),
+    ("979", NumberType::Premium),
+    ("800", NumberType::TollFree),
+    ("808", NumberType::SharedCost),
+];
+
+fn pattern_prefixes(pattern: &str) -> Vec<Vec<u8>> {
+    let compact: String = pattern.chars().filter(|c| !c.is_whitespace()).collect();
+    let Ok(hir) = regex_syntax::Parser::new().parse(&compact) else {
+        return Vec::new();
+    };
+    let seq = Extractor::new()
+        .kind(ExtractKind::Prefix)
+        .limit_total(20_000)
+        .limit_literal_len(8)
+        .limit_repeat(8)
+        .extract(&hir);
+    match seq.literals() {
+        Some(lits) => lits
+            .iter()
+            .map(|l| l.as_bytes().to_vec())
+            .filter(|b| b.iter().all(u8::is_ascii_digit))
+            .collect(),
+        // Nothing spelled out: the pattern says nothing beyond the country code.
+        None => vec![Vec::new()],
+    }
+}
+
+fn descriptors(md: &phonenumber::metadata::Metadata) -> [(NumberType, Option<&Descriptor>); 9] {
+    let d = md.descriptors();
+    [
+        (NumberType::Fixed, d.fixed_line()),
+        (NumberType::Mobile, d.mobile()),
+        (NumberType::TollFree, d.toll_free()),
+        (NumberType::Premium, d.premium_rate()),
+        (NumberType::SharedCost, d.shared_cost()),
+        (NumberType::Personal, d.personal_number()),
+        (NumberType::Voip, d.voip()),
+        (NumberType::Uan, d.uan()),
+        (NumberType::Pager, d.pager()),
+    ]
+}
+
+impl MetaTables {
+    fn get() -> &'static MetaTables {
+        static TABLES: OnceLock<MetaTables> = OnceLock::new();
+        TABLES.get_or_init(MetaTables::build)
+    }
+
+    fn build() -> MetaTables {
+        // By code, not `DATABASE.iter()`: that is keyed by region id and so holds only one of
+        // the non-geographic `001` entries.
+        let mut all: Vec<&phonenumber::metadata::Metadata> =
+            (1u16..1000).filter_map(|cc| DATABASE.by_code(&cc)).flatten().collect();
+        // Deterministic order: main regions first, then by code and id.
+        all.sort_by(|a, b| {
+            (!a.is_main_country_for_code(), a.country_code(), a.id()).cmp(&(
+                !b.is_main_country_for_code(),
+                b.country_code(),
+                b.id(),
+            ))
+        });
+        let mut regions = Vec::new();
+        let mut claims = Vec::new();
+        let mut calling_codes = [0u64; 16];
+        let mut main_literals: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
+        let mut per_code: std::collections::HashMap<u16, usize> = std::collections::HashMap::new();
+        for md in &all {
+            *per_code.entry(md.country_code()).or_default() += 1;
+        }
+        for md in all {
+            // libphonenumber marks a main country only where a code is shared.
+            let main = md.is_main_country_for_code() || per_code[&md.country_code()] == 1;
+            let cc = md.country_code();
+            calling_codes[(cc / 64) as usize % 16] |= 1 << (cc % 64);
+            let idx = regions.len() as u16;
+            // The general descriptor's lengths are the union of the types' (often left empty).
+            let mut lengths: Vec<u16> = md.descriptors().general().possible_length().to_vec();
+            for (_, desc) in descriptors(md) {
+                lengths.extend(desc.map(|d| d.possible_length()).unwrap_or_default());
+            }
+            let national_lengths = (
+                lengths.iter().copied().min().unwrap_or(4).min(15) as u8,
+                lengths.iter().copied().max().unwrap_or(15).min(15) as u8,
+            );
+            let mut idd: Vec<String> = Vec::new();
+            if let Some(p) = md.international_prefix() {
+                for lit in pattern_prefixes(p.as_str()) {
+                    if !lit.is_empty() {
+                        idd.push(String::from_utf8(lit).unwrap_or_default());
+                    }
+                }
+            }
+            if let Some(p) = md.preferred_international_prefix() {
+                if p.bytes().all(|c| c.is_ascii_digit()) && !idd.iter().any(|x| x == p) {
+                    idd.push(p.to_string());
+                }
+            }
+            idd.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+            idd.dedup();
+            regions.push(Region {
+                iso2: md.id().to_string(),
+                calling_code: cc,
+                main,
+                national_lengths,
+                international_prefixes: idd,
+                trunk_prefix: md.national_prefix().filter(|p| !p.is_empty()).map(str::to_string),
+            });
+            let cc_digits = cc.to_string().into_bytes();
+            if main {
+                claims.push((cc_digits.clone(), Claim::Region(idx)));
+            }
+            // A region that shares its code (CA, JM, GG, KZ, ...) is placed by the ranges its
+            // number types spell out; its general pattern is often much looser (JM: `[58]\d\d`).
+            let mut placed = false;
+            for (t, desc) in descriptors(md) {
+                let Some(desc) = desc else { continue };
+                for lit in pattern_prefixes(desc.national_number().as_str()) {
+                    let mut p = cc_digits.clone();
+                    p.extend_from_slice(&lit);
+                    if main {
+                        main_literals.insert(p.clone());
+                    } else if !main_literals.contains(&p) {
+                        // (GG and JE repeat GB's personal and pager ranges: those stay GB.)
+                        claims.push((p.clone(), Claim::Region(idx)));
+                        placed = true;
+                    }
+                    claims.push((p, Claim::Type(t)));
+                }
+            }
+            if !main && !placed {
+                for lit in pattern_prefixes(md.descriptors().general().national_number().as_str()) {
+                    let mut p = cc_digits.clone();
+                    p.extend_from_slice(&lit);
+                    claims.push((p, Claim::Region(idx)));
+                }
+            }
+        }
+        MetaTables { regions, claims, calling_codes }
+    }
+}
+
+/// Whether `cc` is an assigned country calling code.
+pub fn is_calling_code(cc: u16) -> bool {
+    cc < 1024 && MetaTables::get().calling_codes[(cc / 64) as usize] & (1 << (cc % 64)) != 0
+}
+
+/// The main region for an ISO 3166 alpha-2 code (case-insensitive).
+pub fn region_by_iso(iso2: &str) -> Option<&'static Region> {
+    let up = iso2.trim().to_ascii_uppercase();
+    MetaTables::get().regions.iter().find(|r| r.iso2 == up)
+}
+
+#[derive(Clone, Copy, Default)]
+struct Acc {
+    region: Option<u16>,
+    types: u16,
+    resolved: Option<NumberType>,
+    forced: Option<NumberType>,
+    risk: Option<u32>,
+}
+
+fn type_from_bits(bits: u16) -> Option<NumberType> {
+    let has = |t: NumberType| bits & (1 << t as u16) != 0;
+    for t in [
+        NumberType::Premium,
+        NumberType::Personal,
+        NumberType::SharedCost,
+        NumberType::Uan,
+        NumberType::Voip,
+        NumberType::TollFree,
+        NumberType::Pager,
+    ] {
+        if has(t) {
+            return Some(t);
+        }
+    }
+    match (has(NumberType::Fixed), has(NumberType::Mobile)) {
+        (true, true) => Some(NumberType::FixedOrMobile),
+        (false, true) => Some(NumberType::Mobile),
+        (true, false) => Some(NumberType::Fixed),
+        (false, false) => None,
+    }
+}
+
+/// The classification table: country, number type and risk tier by longest prefix.
+#[derive(Clone, Debug)]
+pub struct Numbering {
+    trie: DigitTrie<Class>,
+    risk: RiskList,
+}
+
+impl Numbering {
+    /// The table with the built-in risk list, built once per process.
+    pub fn builtin() -> &'static Numbering {
+        static BUILTIN: OnceLock<Numbering> = OnceLock::new();
+        BUILTIN.get_or_init(|| Numbering::with_risk_list(RiskList::builtin()))
+    }
+
+    /// The table with another risk list.
+    pub fn with_risk_list(risk: RiskList) -> Numbering {
+        let meta = MetaTables::get();
+        let mut acc: DigitTrie<Acc> = DigitTrie::new();
+        for (prefix, claim) in &meta.claims {
+            let a = acc.node_mut(prefix).get_or_insert_with(Acc::default);
+            match *claim {
+                Claim::Region(r) => {
+                    if a.region.is_none() {
+                        a.region = Some(r);
+                    }
+                }
+                Claim::Type(t) => a.types |= 1 << t as u16,
+            }
+        }
+        for (prefix, t) in OWN_RANGES {
+            acc.node_mut(prefix.as_bytes()).get_or_insert_with(Acc::default).forced = Some(t);
+        }
+        for (i, e) in risk.entries.iter().enumerate() {
+            acc.node_mut(e.prefix.as_bytes()).get_or_insert_with(Acc::default).risk = Some(i as u32);
+        }
+        let mut trie = DigitTrie::new();
+        // Walk in digit order carrying what ancestors said; write a resolved class wherever a
+        // node says something itself (other nodes inherit through the longest-prefix lookup).
+        let mut stack: Vec<(Vec<u8>, Acc)> = Vec::new();
+        let mut nodes: Vec<(Vec<u8>, Acc)> = Vec::new();
+        acc.for_each(|p, a| nodes.push((p.to_vec(), *a)));
+        for (prefix, a) in nodes {
+            while stack.last().is_some_and(|(p, _)| !prefix.starts_with(p)) {
+                stack.pop();
+            }
+            let parent = stack.last().map(|(_, a)| *a).unwrap_or_default();
+            let forced = a.forced.or(parent.forced);
+            let own_type = forced.or_else(|| type_from_bits(a.types));
+            let resolved = Acc {
+                region: a.region.or(parent.region),
+                types: 0,
+                resolved: own_type.or(parent.resolved),
+                forced,
+                risk: a.risk.or(parent.risk),
+            };
+            let number_type = resolved.resolved.unwrap_or_default();
+            let listed = resolved.risk.map(|i| risk.entries[i as usize].tier).unwrap_or(RiskTier::Low);
+            trie.insert(
+                &prefix,
+                Class {
+                    region: resolved.region.unwrap_or(Class::NO_REGION),
+                    number_type,
+                    risk: listed.max(number_type.inherent_risk()),
+                    risk_entry: resolved.risk.unwrap_or(u32::MAX),
+                },
+            );
+            stack.push((prefix, resolved));
+        }
+        Numbering { trie, risk }
+    }
+
+    /// Country, type and risk of a number: one walk down the trie.
+    #[inline]
+    pub fn classify(&self, number: &E164) -> Class {
+        match self.trie.longest(number.digits()) {
+            Some((c, _)) => *c,
+            None => Class { region: Class::NO_REGION, ..Class::default() },
+        }
+    }
+
+    /// A region by the index in [`Class::region`].
+    pub fn region(&self, idx: u16) -> Option<&'static Region> {
+        MetaTables::get().regions.get(idx as usize)
+    }
+
+    /// The risk-list entry that set a class's tier, if any.
+    pub fn risk_entry(&self, class: &Class) -> Option<&RiskEntry> {
+        self.risk.entries.get(class.risk_entry as usize)
+    }
+
+    /// The risk list in use.
+    pub fn risk_list(&self) -> &RiskList {
+        &self.risk
+    }
+
+    /// Nodes in the classification trie (for memory figures).
+    pub fn node_count(&self) -> usize {
+        self.trie.node_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn class(n: &str) -> (String, NumberType, RiskTier) {
+        let num = Numbering::builtin();
+        let c = num.classify(&E164::from_digits(n.as_bytes()).unwrap());
+        let iso = num.region(c.region).map(|r| r.iso2.clone()).unwrap_or_default();
+        (iso, c.number_type, c.risk)
+    }
+
+    #[test]
+    fn countries_and_types_from_metadata() {
+        assert_eq!(class("31201234567"), ("NL".into(), NumberType::Fixed, RiskTier::Low));
+        assert_eq!(class("31612345678"), ("NL".into(), NumberType::Mobile, RiskTier::Low));
+        assert_eq!(class("319001234567").1, NumberType::Premium);
+        assert_eq!(class("318001234"), ("NL".into(), NumberType::TollFree, RiskTier::Low));
+        assert_eq!(class("12125551234"), ("US".into(), NumberType::FixedOrMobile, RiskTier::Low));
+        assert_eq!(class("14165551234").0, "CA");
+        assert_eq!(class("447400123456"), ("GB".into(), NumberType::Mobile, RiskTier::Low));
+        assert_eq!(class("77012345678").0, "KZ");
+        assert_eq!(class("74951234567").0, "RU");
+        assert_eq!(class("2348031234567").0, "NG");
+        assert_eq!(class("919876543210").0, "IN");
+    }
+
+    #[test]
+    fn high_risk_ranges() {
+        assert_eq!(class("67077123456"), ("TL".into(), NumberType::Mobile, RiskTier::Critical));
+        assert_eq!(class("5351234567").2, RiskTier::Critical);
+        assert_eq!(class("252612345678").2, RiskTier::Critical);
+        // UK personal numbering 070 and premium 09
+        assert_eq!(class("447012345678"), ("GB".into(), NumberType::Personal, RiskTier::High));
+        assert_eq!(class("449012345678").2, RiskTier::High);
+        // NANP look-alike: Jamaica dialled as +1 876
+        assert_eq!(class("18765551234"), ("JM".into(), NumberType::Mobile, RiskTier::High));
+        // satellite and international networks, whatever libphonenumber calls them
+        assert_eq!(class("881612345678"), ("001".into(), NumberType::Satellite, RiskTier::Critical));
+        assert_eq!(class("870772123456").1, NumberType::Satellite);
+        assert_eq!(class("882161234567").1, NumberType::Satellite);
+        assert_eq!(class("88234123456").1, NumberType::InternationalNetwork);
+        // honest destinations stay low
+        assert_eq!(class("2348031234567").2, RiskTier::Low);
+        assert_eq!(class("212612345678").2, RiskTier::Low);
+        assert_eq!(class("919876543210").2, RiskTier::Low);
+    }
+
+    #[test]
+    fn a_replaced_list_changes_tiers() {
+        let list = RiskList::parse("mine.csv", "prefix,tier,category,note\n3120,high,test,x\n").unwrap();
+        let n = Numbering::with_risk_list(list);
+        let c = n.classify(&E164::from_digits(b"31201234567").unwrap());
+        assert_eq!(c.risk, RiskTier::High);
+        assert_eq!(n.risk_entry(&c).unwrap().category, "test");
+        assert_eq!(n.classify(&E164::from_digits(b"670771234567").unwrap()).risk, RiskTier::Low);
+    }
+
+    #[test]
+    fn unknown_codes_have_no_region() {
+        let c = Numbering::builtin().classify(&E164::from_digits(b"2891234567").unwrap());
+        assert_eq!(c.region, Class::NO_REGION);
+        assert!(is_calling_code(31) && is_calling_code(1) && is_calling_code(670) && !is_calling_code(289));
+    }
+
+    #[test]
+    fn dial_prefixes_come_from_metadata() {
+        let nl = region_by_iso("nl").unwrap();
+        assert_eq!((nl.calling_code, nl.trunk_prefix.as_deref()), (31, Some("0")));
+        assert_eq!(nl.international_prefixes, ["00"]);
+        let es = region_by_iso("ES").unwrap();
+        assert_eq!((es.national_lengths, es.trunk_prefix.as_deref()), ((9, 9), None), "{es:?}");
+        let us = region_by_iso("US").unwrap();
+        assert_eq!(us.international_prefixes, ["011"]);
+        assert_eq!(us.trunk_prefix.as_deref(), Some("1"));
+    }
+}

@@ -1,0 +1,186 @@
+//! Local wall-clock times in a zone, read fast and resolved deterministically.
+//!
+//! PBXs write local time without an offset (Asterisk's `2023-07-26 01:51:32`). Converting each
+//! such string through the zone database costs more than parsing the rest of the row, so
+//! [`LocalTimes`] remembers the offset of the last hour it resolved: the common case (rows in time
+//! order, no DST change within the hour) is a few integer operations.
+//!
+//! ## DST gaps and overlaps
+//!
+//! A local time that falls in a **gap** (clocks jump forward, e.g. 02:30 on the last Sunday of
+//! March in Europe/Amsterdam) does not exist; it is read with the offset in force *before* the
+//! gap, which moves it forward by the gap's length (02:30 is read as 03:30 CEST). A local time in
+//! an **overlap** (clocks go back, 02:30 happens twice) is read as the *first* occurrence (the
+//! earlier instant, still on summer time). This is the "compatible" rule of RFC 5545 and jiff;
+//! it is fixed, so the same file always gives the same instants.
+
+use jiff::civil::DateTime;
+use jiff::tz::{Disambiguation, TimeZone};
+use jiff::{SignedDuration, Timestamp};
+
+/// A broken-down local date and time, as read from a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalDateTime {
+    /// Year, e.g. 2011.
+    pub year: i16,
+    /// Month 1-12.
+    pub month: i8,
+    /// Day 1-31.
+    pub day: i8,
+    /// Hour 0-23.
+    pub hour: i8,
+    /// Minute 0-59.
+    pub minute: i8,
+    /// Second 0-59 (60 is read as 59).
+    pub second: i8,
+}
+
+impl LocalDateTime {
+    /// Parses `YYYY-MM-DD HH:MM:SS` (also with `T` between date and time, and with an optional
+    /// fraction of a second, which is dropped). Returns `None` for anything else.
+    pub fn parse(s: &[u8]) -> Option<LocalDateTime> {
+        if s.len() < 19 {
+            return None;
+        }
+        let d = |i: usize| -> Option<i32> {
+            let c = s[i];
+            c.is_ascii_digit().then_some((c - b'0') as i32)
+        };
+        let two = |i: usize| -> Option<i32> { Some(d(i)? * 10 + d(i + 1)?) };
+        if s[4] != b'-' || s[7] != b'-' || (s[10] != b' ' && s[10] != b'T') || s[13] != b':' || s[16] != b':' {
+            return None;
+        }
+        if s.len() > 19 {
+            // Only a fraction may follow.
+            if s[19] != b'.' || !s[20..].iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+        }
+        let year = two(0)? * 100 + two(2)?;
+        let month = two(5)?;
+        let day = two(8)?;
+        let hour = two(11)?;
+        let minute = two(14)?;
+        let second = two(17)?.min(59);
+        if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+            return None;
+        }
+        Some(LocalDateTime {
+            year: year as i16,
+            month: month as i8,
+            day: day as i8,
+            hour: hour as i8,
+            minute: minute as i8,
+            second: second as i8,
+        })
+    }
+
+    fn hour_key(&self) -> i64 {
+        ((self.year as i64 * 16 + self.month as i64) * 32 + self.day as i64) * 24 + self.hour as i64
+    }
+
+    fn civil(&self) -> Option<DateTime> {
+        DateTime::new(self.year, self.month, self.day, self.hour, self.minute, self.second, 0).ok()
+    }
+}
+
+/// Converts local times in one zone to instants, with a one-hour cache.
+#[derive(Clone, Debug)]
+pub struct LocalTimes {
+    tz: TimeZone,
+    /// (hour key, UTC instant of that local hour's start in seconds) of the last unambiguous hour.
+    cache: Option<(i64, i64)>,
+}
+
+impl LocalTimes {
+    /// Local times in `tz`.
+    pub fn new(tz: TimeZone) -> LocalTimes {
+        LocalTimes { tz, cache: None }
+    }
+
+    /// The zone.
+    pub fn zone(&self) -> &TimeZone {
+        &self.tz
+    }
+
+    /// The instant of a local time, with gaps and overlaps resolved as the module says.
+    /// `None` when the date does not exist (e.g. 31 February).
+    pub fn resolve(&mut self, t: &LocalDateTime) -> Option<Timestamp> {
+        let key = t.hour_key();
+        let within = t.minute as i64 * 60 + t.second as i64;
+        if let Some((k, base)) = self.cache {
+            if k == key {
+                return Timestamp::from_second(base + within).ok();
+            }
+        }
+        let civil = t.civil()?;
+        let hour_start = civil.with().minute(0).second(0).build().ok()?;
+        let hour_end = civil.with().minute(59).second(59).build().ok()?;
+        let start = self.tz.to_ambiguous_timestamp(hour_start);
+        let end = self.tz.to_ambiguous_timestamp(hour_end);
+        let ts = self.tz.to_ambiguous_timestamp(civil).disambiguate(Disambiguation::Compatible).ok()?;
+        if start.is_ambiguous() || end.is_ambiguous() {
+            return Some(ts);
+        }
+        let s = start.unambiguous().ok()?;
+        let e = end.unambiguous().ok()?;
+        if e.duration_since(s) == SignedDuration::from_secs(3599) {
+            self.cache = Some((key, s.as_second()));
+        }
+        Some(ts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(tz: &str, s: &str) -> String {
+        let mut lt = LocalTimes::new(TimeZone::get(tz).unwrap());
+        lt.resolve(&LocalDateTime::parse(s.as_bytes()).unwrap()).unwrap().to_string()
+    }
+
+    #[test]
+    fn parses_asterisk_times() {
+        let t = LocalDateTime::parse(b"2023-07-26 01:51:32").unwrap();
+        assert_eq!((t.year, t.month, t.day, t.hour, t.minute, t.second), (2023, 7, 26, 1, 51, 32));
+        assert!(LocalDateTime::parse(b"2020/2/10 22:41").is_none());
+        assert!(LocalDateTime::parse(b"2023-13-26 01:51:32").is_none());
+        assert!(LocalDateTime::parse(b"2023-07-26 01:51:32.125").is_some());
+        assert!(LocalDateTime::parse(b"2023-07-26 01:51:32x").is_none());
+    }
+
+    #[test]
+    fn ordinary_times_use_the_zone_offset() {
+        assert_eq!(at("Europe/Amsterdam", "2011-06-11 23:10:00"), "2011-06-11T21:10:00Z");
+        assert_eq!(at("UTC", "2011-06-11 23:10:00"), "2011-06-11T23:10:00Z");
+    }
+
+    #[test]
+    fn gap_moves_forward_and_overlap_takes_the_first() {
+        // 2011-03-27 02:30 does not exist in Amsterdam: read as 03:30 CEST = 01:30Z.
+        assert_eq!(at("Europe/Amsterdam", "2011-03-27 02:30:00"), "2011-03-27T01:30:00Z");
+        // 2011-10-30 02:30 happens twice: the first (CEST, +02) is taken = 00:30Z.
+        assert_eq!(at("Europe/Amsterdam", "2011-10-30 02:30:00"), "2011-10-30T00:30:00Z");
+    }
+
+    #[test]
+    fn the_cache_agrees_with_the_zone_database() {
+        let tz = TimeZone::get("Europe/Amsterdam").unwrap();
+        let mut lt = LocalTimes::new(tz.clone());
+        for day in [26, 27, 28] {
+            for hour in 0..24 {
+                for minute in [0, 29, 59] {
+                    let s = format!("2011-03-{day:02} {hour:02}:{minute:02}:07");
+                    let t = LocalDateTime::parse(s.as_bytes()).unwrap();
+                    let fast = lt.resolve(&t).unwrap();
+                    let slow = tz
+                        .to_ambiguous_timestamp(t.civil().unwrap())
+                        .disambiguate(Disambiguation::Compatible)
+                        .unwrap();
+                    assert_eq!(fast, slow, "{s}");
+                }
+            }
+        }
+    }
+}

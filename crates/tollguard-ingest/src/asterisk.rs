@@ -1,0 +1,223 @@
+//! Asterisk `cdr_csv` (`Master.csv`).
+//!
+//! No header. Columns, in order: `accountcode, src, dst, dcontext, clid, channel, dstchannel,
+//! lastapp, lastdata, start, answer, end, duration, billsec, disposition, amaflags` (16), then
+//! `uniqueid, userfield` (18, `loguniqueid`/`loguserfield`), then `peeraccount, linkedid,
+//! sequence` (21). Strings are quoted with doubled quotes; integers are unquoted; an unanswered
+//! call's `answer` is empty and unquoted. Times are local, read in the zone given (see
+//! [`tollguard_core::time`] for DST gaps and overlaps).
+//!
+//! Text fields are decoded as UTF-8 lossily: a stray Latin-1 byte in a caller name becomes U+FFFD
+//! and the row is kept.
+//!
+//! **Call id.** `uniqueid` where the file has it. A 16-column file has none: the id is derived as
+//! `cdr-` followed by the 16 hex digits of the 64-bit FNV-1a hash of the row's 16 raw fields, each
+//! followed by a 0x1F byte. The same row always gives the same id (so re-reading a file does not
+//! count a call twice), and rows that differ in any field get different ids.
+//!
+//! Any other column count (e.g. a `cdr_custom` file with `clid` first) is refused row by row with
+//! a message that says so.
+
+use crate::util::{local_time, parse_secs, set_lossy, Fnv64};
+use crate::{CdrReader, ReadError, RowError};
+use jiff::tz::TimeZone;
+use std::fmt::Write as _;
+use std::io::Read;
+use std::sync::Arc;
+use tollguard_core::cdr::{Cdr, Disposition};
+use tollguard_core::time::LocalTimes;
+
+/// Reads Asterisk `cdr_csv` rows.
+pub struct AsteriskReader {
+    name: Arc<str>,
+    csv: csv::Reader<Box<dyn Read>>,
+    record: csv::ByteRecord,
+    times: LocalTimes,
+}
+
+impl AsteriskReader {
+    /// A reader over `input`, local times in `tz`.
+    pub fn new(name: Arc<str>, input: Box<dyn Read>, tz: TimeZone) -> AsteriskReader {
+        let csv = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .buffer_capacity(256 * 1024)
+            .from_reader(input);
+        AsteriskReader { name, csv, record: csv::ByteRecord::new(), times: LocalTimes::new(tz) }
+    }
+
+    fn fill(&mut self, cdr: &mut Cdr) -> Result<(), String> {
+        let r = &self.record;
+        let n = r.len();
+        if n != 16 && n != 18 && n != 21 {
+            let hint = if n == 19 { " (a cdr_custom layout? clid first is not cdr_csv)" } else { "" };
+            return Err(format!("expected 16, 18 or 21 columns (Asterisk cdr_csv), found {n}{hint}"));
+        }
+        set_lossy(&mut cdr.account, &r[0]);
+        set_lossy(&mut cdr.source, &r[1]);
+        set_lossy(&mut cdr.dialled, &r[2]);
+        set_lossy(&mut cdr.context, &r[3]);
+        set_lossy(&mut cdr.channel, &r[5]);
+        set_lossy(&mut cdr.dst_channel, &r[6]);
+        cdr.start = local_time(&mut self.times, "start", &r[9])?
+            .ok_or_else(|| "field start: empty (every call has a start time)".to_string())?;
+        cdr.answer = local_time(&mut self.times, "answer", &r[10])?;
+        cdr.end = local_time(&mut self.times, "end", &r[11])?;
+        cdr.duration_s = parse_secs("duration", &r[12])?;
+        cdr.billsec = parse_secs("billsec", &r[13])?;
+        if cdr.billsec > cdr.duration_s {
+            return Err(format!("billsec {} is longer than duration {}", cdr.billsec, cdr.duration_s));
+        }
+        cdr.disposition = match std::str::from_utf8(&r[14]) {
+            Ok(s) => Disposition::from_asterisk(s),
+            Err(_) => Disposition::Unknown,
+        };
+        if n >= 18 && !r[16].is_empty() {
+            set_lossy(&mut cdr.call_id, &r[16]);
+        } else {
+            let mut h = Fnv64::new();
+            for f in r.iter().take(16) {
+                h.write(f);
+                h.write(&[0x1f]);
+            }
+            cdr.call_id.clear();
+            let _ = write!(cdr.call_id, "cdr-{:016x}", h.finish());
+        }
+        Ok(())
+    }
+}
+
+impl CdrReader for AsteriskReader {
+    fn read_into(&mut self, cdr: &mut Cdr) -> Result<bool, ReadError> {
+        let more = self.csv.read_byte_record(&mut self.record).map_err(|e| csv_error(&self.name, e))?;
+        if !more {
+            return Ok(false);
+        }
+        cdr.clear();
+        let line = self.record.position().map_or(0, |p| p.line());
+        match self.fill(cdr) {
+            Ok(()) => {
+                cdr.line = line;
+                Ok(true)
+            }
+            Err(reason) => Err(ReadError::Row(RowError { file: self.name.clone(), line, reason })),
+        }
+    }
+
+    fn bytes_read(&self) -> u64 {
+        self.csv.position().byte()
+    }
+}
+
+/// Maps a csv crate error: I/O is fatal, anything else is about one row.
+pub(crate) fn csv_error(name: &Arc<str>, e: csv::Error) -> ReadError {
+    let line = e.position().map_or(0, |p| p.line());
+    match e.into_kind() {
+        csv::ErrorKind::Io(source) => ReadError::Io { file: name.clone(), source },
+        other => ReadError::Row(RowError { file: name.clone(), line, reason: format!("{other:?}") }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn read_all(text: &[u8], tz: &str) -> (Vec<Cdr>, Vec<RowError>) {
+        let mut r = AsteriskReader::new(Arc::from("test.csv"), Box::new(text.to_vec().leak() as &[u8]), TimeZone::get(tz).unwrap());
+        let (mut ok, mut bad) = (vec![], vec![]);
+        let mut cdr = Cdr::default();
+        loop {
+            match r.read_into(&mut cdr) {
+                Ok(true) => ok.push(cdr.clone()),
+                Ok(false) => break,
+                Err(ReadError::Row(e)) => bad.push(e),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        (ok, bad)
+    }
+
+    pub(crate) fn fixture(rel: &str) -> Option<PathBuf> {
+        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures").join(rel);
+        if p.exists() {
+            Some(p)
+        } else {
+            eprintln!("skipped: {} not found (../shared/fixtures is beside the project in CI)", p.display());
+            None
+        }
+    }
+
+    #[test]
+    fn reads_the_public_18_column_samples() {
+        let Some(p) = fixture("asterisk/master_csv_lines_from_public_code_comments.csv") else { return };
+        let (ok, bad) = read_all(&std::fs::read(p).unwrap(), "Europe/Amsterdam");
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(ok.len(), 5);
+        // line 1: IAX2 call read in Amsterdam summer time
+        assert_eq!(ok[0].call_id, "asterisk-1240499812.774");
+        assert_eq!(ok[0].start.to_string(), "2009-04-23T13:16:52Z");
+        assert_eq!((ok[0].duration_s, ok[0].billsec), (45, 45));
+        // line 2: BUSY, empty unquoted answer
+        assert_eq!(ok[1].disposition, Disposition::Busy);
+        assert_eq!(ok[1].answer, None);
+        assert_eq!((ok[1].source.as_str(), ok[1].dialled.as_str()), ("8001", "8002"));
+        assert_eq!(ok[1].line, 2);
+        // line 4: backslash in lastdata, clid with empty name
+        assert_eq!(ok[3].call_id, "1598519380.114");
+        assert_eq!(ok[3].billsec, 654);
+        assert_eq!(ok[3].channel, "SIP/sip0-00000015");
+    }
+
+    #[test]
+    fn refuses_the_cdr_custom_variant_row_by_row() {
+        let Some(p) = fixture("asterisk/Master_KelySaina_cdr_custom_variant.csv") else { return };
+        let (ok, bad) = read_all(&std::fs::read(p).unwrap(), "UTC");
+        assert!(ok.is_empty());
+        assert_eq!(bad.len(), 14);
+        assert_eq!(bad[0].line, 1);
+        assert!(bad[0].to_string().contains("found 19 (a cdr_custom layout?"), "{}", bad[0]);
+    }
+
+    #[test]
+    fn sixteen_columns_get_a_stable_derived_id() {
+        let row = b"\"acme\",\"201\",\"00670123456\",\"from-internal\",\"\"\"Bob\"\" <201>\",\"SIP/201-0001\",\"SIP/trunk-0002\",\"Dial\",\"SIP/trunk/00670123456\",\"2011-06-11 23:10:00\",\"2011-06-11 23:10:05\",\"2011-06-12 00:10:05\",3605,3600,\"ANSWERED\",\"DOCUMENTATION\"\n";
+        let (a, _) = read_all(row, "Europe/Amsterdam");
+        let (b, _) = read_all(row, "Europe/Amsterdam");
+        assert_eq!(a[0].call_id, b[0].call_id);
+        assert!(a[0].call_id.starts_with("cdr-") && a[0].call_id.len() == 20);
+        let other = String::from_utf8(row.to_vec()).unwrap().replace("3600", "3599");
+        let (c, _) = read_all(other.as_bytes(), "Europe/Amsterdam");
+        assert_ne!(a[0].call_id, c[0].call_id);
+        assert_eq!(a[0].account, "acme");
+        assert_eq!(a[0].billsec, 3600);
+    }
+
+    #[test]
+    fn twenty_one_columns_and_non_utf8_text_keep_the_row() {
+        let mut row = b"\"acme\",\"201\",\"0031201234567\",\"from-internal\",\"\"\"M".to_vec();
+        row.push(0xfc); // Latin-1 u-umlaut
+        row.extend_from_slice(b"ller\"\" <201>\",\"PJSIP/201-01\",\"PJSIP/trunk-02\",\"Dial\",\"x\",\"2024-01-02 10:00:00\",,\"2024-01-02 10:00:20\",20,0,\"NO ANSWER\",\"DOCUMENTATION\",\"1704189600.1\",\"\",\"\",\"1704189600.1\",7\n");
+        let (ok, bad) = read_all(&row, "UTC");
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(ok[0].call_id, "1704189600.1");
+        assert_eq!(ok[0].disposition, Disposition::NoAnswer);
+    }
+
+    #[test]
+    fn bad_rows_name_line_and_field_and_reading_goes_on() {
+        let text = b"\"a\",\"1\",\"2\",\"c\",\"\",\"ch\",\"dch\",\"Dial\",\"\",\"2024-01-02 10:00:00\",,\"2024-01-02 10:00:20\",20,0,\"NO ANSWER\",\"DOCUMENTATION\",\"id1\",\"\"\n\
+\"a\",\"1\",\"2\",\"c\",\"\",\"ch\",\"dch\",\"Dial\",\"\",\"2024/01/02 10:00\",,\"2024-01-02 10:00:20\",20,0,\"NO ANSWER\",\"DOCUMENTATION\",\"id2\",\"\"\n\
+\"a\",\"1\",\"2\",\"c\",\"\",\"ch\",\"dch\",\"Dial\",\"\",\"2024-01-02 10:00:00\",,\"2024-01-02 10:00:20\",20,x,\"NO ANSWER\",\"DOCUMENTATION\",\"id3\",\"\"\n\
+\"a\",\"1\",\"2\",\"c\",\"\",\"ch\",\"dch\",\"Dial\",\"\",\"2024-01-02 10:00:00\",,\"2024-01-02 10:00:20\",20,0,\"NO ANSWER\",\"DOCUMENTATION\",\"id4\",\"\"\n";
+        let (ok, bad) = read_all(text, "UTC");
+        assert_eq!(ok.iter().map(|c| c.call_id.as_str()).collect::<Vec<_>>(), ["id1", "id4"]);
+        assert_eq!(
+            bad.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+            [
+                "test.csv:2: field start: not a date-time YYYY-MM-DD HH:MM:SS: \"2024/01/02 10:00\"",
+                "test.csv:3: field billsec: not a whole number of seconds: \"x\"",
+            ]
+        );
+    }
+}

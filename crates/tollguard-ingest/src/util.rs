@@ -1,0 +1,62 @@
+//! Small helpers shared by the readers.
+
+use jiff::Timestamp;
+use tollguard_core::time::{LocalDateTime, LocalTimes};
+
+/// Replaces `out` with `bytes` decoded as UTF-8, invalid sequences replaced by U+FFFD, so a
+/// stray Latin-1 byte in a caller name never loses the row.
+pub(crate) fn set_lossy(out: &mut String, bytes: &[u8]) {
+    out.clear();
+    match std::str::from_utf8(bytes) {
+        Ok(s) => out.push_str(s),
+        Err(_) => out.push_str(&String::from_utf8_lossy(bytes)),
+    }
+}
+
+/// Parses an unsigned count of seconds (surrounding blanks allowed).
+pub(crate) fn parse_secs(field: &str, bytes: &[u8]) -> Result<u32, String> {
+    let t = trim(bytes);
+    if t.is_empty() || t.len() > 9 || !t.iter().all(u8::is_ascii_digit) {
+        return Err(format!("field {field}: not a whole number of seconds: {:?}", String::from_utf8_lossy(bytes)));
+    }
+    Ok(t.iter().fold(0u32, |n, &c| n * 10 + (c - b'0') as u32))
+}
+
+pub(crate) fn trim(b: &[u8]) -> &[u8] {
+    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    &b[start..end]
+}
+
+/// Reads a local `YYYY-MM-DD HH:MM:SS` in the reader's zone; empty gives `None`.
+pub(crate) fn local_time(
+    times: &mut LocalTimes,
+    field: &str,
+    bytes: &[u8],
+) -> Result<Option<Timestamp>, String> {
+    let t = trim(bytes);
+    if t.is_empty() {
+        return Ok(None);
+    }
+    let bad = || format!("field {field}: not a date-time YYYY-MM-DD HH:MM:SS: {:?}", String::from_utf8_lossy(bytes));
+    let local = LocalDateTime::parse(t).ok_or_else(bad)?;
+    times.resolve(&local).map(Some).ok_or_else(bad)
+}
+
+/// 64-bit FNV-1a, stable across releases and platforms: used for derived call ids.
+pub(crate) struct Fnv64(u64);
+
+impl Fnv64 {
+    pub(crate) fn new() -> Fnv64 {
+        Fnv64(0xcbf2_9ce4_8422_2325)
+    }
+    pub(crate) fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= b as u64;
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    pub(crate) fn finish(&self) -> u64 {
+        self.0
+    }
+}
