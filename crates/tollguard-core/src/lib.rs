@@ -25,5 +25,6 @@
 pub mod cdr;
 pub mod money;
 pub mod numbering;
+pub mod rater;
 pub mod rating;
 pub mod time;

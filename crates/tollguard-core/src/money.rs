@@ -30,11 +30,7 @@ impl FromStr for Currency {
     fn from_str(s: &str) -> Result<Currency, String> {
         let b = s.trim().as_bytes();
         if b.len() == 3 && b.iter().all(u8::is_ascii_alphabetic) {
-            Ok(Currency([
-                b[0].to_ascii_uppercase(),
-                b[1].to_ascii_uppercase(),
-                b[2].to_ascii_uppercase(),
-            ]))
+            Ok(Currency([b[0].to_ascii_uppercase(), b[1].to_ascii_uppercase(), b[2].to_ascii_uppercase()]))
         } else {
             Err(format!("not a currency code: {s:?} (expected three letters, e.g. EUR)"))
         }

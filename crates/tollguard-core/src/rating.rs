@@ -189,7 +189,8 @@ impl TimeBands {
             let inside = if b.from_min <= b.to_min {
                 b.days & today != 0 && minute >= b.from_min && minute < b.to_min
             } else {
-                (b.days & today != 0 && minute >= b.from_min) || (b.days & yesterday != 0 && minute < b.to_min)
+                (b.days & today != 0 && minute >= b.from_min)
+                    || (b.days & yesterday != 0 && minute < b.to_min)
             };
             if inside {
                 mask |= 1 << i;
@@ -219,8 +220,14 @@ pub struct RateDeck {
     uses_bands: bool,
 }
 
-const REQUIRED: [&str; 6] =
-    ["prefix", "destination", "rate_per_minute", "connection_fee", "initial_increment_s", "subsequent_increment_s"];
+const REQUIRED: [&str; 6] = [
+    "prefix",
+    "destination",
+    "rate_per_minute",
+    "connection_fee",
+    "initial_increment_s",
+    "subsequent_increment_s",
+];
 const OPTIONAL: [&str; 3] = ["effective_from", "time_band", "currency"];
 
 fn parse_effective(s: &str) -> Result<Timestamp, String> {
@@ -240,9 +247,14 @@ fn parse_effective(s: &str) -> Result<Timestamp, String> {
 
 impl RateDeck {
     /// Loads a deck file.
-    pub fn load(path: &std::path::Path, bands: &TimeBands, currency: Currency) -> Result<RateDeck, DeckError> {
+    pub fn load(
+        path: &std::path::Path,
+        bands: &TimeBands,
+        currency: Currency,
+    ) -> Result<RateDeck, DeckError> {
         let name = path.display().to_string();
-        let file = std::fs::File::open(path).map_err(|e| DeckError { problems: vec![format!("{name}: {e}")] })?;
+        let file =
+            std::fs::File::open(path).map_err(|e| DeckError { problems: vec![format!("{name}: {e}")] })?;
         let stem = path.file_stem().map_or("deck".into(), |s| s.to_string_lossy().into_owned());
         RateDeck::parse(&name, &stem, file, bands, currency)
     }
@@ -256,10 +268,16 @@ impl RateDeck {
         currency: Currency,
     ) -> Result<RateDeck, DeckError> {
         let mut problems = Vec::new();
-        let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(true).trim(csv::Trim::All).from_reader(input);
+        let mut rdr = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .trim(csv::Trim::All)
+            .from_reader(input);
         let headers = match rdr.headers() {
             Ok(h) => h.clone(),
-            Err(e) => return Err(DeckError { problems: vec![format!("{file}:1: cannot read the header: {e}")] }),
+            Err(e) => {
+                return Err(DeckError { problems: vec![format!("{file}:1: cannot read the header: {e}")] })
+            }
         };
         let mut col: HashMap<&str, usize> = HashMap::new();
         for (i, h) in headers.iter().enumerate() {
@@ -277,7 +295,10 @@ impl RateDeck {
         }
         for r in REQUIRED {
             if !col.contains_key(r) {
-                problems.push(format!("{file}:1: missing column {r:?} (the header must name {})", REQUIRED.join(",")));
+                problems.push(format!(
+                    "{file}:1: missing column {r:?} (the header must name {})",
+                    REQUIRED.join(",")
+                ));
             }
         }
         if !problems.is_empty() {
@@ -316,13 +337,16 @@ impl RateDeck {
                 if prefix.is_empty() || prefix.len() > 15 || !prefix.bytes().all(|c| c.is_ascii_digit()) {
                     return Err(format!("prefix must be 1-15 digits, found {:?}", get("prefix")));
                 }
-                let rate = parse_amount(get("rate_per_minute")).map_err(|e| format!("rate_per_minute: {e}"))?;
+                let rate =
+                    parse_amount(get("rate_per_minute")).map_err(|e| format!("rate_per_minute: {e}"))?;
                 let fee = parse_amount(get("connection_fee")).map_err(|e| format!("connection_fee: {e}"))?;
                 if rate.is_sign_negative() || fee.is_sign_negative() {
                     return Err("rate_per_minute and connection_fee must not be negative".into());
                 }
                 let secs = |k: &str, min: u32| -> Result<u32, String> {
-                    let v: u32 = get(k).parse().map_err(|_| format!("{k} must be a whole number of seconds, found {:?}", get(k)))?;
+                    let v: u32 = get(k)
+                        .parse()
+                        .map_err(|_| format!("{k} must be a whole number of seconds, found {:?}", get(k)))?;
                     if v < min {
                         return Err(format!("{k} must be at least {min}, found {v}"));
                     }
@@ -334,10 +358,13 @@ impl RateDeck {
                     "" => None,
                     s => Some(parse_effective(s)?),
                 };
-                let band = match get("time_band") {
-                    "" => None,
-                    b => Some(bands.index(b).ok_or_else(|| format!("time_band {b:?} is not configured ([time_bands.{b}])"))?),
-                };
+                let band =
+                    match get("time_band") {
+                        "" => None,
+                        b => Some(bands.index(b).ok_or_else(|| {
+                            format!("time_band {b:?} is not configured ([time_bands.{b}])")
+                        })?),
+                    };
                 let currency = match get("currency") {
                     "" => currency,
                     c => c.parse()?,
@@ -489,7 +516,8 @@ mod tests {
         RateDeck::parse("deck.csv", "deck", text.as_bytes(), bands, Currency::EUR)
     }
 
-    const HEADER: &str = "prefix,destination,rate_per_minute,connection_fee,initial_increment_s,subsequent_increment_s";
+    const HEADER: &str =
+        "prefix,destination,rate_per_minute,connection_fee,initial_increment_s,subsequent_increment_s";
 
     #[test]
     fn longest_prefix_and_effective_dates() {
@@ -505,7 +533,10 @@ mod tests {
         assert_eq!(deck.find(&num("31201234567"), after, 0).unwrap().prefix, "31");
         // a prefix whose only row is in the future falls back to the shorter prefix
         assert_eq!(deck.find(&num("319701234567"), after, 0).unwrap().prefix, "31");
-        assert_eq!(deck.find(&num("319701234567"), t("2030-01-01T00:00:00Z"), 0).unwrap().currency.as_str(), "USD");
+        assert_eq!(
+            deck.find(&num("319701234567"), t("2030-01-01T00:00:00Z"), 0).unwrap().currency.as_str(),
+            "USD"
+        );
         assert!(deck.find(&num("670771234567"), after, 0).is_none());
     }
 
@@ -514,11 +545,19 @@ mod tests {
         let mut specs = BTreeMap::new();
         specs.insert(
             "peak".to_string(),
-            TimeBandSpec { days: ["mon", "tue", "wed", "thu", "fri"].map(String::from).to_vec(), from: "08:00".into(), to: "18:00".into() },
+            TimeBandSpec {
+                days: ["mon", "tue", "wed", "thu", "fri"].map(String::from).to_vec(),
+                from: "08:00".into(),
+                to: "18:00".into(),
+            },
         );
         specs.insert(
             "night".to_string(),
-            TimeBandSpec { days: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"].map(String::from).to_vec(), from: "22:00".into(), to: "06:00".into() },
+            TimeBandSpec {
+                days: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"].map(String::from).to_vec(),
+                from: "22:00".into(),
+                to: "06:00".into(),
+            },
         );
         let bands = TimeBands::from_specs(&specs).unwrap();
         let text = format!("{HEADER},time_band\n44,UK,0.03,0,60,60,\n44,UK peak,0.05,0,60,60,peak\n44,UK night,0.01,0,60,60,night\n");
@@ -549,7 +588,8 @@ mod tests {
                 "deck.csv:6: prefix 31 has two rows for the same effective_from and time_band (first on line 2)".to_string(),
             ]
         );
-        let e = deck(&format!("{HEADER},time_band\n31,NL,0.02,0,60,60,peak\n"), &TimeBands::default()).unwrap_err();
+        let e = deck(&format!("{HEADER},time_band\n31,NL,0.02,0,60,60,peak\n"), &TimeBands::default())
+            .unwrap_err();
         assert_eq!(e.problems, ["deck.csv:2: time_band \"peak\" is not configured ([time_bands.peak])"]);
     }
 

@@ -47,7 +47,8 @@ impl LocalDateTime {
             c.is_ascii_digit().then_some((c - b'0') as i32)
         };
         let two = |i: usize| -> Option<i32> { Some(d(i)? * 10 + d(i + 1)?) };
-        if s[4] != b'-' || s[7] != b'-' || (s[10] != b' ' && s[10] != b'T') || s[13] != b':' || s[16] != b':' {
+        if s[4] != b'-' || s[7] != b'-' || (s[10] != b' ' && s[10] != b'T') || s[13] != b':' || s[16] != b':'
+        {
             return None;
         }
         if s.len() > 19 {

@@ -12,13 +12,13 @@
 //!
 //! **Call id.** `uniqueid` where the file has it. A 16-column file has none: the id is derived as
 //! `cdr-` followed by the 16 hex digits of the 64-bit FNV-1a hash of the row's 16 raw fields, each
-//! followed by a 0x1F byte. The same row always gives the same id (so re-reading a file does not
+//! followed by a 0x1F byte (a trailing `\r` of a CRLF file is not part of the field). The same row always gives the same id (so re-reading a file does not
 //! count a call twice), and rows that differ in any field get different ids.
 //!
 //! Any other column count (e.g. a `cdr_custom` file with `clid` first) is refused row by row with
 //! a message that says so.
 
-use crate::util::{local_time, parse_secs, set_lossy, Fnv64};
+use crate::util::{csv_builder, local_time, parse_secs, read_record, set_lossy, Fnv64};
 use crate::{CdrReader, ReadError, RowError};
 use jiff::tz::TimeZone;
 use std::fmt::Write as _;
@@ -38,11 +38,7 @@ pub struct AsteriskReader {
 impl AsteriskReader {
     /// A reader over `input`, local times in `tz`.
     pub fn new(name: Arc<str>, input: Box<dyn Read>, tz: TimeZone) -> AsteriskReader {
-        let csv = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .buffer_capacity(256 * 1024)
-            .from_reader(input);
+        let csv = csv_builder().from_reader(input);
         AsteriskReader { name, csv, record: csv::ByteRecord::new(), times: LocalTimes::new(tz) }
     }
 
@@ -77,7 +73,8 @@ impl AsteriskReader {
         } else {
             let mut h = Fnv64::new();
             for f in r.iter().take(16) {
-                h.write(f);
+                // (a CRLF file leaves `\r` on the last field: the same row gets the same id)
+                h.write(f.strip_suffix(b"\r").unwrap_or(f));
                 h.write(&[0x1f]);
             }
             cdr.call_id.clear();
@@ -89,8 +86,7 @@ impl AsteriskReader {
 
 impl CdrReader for AsteriskReader {
     fn read_into(&mut self, cdr: &mut Cdr) -> Result<bool, ReadError> {
-        let more = self.csv.read_byte_record(&mut self.record).map_err(|e| csv_error(&self.name, e))?;
-        if !more {
+        if !read_record(&self.name, &mut self.csv, &mut self.record)? {
             return Ok(false);
         }
         cdr.clear();
@@ -109,22 +105,17 @@ impl CdrReader for AsteriskReader {
     }
 }
 
-/// Maps a csv crate error: I/O is fatal, anything else is about one row.
-pub(crate) fn csv_error(name: &Arc<str>, e: csv::Error) -> ReadError {
-    let line = e.position().map_or(0, |p| p.line());
-    match e.into_kind() {
-        csv::ErrorKind::Io(source) => ReadError::Io { file: name.clone(), source },
-        other => ReadError::Row(RowError { file: name.clone(), line, reason: format!("{other:?}") }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::path::PathBuf;
 
     fn read_all(text: &[u8], tz: &str) -> (Vec<Cdr>, Vec<RowError>) {
-        let mut r = AsteriskReader::new(Arc::from("test.csv"), Box::new(text.to_vec().leak() as &[u8]), TimeZone::get(tz).unwrap());
+        let mut r = AsteriskReader::new(
+            Arc::from("test.csv"),
+            Box::new(text.to_vec().leak() as &[u8]),
+            TimeZone::get(tz).unwrap(),
+        );
         let (mut ok, mut bad) = (vec![], vec![]);
         let mut cdr = Cdr::default();
         loop {

@@ -40,12 +40,12 @@
 //! get records of their own. Every record is kept as a call. The first record of a global call id
 //! gets `{callManagerId}-{callId}`; a later record with the same id gets
 //! `-{origLegCallIdentifier}` appended, then also `-{destLegIdentifier}`, then `-{pkid}` instead,
-//! whichever is first not yet given. Ids are remembered for the last 65,536 records (about 1.5
-//! MB), which keeps memory constant and covers the legs of one call; the ids depend only on the
-//! file, so reading it again gives the same ids.
+//! whichever is first not yet given (only a file without `pkid` can then repeat an id). Ids are
+//! remembered for the last 65,536 records (about 1 MB), which keeps memory constant and covers
+//! the legs of one call; the ids depend only on the file, so reading it again gives the same
+//! ids.
 
-use crate::asterisk::csv_error;
-use crate::util::{set_lossy, trim, Fnv64};
+use crate::util::{csv_builder, read_record, set_lossy, trim, Fnv64};
 use crate::{CdrReader, ReadError, RowError};
 use jiff::Timestamp;
 use std::collections::{HashSet, VecDeque};
@@ -96,15 +96,11 @@ impl CucmReader {
     /// A reader over `input`: reads the header line (and the line of types). Fails when the input
     /// is not a CUCM CDR file.
     pub fn new(name: Arc<str>, input: Box<dyn Read>) -> Result<Self, ReadError> {
-        let mut csv = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .buffer_capacity(256 * 1024)
-            .from_reader(input);
+        let mut csv = csv_builder().from_reader(input);
         let mut header = csv::ByteRecord::new();
         let mut cols = None;
         let mut first_data = None;
-        if csv.read_byte_record(&mut header).map_err(|e| fatal(&name, e))? {
+        if read_record(&name, &mut csv, &mut header).map_err(|e| fatal(&name, e))? {
             let names: Vec<String> = header
                 .iter()
                 .enumerate()
@@ -118,7 +114,7 @@ impl CucmReader {
                 source: io::Error::new(io::ErrorKind::InvalidData, msg),
             })?);
             let mut types = csv::ByteRecord::new();
-            if csv.read_byte_record(&mut types).map_err(|e| fatal(&name, e))? {
+            if read_record(&name, &mut csv, &mut types).map_err(|e| fatal(&name, e))? {
                 let first = trim(types.get(0).unwrap_or_default());
                 let is_types = [&b"INTEGER"[..], b"VARCHAR", b"UNIQUEIDENTIFIER", b"CHAR", b"BIGINT"]
                     .iter()
@@ -141,12 +137,12 @@ impl CucmReader {
     fn fill(&mut self, cols: &Columns, cdr: &mut Cdr) -> Result<(), String> {
         let r = &self.record;
         let get = |i: usize, field: &str| -> Result<&[u8], String> {
-            r.get(i).ok_or_else(|| {
+            r.get(i).map(trim).ok_or_else(|| {
                 format!("field {field}: missing (the row has {} fields, fewer than the header)", r.len())
             })
         };
         let opt = |i: Option<usize>| i.and_then(|i| r.get(i)).map(trim).unwrap_or_default();
-        let record_type = trim(get(cols.record_type, "cdrRecordType")?);
+        let record_type = get(cols.record_type, "cdrRecordType")?;
         match record_type {
             b"1" => {}
             b"0" => return Err("cdrRecordType 0: a start record, not a finished call".to_string()),
@@ -176,18 +172,18 @@ impl CucmReader {
         }
 
         let calling = get(cols.calling, "callingPartyNumber")?;
-        set_lossy(&mut cdr.source, trim(calling));
-        let final_called = trim(get(cols.final_called, "finalCalledPartyNumber")?);
+        set_lossy(&mut cdr.source, calling);
+        let final_called = get(cols.final_called, "finalCalledPartyNumber")?;
         if final_called.is_empty() {
-            set_lossy(&mut cdr.dialled, trim(get(cols.original_called, "originalCalledPartyNumber")?));
+            set_lossy(&mut cdr.dialled, get(cols.original_called, "originalCalledPartyNumber")?);
         } else {
             set_lossy(&mut cdr.dialled, final_called);
         }
-        let orig_device = trim(get(cols.orig_device, "origDeviceName")?);
+        let orig_device = get(cols.orig_device, "origDeviceName")?;
         set_lossy(&mut cdr.channel, orig_device);
         set_lossy(&mut cdr.dst_channel, opt(cols.dest_device));
         set_lossy(&mut cdr.context, opt(cols.final_called_partition));
-        let account = [orig_device, opt(cols.calling_partition), trim(calling)]
+        let account = [orig_device, opt(cols.calling_partition), calling]
             .into_iter()
             .find(|a| !a.is_empty())
             .unwrap_or_default();
@@ -206,7 +202,7 @@ impl CucmReader {
         // The id last, once the row is known to be good, so a refused row takes no id.
         let cm = whole("globalCallID_callManagerId", get(cols.cm_id, "globalCallID_callManagerId")?)?;
         let id = whole("globalCallID_callId", get(cols.call_id, "globalCallID_callId")?)?;
-        let orig_leg = trim(get(cols.orig_leg, "origLegCallIdentifier")?);
+        let orig_leg = get(cols.orig_leg, "origLegCallIdentifier")?;
         cdr.call_id.clear();
         cdr.call_id.push_str(cm);
         cdr.call_id.push('-');
@@ -324,8 +320,8 @@ fn whole<'a>(field: &str, bytes: &'a [u8]) -> Result<&'a str, String> {
 }
 
 /// A header problem or I/O error while the reader is made: the file cannot be read at all.
-fn fatal(name: &Arc<str>, e: csv::Error) -> ReadError {
-    match csv_error(name, e) {
+fn fatal(name: &Arc<str>, e: ReadError) -> ReadError {
+    match e {
         ReadError::Row(row) => ReadError::Io {
             file: name.clone(),
             source: io::Error::new(io::ErrorKind::InvalidData, format!("line {}: {}", row.line, row.reason)),
@@ -370,8 +366,7 @@ impl CdrReader for CucmReader {
         if let Some(first) = self.first_data.take() {
             self.record = first;
         } else {
-            let more = self.csv.read_byte_record(&mut self.record).map_err(|e| csv_error(&self.name, e))?;
-            if !more {
+            if !read_record(&self.name, &mut self.csv, &mut self.record)? {
                 return Ok(false);
             }
         }

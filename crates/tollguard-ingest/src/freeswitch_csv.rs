@@ -29,8 +29,7 @@
 //! such a row is refused with a message naming the field, the value, and the likely cause. Text is
 //! decoded as UTF-8 lossily, so a stray Latin-1 byte never loses a row.
 
-use crate::asterisk::csv_error;
-use crate::util::{local_time, parse_secs, set_lossy, trim};
+use crate::util::{csv_builder, local_time, parse_secs, read_record, set_lossy, trim};
 use crate::{CdrReader, ReadError, RowError};
 use jiff::tz::TimeZone;
 use std::io::Read;
@@ -63,11 +62,7 @@ pub struct FreeswitchCsvReader {
 impl FreeswitchCsvReader {
     /// A reader over `input`, local times in `tz`.
     pub fn new(name: Arc<str>, input: Box<dyn Read>, tz: TimeZone) -> Self {
-        let csv = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .buffer_capacity(256 * 1024)
-            .from_reader(input);
+        let csv = csv_builder().from_reader(input);
         FreeswitchCsvReader { name, csv, record: csv::ByteRecord::new(), times: LocalTimes::new(tz) }
     }
 
@@ -79,7 +74,7 @@ impl FreeswitchCsvReader {
                 "expected {COLUMNS} columns (FreeSWITCH mod_cdr_csv template \"example\"), found {n}"
             ));
         }
-        let field = |i: usize| r.get(i).unwrap_or_default();
+        let field = |i: usize| trim(r.get(i).unwrap_or_default());
         let times = &mut self.times;
         cdr.start = time(times, "start_stamp", field(START_STAMP))?
             .ok_or_else(|| "field start_stamp: empty (every call has a start time)".to_string())?;
@@ -90,7 +85,7 @@ impl FreeswitchCsvReader {
         if cdr.billsec > cdr.duration_s {
             return Err(format!("billsec {} is longer than duration {}", cdr.billsec, cdr.duration_s));
         }
-        let uuid = trim(field(UUID));
+        let uuid = field(UUID);
         if uuid.is_empty() {
             return Err("field uuid: empty (the call id)".to_string());
         }
@@ -98,7 +93,7 @@ impl FreeswitchCsvReader {
         set_lossy(&mut cdr.source, field(CALLER_ID_NUMBER));
         set_lossy(&mut cdr.dialled, field(DESTINATION_NUMBER));
         set_lossy(&mut cdr.context, field(CONTEXT));
-        if trim(field(ACCOUNTCODE)).is_empty() {
+        if field(ACCOUNTCODE).is_empty() {
             set_lossy(&mut cdr.account, field(CONTEXT));
         } else {
             set_lossy(&mut cdr.account, field(ACCOUNTCODE));
@@ -133,8 +128,7 @@ pub(crate) fn looks_spreadsheet_formatted(bytes: &[u8]) -> bool {
 
 impl CdrReader for FreeswitchCsvReader {
     fn read_into(&mut self, cdr: &mut Cdr) -> Result<bool, ReadError> {
-        let more = self.csv.read_byte_record(&mut self.record).map_err(|e| csv_error(&self.name, e))?;
-        if !more {
+        if !read_record(&self.name, &mut self.csv, &mut self.record)? {
             return Ok(false);
         }
         cdr.clear();
@@ -213,6 +207,25 @@ mod tests {
         );
         assert_eq!(ok[4].call_id, "e38cb5b0-e752-11e3-8c0b-65b6c3cdac7d");
         assert_eq!(ok[4].line, 5);
+    }
+
+    #[test]
+    fn crlf_line_ends_and_blank_lines_keep_line_numbers() {
+        let Some(p) = fixture("freeswitch/Master_csv_example_template_from_docs.csv") else { return };
+        let lf = std::fs::read_to_string(p).unwrap();
+        let crlf = lf.replace('\n', "\r\n").replacen("\r\n", "\r\n\r\n", 1);
+        let (a, bad_a) = read_all(lf.as_bytes(), "UTC");
+        let (b, bad_b) = read_all(crlf.as_bytes(), "UTC");
+        assert!(bad_a.is_empty() && bad_b.is_empty(), "{bad_a:?} {bad_b:?}");
+        assert_eq!(b.iter().map(|c| c.line).collect::<Vec<_>>(), [1, 3, 4, 5, 6]);
+        let strip = |mut c: Cdr| {
+            c.line = 0;
+            c
+        };
+        assert_eq!(
+            a.into_iter().map(strip).collect::<Vec<_>>(),
+            b.into_iter().map(strip).collect::<Vec<_>>()
+        );
     }
 
     #[test]

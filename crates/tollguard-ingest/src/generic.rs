@@ -29,8 +29,8 @@
 //! hash of all the row's fields (after trimming blanks), each followed by a 0x1F byte. The same
 //! row always gives the same id, and rows that differ in any field get different ids.
 
-use crate::asterisk::csv_error;
 use crate::cucm::q850_code_name;
+use crate::util::{csv_builder, read_record};
 use crate::util::{local_time, parse_secs, set_lossy, trim, Fnv64};
 use crate::{CdrReader, ReadError, RowError};
 use jiff::tz::TimeZone;
@@ -205,15 +205,9 @@ impl GenericReader {
                     .to_string(),
             ));
         }
-        let mut csv = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .delimiter(delimiter)
-            .trim(csv::Trim::All)
-            .buffer_capacity(256 * 1024)
-            .from_reader(input);
+        let mut csv = csv_builder().delimiter(delimiter).from_reader(input);
         let mut record = csv::ByteRecord::new();
-        let has_header = csv.read_byte_record(&mut record).map_err(|e| match csv_error(&name, e) {
+        let has_header = read_record(&name, &mut csv, &mut record).map_err(|e| match e {
             ReadError::Row(row) => {
                 invalid(io::ErrorKind::InvalidData, format!("header line: {}", row.reason))
             }
@@ -281,7 +275,7 @@ impl GenericReader {
         let header = &self.header;
         let name = |i: usize| header.get(i).map_or("?", String::as_str);
         let get = |i: usize| -> Result<&[u8], String> {
-            r.get(i).ok_or_else(|| {
+            r.get(i).map(trim).ok_or_else(|| {
                 format!(
                     "field {}: missing (the row has {} fields, the header {})",
                     name(i),
@@ -351,7 +345,7 @@ impl GenericReader {
         set_lossy(&mut cdr.account, get(c.account)?);
         set_lossy(&mut cdr.source, get(c.source)?);
         set_lossy(&mut cdr.dialled, get(c.dialled)?);
-        let opt = |i: Option<usize>| i.and_then(|i| r.get(i)).unwrap_or_default();
+        let opt = |i: Option<usize>| i.and_then(|i| r.get(i)).map(trim).unwrap_or_default();
         set_lossy(&mut cdr.context, opt(c.context));
         set_lossy(&mut cdr.channel, opt(c.channel));
         set_lossy(&mut cdr.dst_channel, opt(c.dst_channel));
@@ -360,11 +354,11 @@ impl GenericReader {
         set_lossy(&mut self.scratch, opt(c.disposition));
         cdr.disposition = disposition(&mut self.scratch, answered);
 
-        let id = c.call_id.and_then(|i| r.get(i)).unwrap_or_default();
+        let id = opt(c.call_id);
         if id.is_empty() {
             let mut h = Fnv64::new();
             for f in r.iter() {
-                h.write(f);
+                h.write(trim(f));
                 h.write(&[0x1f]);
             }
             cdr.call_id.clear();
@@ -386,14 +380,14 @@ fn show_header(header: &[String]) -> String {
 }
 
 /// Reads a disposition word or code (upper-cased in place).
-fn disposition(text: &mut String, answered: bool) -> Disposition {
+fn disposition(text: &mut str, answered: bool) -> Disposition {
     text.make_ascii_uppercase();
     let t = text.trim();
     let fallback = if answered { Disposition::Answered } else { Disposition::Unknown };
     if t.is_empty() {
         return fallback;
     }
-    if !t.is_empty() && t.bytes().all(|c| c.is_ascii_digit()) {
+    if t.bytes().all(|c| c.is_ascii_digit()) {
         let code = t.parse::<i64>().unwrap_or(0);
         return match q850_code_name(code) {
             "" => fallback,
@@ -447,8 +441,7 @@ fn seconds(later: Timestamp, earlier: Timestamp, why: impl FnOnce() -> String) -
 impl CdrReader for GenericReader {
     fn read_into(&mut self, cdr: &mut Cdr) -> Result<bool, ReadError> {
         let Some(cols) = self.cols else { return Ok(false) };
-        let more = self.csv.read_byte_record(&mut self.record).map_err(|e| csv_error(&self.name, e))?;
-        if !more {
+        if !read_record(&self.name, &mut self.csv, &mut self.record)? {
             return Ok(false);
         }
         cdr.clear();

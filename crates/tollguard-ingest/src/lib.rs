@@ -118,8 +118,8 @@ impl FromStr for Format {
             "generic" => Format::Generic,
             _ => {
                 return Err(format!(
-                    "unknown format {s:?}: expected asterisk, freeswitch-csv, freeswitch-json, cucm or generic"
-                ))
+                "unknown format {s:?}: expected asterisk, freeswitch-csv, freeswitch-json, cucm or generic"
+            ))
             }
         })
     }
@@ -156,7 +156,9 @@ pub fn from_reader(
 ) -> Result<Box<dyn CdrReader>, ReadError> {
     Ok(match format {
         Format::Asterisk => Box::new(asterisk::AsteriskReader::new(name, input, options.tz.clone())),
-        Format::FreeswitchCsv => Box::new(freeswitch_csv::FreeswitchCsvReader::new(name, input, options.tz.clone())),
+        Format::FreeswitchCsv => {
+            Box::new(freeswitch_csv::FreeswitchCsvReader::new(name, input, options.tz.clone()))
+        }
         Format::FreeswitchJson => Box::new(freeswitch_json::FreeswitchJsonReader::new(name, input)?),
         Format::Cucm => Box::new(cucm::CucmReader::new(name, input)?),
         Format::Generic => {

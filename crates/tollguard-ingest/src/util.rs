@@ -1,6 +1,9 @@
 //! Small helpers shared by the readers.
 
+use crate::{ReadError, RowError};
 use jiff::Timestamp;
+use std::io::Read;
+use std::sync::Arc;
 use tollguard_core::time::{LocalDateTime, LocalTimes};
 
 /// Replaces `out` with `bytes` decoded as UTF-8, invalid sequences replaced by U+FFFD, so a
@@ -17,7 +20,10 @@ pub(crate) fn set_lossy(out: &mut String, bytes: &[u8]) {
 pub(crate) fn parse_secs(field: &str, bytes: &[u8]) -> Result<u32, String> {
     let t = trim(bytes);
     if t.is_empty() || t.len() > 9 || !t.iter().all(u8::is_ascii_digit) {
-        return Err(format!("field {field}: not a whole number of seconds: {:?}", String::from_utf8_lossy(bytes)));
+        return Err(format!(
+            "field {field}: not a whole number of seconds: {:?}",
+            String::from_utf8_lossy(bytes)
+        ));
     }
     Ok(t.iter().fold(0u32, |n, &c| n * 10 + (c - b'0') as u32))
 }
@@ -38,7 +44,9 @@ pub(crate) fn local_time(
     if t.is_empty() {
         return Ok(None);
     }
-    let bad = || format!("field {field}: not a date-time YYYY-MM-DD HH:MM:SS: {:?}", String::from_utf8_lossy(bytes));
+    let bad = || {
+        format!("field {field}: not a date-time YYYY-MM-DD HH:MM:SS: {:?}", String::from_utf8_lossy(bytes))
+    };
     let local = LocalDateTime::parse(t).ok_or_else(bad)?;
     times.resolve(&local).map(Some).ok_or_else(bad)
 }
@@ -58,5 +66,56 @@ impl Fnv64 {
     }
     pub(crate) fn finish(&self) -> u64 {
         self.0
+    }
+}
+
+/// The CSV settings of the CSV readers: no header handling, any number of fields, and records
+/// that end at `\n` only. With the csv crate's default terminator a record that ends in `\r\n`
+/// is given the previous record's line number; here the `\r` stays at the end of the last field
+/// and is trimmed with the blanks, and a line holding nothing but blanks is skipped
+/// ([`is_blank`]).
+pub(crate) fn csv_builder() -> csv::ReaderBuilder {
+    let mut b = csv::ReaderBuilder::new();
+    b.has_headers(false).flexible(true).terminator(csv::Terminator::Any(b'\n')).buffer_capacity(256 * 1024);
+    b
+}
+
+/// A line with nothing but blanks (e.g. the `\r` of an empty CRLF line).
+pub(crate) fn is_blank(record: &csv::ByteRecord) -> bool {
+    record.len() <= 1 && trim(record.get(0).unwrap_or_default()).is_empty()
+}
+
+/// Reads the next record that is not a blank line into `record`; false at the end.
+pub(crate) fn read_record(
+    name: &Arc<str>,
+    csv: &mut csv::Reader<Box<dyn Read>>,
+    record: &mut csv::ByteRecord,
+) -> Result<bool, ReadError> {
+    loop {
+        if !csv.read_byte_record(record).map_err(|e| csv_error(name, e))? {
+            return Ok(false);
+        }
+        if !is_blank(record) {
+            return Ok(true);
+        }
+    }
+}
+
+/// Maps a csv crate error: I/O is fatal, anything else is about one row.
+pub(crate) fn csv_error(name: &Arc<str>, e: csv::Error) -> ReadError {
+    let line = e.position().map_or(0, |p| p.line());
+    match e.into_kind() {
+        csv::ErrorKind::Io(source) => ReadError::Io { file: name.clone(), source },
+        other => ReadError::Row(RowError { file: name.clone(), line, reason: csv_reason(&other) }),
+    }
+}
+
+fn csv_reason(kind: &csv::ErrorKind) -> String {
+    match kind {
+        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+            format!("expected {expected_len} fields, found {len}")
+        }
+        csv::ErrorKind::Utf8 { err, .. } => format!("invalid UTF-8 in field {}", err.field() + 1),
+        other => format!("unreadable csv row: {other:?}").to_lowercase(),
     }
 }

@@ -1,1 +1,69 @@
-fn main() {}
+//! `tollguard`: the one binary. See `tollguard --help` and the README.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+mod config;
+mod price;
+mod rate;
+
+/// Real-time toll-fraud prevention for voice traffic.
+#[derive(Parser, Debug)]
+#[command(name = "tollguard", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// What the CDR readers and raters need, shared by several commands.
+#[derive(clap::Args, Debug, Clone)]
+pub struct InputArgs {
+    /// CDR file to read (repeat for several).
+    #[arg(long = "cdr", required = true)]
+    pub cdr: Vec<PathBuf>,
+    /// CDR format: asterisk, freeswitch-csv, freeswitch-json, cucm or generic.
+    #[arg(long)]
+    pub format: tollguard_ingest::Format,
+    /// A-Z rate deck CSV (repeat for several: the first is `cost`, the others `cost_NAME`).
+    #[arg(long = "rates")]
+    pub rates: Vec<PathBuf>,
+    /// Configuration file (TOML); see docs/configuration.md.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Zone of local timestamps in the CDRs (Asterisk writes local time). Default UTC.
+    #[arg(long)]
+    pub tz: Option<String>,
+    /// ISO 3166 alpha-2 country of the dialling plan for accounts the configuration does not place.
+    #[arg(long)]
+    pub country: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Rate CDRs: one output row per CDR with E.164 number, country, type, risk, prefix and cost.
+    Rate(rate::RateArgs),
+    /// Price one call against a deck (prints the cost alone).
+    Price(price::PriceArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result: Result<ExitCode> = match cli.command {
+        Command::Rate(a) => rate::run(a),
+        Command::Price(a) => price::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::BrokenPipe {
+                    return ExitCode::SUCCESS;
+                }
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

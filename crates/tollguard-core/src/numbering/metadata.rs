@@ -92,11 +92,9 @@ fn pattern_prefixes(pattern: &str) -> Vec<Vec<u8>> {
         .limit_repeat(8)
         .extract(&hir);
     match seq.literals() {
-        Some(lits) => lits
-            .iter()
-            .map(|l| l.as_bytes().to_vec())
-            .filter(|b| b.iter().all(u8::is_ascii_digit))
-            .collect(),
+        Some(lits) => {
+            lits.iter().map(|l| l.as_bytes().to_vec()).filter(|b| b.iter().all(u8::is_ascii_digit)).collect()
+        }
         // Nothing spelled out: the pattern says nothing beyond the country code.
         None => vec![Vec::new()],
     }

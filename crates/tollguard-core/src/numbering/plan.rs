@@ -97,7 +97,10 @@ impl DialPlan {
     /// Validates a configured plan.
     pub fn from_spec(spec: &DialPlanSpec) -> Result<DialPlan, String> {
         let region = match &spec.country {
-            Some(c) => Some(region_by_iso(c).ok_or_else(|| format!("unknown country {c:?} (ISO 3166 alpha-2, e.g. NL)"))?),
+            Some(c) => Some(
+                region_by_iso(c)
+                    .ok_or_else(|| format!("unknown country {c:?} (ISO 3166 alpha-2, e.g. NL)"))?,
+            ),
             None => None,
         };
         let idd: Vec<Vec<u8>> = match (&spec.international_prefix, region) {
@@ -115,7 +118,8 @@ impl DialPlan {
             (None, Some(r)) => r.trunk_prefix.as_ref().map(|t| t.as_bytes().to_vec()),
             (None, None) => None,
         };
-        let outside_line = spec.outside_line.as_deref().map(|o| digits_only("outside_line", o)).transpose()?;
+        let outside_line =
+            spec.outside_line.as_deref().map(|o| digits_only("outside_line", o)).transpose()?;
         let lengths = spec.extension_lengths.clone().unwrap_or_else(|| vec![1, 2, 3, 4, 5]);
         let mut extension_mask = 0u32;
         for l in &lengths {
@@ -141,7 +145,8 @@ impl DialPlan {
             outside_line,
             extension_mask,
             max_extension: lengths.iter().copied().max().unwrap_or(0) as usize,
-            national: region.map_or((0, 0), |r| (r.national_lengths.0 as usize, r.national_lengths.1 as usize)),
+            national: region
+                .map_or((0, 0), |r| (r.national_lengths.0 as usize, r.national_lengths.1 as usize)),
             emergency,
             service,
         })
@@ -234,7 +239,10 @@ impl DialPlan {
         }
         let ccbuf = itoa_cc(*cc);
         let ccd = ccbuf.digits();
-        if d.starts_with(ccd) && (nmin..=nmax).contains(&(d.len() - ccd.len())) && (d.len() > nmax || self.trunk.is_some()) {
+        if d.starts_with(ccd)
+            && (nmin..=nmax).contains(&(d.len() - ccd.len()))
+            && (d.len() > nmax || self.trunk.is_some())
+        {
             // Already international, without `+` (as many carriers write it).
             return international(d);
         }

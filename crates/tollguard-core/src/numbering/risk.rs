@@ -70,7 +70,10 @@ impl RiskList {
             }
             if !header {
                 if l.replace(' ', "") != "prefix,tier,category,note" {
-                    return Err(err(line, format!("expected the header prefix,tier,category,note, found {l:?}")));
+                    return Err(err(
+                        line,
+                        format!("expected the header prefix,tier,category,note, found {l:?}"),
+                    ));
                 }
                 header = true;
                 continue;
@@ -83,8 +86,9 @@ impl RiskList {
             if prefix.is_empty() || prefix.len() > 15 || !prefix.bytes().all(|c| c.is_ascii_digit()) {
                 return Err(err(line, format!("prefix must be 1-15 digits without '+', found {prefix:?}")));
             }
-            let tier = RiskTier::parse(tier)
-                .ok_or_else(|| err(line, format!("tier must be low, medium, high or critical, found {tier:?}")))?;
+            let tier = RiskTier::parse(tier).ok_or_else(|| {
+                err(line, format!("tier must be low, medium, high or critical, found {tier:?}"))
+            })?;
             if category.is_empty() {
                 return Err(err(line, "category is empty".into()));
             }
@@ -107,8 +111,11 @@ impl RiskList {
     /// Reads a list from a file.
     pub fn load(path: &std::path::Path) -> Result<RiskList, RiskListError> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| RiskListError { file: name.clone(), line: 0, reason: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| RiskListError {
+            file: name.clone(),
+            line: 0,
+            reason: e.to_string(),
+        })?;
         RiskList::parse(&name, &text)
     }
 }
@@ -133,11 +140,16 @@ mod tests {
 
     #[test]
     fn bad_rows_name_the_line() {
-        let e = RiskList::parse("r.csv", "# c\nprefix,tier,category,note\n670,critical,irsf,x\n+53,high,irsf,y\n").unwrap_err();
+        let e = RiskList::parse(
+            "r.csv",
+            "# c\nprefix,tier,category,note\n670,critical,irsf,x\n+53,high,irsf,y\n",
+        )
+        .unwrap_err();
         assert_eq!(e.to_string(), "r.csv:4: prefix must be 1-15 digits without '+', found \"+53\"");
         let e = RiskList::parse("r.csv", "prefix,tier,category,note\n670,severe,irsf,x\n").unwrap_err();
         assert_eq!(e.to_string(), "r.csv:2: tier must be low, medium, high or critical, found \"severe\"");
-        let e = RiskList::parse("r.csv", "prefix,tier,category,note\n670,high,a,x\n670,low,b,y\n").unwrap_err();
+        let e =
+            RiskList::parse("r.csv", "prefix,tier,category,note\n670,high,a,x\n670,low,b,y\n").unwrap_err();
         assert_eq!(e.to_string(), "r.csv:3: prefix 670 is listed twice (first on line 2)");
     }
 }

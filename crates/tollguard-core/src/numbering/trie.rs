@@ -78,7 +78,7 @@ impl<V> DigitTrie<V> {
 
     /// Every value on the path of `digits`, shortest prefix first, with its prefix length;
     /// written into `out` (which is cleared), so callers can fall back to shorter prefixes.
-    pub fn path<'a>(&'a self, digits: &[u8], out: &mut [(u32, u8)]) -> usize {
+    pub fn path(&self, digits: &[u8], out: &mut [(u32, u8)]) -> usize {
         let mut n = 0;
         let mut node = 0usize;
         if self.values[0].is_some() && n < out.len() {

@@ -1,0 +1,203 @@
+//! One call, from what was dialled to what it costs: normalise, classify, find the rate.
+//!
+//! [`Rater`] holds everything read-mostly (dialling plans and zones per account, the
+//! classification table, the decks, time bands, direction rules); [`Rater::rate`] is the
+//! per-call path used by `tollguard rate`, replay and the live server alike.
+
+use crate::cdr::{Cdr, Direction};
+use crate::numbering::{Class, DialPlan, Dialled, Numbering};
+use crate::rating::{RateDeck, RateRow, TimeBands};
+use jiff::tz::TimeZone;
+use rust_decimal::Decimal;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// How direction is decided when a record does not say.
+///
+/// Without configuration: a destination context named like an inbound one (see
+/// [`DirectionRules::DEFAULT_INBOUND_CONTEXTS`]) makes the call inbound; otherwise a dialled
+/// number that is an extension, called from a number that is not, is inbound; extension to
+/// extension is internal; anything dialled to the public network (or an emergency number) is
+/// outbound. Configured trunk channel prefixes decide first: a call *from* a trunk channel is
+/// inbound, a call *to* one outbound.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DirectionRules {
+    /// Channel name prefixes of trunks (`SIP/provider-`, `PJSIP/trunk`).
+    pub trunk_channels: Vec<String>,
+    /// Contexts whose calls come in from the network.
+    pub inbound_contexts: Vec<String>,
+    /// Contexts whose calls go out to the network.
+    pub outbound_contexts: Vec<String>,
+}
+
+impl DirectionRules {
+    /// Context names read as inbound when none are configured.
+    pub const DEFAULT_INBOUND_CONTEXTS: [&'static str; 9] = [
+        "from-trunk",
+        "from-pstn",
+        "from-external",
+        "from-did",
+        "from-did-direct",
+        "ext-did",
+        "from-provider",
+        "incoming",
+        "inbound",
+    ];
+
+    /// Decides the direction of a record whose format did not.
+    pub fn infer(&self, cdr: &Cdr, dialled: &Dialled, plan: &DialPlan) -> Direction {
+        if cdr.direction != Direction::Unknown {
+            return cdr.direction;
+        }
+        if !self.trunk_channels.is_empty() {
+            if self.trunk_channels.iter().any(|t| cdr.channel.starts_with(t.as_str())) {
+                return Direction::Inbound;
+            }
+            if self.trunk_channels.iter().any(|t| cdr.dst_channel.starts_with(t.as_str())) {
+                return Direction::Outbound;
+            }
+        }
+        if self.inbound_contexts.contains(&cdr.context) {
+            return Direction::Inbound;
+        }
+        if self.outbound_contexts.contains(&cdr.context) {
+            return Direction::Outbound;
+        }
+        if self.inbound_contexts.is_empty() && Self::DEFAULT_INBOUND_CONTEXTS.contains(&cdr.context.as_str())
+        {
+            return Direction::Inbound;
+        }
+        match dialled {
+            Dialled::Internal => match plan.normalise(&cdr.source) {
+                Dialled::E164(_) => Direction::Inbound,
+                _ => Direction::Internal,
+            },
+            Dialled::E164(_) | Dialled::Emergency | Dialled::Service => Direction::Outbound,
+            Dialled::Invalid(_) => Direction::Unknown,
+        }
+    }
+}
+
+/// Dialling plan and zone of one account.
+#[derive(Clone, Debug)]
+pub struct AccountSetup {
+    /// How the account's users dial.
+    pub plan: Arc<DialPlan>,
+    /// The account's zone: calendar limits, time bands.
+    pub tz: TimeZone,
+}
+
+/// A call rated: what was dialled, which way it went, where to, and at what price.
+#[derive(Clone, Debug)]
+pub struct Rated<'a> {
+    /// The dialled string read through the account's plan.
+    pub dialled: Dialled,
+    /// Direction of the call.
+    pub direction: Direction,
+    /// Country, type and risk (for E.164 numbers).
+    pub class: Option<Class>,
+    /// ISO code of the destination country (`001` for non-geographic), or empty.
+    pub country: &'static str,
+    /// The row of each deck that priced the call (same order as the decks); `None`: unrated in
+    /// that deck, or not priced at all (inbound, internal, emergency).
+    pub rows: [Option<&'a RateRow>; MAX_DECKS],
+    /// Cost in each deck, for priced calls.
+    pub costs: [Option<Decimal>; MAX_DECKS],
+}
+
+impl Rated<'_> {
+    /// True for an outbound call to a public number that no row of the first deck prices.
+    pub fn is_unrated(&self) -> bool {
+        self.is_priceable() && self.rows[0].is_none()
+    }
+
+    /// True when the call is one that costs money: outbound to a public number.
+    pub fn is_priceable(&self) -> bool {
+        matches!(self.dialled, Dialled::E164(_)) && self.direction == Direction::Outbound
+    }
+}
+
+/// Most decks one rater prices against.
+pub const MAX_DECKS: usize = 4;
+
+/// Everything needed to rate calls, built once from the configuration.
+#[derive(Clone, Debug)]
+pub struct Rater {
+    numbering: Arc<Numbering>,
+    decks: Vec<RateDeck>,
+    bands: TimeBands,
+    accounts: HashMap<String, AccountSetup>,
+    default: AccountSetup,
+    direction: DirectionRules,
+}
+
+impl Rater {
+    /// A rater. At most [`MAX_DECKS`] decks; the first is the one `cost` means.
+    pub fn new(
+        numbering: Arc<Numbering>,
+        decks: Vec<RateDeck>,
+        bands: TimeBands,
+        accounts: HashMap<String, AccountSetup>,
+        default: AccountSetup,
+        direction: DirectionRules,
+    ) -> Result<Rater, String> {
+        if decks.len() > MAX_DECKS {
+            return Err(format!("at most {MAX_DECKS} rate decks, found {}", decks.len()));
+        }
+        Ok(Rater { numbering, decks, bands, accounts, default, direction })
+    }
+
+    /// The decks, in order.
+    pub fn decks(&self) -> &[RateDeck] {
+        &self.decks
+    }
+
+    /// The classification table.
+    pub fn numbering(&self) -> &Numbering {
+        &self.numbering
+    }
+
+    /// Plan and zone of an account (the default for accounts not configured).
+    #[inline]
+    pub fn account(&self, account: &str) -> &AccountSetup {
+        if self.accounts.is_empty() {
+            return &self.default;
+        }
+        self.accounts.get(account).unwrap_or(&self.default)
+    }
+
+    /// Rates one record.
+    pub fn rate(&self, cdr: &Cdr) -> Rated<'_> {
+        let setup = self.account(&cdr.account);
+        let dialled = setup.plan.normalise(&cdr.dialled);
+        let direction = self.direction.infer(cdr, &dialled, &setup.plan);
+        let mut rated = Rated {
+            dialled,
+            direction,
+            class: None,
+            country: "",
+            rows: [None; MAX_DECKS],
+            costs: [None; MAX_DECKS],
+        };
+        let Dialled::E164(number) = dialled else { return rated };
+        let class = self.numbering.classify(&number);
+        rated.class = Some(class);
+        rated.country = self.numbering.region(class.region).map_or("", |r| r.iso2.as_str());
+        if direction != Direction::Outbound {
+            return rated;
+        }
+        let mut bands = None;
+        for (i, deck) in self.decks.iter().enumerate() {
+            let mask = if deck.uses_bands() {
+                *bands.get_or_insert_with(|| self.bands.active(cdr.start, &setup.tz))
+            } else {
+                0
+            };
+            if let Some(row) = deck.find(&number, cdr.start, mask) {
+                rated.rows[i] = Some(row);
+                rated.costs[i] = Some(row.cost(cdr.billsec));
+            }
+        }
+        rated
+    }
+}

@@ -1,0 +1,209 @@
+//! `tollguard.toml`: the configuration, read once and validated into domain types.
+//!
+//! Every table and field is documented here; `docs/configuration.md` is the same reference with
+//! examples. Unknown fields are refused, so a misspelt key is an error, not a silent default.
+
+use anyhow::{anyhow, bail, Context, Result};
+use jiff::tz::TimeZone;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tollguard_core::money::Currency;
+use tollguard_core::numbering::{DialPlan, DialPlanSpec, Numbering, RiskList};
+use tollguard_core::rater::{AccountSetup, DirectionRules, Rater};
+use tollguard_core::rating::{RateDeck, TimeBandSpec, TimeBands};
+use tollguard_ingest::generic::GenericMapping;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Defaults for accounts the file does not list.
+    #[serde(default)]
+    pub defaults: Defaults,
+    /// The classification table.
+    #[serde(default)]
+    pub numbering: NumberingSection,
+    /// Named dialling plans, referred to by accounts: `[dialplans.office]`.
+    #[serde(default)]
+    pub dialplans: BTreeMap<String, DialPlanSpec>,
+    /// Accounts: `[accounts.acme]`.
+    #[serde(default)]
+    pub accounts: BTreeMap<String, AccountSection>,
+    /// Rate decks: `[[decks]]`; the first one is what `cost` means.
+    #[serde(default)]
+    pub decks: Vec<DeckSection>,
+    /// Time bands for banded deck rows: `[time_bands.peak]`.
+    #[serde(default)]
+    pub time_bands: BTreeMap<String, TimeBandSpec>,
+    /// How call direction is decided.
+    #[serde(default)]
+    pub direction: DirectionSection,
+    /// Column mapping for `--format generic`.
+    pub generic_csv: Option<GenericMapping>,
+}
+
+/// `[defaults]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// ISO 3166 alpha-2 country of the dialling plan for accounts without one (`--country`
+    /// overrides it).
+    pub country: Option<String>,
+    /// IANA zone of local CDR times and of accounts without one (`--tz` overrides it). Default UTC.
+    pub timezone: Option<String>,
+    /// Currency of deck rows without a `currency` column. Default EUR.
+    pub currency: Option<String>,
+}
+
+/// `[numbering]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NumberingSection {
+    /// A risk list that replaces the built-in one (same format: `prefix,tier,category,note`).
+    pub risk_file: Option<PathBuf>,
+}
+
+/// `[accounts.NAME]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSection {
+    /// Name of a `[dialplans.NAME]` table.
+    pub dialplan: Option<String>,
+    /// IANA zone of the account (calendar limits, time bands). Default: `[defaults] timezone`.
+    pub timezone: Option<String>,
+}
+
+/// `[[decks]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeckSection {
+    /// Name shown in outputs (`cost_NAME` columns for decks after the first). Default: file stem.
+    pub name: Option<String>,
+    /// Path of the A-Z deck CSV, relative to the configuration file.
+    pub path: PathBuf,
+    /// Currency of rows without a `currency` column. Default: `[defaults] currency`.
+    pub currency: Option<String>,
+}
+
+/// `[direction]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectionSection {
+    /// Channel-name prefixes of trunks, e.g. `["SIP/provider-", "PJSIP/trunk-"]`.
+    #[serde(default)]
+    pub trunk_channels: Vec<String>,
+    /// Contexts of calls coming in from the network (replace the built-in names).
+    #[serde(default)]
+    pub inbound_contexts: Vec<String>,
+    /// Contexts of calls going out to the network.
+    #[serde(default)]
+    pub outbound_contexts: Vec<String>,
+}
+
+/// Reads and parses a configuration file (no validation beyond the shape).
+pub fn read(path: &Path) -> Result<ConfigFile> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))
+}
+
+/// Command-line settings that override or complete the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--country`.
+    pub country: Option<String>,
+    /// `--tz`.
+    pub tz: Option<String>,
+    /// `--rates`, in order (they replace the file's decks).
+    pub rates: Vec<PathBuf>,
+}
+
+/// Parses an IANA zone name.
+pub fn zone(name: &str) -> Result<TimeZone> {
+    TimeZone::get(name).map_err(|e| anyhow!("unknown time zone {name:?}: {e}"))
+}
+
+/// The validated setup: everything the per-call path needs.
+pub struct Setup {
+    /// The rater.
+    pub rater: Rater,
+    /// Zone of local times in CDR files.
+    pub cdr_tz: TimeZone,
+    /// `[generic_csv]`, if any.
+    pub generic: Option<GenericMapping>,
+}
+
+/// Validates a configuration (or none) with command-line overrides.
+pub fn build(file: Option<(&Path, ConfigFile)>, over: &Overrides) -> Result<Setup> {
+    let (base, cfg) = match file {
+        Some((p, c)) => (p.parent().map(Path::to_path_buf).unwrap_or_default(), c),
+        None => (PathBuf::new(), ConfigFile::default()),
+    };
+    let currency: Currency = match &cfg.defaults.currency {
+        Some(c) => c.parse().map_err(|e: String| anyhow!("[defaults] currency: {e}"))?,
+        None => Currency::EUR,
+    };
+    let tz_name = over.tz.clone().or(cfg.defaults.timezone.clone()).unwrap_or_else(|| "UTC".into());
+    let cdr_tz = zone(&tz_name)?;
+    let country = over.country.clone().or(cfg.defaults.country.clone());
+    let default_plan = Arc::new(match &country {
+        Some(c) => DialPlan::for_country(c).map_err(|e| anyhow!("--country: {e}"))?,
+        None => DialPlan::international_only(),
+    });
+    let mut plans: HashMap<&str, Arc<DialPlan>> = HashMap::new();
+    for (name, spec) in &cfg.dialplans {
+        let plan = DialPlan::from_spec(spec).map_err(|e| anyhow!("[dialplans.{name}]: {e}"))?;
+        plans.insert(name, Arc::new(plan));
+    }
+    let mut accounts = HashMap::new();
+    for (name, a) in &cfg.accounts {
+        let plan = match &a.dialplan {
+            Some(p) => plans.get(p.as_str()).cloned().ok_or_else(|| {
+                anyhow!("[accounts.{name}] dialplan {p:?} is not defined ([dialplans.{p}])")
+            })?,
+            None => default_plan.clone(),
+        };
+        let tz = match &a.timezone {
+            Some(z) => zone(z).with_context(|| format!("[accounts.{name}] timezone"))?,
+            None => cdr_tz.clone(),
+        };
+        accounts.insert(name.clone(), AccountSetup { plan, tz });
+    }
+    let bands = TimeBands::from_specs(&cfg.time_bands).map_err(|e| anyhow!("{e}"))?;
+    let mut decks = Vec::new();
+    if !over.rates.is_empty() {
+        for p in &over.rates {
+            decks.push(RateDeck::load(p, &bands, currency)?);
+        }
+    } else {
+        for d in &cfg.decks {
+            let path = base.join(&d.path);
+            let cur = match &d.currency {
+                Some(c) => c.parse().map_err(|e: String| anyhow!("[[decks]] currency: {e}"))?,
+                None => currency,
+            };
+            let mut deck = RateDeck::load(&path, &bands, cur)?;
+            if let Some(n) = &d.name {
+                deck.name = n.clone();
+            }
+            decks.push(deck);
+        }
+    }
+    if decks.is_empty() {
+        bail!("no rate deck: give --rates DECK.csv or a [[decks]] table in the configuration");
+    }
+    let numbering = match &cfg.numbering.risk_file {
+        Some(p) => Arc::new(Numbering::with_risk_list(RiskList::load(&base.join(p))?)),
+        None => Arc::new(Numbering::builtin().clone()),
+    };
+    let direction = DirectionRules {
+        trunk_channels: cfg.direction.trunk_channels.clone(),
+        inbound_contexts: cfg.direction.inbound_contexts.clone(),
+        outbound_contexts: cfg.direction.outbound_contexts.clone(),
+    };
+    let default = AccountSetup { plan: default_plan, tz: cdr_tz.clone() };
+    let rater =
+        Rater::new(numbering, decks, bands, accounts, default, direction).map_err(|e| anyhow!("{e}"))?;
+    Ok(Setup { rater, cdr_tz, generic: cfg.generic_csv })
+}
