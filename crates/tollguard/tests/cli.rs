@@ -1,0 +1,287 @@
+//! The `tollguard` binary, end to end: golden files for every real sample in ../shared/fixtures,
+//! and the exact messages of bad input.
+//!
+//! Golden files live in `tests/golden/`; `UPDATE_GOLDEN=1 cargo test -p tollguard --test cli`
+//! rewrites them (then review the diff).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tollguard"))
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn fixture(rel: &str) -> Option<PathBuf> {
+    let p = root().join("../shared/fixtures").join(rel);
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!("skipped: {} not found (CI has ../shared/fixtures beside the project)", p.display());
+        None
+    }
+}
+
+fn run(args: &[&str]) -> Output {
+    let out = bin().args(args).output().expect("run tollguard");
+    out
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Compares `actual` with the golden file, or rewrites it with UPDATE_GOLDEN=1.
+fn golden(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1 to create it)", path.display()));
+    if want != actual {
+        panic!("{name} differs from the golden file\n--- want\n{want}\n--- got\n{actual}");
+    }
+}
+
+fn deck() -> String {
+    root().join("examples/quickstart/rates.csv").display().to_string()
+}
+
+/// Rates a fixture and checks the CSV on stdout and the summary's last lines.
+fn rate_fixture(rel: &str, golden_name: &str, extra: &[&str]) -> Option<(String, String)> {
+    let f = fixture(rel)?;
+    let f = f.display().to_string();
+    let d = deck();
+    let mut args = vec!["rate", "--cdr", f.as_str(), "--rates", d.as_str()];
+    args.extend_from_slice(extra);
+    let out = run(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let csv = text(&out.stdout);
+    golden(golden_name, &csv);
+    Some((csv, text(&out.stderr)))
+}
+
+#[test]
+fn asterisk_public_samples() {
+    let Some((csv, err)) = rate_fixture(
+        "asterisk/master_csv_lines_from_public_code_comments.csv",
+        "asterisk_public_samples.csv",
+        &["--format", "asterisk", "--tz", "Europe/Amsterdam", "--country", "NL"],
+    ) else {
+        return;
+    };
+    assert_eq!(csv.lines().count(), 6);
+    assert!(err.contains("malformed 0"), "{err}");
+}
+
+#[test]
+fn asterisk_cdr_custom_variant_is_refused_row_by_row() {
+    let Some((csv, err)) = rate_fixture(
+        "asterisk/Master_KelySaina_cdr_custom_variant.csv",
+        "asterisk_cdr_custom_variant.csv",
+        &["--format", "asterisk", "--country", "NL"],
+    ) else {
+        return;
+    };
+    assert_eq!(csv.lines().count(), 1, "header only");
+    assert!(
+        err.contains("Master_KelySaina_cdr_custom_variant.csv:1: expected 16, 18 or 21 columns"),
+        "{err}"
+    );
+    assert!(err.contains("malformed 14"), "{err}");
+}
+
+#[test]
+fn freeswitch_csv_docs_example() {
+    let Some((csv, _)) = rate_fixture(
+        "freeswitch/Master_csv_example_template_from_docs.csv",
+        "freeswitch_csv_docs_example.csv",
+        &["--format", "freeswitch-csv", "--country", "ES", "--tz", "Europe/Madrid"],
+    ) else {
+        return;
+    };
+    // 0034..., +34..., 34... and 00034...: the first three are the same Spanish mobile
+    let e164: Vec<&str> = csv.lines().skip(1).map(|l| l.split(',').nth(4).unwrap()).collect();
+    assert_eq!(e164, ["+34688886392", "+34688886392", "+34688886392", "+34688886392", ""]);
+}
+
+#[test]
+fn freeswitch_excel_mangled_gets_clear_errors() {
+    let Some((csv, err)) = rate_fixture(
+        "freeswitch/Master_Kxingyunliushui_excel_mangled.csv",
+        "freeswitch_excel_mangled.csv",
+        &["--format", "freeswitch-csv", "--country", "CN"],
+    ) else {
+        return;
+    };
+    assert_eq!(csv.lines().count(), 1, "header only");
+    assert!(
+        err.contains("Master_Kxingyunliushui_excel_mangled.csv:1: field start_stamp: not a date-time YYYY-MM-DD HH:MM:SS: \"2020/2/10 22:41\" (re-saved by a spreadsheet?)"),
+        "{err}"
+    );
+    assert!(err.contains("malformed 10"), "{err}");
+}
+
+#[test]
+fn freeswitch_json_bodies() {
+    for (rel, name) in [
+        ("freeswitch/json_cdr_cgrates_fscdr_test.json", "freeswitch_json_fscdr.csv"),
+        ("freeswitch/json_cdr_cgrates_fsevent_test_pair.json", "freeswitch_json_fsevent_pair.csv"),
+    ] {
+        let Some((csv, err)) = rate_fixture(rel, name, &["--format", "freeswitch-json", "--country", "US"])
+        else {
+            return;
+        };
+        assert_eq!(csv.lines().count(), 2, "{err}");
+    }
+}
+
+#[test]
+fn cucm_sample() {
+    let Some((csv, _)) = rate_fixture(
+        "cucm/cdr_sieteunoseis_cdr-examples.txt",
+        "cucm_sample.csv",
+        &["--format", "cucm", "--country", "US"],
+    ) else {
+        return;
+    };
+    assert_eq!(csv.lines().count(), 4);
+}
+
+#[test]
+fn generic_cdr_stats_import() {
+    let Some(f) = fixture("datasets/cdr-stats_CDRImport-2015-10-26.csv") else { return };
+    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/cdr-stats.toml");
+    let out = run(&[
+        "rate",
+        "--cdr",
+        f.to_str().unwrap(),
+        "--format",
+        "generic",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    golden("generic_cdr_stats.csv", &text(&out.stdout));
+}
+
+fn write_tmp(name: &str, body: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tollguard-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+#[test]
+fn the_2011_pattern_is_priced_exactly() {
+    // Our own rows: a call to East Timor of 61 s at 1.45/min in 60/60 costs 2.9000.
+    let cdr = write_tmp(
+        "tl.csv",
+        "\"acme\",\"210\",\"0067077123456\",\"from-internal\",\"\",\"SIP/210-1\",\"SIP/trunk-1\",\"Dial\",\"\",\"2011-06-11 23:10:00\",\"2011-06-11 23:10:05\",\"2011-06-11 23:11:06\",66,61,\"ANSWERED\",\"DOCUMENTATION\",\"t1\",\"\"\n\
+\"acme\",\"210\",\"0067077123457\",\"from-internal\",\"\",\"SIP/210-2\",\"SIP/trunk-2\",\"Dial\",\"\",\"2011-06-11 23:12:00\",,\"2011-06-11 23:12:30\",30,0,\"NO ANSWER\",\"DOCUMENTATION\",\"t2\",\"\"\n\
+\"acme\",\"210\",\"00999123456\",\"from-internal\",\"\",\"SIP/210-3\",\"SIP/trunk-3\",\"Dial\",\"\",\"2011-06-11 23:13:00\",\"2011-06-11 23:13:01\",\"2011-06-11 23:14:00\",60,59,\"ANSWERED\",\"DOCUMENTATION\",\"t3\",\"\"\n\
+\"acme\",\"210\",\"0048221234567\",\"from-internal\",\"\",\"SIP/210-4\",\"SIP/trunk-4\",\"Dial\",\"\",\"2011-06-11 23:15:00\",\"2011-06-11 23:15:01\",\"2011-06-11 23:16:00\",60,59,\"ANSWERED\",\"DOCUMENTATION\",\"t4\",\"\"\n",
+    );
+    let d = deck();
+    let out = run(&[
+        "rate",
+        "--cdr",
+        cdr.to_str().unwrap(),
+        "--format",
+        "asterisk",
+        "--rates",
+        &d,
+        "--country",
+        "NL",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let csv = text(&out.stdout);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[1], "t1,acme,210,0067077123456,+67077123456,TL,mobile,critical,670,61,2.9000");
+    assert_eq!(lines[2], "t2,acme,210,0067077123457,+67077123457,TL,mobile,critical,670,0,0.0000");
+    // 00999...: no such country code: invalid, not priced, not silently zero
+    assert_eq!(lines[3], "t3,acme,210,00999123456,,,invalid,,,59,");
+    // Poland is not in the quickstart deck: unrated, cost empty, counted
+    assert_eq!(lines[4], "t4,acme,210,0048221234567,+48221234567,PL,fixed,low,,59,");
+    let err = text(&out.stderr);
+    assert!(err.contains("priced 2  cost EUR 2.9000  unrated 1"), "{err}");
+}
+
+#[test]
+fn price_one_call() {
+    let d = deck();
+    let out = run(&[
+        "price",
+        "--rates",
+        &d,
+        "--to",
+        "+670 77 123 456",
+        "--time",
+        "2011-06-11T23:10:00+02:00",
+        "--usage",
+        "61s",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "2.9000\n");
+    let out = run(&[
+        "price",
+        "--rates",
+        &d,
+        "--to",
+        "+48221234567",
+        "--time",
+        "2011-06-11T23:10:00Z",
+        "--usage",
+        "61s",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(text(&out.stderr), "error: UNRATED_DESTINATION\n");
+}
+
+#[test]
+fn bad_input_names_file_and_line() {
+    let deck = write_tmp(
+        "bad-deck.csv",
+        "prefix,destination,rate_per_minute,connection_fee,initial_increment_s,subsequent_increment_s\n31,NL,0.02,0,60,60\n32,BE,0.0x,0,60,60\n",
+    );
+    let cdr = write_tmp("one.csv", "");
+    let out = run(&[
+        "rate",
+        "--cdr",
+        cdr.to_str().unwrap(),
+        "--format",
+        "asterisk",
+        "--rates",
+        deck.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        format!("error: {}:3: rate_per_minute: not a decimal amount: \"0.0x\"\n", deck.display())
+    );
+    // an input that cannot be read at all fails the run
+    let out =
+        run(&["rate", "--cdr", "/nonexistent/Master.csv", "--format", "asterisk", "--rates", &self::deck()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).starts_with("error: /nonexistent/Master.csv: No such file or directory"),
+        "{}",
+        text(&out.stderr)
+    );
+    // unknown format and unknown config keys are refused with their names
+    let out = run(&["rate", "--cdr", "x", "--format", "asterix", "--rates", &self::deck()]);
+    assert!(text(&out.stderr).contains("unknown format \"asterix\""), "{}", text(&out.stderr));
+    let cfg = write_tmp(
+        "bad.toml",
+        "[defaults]\ncountry = \"NL\"\ntimezone = \"Europe/Amsterdam\"\ncurency = \"EUR\"\n",
+    );
+    let out = run(&["rate", "--cdr", "x", "--format", "asterisk", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("unknown field `curency`"), "{}", text(&out.stderr));
+}
