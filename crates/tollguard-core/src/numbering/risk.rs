@@ -1,7 +1,7 @@
 //! The risk list: prefixes of destinations with a risk tier, as a data file.
 //!
 //! Lists age: published high-risk ranges shift every month. So the list is data, not code: the
-//! built-in copy (`crates/tollguard-core/data/risk.csv`, documented in `docs/risk-list.md`) is
+//! built-in copy (`crates/tollguard-core/data/risk.csv`, documented in `docs/numbering.md`) is
 //! compiled in, and `[numbering] risk_file` in the configuration replaces it without a release.
 //!
 //! Format: CSV with the header `prefix,tier,category,note`; lines starting with `#` are comments.
