@@ -83,6 +83,49 @@ pub fn div_round(numerator: Decimal, denominator: u64, dp: u32) -> Decimal {
     Decimal::from_i128_with_scale(q, dp)
 }
 
+/// Appends `value` with exactly `dp` decimal places (rounded half away from zero if it has more)
+/// to `out`, without going through `fmt` (this is on the per-call output path).
+pub fn push_fixed(out: &mut String, value: Decimal, dp: u32) {
+    let mut v = value;
+    if v.scale() > dp {
+        v = v.round_dp_with_strategy(dp, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+    }
+    v.rescale(dp);
+    let m = v.mantissa();
+    if m < 0 {
+        out.push('-');
+    }
+    let m = m.unsigned_abs();
+    let scale = 10u128.pow(dp);
+    push_u128(out, m / scale);
+    if dp > 0 {
+        out.push('.');
+        let frac = m % scale;
+        let mut digits = [b'0'; 38];
+        let mut f = frac;
+        for k in (0..dp as usize).rev() {
+            digits[k] = b'0' + (f % 10) as u8;
+            f /= 10;
+        }
+        out.push_str(std::str::from_utf8(&digits[..dp as usize]).unwrap_or(""));
+    }
+}
+
+/// Appends an unsigned integer in decimal.
+pub fn push_u128(out: &mut String, mut n: u128) {
+    let mut buf = [0u8; 40];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or(""));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +143,23 @@ mod tests {
         assert_eq!(div_round(d("0.00029"), 2, 4), d("0.0001"));
         // 1/60 = 0.016666.. -> 0.0167
         assert_eq!(div_round(d("1"), 60, 4), d("0.0167"));
+    }
+
+    #[test]
+    fn fixed_formatting_matches_display() {
+        for s in ["0", "2.9", "2.9000", "-0.0225", "176895.05", "12345678901234.5678", "-3"] {
+            let mut out = String::new();
+            push_fixed(&mut out, d(s), 4);
+            assert_eq!(out, format!("{:.4}", d(s)), "{s}");
+        }
+        // more places than asked: rounded half away from zero (as the cost rule says)
+        let mut out = String::new();
+        push_fixed(&mut out, d("0.00005"), 4);
+        assert_eq!(out, "0.0001");
+        let mut out = String::new();
+        push_u128(&mut out, 0);
+        push_u128(&mut out, 3600);
+        assert_eq!(out, "03600");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! PBXs write local time without an offset (Asterisk's `2023-07-26 01:51:32`). Converting each
 //! such string through the zone database costs more than parsing the rest of the row, so
-//! [`LocalTimes`] remembers the offset of the last hour it resolved: the common case (rows in time
+//! [`LocalTimes`] remembers the offsets of the hours it resolved: the common case (rows in time
 //! order, no DST change within the hour) is a few integer operations.
 //!
 //! ## DST gaps and overlaps
@@ -42,27 +42,29 @@ impl LocalDateTime {
         if s.len() < 19 {
             return None;
         }
-        let d = |i: usize| -> Option<i32> {
-            let c = s[i];
-            c.is_ascii_digit().then_some((c - b'0') as i32)
-        };
-        let two = |i: usize| -> Option<i32> { Some(d(i)? * 10 + d(i + 1)?) };
         if s[4] != b'-' || s[7] != b'-' || (s[10] != b' ' && s[10] != b'T') || s[13] != b':' || s[16] != b':'
         {
             return None;
         }
-        if s.len() > 19 {
-            // Only a fraction may follow.
-            if s[19] != b'.' || !s[20..].iter().all(u8::is_ascii_digit) {
-                return None;
-            }
+        if s.len() > 19 && (s[19] != b'.' || !s[20..].iter().all(u8::is_ascii_digit)) {
+            // Only a fraction of a second may follow.
+            return None;
         }
-        let year = two(0)? * 100 + two(2)?;
-        let month = two(5)?;
-        let day = two(8)?;
-        let hour = two(11)?;
-        let minute = two(14)?;
-        let second = two(17)?.min(59);
+        // Every other byte of the first 19 must be a digit.
+        let mut all_digits = true;
+        for &i in &[0usize, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18] {
+            all_digits &= s[i].is_ascii_digit();
+        }
+        if !all_digits {
+            return None;
+        }
+        let two = |i: usize| (s[i] - b'0') as i32 * 10 + (s[i + 1] - b'0') as i32;
+        let year = two(0) * 100 + two(2);
+        let month = two(5);
+        let day = two(8);
+        let hour = two(11);
+        let minute = two(14);
+        let second = two(17).min(59);
         if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
             return None;
         }
@@ -85,18 +87,22 @@ impl LocalDateTime {
     }
 }
 
-/// Converts local times in one zone to instants, with a one-hour cache.
+/// Slots of the hour cache (direct-mapped by local hour).
+const CACHE_SLOTS: usize = 64;
+
+/// Converts local times in one zone to instants, with a cache of recently seen local hours.
 #[derive(Clone, Debug)]
 pub struct LocalTimes {
     tz: TimeZone,
-    /// (hour key, UTC instant of that local hour's start in seconds) of the last unambiguous hour.
-    cache: Option<(i64, i64)>,
+    /// (hour key, UTC instant of that local hour's start in seconds) of unambiguous hours,
+    /// direct-mapped by hour key: rows from a few interleaved days still hit.
+    cache: [(i64, i64); CACHE_SLOTS],
 }
 
 impl LocalTimes {
     /// Local times in `tz`.
     pub fn new(tz: TimeZone) -> LocalTimes {
-        LocalTimes { tz, cache: None }
+        LocalTimes { tz, cache: [(i64::MIN, 0); CACHE_SLOTS] }
     }
 
     /// The zone.
@@ -109,10 +115,10 @@ impl LocalTimes {
     pub fn resolve(&mut self, t: &LocalDateTime) -> Option<Timestamp> {
         let key = t.hour_key();
         let within = t.minute as i64 * 60 + t.second as i64;
-        if let Some((k, base)) = self.cache {
-            if k == key {
-                return Timestamp::from_second(base + within).ok();
-            }
+        let slot = key.rem_euclid(CACHE_SLOTS as i64) as usize;
+        let (k, base) = self.cache[slot];
+        if k == key {
+            return Timestamp::from_second(base + within).ok();
         }
         let civil = t.civil()?;
         let hour_start = civil.with().minute(0).second(0).build().ok()?;
@@ -126,7 +132,7 @@ impl LocalTimes {
         let s = start.unambiguous().ok()?;
         let e = end.unambiguous().ok()?;
         if e.duration_since(s) == SignedDuration::from_secs(3599) {
-            self.cache = Some((key, s.as_second()));
+            self.cache[slot] = (key, s.as_second());
         }
         Some(ts)
     }

@@ -40,6 +40,7 @@ use tollguard_core::cdr::Cdr;
 
 pub mod asterisk;
 pub mod cucm;
+mod fastcsv;
 pub mod freeswitch_csv;
 pub mod freeswitch_json;
 pub mod generic;

@@ -6,14 +6,14 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 use tollguard_core::cdr::{Cdr, Direction};
-use tollguard_core::money::Currency;
+use tollguard_core::money::{push_fixed, push_u128, Currency};
 use tollguard_core::numbering::Dialled;
+use tollguard_core::rating::COST_DECIMALS;
 use tollguard_ingest::{ReadError, ReadOptions};
 
 /// Arguments of `tollguard rate`.
@@ -65,7 +65,7 @@ pub fn run(args: RateArgs) -> Result<ExitCode> {
         }
         None => Box::new(io::stdout().lock()),
     };
-    let mut w = csv::WriterBuilder::new().from_writer(BufWriter::with_capacity(256 * 1024, out));
+    let mut w = CsvOut::new(out);
     let mut header: Vec<String> =
         "call_id,account,source,dialled,e164,country,number_type,risk,prefix,billsec,cost"
             .split(',')
@@ -74,7 +74,10 @@ pub fn run(args: RateArgs) -> Result<ExitCode> {
     for d in rater.decks().iter().skip(1) {
         header.push(format!("cost_{}", d.name));
     }
-    w.write_record(&header)?;
+    for h in &header {
+        w.field(h);
+    }
+    w.end_record()?;
 
     let total_bytes: u64 =
         args.input.cdr.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
@@ -112,10 +115,11 @@ pub fn run(args: RateArgs) -> Result<ExitCode> {
             e164.clear();
             cost.clear();
             billsec.clear();
-            let _ = write!(billsec, "{}", cdr.billsec);
+            push_u128(&mut billsec, cdr.billsec as u128);
             let (number_type, risk) = match (&r.dialled, &r.class) {
                 (Dialled::E164(n), Some(c)) => {
-                    let _ = write!(e164, "{n}");
+                    e164.push('+');
+                    e164.push_str(n.as_str());
                     (c.number_type.as_str(), c.risk.as_str())
                 }
                 (d, _) => (d.kind(), ""),
@@ -138,7 +142,7 @@ pub fn run(args: RateArgs) -> Result<ExitCode> {
                     (Some(row), Some(c)) => {
                         s.priced += 1;
                         prefix = &row.prefix;
-                        let _ = write!(cost, "{c:.4}");
+                        push_fixed(&mut cost, c, COST_DECIMALS);
                         *s.cost.entry(row.currency).or_default() += c;
                         let e = s.by_country.entry(r.country).or_default();
                         e.0 += 1;
@@ -150,24 +154,28 @@ pub fn run(args: RateArgs) -> Result<ExitCode> {
             for (i, x) in extra.iter_mut().enumerate().skip(1) {
                 x.clear();
                 if let Some(c) = r.costs[i] {
-                    let _ = write!(x, "{c:.4}");
+                    push_fixed(x, c, COST_DECIMALS);
                 }
             }
-            w.write_field(&cdr.call_id)?;
-            w.write_field(&cdr.account)?;
-            w.write_field(&cdr.source)?;
-            w.write_field(&cdr.dialled)?;
-            w.write_field(&e164)?;
-            w.write_field(r.country)?;
-            w.write_field(number_type)?;
-            w.write_field(risk)?;
-            w.write_field(prefix)?;
-            w.write_field(&billsec)?;
-            w.write_field(&cost)?;
-            for x in extra.iter().skip(1) {
-                w.write_field(x)?;
+            for field in [
+                cdr.call_id.as_str(),
+                &cdr.account,
+                &cdr.source,
+                &cdr.dialled,
+                &e164,
+                r.country,
+                number_type,
+                risk,
+                prefix,
+                &billsec,
+                &cost,
+            ] {
+                w.field(field);
             }
-            w.write_record(None::<&[u8]>)?;
+            for x in extra.iter().skip(1) {
+                w.field(x);
+            }
+            w.end_record()?;
         }
         done_bytes += reader.bytes_read();
     }
@@ -175,6 +183,57 @@ pub fn run(args: RateArgs) -> Result<ExitCode> {
     bar.finish_and_clear();
     print_summary(&s, args.input.cdr.len(), started.elapsed().as_secs_f64());
     Ok(ExitCode::SUCCESS)
+}
+
+/// CSV output as RFC 4180 and the `csv` crate write it (a field is quoted only when it holds a
+/// comma, a quote or a line break; quotes are doubled), buffered, without per-field calls through
+/// a general writer: this is the per-call path of `tollguard rate`.
+struct CsvOut {
+    out: Box<dyn Write>,
+    buf: Vec<u8>,
+    first: bool,
+}
+
+impl CsvOut {
+    fn new(out: Box<dyn Write>) -> CsvOut {
+        CsvOut { out, buf: Vec::with_capacity(256 * 1024), first: true }
+    }
+
+    fn field(&mut self, s: &str) {
+        if !self.first {
+            self.buf.push(b',');
+        }
+        self.first = false;
+        let b = s.as_bytes();
+        if b.iter().any(|&c| matches!(c, b',' | b'"' | b'\n' | b'\r')) {
+            self.buf.push(b'"');
+            for &c in b {
+                if c == b'"' {
+                    self.buf.push(b'"');
+                }
+                self.buf.push(c);
+            }
+            self.buf.push(b'"');
+        } else {
+            self.buf.extend_from_slice(b);
+        }
+    }
+
+    fn end_record(&mut self) -> io::Result<()> {
+        self.buf.push(b'\n');
+        self.first = true;
+        if self.buf.len() >= 240 * 1024 {
+            self.out.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.write_all(&self.buf)?;
+        self.buf.clear();
+        self.out.flush()
+    }
 }
 
 fn print_summary(s: &Summary, files: usize, secs: f64) {
