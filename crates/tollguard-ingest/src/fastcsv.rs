@@ -296,7 +296,10 @@ mod tests {
     use super::*;
 
     /// Reads everything, feeding the input a few bytes at a time to cross every buffer edge.
-    fn split(input: &[u8], chunk: usize) -> Vec<Result<(u64, Vec<String>), (u64, &'static str)>> {
+    /// A record (line, fields) or a skipped one (line, why).
+    type Split = Result<(u64, Vec<String>), (u64, &'static str)>;
+
+    fn split(input: &[u8], chunk: usize) -> Vec<Split> {
         struct Trickle<'a>(&'a [u8], usize);
         impl Read for Trickle<'_> {
             fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
