@@ -13,6 +13,7 @@ use tollguard_core::money::Currency;
 use tollguard_core::numbering::{DialPlan, DialPlanSpec, Numbering, RiskList};
 use tollguard_core::rater::{AccountSetup, DirectionRules, Rater};
 use tollguard_core::rating::{RateDeck, TimeBandSpec, TimeBands};
+use tollguard_engine::policy::{Policy, PolicySpec};
 use tollguard_ingest::generic::GenericMapping;
 
 /// The whole file.
@@ -42,6 +43,9 @@ pub struct ConfigFile {
     pub direction: DirectionSection,
     /// Column mapping for `--format generic`.
     pub generic_csv: Option<GenericMapping>,
+    /// The policy: limits and the built-in default rules (docs/policy.md).
+    #[serde(default)]
+    pub policy: PolicySpec,
 }
 
 /// `[defaults]`.
@@ -132,6 +136,8 @@ pub struct Setup {
     pub cdr_tz: TimeZone,
     /// `[generic_csv]`, if any.
     pub generic: Option<GenericMapping>,
+    /// The validated policy.
+    pub policy: Policy,
 }
 
 /// Validates a configuration (or none) with command-line overrides.
@@ -205,5 +211,6 @@ pub fn build(file: Option<(&Path, ConfigFile)>, over: &Overrides) -> Result<Setu
     let default = AccountSetup { plan: default_plan, tz: cdr_tz.clone() };
     let rater =
         Rater::new(numbering, decks, bands, accounts, default, direction).map_err(|e| anyhow!("{e}"))?;
-    Ok(Setup { rater, cdr_tz, generic: cfg.generic_csv })
+    let policy = Policy::from_spec(&cfg.policy).map_err(|e| anyhow!("[policy]: {e}"))?;
+    Ok(Setup { rater, cdr_tz, generic: cfg.generic_csv, policy })
 }

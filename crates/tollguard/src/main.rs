@@ -8,6 +8,7 @@ use std::process::ExitCode;
 mod config;
 mod price;
 mod rate;
+mod replay;
 
 /// Real-time toll-fraud prevention for voice traffic.
 #[derive(Parser, Debug)]
@@ -46,6 +47,8 @@ enum Command {
     Rate(rate::RateArgs),
     /// Price one call against a deck (prints the cost alone).
     Price(price::PriceArgs),
+    /// Replay CDRs through the engine in event time: what would the policy have done?
+    Replay(replay::ReplayArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
     let result: Result<ExitCode> = match cli.command {
         Command::Rate(a) => rate::run(a),
         Command::Price(a) => price::run(a),
+        Command::Replay(a) => replay::run(a),
     };
     match result {
         Ok(code) => code,

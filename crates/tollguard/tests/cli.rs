@@ -285,3 +285,70 @@ fn bad_input_names_file_and_line() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("unknown field `curency`"), "{}", text(&out.stderr));
 }
+
+/// Replays a file and returns (decisions, alerts, summary).
+fn replay(args: &[&str]) -> (String, String, String) {
+    let dir = std::env::temp_dir().join(format!("tollguard-replay-{}-{}", std::process::id(), args.len()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dec = dir.join("decisions.jsonl");
+    let al = dir.join("alerts.jsonl");
+    let mut all: Vec<&str> = vec!["replay"];
+    all.extend_from_slice(args);
+    let (d, a) = (dec.to_str().unwrap().to_string(), al.to_str().unwrap().to_string());
+    all.extend_from_slice(&["--decisions-out", &d, "--alerts-out", &a]);
+    let out = run(&all);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    (std::fs::read_to_string(&dec).unwrap(), std::fs::read_to_string(&al).unwrap(), text(&out.stderr))
+}
+
+#[test]
+fn replay_quickstart_with_the_default_policy() {
+    let cdr = root().join("examples/quickstart/Master.csv");
+    let d = deck();
+    let (decisions, alerts, summary) = replay(&[
+        "--cdr",
+        cdr.to_str().unwrap(),
+        "--format",
+        "asterisk",
+        "--rates",
+        &d,
+        "--country",
+        "NL",
+        "--tz",
+        "Europe/Amsterdam",
+    ]);
+    assert_eq!(decisions.lines().count(), 59, "one decision per CDR");
+    golden("replay_quickstart_default.decisions.jsonl", &decisions);
+    golden("replay_quickstart_default.alerts.jsonl", &alerts);
+    assert!(summary.contains("cost as recorded EUR 766.9900  cost with tollguard EUR 4.2900"), "{summary}");
+}
+
+#[test]
+fn replay_quickstart_with_a_500_a_day_limit_and_learning() {
+    let cdr = root().join("examples/quickstart/Master.csv");
+    let cfg = root().join("examples/quickstart/limit-500.toml");
+    let (decisions, alerts, _) = replay(&[
+        "--cdr",
+        cdr.to_str().unwrap(),
+        "--format",
+        "asterisk",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--learn-until",
+        "2011-06-11 12:00:00",
+    ]);
+    golden("replay_quickstart_500.decisions.jsonl", &decisions);
+    golden("replay_quickstart_500.alerts.jsonl", &alerts);
+    // emergency calls are allowed, always
+    for line in decisions.lines().filter(|l| l.contains("\"emergency\"")) {
+        assert!(line.contains("\"allowed\":true"), "{line}");
+    }
+}
+
+#[test]
+fn replay_output_is_the_same_every_run() {
+    let cdr = root().join("examples/quickstart/Master.csv");
+    let d = deck();
+    let args = ["--cdr", cdr.to_str().unwrap(), "--format", "asterisk", "--rates", &d, "--country", "NL"];
+    assert_eq!(replay(&args), replay(&args));
+}

@@ -1,0 +1,184 @@
+//! Counting windows: calendar periods in the account's zone, and rolling windows in steps.
+//!
+//! Amounts are integers in ten-thousandths of the currency (exact: costs have four decimals).
+//! A calendar window resets exactly when the local period changes; a rolling window drops a
+//! step once it is older than the window.
+
+use crate::policy::WindowKind;
+use jiff::civil::DateTime;
+use jiff::Timestamp;
+
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Bucket {
+    step: i64,
+    spend: i64,
+    calls: u32,
+}
+
+/// One window's running totals.
+#[derive(Clone, Debug)]
+pub enum Window {
+    /// Calendar period: the current period's key and totals.
+    Calendar {
+        /// Which period.
+        kind: WindowKind,
+        /// The current period (e.g. local days since 1970).
+        key: i64,
+        /// Spend of ended calls in it.
+        spend: i64,
+        /// Calls in it.
+        calls: u32,
+    },
+    /// Rolling: `steps` buckets of `step_s` seconds.
+    Rolling {
+        /// Seconds per step.
+        step_s: i64,
+        /// Buckets, indexed by step number modulo their count.
+        ring: Box<[Bucket; 24]>,
+        /// Buckets in use (12 or 24).
+        steps: usize,
+    },
+}
+
+/// The calendar key of a local time for a window kind.
+fn calendar_key(kind: WindowKind, local: DateTime) -> i64 {
+    let days = local.date().since(jiff::civil::date(1970, 1, 1)).map(|s| s.get_days() as i64).unwrap_or(0);
+    match kind {
+        WindowKind::Hour => days * 24 + local.hour() as i64,
+        WindowKind::Day => days,
+        WindowKind::Week => days - local.weekday().to_monday_zero_offset() as i64,
+        WindowKind::Month => local.year() as i64 * 12 + local.month() as i64 - 1,
+        _ => 0,
+    }
+}
+
+impl Window {
+    /// A fresh window.
+    pub fn new(kind: WindowKind) -> Window {
+        let (step_s, steps) = match kind {
+            WindowKind::Rolling1h => (300, 12),
+            WindowKind::Rolling24h => (3600, 24),
+            WindowKind::Rolling72h => (3 * 3600, 24),
+            _ => return Window::Calendar { kind, key: i64::MIN, spend: 0, calls: 0 },
+        };
+        Window::Rolling { step_s, ring: Box::new([Bucket::default(); 24]), steps }
+    }
+
+    fn roll(&mut self, local: DateTime) {
+        if let Window::Calendar { kind, key, spend, calls } = self {
+            let k = calendar_key(*kind, local);
+            if k != *key {
+                *key = k;
+                *spend = 0;
+                *calls = 0;
+            }
+        }
+    }
+
+    /// Adds spend and calls at `now` (`local` is `now` in the account's zone).
+    pub fn add(&mut self, now: Timestamp, local: DateTime, spend: i64, calls: u32) {
+        self.roll(local);
+        match self {
+            Window::Calendar { spend: s, calls: c, .. } => {
+                *s += spend;
+                *c += calls;
+            }
+            Window::Rolling { step_s, ring, steps } => {
+                let step = now.as_second().div_euclid(*step_s);
+                let b = &mut ring[step.rem_euclid(*steps as i64) as usize];
+                if b.step != step {
+                    *b = Bucket { step, spend: 0, calls: 0 };
+                }
+                b.spend += spend;
+                b.calls += calls;
+            }
+        }
+    }
+
+    /// Totals (spend, calls) inside the window at `now`.
+    pub fn totals(&mut self, now: Timestamp, local: DateTime) -> (i64, u32) {
+        self.roll(local);
+        match self {
+            Window::Calendar { spend, calls, .. } => (*spend, *calls),
+            Window::Rolling { step_s, ring, steps } => {
+                let step = now.as_second().div_euclid(*step_s);
+                let oldest = step - *steps as i64 + 1;
+                ring[..*steps]
+                    .iter()
+                    .filter(|b| b.step >= oldest && b.step <= step)
+                    .fold((0, 0), |(s, c), b| (s + b.spend, c + b.calls))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jiff::tz::TimeZone;
+    use proptest::prelude::*;
+
+    fn at(s: &str) -> (Timestamp, DateTime) {
+        let t: Timestamp = s.parse().unwrap();
+        (t, TimeZone::get("Europe/Amsterdam").unwrap().to_datetime(t))
+    }
+
+    #[test]
+    fn a_day_resets_exactly_at_local_midnight() {
+        let mut w = Window::new(WindowKind::Day);
+        let (t, l) = at("2011-06-11T21:59:59Z"); // 23:59:59 CEST
+        w.add(t, l, 100, 1);
+        assert_eq!(w.totals(t, l), (100, 1));
+        let (t, l) = at("2011-06-11T22:00:00Z"); // 00:00:00 CEST, next day
+        assert_eq!(w.totals(t, l), (0, 0));
+    }
+
+    #[test]
+    fn weeks_start_on_monday_and_months_on_the_first() {
+        let mut w = Window::new(WindowKind::Week);
+        let (t, l) = at("2011-06-12T20:00:00Z"); // Sunday 22:00 CEST
+        w.add(t, l, 5, 1);
+        let (t, l) = at("2011-06-12T22:00:00Z"); // Monday 00:00 CEST
+        assert_eq!(w.totals(t, l), (0, 0));
+        let mut m = Window::new(WindowKind::Month);
+        let (t, l) = at("2011-06-30T21:00:00Z"); // 23:00 CEST, 30 June
+        m.add(t, l, 7, 1);
+        let (t2, l2) = at("2011-06-30T21:59:59Z");
+        assert_eq!(m.totals(t2, l2), (7, 1));
+        let (t, l) = at("2011-06-30T22:00:00Z"); // 1 July
+        assert_eq!(m.totals(t, l), (0, 0));
+    }
+
+    #[test]
+    fn a_rolling_hour_forgets_after_an_hour() {
+        let mut w = Window::new(WindowKind::Rolling1h);
+        let (t, l) = at("2011-06-11T21:00:00Z");
+        w.add(t, l, 100, 1);
+        let (t, l) = at("2011-06-11T21:59:59Z");
+        assert_eq!(w.totals(t, l), (100, 1));
+        let (t, l) = at("2011-06-11T22:00:00Z");
+        assert_eq!(w.totals(t, l), (0, 0));
+    }
+
+    proptest! {
+        /// Totals are never negative and a rolling window equals a naive sum over its span.
+        #[test]
+        fn rolling_matches_a_naive_sum(adds in proptest::collection::vec((0i64..20_000, 0i64..1000), 1..60)) {
+            let tz = TimeZone::UTC;
+            let mut w = Window::new(WindowKind::Rolling1h);
+            let mut t0 = 1_300_000_000i64;
+            let mut log: Vec<(i64, i64)> = vec![];
+            for (gap, amount) in adds {
+                t0 += gap;
+                let t = Timestamp::from_second(t0).unwrap();
+                w.add(t, tz.to_datetime(t), amount, 1);
+                log.push((t0, amount));
+                let step = t0.div_euclid(300);
+                let want: i64 = log.iter().filter(|(s, _)| s.div_euclid(300) > step - 12).map(|(_, a)| a).sum();
+                let (got, _) = w.totals(t, tz.to_datetime(t));
+                prop_assert!(got >= 0);
+                prop_assert_eq!(got, want);
+            }
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! The engine with an injected clock: every limit and rule, on events we write by hand.
+
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tollguard_core::money::Currency;
+use tollguard_core::numbering::{DialPlan, Numbering};
+use tollguard_core::rater::{AccountSetup, DirectionRules, Rater};
+use tollguard_core::rating::{RateDeck, TimeBands};
+use tollguard_engine::policy::{Policy, PolicySpec};
+use tollguard_engine::{Attempt, Command, Decision, Effect, Engine, Event};
+
+const DECK: &str =
+    "prefix,destination,rate_per_minute,connection_fee,initial_increment_s,subsequent_increment_s
+31,Netherlands,0.0120,0,60,60
+1,USA,0.0150,0,6,6
+670,East Timor,1.4500,0,60,60
+234,Nigeria,0.2100,0,60,60
+";
+
+fn rater() -> Arc<Rater> {
+    let deck =
+        RateDeck::parse("deck.csv", "deck", DECK.as_bytes(), &TimeBands::default(), Currency::EUR).unwrap();
+    let default = AccountSetup {
+        plan: Arc::new(DialPlan::for_country("NL").unwrap()),
+        tz: TimeZone::get("Europe/Amsterdam").unwrap(),
+    };
+    Arc::new(
+        Rater::new(
+            Arc::new(Numbering::builtin().clone()),
+            vec![deck],
+            TimeBands::default(),
+            HashMap::new(),
+            default,
+            DirectionRules::default(),
+        )
+        .unwrap(),
+    )
+}
+
+fn engine(policy_toml: &str) -> Engine {
+    let spec: PolicySpec = toml::from_str(policy_toml).unwrap();
+    Engine::new(rater(), Policy::from_spec(&spec).unwrap())
+}
+
+fn t(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+fn attempt(e: &mut Engine, id: &str, ext: &str, to: &str, now: Timestamp) -> (Decision, Vec<Effect>) {
+    let mut out = vec![];
+    let a = Attempt {
+        call_id: id.into(),
+        account: "acme".into(),
+        extension: ext.into(),
+        dialled: to.into(),
+        ..Attempt::default()
+    };
+    e.handle(Event::Attempt(a), now, &mut out);
+    let d = out
+        .iter()
+        .find_map(|x| match x {
+            Effect::Decision(d) => Some(d.clone()),
+            _ => None,
+        })
+        .unwrap();
+    (d, out)
+}
+
+fn answer(e: &mut Engine, id: &str, now: Timestamp) {
+    e.handle(Event::Answer { call_id: id.into() }, now, &mut vec![]);
+}
+
+fn end(e: &mut Engine, id: &str, billsec: u32, now: Timestamp) {
+    e.handle(Event::End { call_id: id.into(), billsec: Some(billsec) }, now, &mut vec![]);
+}
+
+fn ticks(e: &mut Engine, from: Timestamp, to: Timestamp) -> Vec<(Timestamp, Effect)> {
+    let mut all = vec![];
+    let mut now = from;
+    while now <= to {
+        let mut out = vec![];
+        e.handle(Event::Tick, now, &mut out);
+        all.extend(out.into_iter().map(|x| (now, x)));
+        now += SignedDuration::from_secs(5);
+    }
+    all
+}
+
+const DAILY_10: &str = r#"
+defaults = false
+[[limit]]
+name = "acme.daily"
+metric = "spend"
+window = "day"
+max = "10.00"
+warning_percent = 80
+"#;
+
+#[test]
+fn spend_counts_calls_still_running_and_cuts_them() {
+    let mut e = engine(DAILY_10);
+    let start = t("2011-06-13T10:00:00Z");
+    for i in 0..4 {
+        let (d, _) = attempt(&mut e, &format!("c{i}"), "210", "0067077123456", start);
+        assert!(d.allowed, "{d:?}");
+        answer(&mut e, &format!("c{i}"), start);
+    }
+    // Four calls at 1.45/min: 5.80 a minute; 10.00 is reached in the second minute (60/60
+    // increments bill 2 minutes from 61 s on: 4 x 2.90 = 11.60).
+    let effects = ticks(&mut e, start, start + SignedDuration::from_secs(120));
+    let cuts: Vec<_> = effects.iter().filter(|(_, x)| matches!(x, Effect::Cut { .. })).collect();
+    assert_eq!(cuts.len(), 4, "{effects:?}");
+    assert_eq!(cuts[0].0, start + SignedDuration::from_secs(65), "cut on the first tick past 60 s");
+    let alerts: Vec<String> = effects
+        .iter()
+        .filter_map(|(_, x)| match x {
+            Effect::Alert(a) => Some(format!("{:?} {}", a.severity, a.message)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        alerts,
+        ["Critical spend day reached 11.60 with 4 calls running (limit 10.00): running calls cut"]
+    );
+}
+
+#[test]
+fn the_cap_is_the_budget_left_shared_by_running_calls() {
+    let mut e = engine(DAILY_10);
+    let now = t("2011-06-13T10:00:00Z");
+    let (d, _) = attempt(&mut e, "a", "210", "0067077123456", now);
+    // 10.00 at 1.45/min = 413 s
+    assert_eq!(d.max_duration_s, Some(413));
+    assert_eq!(d.rules, ["acme.daily"]);
+    answer(&mut e, "a", now);
+    let (d, _) = attempt(&mut e, "b", "211", "0067077123457", now + SignedDuration::from_secs(30));
+    // 30 s of the first call already cost 1.45 (60 s increment): 8.55 left for two calls at
+    // 2.90/min = 176 s
+    assert_eq!(d.max_duration_s, Some(176));
+    // A cheap call shares with both (the second is allowed, so it counts before it answers):
+    // 8.55 / (1.45 + 1.45 + 0.012) per minute = 176 s
+    let (d, _) = attempt(&mut e, "c", "212", "0201234567", now + SignedDuration::from_secs(30));
+    assert_eq!(d.max_duration_s, Some(176));
+    // When they have ended (the first after 60 s: 1.45), a new call has the rest to itself
+    end(&mut e, "a", 60, now + SignedDuration::from_secs(60));
+    end(&mut e, "b", 0, now + SignedDuration::from_secs(60));
+    end(&mut e, "c", 0, now + SignedDuration::from_secs(60));
+    let (d, _) = attempt(&mut e, "d", "212", "0201234567", now + SignedDuration::from_secs(61));
+    // 8.55 left at 0.012/min would be 42,750 s: more than the 4-hour horizon, so no cap (ticks
+    // still cut the call if the day's budget runs out while it runs)
+    assert_eq!(d.max_duration_s, None);
+    let (d, _) = attempt(&mut e, "e", "213", "0067077123458", now + SignedDuration::from_secs(61));
+    // and the dear call shares it: 8.55 at (0.012 + 1.45)/min = 350 s
+    assert_eq!(d.max_duration_s, Some(350));
+}
+
+#[test]
+fn a_spent_budget_denies_and_resets_at_local_midnight() {
+    let mut e = engine(DAILY_10);
+    let now = t("2011-06-13T19:00:00Z"); // 21:00 CEST
+    let (d, _) = attempt(&mut e, "a", "210", "0067077123456", now);
+    assert!(d.allowed);
+    answer(&mut e, "a", now);
+    end(&mut e, "a", 420, now + SignedDuration::from_secs(420)); // 7 min = 10.15
+    let (d, out) = attempt(&mut e, "b", "210", "0201234567", now + SignedDuration::from_secs(600));
+    assert!(!d.allowed);
+    assert_eq!(d.rules, ["acme.daily"]);
+    assert!(out.iter().any(|x| matches!(x, Effect::Alert(a) if a.rule == "acme.daily")));
+    // 23:59:59 local: still denied; 00:00:00 local: a new day
+    let (d, _) = attempt(&mut e, "c", "210", "0201234567", t("2011-06-13T21:59:59Z"));
+    assert!(!d.allowed);
+    let (d, _) = attempt(&mut e, "d", "210", "0201234567", t("2011-06-13T22:00:00Z"));
+    assert!(d.allowed, "{d:?}");
+}
+
+#[test]
+fn emergency_numbers_are_never_denied() {
+    let mut e = engine(DAILY_10);
+    let now = t("2011-06-13T10:00:00Z");
+    e.handle(
+        Event::Command(Command::Block {
+            account: "acme".into(),
+            extension: None,
+            until: None,
+            reason: "test".into(),
+        }),
+        now,
+        &mut vec![],
+    );
+    let (d, _) = attempt(&mut e, "x", "210", "0201234567", now);
+    assert!(!d.allowed);
+    assert_eq!(d.rules, ["operator.block: test"]);
+    for n in ["112", "911", "999"] {
+        let (d, _) = attempt(&mut e, n, "210", n, now);
+        assert!(d.allowed && d.max_duration_s.is_none(), "{n}: {d:?}");
+        assert_eq!(d.rules, ["emergency"]);
+    }
+    let mut out = vec![];
+    e.handle(Event::Command(Command::Unblock { account: "acme".into(), extension: None }), now, &mut out);
+    assert!(matches!(&out[0], Effect::Unblock { .. }));
+    let (d, _) = attempt(&mut e, "y", "210", "0201234567", now);
+    assert!(d.allowed);
+}
+
+#[test]
+fn concurrency_and_call_counts() {
+    let mut e = engine(
+        r#"
+defaults = false
+[[limit]]
+name = "channels"
+metric = "concurrent"
+max = "2"
+[[limit]]
+name = "calls.hour"
+metric = "calls"
+window = "hour"
+max = "3"
+"#,
+    );
+    let now = t("2011-06-13T10:00:00Z");
+    assert!(attempt(&mut e, "a", "1", "0201234567", now).0.allowed);
+    assert!(attempt(&mut e, "b", "1", "0201234567", now).0.allowed);
+    let (d, _) = attempt(&mut e, "c", "1", "0201234567", now);
+    assert_eq!((d.allowed, d.rules.clone()), (false, vec!["channels".to_string()]));
+    end(&mut e, "a", 0, now + SignedDuration::from_secs(10));
+    assert!(attempt(&mut e, "d", "1", "0201234567", now + SignedDuration::from_secs(20)).0.allowed);
+    end(&mut e, "b", 0, now + SignedDuration::from_secs(30));
+    end(&mut e, "d", 0, now + SignedDuration::from_secs(30));
+    // three calls allowed this hour: the fourth is refused, the next hour starts over
+    let (d, _) = attempt(&mut e, "e", "1", "0201234567", now + SignedDuration::from_secs(40));
+    assert_eq!((d.allowed, d.rules.clone()), (false, vec!["calls.hour".to_string()]));
+    assert!(attempt(&mut e, "f", "1", "0201234567", t("2011-06-13T11:00:00Z")).0.allowed);
+}
+
+#[test]
+fn default_policy_stops_a_night_pbx_hack_and_passes_honest_calls() {
+    let mut e = engine("");
+    // Saturday 11 June 2011, 23:10 in Amsterdam
+    let night = t("2011-06-11T21:10:00Z");
+    let (d, out) = attempt(&mut e, "tl1", "210", "0067077123456", night);
+    assert!(!d.allowed);
+    assert_eq!(d.rules, ["default.new_critical_destination_night"]);
+    assert_eq!(out.iter().filter(|x| matches!(x, Effect::Alert(_))).count(), 1);
+    let (d, out) = attempt(&mut e, "tl2", "210", "0067077123457", night + SignedDuration::from_secs(60));
+    assert!(!d.allowed);
+    assert_eq!(
+        out.iter().filter(|x| matches!(x, Effect::Alert(_))).count(),
+        0,
+        "one alert, not one per attempt"
+    );
+    // honest: a US conference call, Nigeria in office hours
+    let (d, _) = attempt(&mut e, "us", "201", "0012125551234", night);
+    assert!(d.allowed && d.max_duration_s.is_none(), "{d:?}");
+    let (d, _) = attempt(&mut e, "ng", "201", "002348031234567", t("2011-06-13T09:00:00Z"));
+    assert!(d.allowed && d.max_duration_s.is_none(), "{d:?}");
+}
+
+#[test]
+fn learning_mode_allows_everything_but_still_alerts() {
+    let mut e = engine("");
+    e.set_learn_until(Some(t("2011-06-12T00:00:00Z")));
+    let (d, out) = attempt(&mut e, "tl1", "210", "0067077123456", t("2011-06-11T21:10:00Z"));
+    assert!(d.allowed && d.max_duration_s.is_none());
+    assert_eq!(d.rules, ["default.new_critical_destination_night (learning)"]);
+    assert!(out.iter().any(|x| matches!(x, Effect::Alert(_))));
+}
+
+#[test]
+fn the_same_events_give_the_same_effects() {
+    let run = || {
+        let mut e = engine("");
+        let mut all = vec![];
+        let base = t("2011-06-13T09:00:00Z");
+        for i in 0..40 {
+            let now = base + SignedDuration::from_secs(i * 37);
+            let to = ["0067077123456", "0201234567", "0012125551234", "00881612345678"][i as usize % 4];
+            let (_, out) = attempt(&mut e, &format!("c{i}"), &format!("{}", 200 + i % 3), to, now);
+            all.extend(out);
+            answer(&mut e, &format!("c{i}"), now);
+            all.extend(ticks(&mut e, now, now + SignedDuration::from_secs(30)).into_iter().map(|x| x.1));
+        }
+        format!("{all:?}")
+    };
+    assert_eq!(run(), run());
+}
