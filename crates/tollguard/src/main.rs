@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod config;
+mod evaluate;
 mod price;
 mod rate;
 mod replay;
@@ -49,6 +50,8 @@ enum Command {
     Price(price::PriceArgs),
     /// Replay CDRs through the engine in event time: what would the policy have done?
     Replay(replay::ReplayArgs),
+    /// The detection scorecard on labelled traffic (from `tollguard simulate`).
+    Evaluate(evaluate::EvaluateArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
         Command::Rate(a) => rate::run(a),
         Command::Price(a) => price::run(a),
         Command::Replay(a) => replay::run(a),
+        Command::Evaluate(a) => evaluate::run(a),
     };
     match result {
         Ok(code) => code,

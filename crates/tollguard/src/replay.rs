@@ -25,6 +25,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use tollguard_core::cdr::Cdr;
 use tollguard_core::money::Currency;
+use tollguard_core::rater::Rater;
+use tollguard_engine::policy::Policy;
 use tollguard_engine::{Attempt, Effect, Engine, Event, Severity};
 use tollguard_ingest::{ReadError, ReadOptions};
 
@@ -56,15 +58,23 @@ enum Kind {
     Attempt,
 }
 
-struct Outcome {
-    allowed: bool,
-    cap: Option<u32>,
-    rules: Vec<String>,
-    /// Talk time the call was given when cut.
-    cut_at: Option<u32>,
+/// What became of one CDR in the replayed world.
+pub struct Outcome {
+    /// Allowed at its start.
+    pub allowed: bool,
+    /// The cap given at its start.
+    pub cap: Option<u32>,
+    /// Rules of the decision.
+    pub rules: Vec<String>,
+    /// Talk time the call had when it was cut.
+    pub cut_at: Option<u32>,
+    /// When it was cut.
+    pub cut_time: Option<Timestamp>,
     ended: bool,
     /// Talk time in the replayed world.
-    talk: u32,
+    pub talk: u32,
+    /// When it was decided (its start).
+    pub decided_at: Timestamp,
 }
 
 fn parse_learn_until(s: &str, setup: &Setup) -> Result<Timestamp> {
@@ -78,19 +88,15 @@ fn parse_learn_until(s: &str, setup: &Setup) -> Result<Timestamp> {
     setup.cdr_tz.to_timestamp(civil).map_err(|e| anyhow!("--learn-until {s:?}: {e}"))
 }
 
-pub fn run(args: ReplayArgs) -> Result<ExitCode> {
-    let setup = setup(&args.input)?;
-    let learn_until = args.learn_until.as_deref().map(|s| parse_learn_until(s, &setup)).transpose()?;
-    let options = ReadOptions { tz: setup.cdr_tz.clone(), generic: setup.generic.clone() };
-
-    // Read everything first (see the module documentation).
+/// Reads every CDR of the inputs; malformed rows are reported and counted.
+pub fn read_cdrs(input: &InputArgs, options: &ReadOptions) -> Result<(Vec<Cdr>, u64)> {
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_message("reading CDRs");
     let mut cdrs: Vec<Cdr> = Vec::new();
     let mut malformed = 0u64;
     let mut cdr = Cdr::default();
-    for path in &args.input.cdr {
-        let mut reader = tollguard_ingest::open(args.input.format, path, &options)?;
+    for path in &input.cdr {
+        let mut reader = tollguard_ingest::open(input.format, path, options)?;
         loop {
             match reader.read_into(&mut cdr) {
                 Ok(true) => cdrs.push(cdr.clone()),
@@ -109,9 +115,20 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
         }
     }
     bar.finish_and_clear();
+    Ok((cdrs, malformed))
+}
 
-    let rater = Arc::new(setup.rater.clone());
-    let mut engine = Engine::new(rater.clone(), setup.policy.clone());
+/// What the replay did: one outcome per CDR (same order) and the alerts raised.
+pub struct Replayed {
+    /// Per CDR.
+    pub outcomes: Vec<Outcome>,
+    /// In the order raised.
+    pub alerts: Vec<tollguard_engine::Alert>,
+}
+
+/// Drives a fresh engine through the CDRs in event time.
+pub fn drive(rater: Arc<Rater>, policy: Policy, learn_until: Option<Timestamp>, cdrs: &[Cdr]) -> Replayed {
+    let mut engine = Engine::new(rater, policy);
     engine.set_learn_until(learn_until);
 
     let mut queue: BinaryHeap<Reverse<(Timestamp, Kind, usize)>> = BinaryHeap::new();
@@ -135,7 +152,7 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
             };
             while next < t {
                 engine.handle(Event::Tick, next, &mut effects);
-                apply(&mut effects, next, &cdrs, &by_id, &mut outcomes, &mut queue, &mut alerts);
+                apply(&mut effects, next, cdrs, &by_id, &mut outcomes, &mut queue, &mut alerts);
                 last_tick = Some(next);
                 next += tick;
             }
@@ -170,8 +187,10 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
                             cap: d.max_duration_s,
                             rules: d.rules.clone(),
                             cut_at: None,
+                            cut_time: None,
                             ended: !d.allowed,
                             talk: if d.allowed { talk } else { 0 },
+                            decided_at: t,
                         });
                         if d.allowed {
                             match c.answer {
@@ -188,12 +207,12 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
                         }
                     }
                 }
-                apply(&mut effects, t, &cdrs, &by_id, &mut outcomes, &mut queue, &mut alerts);
+                apply(&mut effects, t, cdrs, &by_id, &mut outcomes, &mut queue, &mut alerts);
             }
             Kind::Answer => {
                 if outcomes[i].as_ref().is_some_and(|o| !o.ended) {
                     engine.handle(Event::Answer { call_id: c.call_id.clone() }, t, &mut effects);
-                    apply(&mut effects, t, &cdrs, &by_id, &mut outcomes, &mut queue, &mut alerts);
+                    apply(&mut effects, t, cdrs, &by_id, &mut outcomes, &mut queue, &mut alerts);
                 }
             }
             Kind::End => {
@@ -206,12 +225,23 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
                             t,
                             &mut effects,
                         );
-                        apply(&mut effects, t, &cdrs, &by_id, &mut outcomes, &mut queue, &mut alerts);
+                        apply(&mut effects, t, cdrs, &by_id, &mut outcomes, &mut queue, &mut alerts);
                     }
                 }
             }
         }
     }
+    let outcomes: Vec<Outcome> = outcomes.into_iter().map(|o| o.expect("every CDR was attempted")).collect();
+    Replayed { outcomes, alerts }
+}
+
+pub fn run(args: ReplayArgs) -> Result<ExitCode> {
+    let setup = setup(&args.input)?;
+    let learn_until = args.learn_until.as_deref().map(|s| parse_learn_until(s, &setup)).transpose()?;
+    let options = ReadOptions { tz: setup.cdr_tz.clone(), generic: setup.generic.clone() };
+    let (cdrs, malformed) = read_cdrs(&args.input, &options)?;
+    let rater = Arc::new(setup.rater.clone());
+    let Replayed { outcomes, alerts, .. } = drive(rater.clone(), setup.policy.clone(), learn_until, &cdrs);
 
     // Outputs and summary.
     let mut summary = Summary { calls: cdrs.len() as u64, malformed, ..Summary::default() };
@@ -222,7 +252,6 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
         None => None,
     };
     for (c, o) in cdrs.iter().zip(&outcomes) {
-        let o = o.as_ref().expect("every CDR was attempted");
         let r = rater.rate(c);
         if r.is_unrated() {
             summary.unrated += 1;
@@ -302,6 +331,7 @@ fn apply(
                 };
                 o.talk = talk;
                 o.cut_at = Some(talk);
+                o.cut_time = Some(now);
                 queue.push(Reverse((now, Kind::End, i)));
             }
             _ => {}
