@@ -22,7 +22,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tollguard_core::cdr::{Cdr, Direction};
-use tollguard_core::numbering::{Dialled, NumberType, RiskTier};
+use tollguard_core::numbering::{Dialled, NumberType, RiskTier, E164};
 use tollguard_core::rater::Rater;
 use tollguard_core::rating::RateRow;
 
@@ -261,6 +261,10 @@ struct AccountMemory {
     seen: Vec<u64>,
     /// Regions whose first-call alert was raised (until they are called).
     alerted: Vec<u16>,
+    /// High-risk numbers that rang in recently, and when.
+    rang_in: Vec<(E164, Timestamp)>,
+    /// Numbers whose wangiri alert was raised.
+    wangiri_alerted: Vec<E164>,
 }
 
 impl AccountMemory {
@@ -280,6 +284,12 @@ impl AccountMemory {
 /// A budget that allows a call more than this many seconds gives no cap: ticks still cut the
 /// call if the limit is reached while it runs.
 pub const CAP_HORIZON_S: u32 = 4 * 3600;
+
+/// How long an inbound call from a high-risk number is remembered for the wangiri rule.
+pub const WANGIRI_MEMORY: SignedDuration = SignedDuration::from_hours(72);
+
+/// How many such numbers an account remembers (the oldest is forgotten first).
+pub const WANGIRI_NUMBERS: usize = 32;
 
 /// Seconds given to a first call to a high-risk country in office hours.
 pub const NEW_DESTINATION_CAP_S: u32 = 300;
@@ -399,6 +409,22 @@ impl Engine {
         let outbound = direction == Direction::Outbound && matches!(dialled, Dialled::E164(_));
         if !outbound {
             // Inbound and internal calls cost nothing: allowed, kept as evidence by the caller.
+            // An inbound call from a high-risk foreign number is remembered: calling it back is
+            // the wangiri pattern.
+            if direction == Direction::Inbound && self.policy.new_destination_rules {
+                let setup = self.rater.account(&a.account);
+                if let Dialled::E164(from) = setup.plan.normalise(&a.extension) {
+                    let class = self.rater.numbering().classify(&from);
+                    if class.risk >= RiskTier::High {
+                        let m = self.memory.entry(a.account.clone()).or_default();
+                        m.rang_in.retain(|(n, at)| *n != from && now.duration_since(*at) < WANGIRI_MEMORY);
+                        if m.rang_in.len() >= WANGIRI_NUMBERS {
+                            m.rang_in.remove(0);
+                        }
+                        m.rang_in.push((from, now));
+                    }
+                }
+            }
             out.push(Effect::Decision(d));
             return;
         }
@@ -476,6 +502,39 @@ impl Engine {
                             rule,
                             if denied_here { AlertAction::Deny } else { AlertAction::Alert },
                             format!("{what}: {done}"),
+                        ));
+                    }
+                }
+            }
+        }
+
+        // Calling back a high-risk number that rang in: wangiri.
+        if self.policy.new_destination_rules {
+            if let Dialled::E164(to) = dialled {
+                let m = self.memory.entry(a.account.clone()).or_default();
+                if let Some(&(_, rang)) =
+                    m.rang_in.iter().find(|(n, at)| *n == to && now.duration_since(*at) < WANGIRI_MEMORY)
+                {
+                    let first_alert = !m.wangiri_alerted.contains(&to);
+                    if first_alert {
+                        m.wangiri_alerted.push(to);
+                    }
+                    deny = true;
+                    deny_rules.push("default.wangiri_callback".into());
+                    let msg = format!(
+                        "call back to {to} ({}, {} risk), which rang in at {rang}: a wangiri callback, denied",
+                        if dest.country.is_empty() { "unknown country" } else { dest.country },
+                        dest.risk.unwrap_or_default()
+                    );
+                    d.explanation.push(msg.clone());
+                    if first_alert {
+                        alerts.push(self.alert(
+                            now,
+                            &a,
+                            Severity::Critical,
+                            "default.wangiri_callback",
+                            AlertAction::Deny,
+                            msg,
                         ));
                     }
                 }

@@ -286,3 +286,42 @@ fn the_same_events_give_the_same_effects() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn calling_back_a_high_risk_number_that_rang_in_is_wangiri() {
+    let mut e = engine("");
+    let morning = t("2011-06-14T08:00:00Z"); // Tuesday 10:00 CEST
+    let mut out = vec![];
+    let inbound = Attempt {
+        call_id: "in1".into(),
+        account: "acme".into(),
+        extension: "+67677123456".into(),
+        dialled: "201".into(),
+        context: "from-trunk".into(),
+        ..Attempt::default()
+    };
+    e.handle(Event::Attempt(inbound), morning, &mut out);
+    let (d, out) = attempt(&mut e, "cb1", "201", "0067677123456", morning + SignedDuration::from_secs(600));
+    assert!(!d.allowed);
+    assert_eq!(d.rules, ["default.wangiri_callback"]);
+    assert_eq!(
+        out.iter().filter(|x| matches!(x, Effect::Alert(a) if a.rule == "default.wangiri_callback")).count(),
+        1
+    );
+    // a colleague calls back too: denied, no second alert
+    let (d, out) = attempt(&mut e, "cb2", "202", "0067677123456", morning + SignedDuration::from_secs(900));
+    assert!(!d.allowed);
+    assert!(!out.iter().any(|x| matches!(x, Effect::Alert(a) if a.rule == "default.wangiri_callback")));
+    // an ordinary foreign caller can be called back
+    let inbound = Attempt {
+        call_id: "in2".into(),
+        account: "acme".into(),
+        extension: "+2348031234567".into(),
+        dialled: "201".into(),
+        context: "from-trunk".into(),
+        ..Attempt::default()
+    };
+    e.handle(Event::Attempt(inbound), morning, &mut vec![]);
+    let (d, _) = attempt(&mut e, "cb3", "201", "002348031234567", morning + SignedDuration::from_secs(60));
+    assert!(d.allowed && d.rules.is_empty(), "{d:?}");
+}
