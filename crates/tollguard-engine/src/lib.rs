@@ -257,10 +257,10 @@ struct ActiveBlock {
 
 #[derive(Clone, Debug, Default)]
 struct AccountMemory {
-    /// Regions (by index) the account has called, as a bit set.
-    seen: Vec<u64>,
-    /// Regions whose first-call alert was raised (until they are called).
-    alerted: Vec<u16>,
+    /// Kinds of destination the account has called ([`destination_kind`]).
+    seen: Vec<u32>,
+    /// Kinds whose first-call alert was raised (until they are called).
+    alerted: Vec<u32>,
     /// High-risk numbers that rang in recently, and when.
     rang_in: Vec<(E164, Timestamp)>,
     /// Numbers whose wangiri alert was raised.
@@ -268,17 +268,30 @@ struct AccountMemory {
 }
 
 impl AccountMemory {
-    fn has(&self, region: u16) -> bool {
-        self.seen.get(region as usize / 64).is_some_and(|w| w & (1 << (region % 64)) != 0)
-    }
-    fn mark(&mut self, region: u16) {
-        let i = region as usize / 64;
-        if self.seen.len() <= i {
-            self.seen.resize(i + 1, 0);
+    fn mark(&mut self, kind: u32) {
+        if !self.seen.contains(&kind) {
+            self.seen.push(kind);
         }
-        self.seen[i] |= 1 << (region % 64);
-        self.alerted.retain(|r| *r != region);
+        self.alerted.retain(|k| *k != kind);
     }
+}
+
+/// A kind of destination, as the new-destination rule remembers them: the country, and for
+/// revenue-share ranges (premium, personal, shared cost, UAN, satellite, international networks)
+/// also the type, so an account's first call to its own country's premium numbers is new too.
+fn destination_kind(region: u16, number_type: Option<NumberType>) -> u32 {
+    let special = match number_type {
+        Some(
+            t @ (NumberType::Premium
+            | NumberType::Personal
+            | NumberType::SharedCost
+            | NumberType::Uan
+            | NumberType::Satellite
+            | NumberType::InternationalNetwork),
+        ) => t as u32 + 1,
+        _ => 0,
+    };
+    (region as u32) << 8 | special
 }
 
 /// A budget that allows a call more than this many seconds gives no cap: ticks still cut the
@@ -459,30 +472,43 @@ impl Engine {
             }
         }
 
-        // A first call to a high-risk country the account never called.
+        // A first call to a high-risk kind of destination the account never called: a country
+        // (East Timor), or a kind of range in a country it does call (its own premium numbers).
         if self.policy.new_destination_rules {
             if let (Some(region), Some(risk)) = (dest.region, dest.risk) {
-                let seen = self.memory.get(&a.account).is_some_and(|m| m.has(region));
+                let kind = destination_kind(region, dest.number_type);
+                let seen = self.memory.get(&a.account).is_some_and(|m| m.seen.contains(&kind));
                 if !seen && risk >= RiskTier::High {
                     let night = self.is_night(local);
-                    let denied_here = risk == RiskTier::Critical && night;
+                    let revenue_share = matches!(
+                        dest.number_type,
+                        Some(
+                            NumberType::Premium
+                                | NumberType::Personal
+                                | NumberType::Satellite
+                                | NumberType::InternationalNetwork
+                        )
+                    );
+                    let grave = risk == RiskTier::Critical || revenue_share;
+                    let denied_here = grave && night;
                     let (rule, sev) = if denied_here {
                         deny = true;
                         deny_rules.push("default.new_critical_destination_night".into());
                         ("default.new_critical_destination_night", Severity::Critical)
                     } else {
                         cap = Some(cap.map_or(NEW_DESTINATION_CAP_S, |c| c.min(NEW_DESTINATION_CAP_S)));
-                        ("default.new_high_risk_destination", Severity::Warning)
+                        let sev = if grave { Severity::Critical } else { Severity::Warning };
+                        ("default.new_high_risk_destination", sev)
                     };
                     let what = format!(
-                        "first call of account {} to {} ({} risk, {}){}",
+                        "first call of account {} to {} {} numbers ({} risk){}",
                         a.account,
-                        if dest.country.is_empty() { "an unknown country" } else { dest.country },
-                        risk,
+                        if dest.country.is_empty() { "unknown-country" } else { dest.country },
                         dest.number_type.map_or("unknown", |t| t.as_str()),
+                        risk,
                         if night { " at night or at the weekend" } else { "" }
                     );
-                    let done = if risk == RiskTier::Critical && night {
+                    let done = if denied_here {
                         "denied".to_string()
                     } else {
                         format!("allowed for at most {NEW_DESTINATION_CAP_S} s")
@@ -491,10 +517,10 @@ impl Engine {
                         d.rules.push(rule.into());
                     }
                     d.explanation.push(format!("{what}: {done}"));
-                    // One alert per account and country until it is called (not one per attempt).
+                    // One alert per account and kind until it is called (not one per attempt).
                     let memory = self.memory.entry(a.account.clone()).or_default();
-                    if !memory.alerted.contains(&region) {
-                        memory.alerted.push(region);
+                    if !memory.alerted.contains(&kind) {
+                        memory.alerted.push(kind);
                         alerts.push(self.alert(
                             now,
                             &a,
@@ -704,7 +730,10 @@ impl Engine {
         }
         if d.allowed {
             if let Some(region) = dest.region {
-                self.memory.entry(a.account.clone()).or_default().mark(region);
+                self.memory
+                    .entry(a.account.clone())
+                    .or_default()
+                    .mark(destination_kind(region, dest.number_type));
             }
             for k in &keys {
                 if let Some(s) = self.states.get_mut(k) {

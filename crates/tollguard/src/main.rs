@@ -10,6 +10,7 @@ mod evaluate;
 mod price;
 mod rate;
 mod replay;
+mod simulate;
 
 /// Real-time toll-fraud prevention for voice traffic.
 #[derive(Parser, Debug)]
@@ -52,6 +53,8 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// The detection scorecard on labelled traffic (from `tollguard simulate`).
     Evaluate(evaluate::EvaluateArgs),
+    /// Generate a seeded month of PBX traffic with labelled fraud (Master.csv, labels.csv).
+    Simulate(simulate::SimulateArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         Command::Price(a) => price::run(a),
         Command::Replay(a) => replay::run(a),
         Command::Evaluate(a) => evaluate::run(a),
+        Command::Simulate(a) => simulate::run(a),
     };
     match result {
         Ok(code) => code,

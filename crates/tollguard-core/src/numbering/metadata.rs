@@ -186,10 +186,11 @@ impl MetaTables {
             }
             // A region that shares its code (CA, JM, GG, KZ, ...) is placed by the ranges its
             // number types spell out; its general pattern is often much looser (JM: `[58]\d\d`).
-            let mut placed = false;
+            let mut typed = false;
             for (t, desc) in descriptors(md) {
                 let Some(desc) = desc else { continue };
                 for lit in pattern_prefixes(desc.national_number().as_str()) {
+                    typed = true;
                     let mut p = cc_digits.clone();
                     p.extend_from_slice(&lit);
                     if main {
@@ -197,12 +198,14 @@ impl MetaTables {
                     } else if !main_literals.contains(&p) {
                         // (GG and JE repeat GB's personal and pager ranges: those stay GB.)
                         claims.push((p.clone(), Claim::Region(idx)));
-                        placed = true;
                     }
                     claims.push((p, Claim::Type(t)));
                 }
             }
-            if !main && !placed {
+            // Only a region whose metadata has no typed ranges at all is placed by its general
+            // pattern (EH repeats MA's ranges: placing it by its loose general pattern would take
+            // Casablanca).
+            if !main && !typed {
                 for lit in pattern_prefixes(md.descriptors().general().national_number().as_str()) {
                     let mut p = cc_digits.clone();
                     p.extend_from_slice(&lit);
@@ -313,13 +316,17 @@ impl Numbering {
                 risk: a.risk.or(parent.risk),
             };
             let number_type = resolved.resolved.unwrap_or_default();
-            let listed = resolved.risk.map(|i| risk.entries[i as usize].tier).unwrap_or(RiskTier::Low);
+            let entry = resolved.risk.map(|i| &risk.entries[i as usize]);
+            let listed = entry.map_or(RiskTier::Low, |e| e.tier);
+            // A `carve_out` entry sets the tier of its range exactly, below the type's own risk if
+            // it says so (NL 0900 helplines are premium-rate numbers, but honest).
+            let carve_out = entry.is_some_and(|e| e.category == "carve_out");
             trie.insert(
                 &prefix,
                 Class {
                     region: resolved.region.unwrap_or(Class::NO_REGION),
                     number_type,
-                    risk: listed.max(number_type.inherent_risk()),
+                    risk: if carve_out { listed } else { listed.max(number_type.inherent_risk()) },
                     risk_entry: resolved.risk.unwrap_or(u32::MAX),
                 },
             );
@@ -382,6 +389,7 @@ mod tests {
         assert_eq!(class("74951234567").0, "RU");
         assert_eq!(class("2348031234567").0, "NG");
         assert_eq!(class("919876543210").0, "IN");
+        assert_eq!(class("212522123456").0, "MA");
     }
 
     #[test]
@@ -403,6 +411,10 @@ mod tests {
         assert_eq!(class("2348031234567").2, RiskTier::Low);
         assert_eq!(class("212612345678").2, RiskTier::Low);
         assert_eq!(class("919876543210").2, RiskTier::Low);
+        // NL 0900 helplines are carved out of premium's high risk; 0906 and 0909 are not
+        assert_eq!(class("319001234567"), ("NL".into(), NumberType::Premium, RiskTier::Medium));
+        assert_eq!(class("319061234567").2, RiskTier::High);
+        assert_eq!(class("319091234567").2, RiskTier::High);
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! `prefix` is E.164 digits without `+`; `tier` is `low`, `medium`, `high` or `critical`; the
 //! longest matching prefix sets the tier (so a sub-range can be lowered as well as raised), and
 //! the number type can only raise it (premium, satellite and international networks are at least
-//! `high`; see [`super::NumberType::inherent_risk`]).
+//! `high`; see [`super::NumberType::inherent_risk`]). An entry of category `carve_out` is the
+//! exception: it sets its range's tier exactly, even below the type's own risk (NL 0900
+//! helplines are premium-rate numbers, but honest).
 
 use super::RiskTier;
 use std::fmt;
