@@ -352,3 +352,43 @@ fn replay_output_is_the_same_every_run() {
     let args = ["--cdr", cdr.to_str().unwrap(), "--format", "asterisk", "--rates", &d, "--country", "NL"];
     assert_eq!(replay(&args), replay(&args));
 }
+
+#[test]
+fn scorecard_on_a_small_simulated_month_meets_the_targets() {
+    let dir = std::env::temp_dir().join(format!("tollguard-sim-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.to_str().unwrap();
+    let out = run(&[
+        "simulate",
+        "--seed",
+        "5",
+        "--accounts",
+        "20",
+        "--days",
+        "21",
+        "--start",
+        "2026-01-05",
+        "--out-dir",
+        d,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(&["evaluate", "--dir", d]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    let line = |prefix: &str| {
+        report
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("{prefix}\n{report}"))
+            .to_string()
+    };
+    let detected = line("incidents detected:");
+    let (got, all) = detected.trim_start_matches("incidents detected: ").split_once(" of ").unwrap();
+    assert_eq!(got, all, "{report}");
+    assert_eq!(line("emergency calls denied:").split(' ').nth(3), Some("0"), "{report}");
+    assert!(line("critical alerts on honest accounts:").ends_with(": 0"), "{report}");
+    let worst: f64 = line("worst incident with tollguard: EUR ").rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(worst <= 500.0, "{report}");
+    let honest = line("honest billable calls denied:");
+    assert!(honest.starts_with("honest billable calls denied: 0 of"), "{report}");
+}
