@@ -298,6 +298,9 @@ fn destination_kind(region: u16, number_type: Option<NumberType>) -> u32 {
 /// call if the limit is reached while it runs.
 pub const CAP_HORIZON_S: u32 = 4 * 3600;
 
+/// A second block by the same limit on the same account within this time lasts until released.
+pub const BLOCK_ESCALATION: SignedDuration = SignedDuration::from_hours(7 * 24);
+
 /// How long an inbound call from a high-risk number is remembered for the wangiri rule.
 pub const WANGIRI_MEMORY: SignedDuration = SignedDuration::from_hours(72);
 
@@ -316,6 +319,8 @@ pub struct Engine {
     states: HashMap<StateKey, LimitState>,
     memory: HashMap<String, AccountMemory>,
     blocks: Vec<ActiveBlock>,
+    /// Blocks set by limits: (account, limit, when), for escalation.
+    block_history: Vec<(String, Option<u16>, Timestamp)>,
     scratch: Cdr,
 }
 
@@ -338,6 +343,7 @@ impl Engine {
             states: HashMap::new(),
             memory: HashMap::new(),
             blocks: Vec::new(),
+            block_history: Vec::new(),
             scratch: Cdr::default(),
         }
     }
@@ -592,9 +598,9 @@ impl Engine {
             if critical {
                 let acts = limit.on_critical;
                 let msg = format!(
-                    "{} {} reached {} (limit {})",
+                    "{}{} reached {} (limit {})",
                     describe(limit),
-                    limit.window.map_or("", |w| w.as_str()),
+                    window_text(limit),
                     limit.show(used),
                     limit.show(limit.max)
                 );
@@ -641,9 +647,9 @@ impl Engine {
             } else if warning && state.alerted < 1 && limit.on_warning.has(Action::Alert) {
                 state.alerted = 1;
                 let msg = format!(
-                    "{} {} at {} of {} (warning at {})",
+                    "{}{} at {} of {} (warning at {})",
                     describe(limit),
-                    limit.window.map_or("", |w| w.as_str()),
+                    window_text(limit),
                     limit.show(used),
                     limit.show(limit.max),
                     limit.show(limit.warning.unwrap_or(0))
@@ -699,13 +705,7 @@ impl Engine {
         }
 
         for b in new_blocks {
-            out.push(Effect::Block {
-                account: b.account.clone(),
-                extension: b.extension.clone(),
-                rule: b.rule.clone(),
-                until: b.until,
-            });
-            self.blocks.push(b);
+            self.set_block(b, now, out);
         }
         for (id, rule) in cuts {
             self.cut(&id, &rule, out);
@@ -746,6 +746,27 @@ impl Engine {
             self.track(&a, dest.rate, keys);
         }
         out.push(Effect::Decision(d));
+    }
+
+    /// Sets a block. A limit that blocks the same account again within
+    /// [`BLOCK_ESCALATION`] blocks it until an operator releases it: an attack that resumes
+    /// after each expiry is not a coincidence.
+    fn set_block(&mut self, mut b: ActiveBlock, now: Timestamp, out: &mut Vec<Effect>) {
+        let again = self.block_history.iter().any(|(acc, lim, at)| {
+            *acc == b.account && *lim == b.limit && now.duration_since(*at) < BLOCK_ESCALATION
+        });
+        if again {
+            b.until = None;
+        }
+        self.block_history.retain(|(_, _, at)| now.duration_since(*at) < BLOCK_ESCALATION);
+        self.block_history.push((b.account.clone(), b.limit, now));
+        out.push(Effect::Block {
+            account: b.account.clone(),
+            extension: b.extension.clone(),
+            rule: b.rule.clone(),
+            until: b.until,
+        });
+        self.blocks.push(b);
     }
 
     fn track(&mut self, a: &Attempt, rate: Option<RateInfo>, keys: Vec<StateKey>) {
@@ -819,6 +840,7 @@ impl Engine {
             let extension = call.extension.clone();
             let local = self.local(&account, now);
             let enforce = !limit.report_only && !learning;
+            let mut to_block = None;
             match limit.metric {
                 Metric::Spend => {
                     let state = self.states.get_mut(&key).expect("key from the map");
@@ -830,9 +852,9 @@ impl Engine {
                         if limit.on_critical.has(Action::Alert) && state.alerted < 2 {
                             state.alerted = 2;
                             let msg = format!(
-                                "{} {} reached {} with {} calls running (limit {}){}",
+                                "{}{} reached {} with {} calls running (limit {}){}",
                                 describe(limit),
-                                limit.window.map_or("", |w| w.as_str()),
+                                window_text(limit),
                                 limit.show(used),
                                 running.len(),
                                 limit.show(limit.max),
@@ -860,13 +882,7 @@ impl Engine {
                                 until: limit.block_for.map(|d| now + d),
                                 rule: limit.name.clone(),
                             };
-                            out.push(Effect::Block {
-                                account: b.account.clone(),
-                                extension: b.extension.clone(),
-                                rule: b.rule.clone(),
-                                until: b.until,
-                            });
-                            self.blocks.push(b);
+                            to_block = Some(b);
                         }
                         if cut {
                             let name = limit.name.clone();
@@ -880,9 +896,9 @@ impl Engine {
                     {
                         state.alerted = 1;
                         let msg = format!(
-                            "{} {} at {} of {} with calls running (warning at {})",
+                            "{}{} at {} of {} with calls running (warning at {})",
                             describe(limit),
-                            limit.window.map_or("", |w| w.as_str()),
+                            window_text(limit),
                             limit.show(used),
                             limit.show(limit.max),
                             limit.show(limit.warning.unwrap_or(0))
@@ -917,6 +933,9 @@ impl Engine {
                     }
                 }
                 _ => {}
+            }
+            if let Some(b) = to_block {
+                self.set_block(b, now, out);
             }
         }
         // Re-arm alerts of windows that fell back below their warning level.
@@ -988,6 +1007,11 @@ fn usage(
         Metric::Concurrent => (state.running.len() as i64 + extra, 0),
         Metric::CallDuration => (0, 0),
     }
+}
+
+/// ` day`, ` rolling_1h`, ... or nothing, to follow [`describe`].
+fn window_text(limit: &Limit) -> String {
+    limit.window.map_or(String::new(), |w| format!(" {}", w.as_str()))
 }
 
 fn describe(limit: &Limit) -> String {

@@ -325,3 +325,48 @@ fn calling_back_a_high_risk_number_that_rang_in_is_wangiri() {
     let (d, _) = attempt(&mut e, "cb3", "201", "002348031234567", morning + SignedDuration::from_secs(60));
     assert!(d.allowed && d.rules.is_empty(), "{d:?}");
 }
+
+#[test]
+fn a_second_block_within_a_week_lasts_until_released() {
+    let mut e = engine(
+        r#"
+defaults = false
+[[limit]]
+name = "tl.hour"
+metric = "spend"
+window = "rolling_1h"
+max = "5.00"
+countries = ["TL"]
+on_critical = ["alert", "deny", "cut", "block"]
+block_for = "2h"
+"#,
+    );
+    let mut blocks = vec![];
+    let mut now = t("2011-06-13T10:00:00Z");
+    for round in 0..2 {
+        let id = format!("r{round}");
+        assert!(attempt(&mut e, &id, "213", "0067077123456", now).0.allowed, "round {round}");
+        answer(&mut e, &id, now);
+        for (at, x) in ticks(&mut e, now, now + SignedDuration::from_secs(400)) {
+            if let Effect::Block { until, .. } = x {
+                blocks.push((at, until));
+            }
+        }
+        end(&mut e, &id, 240, now + SignedDuration::from_secs(240));
+        // blocked for TL, not for the rest
+        assert!(
+            !attempt(&mut e, &format!("{id}b"), "213", "0067077123457", now + SignedDuration::from_secs(600))
+                .0
+                .allowed
+        );
+        assert!(
+            attempt(&mut e, &format!("{id}nl"), "213", "0201234567", now + SignedDuration::from_secs(600))
+                .0
+                .allowed
+        );
+        now += SignedDuration::from_hours(3);
+    }
+    assert_eq!(blocks.len(), 2, "{blocks:?}");
+    assert_eq!(blocks[0].1, Some(blocks[0].0 + SignedDuration::from_hours(2)));
+    assert_eq!(blocks[1].1, None, "the second block is until released");
+}

@@ -288,7 +288,9 @@ fn bad_input_names_file_and_line() {
 
 /// Replays a file and returns (decisions, alerts, summary).
 fn replay(args: &[&str]) -> (String, String, String) {
-    let dir = std::env::temp_dir().join(format!("tollguard-replay-{}-{}", std::process::id(), args.len()));
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("tollguard-replay-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let dec = dir.join("decisions.jsonl");
     let al = dir.join("alerts.jsonl");
@@ -391,4 +393,26 @@ fn scorecard_on_a_small_simulated_month_meets_the_targets() {
     assert!(worst <= 500.0, "{report}");
     let honest = line("honest billable calls denied:");
     assert!(honest.starts_with("honest billable calls denied: 0 of"), "{report}");
+}
+
+#[test]
+fn example_2011_pbx_hack() {
+    let dir = root().join("examples/2011-pbx-hack");
+    let cdr = dir.join("Master.csv");
+    for (cfg, want) in [
+        ("default.toml", "cost as recorded EUR 174408.5440  cost with tollguard EUR 141.7440"),
+        ("limit-500.toml", "cost as recorded EUR 174408.5440  cost with tollguard EUR 8747.8500"),
+    ] {
+        let c = dir.join(cfg);
+        let (decisions, _, summary) = replay(&[
+            "--cdr",
+            cdr.to_str().unwrap(),
+            "--format",
+            "asterisk",
+            "--config",
+            c.to_str().unwrap(),
+        ]);
+        assert!(summary.contains(want), "{cfg}: {summary}");
+        assert_eq!(decisions.lines().count(), 4289);
+    }
 }
