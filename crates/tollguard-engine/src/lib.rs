@@ -359,6 +359,34 @@ impl Engine {
         self.calls.len()
     }
 
+    /// Accounts the engine keeps state for, and the bytes of that state (limit windows, running
+    /// call lists, destinations seen; hash-map overhead included as one key and value per entry).
+    /// Calls in progress are not included: they are per call, not per account.
+    pub fn account_state_bytes(&self) -> (usize, usize) {
+        use std::mem::size_of;
+        let mut bytes = 0;
+        for ((_, scope), s) in &self.states {
+            bytes += size_of::<(StateKey, LimitState)>() + scope.capacity();
+            bytes += s.running.capacity() * size_of::<String>();
+            if let Some(Window::Rolling { .. }) = s.window {
+                bytes += size_of::<[window::Bucket; 24]>();
+            }
+        }
+        for (account, m) in &self.memory {
+            bytes += size_of::<(String, AccountMemory)>() + account.capacity();
+            bytes += m.seen.capacity() * 4 + m.alerted.capacity() * 4;
+            bytes += m.rang_in.capacity() * size_of::<(E164, Timestamp)>()
+                + m.wangiri_alerted.capacity() * size_of::<E164>();
+        }
+        let accounts: std::collections::HashSet<&str> = self
+            .states
+            .keys()
+            .map(|(_, s)| s.split('/').next().unwrap_or(""))
+            .chain(self.memory.keys().map(String::as_str))
+            .collect();
+        (accounts.len(), bytes)
+    }
+
     /// Handles one event at `now`, appending effects to `out`.
     pub fn handle(&mut self, event: Event, now: Timestamp, out: &mut Vec<Effect>) {
         match event {

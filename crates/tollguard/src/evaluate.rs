@@ -185,6 +185,11 @@ pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
     );
     println!("emergency calls denied: {emergency_denied} of {emergency}");
     println!("critical alerts on honest accounts: {honest_critical}");
+    let (accounts, bytes) = replayed.state;
+    println!(
+        "engine state: {bytes} bytes for {accounts} accounts ({} bytes per account)",
+        bytes / accounts.max(1)
+    );
     for (k, name) in STRATEGIES.iter().enumerate() {
         let l: Decimal = incidents.values().map(|i| i.reference[k]).sum();
         let w = incidents.values().map(|i| i.reference[k]).max().unwrap_or_default();

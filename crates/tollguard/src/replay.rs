@@ -124,6 +124,8 @@ pub struct Replayed {
     pub outcomes: Vec<Outcome>,
     /// In the order raised.
     pub alerts: Vec<tollguard_engine::Alert>,
+    /// Accounts with state at the end, and the bytes of that state.
+    pub state: (usize, usize),
 }
 
 /// Drives a fresh engine through the CDRs in event time.
@@ -232,7 +234,7 @@ pub fn drive(rater: Arc<Rater>, policy: Policy, learn_until: Option<Timestamp>, 
         }
     }
     let outcomes: Vec<Outcome> = outcomes.into_iter().map(|o| o.expect("every CDR was attempted")).collect();
-    Replayed { outcomes, alerts }
+    Replayed { outcomes, alerts, state: engine.account_state_bytes() }
 }
 
 pub fn run(args: ReplayArgs) -> Result<ExitCode> {
