@@ -41,6 +41,10 @@ use std::io::Read;
 /// Decimal places a call's cost is rounded to.
 pub const COST_DECIMALS: u32 = 4;
 
+/// The largest rate or fee a deck may hold: far above any real tariff, and small enough that a
+/// call of any length (up to `u32::MAX` seconds) is priced without overflow.
+pub const MAX_AMOUNT: i64 = 1_000_000;
+
 /// One row of a deck.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RateRow {
@@ -302,6 +306,7 @@ impl RateDeck {
             }
         }
         if !problems.is_empty() {
+            problems.truncate(20);
             return Err(DeckError { problems });
         }
         let mut rows: Vec<RateRow> = Vec::new();
@@ -342,6 +347,9 @@ impl RateDeck {
                 let fee = parse_amount(get("connection_fee")).map_err(|e| format!("connection_fee: {e}"))?;
                 if rate.is_sign_negative() || fee.is_sign_negative() {
                     return Err("rate_per_minute and connection_fee must not be negative".into());
+                }
+                if rate > Decimal::from(MAX_AMOUNT) || fee > Decimal::from(MAX_AMOUNT) {
+                    return Err(format!("rate_per_minute and connection_fee must be at most {MAX_AMOUNT}"));
                 }
                 let secs = |k: &str, min: u32| -> Result<u32, String> {
                     let v: u32 = get(k)
@@ -591,6 +599,22 @@ mod tests {
         let e = deck(&format!("{HEADER},time_band\n31,NL,0.02,0,60,60,peak\n"), &TimeBands::default())
             .unwrap_err();
         assert_eq!(e.problems, ["deck.csv:2: time_band \"peak\" is not configured ([time_bands.peak])"]);
+    }
+
+    #[test]
+    fn fuzz_huge_amounts_are_refused_not_overflowed() {
+        // found by fuzzing: a rate this large overflowed when priced
+        let e = deck(&format!("{HEADER}\n1,x,79228162514264337593543950335,0,1,1\n"), &TimeBands::default())
+            .unwrap_err();
+        assert_eq!(e.problems, ["deck.csv:2: rate_per_minute and connection_fee must be at most 1000000"]);
+        // the largest amounts price the longest call without overflow:
+        // 1,000,000 + 1,000,000 x 4,294,967,295 / 60
+        let big = deck(&format!("{HEADER}\n1,x,1000000,1000000,1,1\n"), &TimeBands::default()).unwrap();
+        assert_eq!(big.rows()[0].cost(u32::MAX).to_string(), "71582789250000.0000");
+        // at most 20 problems, header included
+        let many: String = (0..25).map(|i| format!(",x{i}")).collect();
+        let e = deck(&format!("{HEADER}{many}\n"), &TimeBands::default()).unwrap_err();
+        assert_eq!(e.problems.len(), 20);
     }
 
     proptest! {

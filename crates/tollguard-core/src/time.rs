@@ -155,6 +155,8 @@ mod tests {
         assert!(LocalDateTime::parse(b"2023-13-26 01:51:32").is_none());
         assert!(LocalDateTime::parse(b"2023-07-26 01:51:32.125").is_some());
         assert!(LocalDateTime::parse(b"2023-07-26 01:51:32x").is_none());
+        // found by fuzzing: a blank where a digit belongs (overflowed in debug builds)
+        assert!(LocalDateTime::parse(b"2009-04-23 1 :16:52").is_none());
     }
 
     #[test]

@@ -61,6 +61,10 @@ const EMERGENCY: &[(&str, &[&str])] = &[
 
 const UNIVERSAL_EMERGENCY: [&str; 3] = ["112", "911", "999"];
 
+/// The fewest digits an E.164 number has here (country code included): the shortest real ones
+/// (Niue, Tokelau, Saint Helena) have 7.
+const MIN_E164_DIGITS: usize = 7;
+
 /// A validated dialling plan. [`DialPlan::normalise`] allocates nothing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DialPlan {
@@ -289,6 +293,11 @@ fn itoa_cc(mut cc: u16) -> CcDigits {
 fn national(cc: u16, rest: &[u8]) -> Dialled {
     let c = itoa_cc(cc);
     let ccd = c.digits();
+    if ccd.len() + rest.len() < MIN_E164_DIGITS {
+        // As short as this, it is a short code, not a number on the public network (and reading
+        // its `+` form back must agree: see `international`).
+        return Dialled::Service;
+    }
     let mut buf = [0u8; 18];
     if ccd.len() + rest.len() > 15 {
         return Dialled::Invalid("longer than 15 digits");
@@ -305,7 +314,7 @@ fn international(d: &[u8]) -> Dialled {
     if d.len() > 15 {
         return Dialled::Invalid("longer than 15 digits");
     }
-    if d.len() < 7 {
+    if d.len() < MIN_E164_DIGITS {
         return Dialled::Invalid("too short for an international number");
     }
     let code = |n: usize| d[..n].iter().fold(0u16, |a, &c| a * 10 + (c - b'0') as u16);
@@ -385,6 +394,25 @@ mod tests {
         assert_eq!(e164(&p, "0031201234567"), "+31201234567");
         assert!(matches!(p.normalise("0201234567"), Dialled::Invalid(_)));
         assert_eq!(p.normalise("112"), Dialled::Emergency);
+    }
+
+    #[test]
+    fn fuzz_short_national_numbers_read_back_the_same() {
+        // found by fuzzing: with a German plan, 9911 became +499911, which reads back as invalid
+        let de = DialPlan::from_spec(&DialPlanSpec {
+            country: Some("DE".into()),
+            outside_line: Some("0".into()),
+            extension_lengths: Some(vec![2, 3]),
+            ..DialPlanSpec::default()
+        })
+        .unwrap();
+        for s in ["9911", "1095", "001018", "07808"] {
+            match de.normalise(s) {
+                Dialled::E164(e) => assert_eq!(de.normalise(&e.to_string()), Dialled::E164(e), "{s}"),
+                other => assert!(matches!(other, Dialled::Service | Dialled::Invalid(_)), "{s}: {other:?}"),
+            }
+        }
+        assert_eq!(de.normalise("9911"), Dialled::Service);
     }
 
     #[test]
