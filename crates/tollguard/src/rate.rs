@@ -9,12 +9,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::mpsc;
 use std::time::Instant;
 use tollguard_core::cdr::{Cdr, Direction};
 use tollguard_core::money::{push_fixed, push_u128, Currency};
 use tollguard_core::numbering::Dialled;
 use tollguard_core::rating::COST_DECIMALS;
-use tollguard_ingest::{ReadError, ReadOptions};
+use tollguard_ingest::{Format, ReadError, ReadOptions, RowError};
 
 /// Arguments of `tollguard rate`.
 #[derive(clap::Args, Debug)]
@@ -24,6 +25,78 @@ pub struct RateArgs {
     /// Write the rated CSV here instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
+}
+
+/// Records per batch handed from the reading thread to the rating one.
+const BATCH: usize = 1024;
+
+/// What the reading thread sends.
+enum Msg {
+    /// A batch of records; the first `n` are filled.
+    Batch(Vec<Cdr>, usize),
+    /// A malformed row, skipped.
+    Malformed(RowError),
+    /// Bytes read so far, all inputs together.
+    Progress(u64),
+    /// An input cannot be read: the run fails.
+    Failed(ReadError),
+}
+
+/// Reads every input in turn, sending filled batches; stops when the receiver is gone.
+fn read_batches(
+    paths: &[PathBuf],
+    format: Format,
+    options: &ReadOptions,
+    tx: mpsc::SyncSender<Msg>,
+    free: mpsc::Receiver<Vec<Cdr>>,
+) {
+    let mut done = 0u64;
+    for path in paths {
+        let mut reader = match tollguard_ingest::open(format, path, options) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.send(Msg::Failed(e));
+                return;
+            }
+        };
+        let mut batch = free.try_recv().unwrap_or_else(|_| vec![Cdr::default(); BATCH]);
+        let mut n = 0;
+        loop {
+            if n == batch.len() {
+                let full = std::mem::replace(
+                    &mut batch,
+                    free.try_recv().unwrap_or_else(|_| vec![Cdr::default(); BATCH]),
+                );
+                if tx.send(Msg::Batch(full, n)).is_err()
+                    || tx.send(Msg::Progress(done + reader.bytes_read())).is_err()
+                {
+                    return;
+                }
+                n = 0;
+            }
+            match reader.read_into(&mut batch[n]) {
+                Ok(true) => n += 1,
+                Ok(false) => break,
+                Err(ReadError::Row(bad)) => {
+                    if tx.send(Msg::Malformed(bad)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Msg::Batch(batch, n));
+                    let _ = tx.send(Msg::Failed(e));
+                    return;
+                }
+            }
+        }
+        if n > 0 && tx.send(Msg::Batch(batch, n)).is_err() {
+            return;
+        }
+        done += reader.bytes_read();
+        if tx.send(Msg::Progress(done)).is_err() {
+            return;
+        }
+    }
 }
 
 /// Malformed rows printed before the rest are only counted.
@@ -88,97 +161,103 @@ pub fn run(args: RateArgs) -> Result<ExitCode> {
     );
     let started = Instant::now();
     let mut s = Summary::default();
-    let mut cdr = Cdr::default();
     let (mut e164, mut cost, mut billsec) = (String::new(), String::new(), String::new());
     let mut extra: Vec<String> = vec![String::new(); rater.decks().len()];
-    let mut done_bytes = 0u64;
-    for path in &args.input.cdr {
-        let mut reader = tollguard_ingest::open(args.input.format, path, &options)?;
-        loop {
-            match reader.read_into(&mut cdr) {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(ReadError::Row(bad)) => {
+    // Reading and parsing run on a second thread, in batches of records whose buffers go back
+    // to it for reuse; rating and writing stay here, in file order.
+    let (tx, rx) = mpsc::sync_channel::<Msg>(4);
+    let (free_tx, free_rx) = mpsc::channel::<Vec<Cdr>>();
+    let (paths, format) = (&args.input.cdr, args.input.format);
+    std::thread::scope(|scope| -> Result<()> {
+        scope.spawn(move || read_batches(paths, format, &options, tx, free_rx));
+        for msg in rx {
+            let (batch, n) = match msg {
+                Msg::Batch(batch, n) => (batch, n),
+                Msg::Malformed(bad) => {
                     s.malformed += 1;
                     if s.malformed <= MAX_REPORTED {
                         bar.suspend(|| eprintln!("warning: skipped malformed row: {bad}"));
                     }
                     continue;
                 }
-                Err(e) => return Err(e.into()),
-            }
-            s.rows += 1;
-            if s.rows % 65_536 == 0 {
-                bar.set_position(done_bytes + reader.bytes_read());
-            }
-            let r = rater.rate(&cdr);
-            e164.clear();
-            cost.clear();
-            billsec.clear();
-            push_u128(&mut billsec, cdr.billsec as u128);
-            let (number_type, risk) = match (&r.dialled, &r.class) {
-                (Dialled::E164(n), Some(c)) => {
-                    e164.push('+');
-                    e164.push_str(n.as_str());
-                    (c.number_type.as_str(), c.risk.as_str())
+                Msg::Progress(bytes) => {
+                    bar.set_position(bytes);
+                    continue;
                 }
-                (d, _) => (d.kind(), ""),
+                Msg::Failed(e) => return Err(e.into()),
             };
-            match r.dialled {
-                Dialled::Emergency => s.emergency += 1,
-                Dialled::Service => s.service += 1,
-                Dialled::Invalid(_) => s.invalid += 1,
-                _ => {}
-            }
-            match r.direction {
-                Direction::Inbound => s.inbound += 1,
-                Direction::Internal => s.internal += 1,
-                _ => {}
-            }
-            let mut prefix = "";
-            if r.is_priceable() {
-                *s.by_type.entry(number_type).or_default() += 1;
-                match (r.rows[0], r.costs[0]) {
-                    (Some(row), Some(c)) => {
-                        s.priced += 1;
-                        prefix = &row.prefix;
-                        push_fixed(&mut cost, c, COST_DECIMALS);
-                        *s.cost.entry(row.currency).or_default() += c;
-                        let e = s.by_country.entry(r.country).or_default();
-                        e.0 += 1;
-                        e.1 += c;
+            for cdr in &batch[..n] {
+                s.rows += 1;
+                let r = rater.rate(cdr);
+                e164.clear();
+                cost.clear();
+                billsec.clear();
+                push_u128(&mut billsec, cdr.billsec as u128);
+                let (number_type, risk) = match (&r.dialled, &r.class) {
+                    (Dialled::E164(n), Some(c)) => {
+                        e164.push('+');
+                        e164.push_str(n.as_str());
+                        (c.number_type.as_str(), c.risk.as_str())
                     }
-                    _ => s.unrated += 1,
+                    (d, _) => (d.kind(), ""),
+                };
+                match r.dialled {
+                    Dialled::Emergency => s.emergency += 1,
+                    Dialled::Service => s.service += 1,
+                    Dialled::Invalid(_) => s.invalid += 1,
+                    _ => {}
                 }
-            }
-            for (i, x) in extra.iter_mut().enumerate().skip(1) {
-                x.clear();
-                if let Some(c) = r.costs[i] {
-                    push_fixed(x, c, COST_DECIMALS);
+                match r.direction {
+                    Direction::Inbound => s.inbound += 1,
+                    Direction::Internal => s.internal += 1,
+                    _ => {}
                 }
+                let mut prefix = "";
+                if r.is_priceable() {
+                    *s.by_type.entry(number_type).or_default() += 1;
+                    match (r.rows[0], r.costs[0]) {
+                        (Some(row), Some(c)) => {
+                            s.priced += 1;
+                            prefix = &row.prefix;
+                            push_fixed(&mut cost, c, COST_DECIMALS);
+                            *s.cost.entry(row.currency).or_default() += c;
+                            let e = s.by_country.entry(r.country).or_default();
+                            e.0 += 1;
+                            e.1 += c;
+                        }
+                        _ => s.unrated += 1,
+                    }
+                }
+                for (i, x) in extra.iter_mut().enumerate().skip(1) {
+                    x.clear();
+                    if let Some(c) = r.costs[i] {
+                        push_fixed(x, c, COST_DECIMALS);
+                    }
+                }
+                for field in [
+                    cdr.call_id.as_str(),
+                    &cdr.account,
+                    &cdr.source,
+                    &cdr.dialled,
+                    &e164,
+                    r.country,
+                    number_type,
+                    risk,
+                    prefix,
+                    &billsec,
+                    &cost,
+                ] {
+                    w.field(field);
+                }
+                for x in extra.iter().skip(1) {
+                    w.field(x);
+                }
+                w.end_record()?;
             }
-            for field in [
-                cdr.call_id.as_str(),
-                &cdr.account,
-                &cdr.source,
-                &cdr.dialled,
-                &e164,
-                r.country,
-                number_type,
-                risk,
-                prefix,
-                &billsec,
-                &cost,
-            ] {
-                w.field(field);
-            }
-            for x in extra.iter().skip(1) {
-                w.field(x);
-            }
-            w.end_record()?;
+            let _ = free_tx.send(batch);
         }
-        done_bytes += reader.bytes_read();
-    }
+        Ok(())
+    })?;
     w.flush()?;
     bar.finish_and_clear();
     print_summary(&s, args.input.cdr.len(), started.elapsed().as_secs_f64());
