@@ -5,7 +5,7 @@ use crate::InputArgs;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rust_decimal::Decimal;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::time::Instant;
 use tollguard_core::cdr::{Cdr, Direction};
 use tollguard_core::money::{push_fixed, push_u128, Currency};
-use tollguard_core::numbering::Dialled;
+use tollguard_core::numbering::{Class, Dialled, NumberType, Numbering};
 use tollguard_core::rating::COST_DECIMALS;
 use tollguard_ingest::{Format, ReadError, ReadOptions, RowError};
 
@@ -124,8 +124,10 @@ struct Summary {
     service: u64,
     invalid: u64,
     cost: BTreeMap<Currency, Decimal>,
-    by_country: HashMap<&'static str, (u64, Decimal)>,
-    by_type: BTreeMap<&'static str, u64>,
+    /// Calls and cost by destination region index (the last slot: no region).
+    by_country: Vec<(u64, Decimal)>,
+    /// Outbound calls by number type.
+    by_type: [u64; NumberType::ALL.len()],
 }
 
 pub fn run(args: RateArgs) -> Result<ExitCode> {
@@ -160,7 +162,8 @@ pub fn run(args: RateArgs) -> Result<ExitCode> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let started = Instant::now();
-    let mut s = Summary::default();
+    let regions = (0..=u16::MAX).take_while(|i| rater.numbering().region(*i).is_some()).count();
+    let mut s = Summary { by_country: vec![(0, Decimal::ZERO); regions + 1], ..Summary::default() };
     let (mut e164, mut cost, mut billsec) = (String::new(), String::new(), String::new());
     let mut extra: Vec<String> = vec![String::new(); rater.decks().len()];
     // Reading and parsing run on a second thread, in batches of records whose buffers go back
@@ -214,14 +217,18 @@ pub fn run(args: RateArgs) -> Result<ExitCode> {
                 }
                 let mut prefix = "";
                 if r.is_priceable() {
-                    *s.by_type.entry(number_type).or_default() += 1;
+                    if let Some(c) = &r.class {
+                        s.by_type[c.number_type as usize] += 1;
+                    }
                     match (r.rows[0], r.costs[0]) {
                         (Some(row), Some(c)) => {
                             s.priced += 1;
                             prefix = &row.prefix;
                             push_fixed(&mut cost, c, COST_DECIMALS);
                             *s.cost.entry(row.currency).or_default() += c;
-                            let e = s.by_country.entry(r.country).or_default();
+                            let region = r.class.map_or(Class::NO_REGION, |c| c.region);
+                            let slot = (region as usize).min(s.by_country.len() - 1);
+                            let e = &mut s.by_country[slot];
                             e.0 += 1;
                             e.1 += c;
                         }
@@ -234,23 +241,15 @@ pub fn run(args: RateArgs) -> Result<ExitCode> {
                         push_fixed(x, c, COST_DECIMALS);
                     }
                 }
-                for field in [
-                    cdr.call_id.as_str(),
-                    &cdr.account,
-                    &cdr.source,
-                    &cdr.dialled,
-                    &e164,
-                    r.country,
-                    number_type,
-                    risk,
-                    prefix,
-                    &billsec,
-                    &cost,
-                ] {
+                for field in [cdr.call_id.as_str(), &cdr.account, &cdr.source, &cdr.dialled] {
                     w.field(field);
                 }
+                // Ours: digits, codes and names that never need quoting.
+                for field in [e164.as_str(), r.country, number_type, risk, prefix, &billsec, &cost] {
+                    w.plain(field);
+                }
                 for x in extra.iter().skip(1) {
-                    w.field(x);
+                    w.plain(x);
                 }
                 w.end_record()?;
             }
@@ -260,7 +259,7 @@ pub fn run(args: RateArgs) -> Result<ExitCode> {
     })?;
     w.flush()?;
     bar.finish_and_clear();
-    print_summary(&s, args.input.cdr.len(), started.elapsed().as_secs_f64());
+    print_summary(&s, rater.numbering(), args.input.cdr.len(), started.elapsed().as_secs_f64());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -298,6 +297,16 @@ impl CsvOut {
         }
     }
 
+    /// A field known to hold no comma, quote or line break.
+    fn plain(&mut self, s: &str) {
+        debug_assert!(!s.bytes().any(|c| matches!(c, b',' | b'"' | b'\n' | b'\r')));
+        if !self.first {
+            self.buf.push(b',');
+        }
+        self.first = false;
+        self.buf.extend_from_slice(s.as_bytes());
+    }
+
     fn end_record(&mut self) -> io::Result<()> {
         self.buf.push(b'\n');
         self.first = true;
@@ -315,7 +324,7 @@ impl CsvOut {
     }
 }
 
-fn print_summary(s: &Summary, files: usize, secs: f64) {
+fn print_summary(s: &Summary, numbering: &Numbering, files: usize, secs: f64) {
     let mut e = io::stderr().lock();
     let rate = if secs > 0.0 { s.rows as f64 / secs } else { 0.0 };
     let _ = writeln!(e, "rated {} calls from {files} file(s) in {secs:.2} s ({rate:.0} calls/s)", s.rows);
@@ -336,7 +345,13 @@ fn print_summary(s: &Summary, files: usize, secs: f64) {
     if s.malformed > MAX_REPORTED {
         let _ = writeln!(e, "  ({} malformed rows not listed above)", s.malformed - MAX_REPORTED);
     }
-    let mut countries: Vec<_> = s.by_country.iter().collect();
+    let mut countries: Vec<(&str, &(u64, Decimal))> = s
+        .by_country
+        .iter()
+        .enumerate()
+        .filter(|(_, (n, _))| *n > 0)
+        .map(|(i, v)| (numbering.region(i as u16).map_or("", |r| r.iso2.as_str()), v))
+        .collect();
     countries.sort_by(|a, b| b.1 .1.cmp(&a.1 .1).then(a.0.cmp(b.0)));
     if !countries.is_empty() {
         let top: Vec<String> = countries
@@ -346,8 +361,14 @@ fn print_summary(s: &Summary, files: usize, secs: f64) {
             .collect();
         let _ = writeln!(e, "  by country (cost, first deck): {}", top.join("; "));
     }
-    if !s.by_type.is_empty() {
-        let types: Vec<String> = s.by_type.iter().map(|(t, n)| format!("{t} {n}")).collect();
+    let mut by_type: Vec<(&str, u64)> = NumberType::ALL
+        .iter()
+        .map(|t| (t.as_str(), s.by_type[*t as usize]))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    by_type.sort();
+    if !by_type.is_empty() {
+        let types: Vec<String> = by_type.iter().map(|(t, n)| format!("{t} {n}")).collect();
         let _ = writeln!(e, "  outbound by number type: {}", types.join(", "));
     }
 }
