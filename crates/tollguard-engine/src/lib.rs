@@ -674,14 +674,7 @@ impl Engine {
                 }
             } else if warning && state.alerted < 1 && limit.on_warning.has(Action::Alert) {
                 state.alerted = 1;
-                let msg = format!(
-                    "{}{} at {} of {} (warning at {})",
-                    describe(limit),
-                    window_text(limit),
-                    limit.show(used),
-                    limit.show(limit.max),
-                    limit.show(limit.warning.unwrap_or(0))
-                );
+                let msg = warning_text(limit, used, "");
                 alerts.push(alert_for(
                     &self.rater.account(&a.account).tz,
                     now,
@@ -923,14 +916,7 @@ impl Engine {
                         && limit.on_warning.has(Action::Alert)
                     {
                         state.alerted = 1;
-                        let msg = format!(
-                            "{}{} at {} of {} with calls running (warning at {})",
-                            describe(limit),
-                            window_text(limit),
-                            limit.show(used),
-                            limit.show(limit.max),
-                            limit.show(limit.warning.unwrap_or(0))
-                        );
+                        let msg = warning_text(limit, used, " with calls running");
                         out.push(Effect::Alert(alert_for(
                             &self.rater.account(&a.account).tz,
                             now,
@@ -1035,6 +1021,18 @@ fn usage(
         Metric::Concurrent => (state.running.len() as i64 + extra, 0),
         Metric::CallDuration => (0, 0),
     }
+}
+
+/// The message of a warning level reached: `spend day at 412.00 of 500.00 (warning at 400.00)`.
+fn warning_text(limit: &Limit, used: i64, context: &str) -> String {
+    format!(
+        "{}{} at {} of {}{context} (warning at {})",
+        describe(limit),
+        window_text(limit),
+        limit.show(used),
+        limit.show(limit.max),
+        limit.show(limit.warning.unwrap_or(0))
+    )
 }
 
 /// ` day`, ` rolling_1h`, ... or nothing, to follow [`describe`].
