@@ -34,7 +34,6 @@ pub(crate) struct Splitter<R> {
     spans: Vec<Span>,
     /// Unescaped copies of fields that had `""`.
     scratch: Vec<u8>,
-    scratch_spans: Vec<(usize, usize)>,
     /// Line number of the next record's first line (1-based).
     line: u64,
     /// Bytes consumed before `buf[0]`.
@@ -70,7 +69,6 @@ impl<R: Read> Splitter<R> {
             eof: false,
             spans: Vec::with_capacity(32),
             scratch: Vec::new(),
-            scratch_spans: Vec::new(),
             line: 1,
             base: 0,
         }
@@ -144,7 +142,6 @@ impl<R: Read> Splitter<R> {
     fn scan(&mut self) -> Scan {
         self.spans.clear();
         self.scratch.clear();
-        self.scratch_spans.clear();
         let data = &self.buf[..self.len];
         let mut newlines = 0u64;
         let mut i = self.pos;
@@ -253,7 +250,6 @@ impl<R: Read> Splitter<R> {
             self.scratch.push(raw[k]);
             k += if raw[k] == b'"' { 2 } else { 1 };
         }
-        self.scratch_spans.push((from, self.scratch.len()));
         &self.scratch[from..]
     }
 
