@@ -484,9 +484,11 @@ impl Engine {
         let mut cuts: Vec<(String, String)> = vec![];
         let mut new_blocks: Vec<ActiveBlock> = vec![];
 
-        // Blocks in force.
-        self.blocks.retain(|b| b.until.is_none_or(|u| u > now));
+        // Blocks in force (expired ones are removed by the next tick, which reports the Unblock).
         for b in &self.blocks {
+            if b.until.is_some_and(|u| u <= now) {
+                continue;
+            }
             if b.account != a.account || b.extension.as_ref().is_some_and(|e| *e != a.extension) {
                 continue;
             }

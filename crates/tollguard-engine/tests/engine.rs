@@ -370,3 +370,29 @@ block_for = "2h"
     assert_eq!(blocks[0].1, Some(blocks[0].0 + SignedDuration::from_hours(2)));
     assert_eq!(blocks[1].1, None, "the second block is until released");
 }
+
+#[test]
+fn an_expired_block_is_reported_even_when_an_attempt_comes_first() {
+    let mut e = engine(DAILY_10);
+    let now = t("2011-06-13T10:00:00Z");
+    let until = now + SignedDuration::from_hours(1);
+    e.handle(
+        Event::Command(Command::Block {
+            account: "acme".into(),
+            extension: None,
+            until: Some(until),
+            reason: "test".into(),
+        }),
+        now,
+        &mut vec![],
+    );
+    assert!(!attempt(&mut e, "a", "210", "0201234567", now).0.allowed);
+    // after the expiry an attempt goes through, and the next tick still reports the Unblock
+    assert!(attempt(&mut e, "b", "210", "0201234567", until).0.allowed);
+    let mut out = vec![];
+    e.handle(Event::Tick, until, &mut out);
+    assert!(
+        out.iter().any(|x| matches!(x, Effect::Unblock { rule, .. } if rule == "operator.block: test")),
+        "{out:?}"
+    );
+}
