@@ -89,10 +89,6 @@ pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
         cdrs.iter().map(|c| c.start).min().map(|t| t + SignedDuration::from_hours(24 * args.learn_days));
     let replayed = drive(rater.clone(), setup.policy.clone(), learn_until, &cdrs);
 
-    let cost = |c: &Cdr, talk: u32| -> Decimal {
-        let r = rater.rate(c);
-        r.rows[0].map_or(Decimal::ZERO, |row| row.cost(talk))
-    };
     let mut incidents: BTreeMap<String, Incident> = BTreeMap::new();
     let mut honest_billable = 0u64;
     let mut honest_denied = 0u64;
@@ -117,9 +113,11 @@ pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
             inc.scenario = label.scenario.clone();
             inc.account = c.account.clone();
             inc.first = Some(inc.first.map_or(c.start, |f| f.min(c.start)));
-            inc.exposure += cost(c, c.billsec);
-            if o.allowed {
-                inc.loss += cost(c, o.talk);
+            if let Some(row) = rated.rows[0] {
+                inc.exposure += row.cost(c.billsec);
+                if o.allowed {
+                    inc.loss += row.cost(o.talk);
+                }
             }
             let stop = if !o.allowed { Some(o.decided_at) } else { o.cut_time };
             if let Some(s) = stop {
