@@ -47,17 +47,17 @@ impl LocalFmt {
         let days = local.div_euclid(86_400);
         let secs = local.rem_euclid(86_400);
         let (y, m, d) = civil_from_days(days);
-        push_num(out, y.clamp(0, 9999) as u32, 4);
+        push_num(out, y.clamp(0, 9999) as u64, 4);
         out.push(b'-');
-        push_num(out, m, 2);
+        push_num(out, m.into(), 2);
         out.push(b'-');
-        push_num(out, d, 2);
+        push_num(out, d.into(), 2);
         out.push(b' ');
-        push_num(out, (secs / 3600) as u32, 2);
+        push_num(out, (secs / 3600) as u64, 2);
         out.push(b':');
-        push_num(out, (secs / 60 % 60) as u32, 2);
+        push_num(out, (secs / 60 % 60) as u64, 2);
         out.push(b':');
-        push_num(out, (secs % 60) as u32, 2);
+        push_num(out, (secs % 60) as u64, 2);
     }
 }
 
@@ -82,9 +82,9 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// Zero-padded to `width` digits.
-fn push_num(out: &mut Vec<u8>, v: u32, width: usize) {
-    let mut buf = [b'0'; 10];
+/// `v` in decimal, zero-padded to `width` digits (0: no padding).
+fn push_num(out: &mut Vec<u8>, v: u64, width: usize) {
+    let mut buf = [b'0'; 20];
     let mut i = buf.len();
     let mut v = v;
     loop {
@@ -98,21 +98,6 @@ fn push_num(out: &mut Vec<u8>, v: u32, width: usize) {
     let digits = buf.len() - i;
     for _ in digits..width {
         out.push(b'0');
-    }
-    out.extend_from_slice(&buf[i..]);
-}
-
-fn push_int(out: &mut Vec<u8>, v: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut v = v;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
     }
     out.extend_from_slice(&buf[i..]);
 }
@@ -143,9 +128,9 @@ fn channel(out: &mut Vec<u8>, name: &[u8], counter: u32) {
 
 /// The call id written in `uniqueid`: `<start epoch>.<sequence>`, as Asterisk numbers channels.
 pub(crate) fn push_call_id(out: &mut Vec<u8>, c: &Call) {
-    push_int(out, c.start.max(0) as u64);
+    push_num(out, c.start.max(0) as u64, 0);
     out.push(b'.');
-    push_int(out, c.seq as u64);
+    push_num(out, c.seq as u64, 0);
 }
 
 /// Appends one 18-column `Master.csv` row (with its newline).
@@ -197,9 +182,9 @@ pub(crate) fn push_row(out: &mut Vec<u8>, fmt: &LocalFmt, account: &str, c: &Cal
     out.extend_from_slice(b",\"");
     fmt.push(c.end(), out);
     out.extend_from_slice(b"\",");
-    push_int(out, (c.ring + c.billsec) as u64);
+    push_num(out, (c.ring + c.billsec) as u64, 0);
     out.push(b',');
-    push_int(out, c.billsec as u64);
+    push_num(out, c.billsec as u64, 0);
     out.push(b',');
     quoted(out, &[c.disp.as_str().as_bytes()]);
     out.extend_from_slice(b",\"DOCUMENTATION\",\"");
