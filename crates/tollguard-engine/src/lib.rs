@@ -10,16 +10,25 @@
 //! - Effects: a decision (allow, deny, allow with a maximum duration; with the rules and figures),
 //!   an alert, a block, an unblock, a cut of a running call.
 //!
-//! Limits count calls still running: spend is rate x elapsed, re-evaluated on every tick, so
-//! twenty parallel calls are seen while they run. The maximum duration given at authorization
-//! is the budget left, shared by the calls already running (see [`Engine::handle`]).
+//! Limits count calls still running: spend is rate x elapsed, so twenty parallel calls are seen
+//! while they run. The maximum duration given at authorization is the budget left, shared by the
+//! calls already running (see [`Engine::handle`]).
+//!
+//! Time: the engine keeps, for every limit with calls running, the earliest moment its level
+//! could be reached at the rates running (a lower bound, from the billing increments and fees),
+//! and [`Engine::next_deadline`] gives the earliest of them and of block expiries. A tick looks
+//! only at limits whose deadline has come. The live server ticks every second; replay ticks at
+//! the deadlines, rounded up to its tick grid. Each account's state changes only through its own
+//! events and its own deadlines, so accounts can be replayed on separate engines and give the
+//! same effects.
 
 use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use rust_decimal::Decimal;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 use tollguard_core::cdr::{Cdr, Direction};
 use tollguard_core::numbering::{Dialled, NumberType, RiskTier, E164};
@@ -32,23 +41,24 @@ mod window;
 use policy::{Action, Limit, Metric, Policy, ScopeKind};
 use window::Window;
 
-/// A call about to be routed: what the switch knows before it rings.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Attempt {
+/// A call about to be routed: what the switch knows before it rings (borrowed from the
+/// caller's request or record: the engine copies what it keeps).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Attempt<'a> {
     /// The switch's call id.
-    pub call_id: String,
+    pub call_id: &'a str,
     /// The account charged.
-    pub account: String,
+    pub account: &'a str,
     /// The calling extension.
-    pub extension: String,
+    pub extension: &'a str,
     /// What was dialled, as dialled.
-    pub dialled: String,
+    pub dialled: &'a str,
     /// Originating channel (for direction), if known.
-    pub channel: String,
+    pub channel: &'a str,
     /// Destination channel, if known.
-    pub dst_channel: String,
+    pub dst_channel: &'a str,
     /// Dialplan context, if known.
-    pub context: String,
+    pub context: &'a str,
 }
 
 /// An operator command.
@@ -77,22 +87,23 @@ pub enum Command {
 
 /// What happened.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
+pub enum Event<'a> {
     /// A call is about to be routed: the engine answers with a decision.
-    Attempt(Attempt),
+    Attempt(Attempt<'a>),
     /// The call was answered.
     Answer {
         /// Call id.
-        call_id: String,
+        call_id: &'a str,
     },
     /// The call ended; `billsec` when the switch says it (else time since answer).
     End {
         /// Call id.
-        call_id: String,
+        call_id: &'a str,
         /// Talk time.
         billsec: Option<u32>,
     },
-    /// Time passes: running calls are re-costed, limits re-checked, blocks expire.
+    /// Time passes: limits whose deadline ([`Engine::next_deadline`]) has come are re-checked
+    /// with their running calls re-costed, and blocks expire.
     Tick,
     /// An operator command.
     Command(Command),
@@ -196,31 +207,90 @@ pub enum Effect {
     },
 }
 
-#[derive(Clone, Debug)]
-struct RateInfo {
-    row: RateRow,
+type Map<K, V> = std::collections::HashMap<K, V, rustc_hash::FxBuildHasher>;
+
+/// A call's price, in integers: cost = round(fee + rate x billed / 60) to four decimals,
+/// with fee and rate as mantissas at a common scale.
+#[derive(Clone, Copy, Debug)]
+struct CallRate {
+    fee_m: i128,
+    rate_m: i128,
+    scale: u32,
+    initial_s: u32,
+    subsequent_s: u32,
+    /// Fee and rate per minute in ten-thousandths, truncated (for caps).
+    fee_u: i64,
+    rate_u: i64,
+    /// The same rounded up, for deadlines.
+    fee_up: i128,
+    rate_up: i128,
 }
 
-impl RateInfo {
-    /// Cost in ten-thousandths for `talk` seconds.
+impl CallRate {
+    fn new(row: &RateRow) -> CallRate {
+        let scale = row.connection_fee.scale().max(row.rate_per_minute.scale());
+        let at = |d: Decimal| d.mantissa() * 10i128.pow(scale - d.scale());
+        let up = |d: Decimal| {
+            let m = at(d) * 10_000;
+            let den = 10i128.pow(scale);
+            m.div_euclid(den) + i128::from(m.rem_euclid(den) != 0)
+        };
+        CallRate {
+            fee_m: at(row.connection_fee),
+            rate_m: at(row.rate_per_minute),
+            scale,
+            initial_s: row.initial_s,
+            subsequent_s: row.subsequent_s,
+            fee_u: to_units(row.connection_fee),
+            rate_u: to_units(row.rate_per_minute),
+            fee_up: up(row.connection_fee),
+            rate_up: up(row.rate_per_minute),
+        }
+    }
+
+    /// Cost in ten-thousandths for `talk` seconds: exactly [`RateRow::cost`], in integers.
     fn units(&self, talk: u32) -> i64 {
-        to_units(self.row.cost(talk))
+        if talk == 0 {
+            return 0;
+        }
+        let billed = tollguard_core::rating::billed_seconds(talk, self.initial_s, self.subsequent_s) as i128;
+        let n = self.fee_m * 60 + self.rate_m * billed;
+        let (num, den) = if self.scale >= 4 {
+            (n, 60 * 10i128.pow(self.scale - 4))
+        } else {
+            (n * 10i128.pow(4 - self.scale), 60)
+        };
+        let mut q = num / den;
+        if 2 * (num % den).abs() >= den {
+            q += num.signum();
+        }
+        q.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+    }
+
+    /// The longest first or later increment: billed seconds never exceed talk + this.
+    fn increment(&self) -> i128 {
+        self.initial_s.max(self.subsequent_s.max(1)) as i128
     }
 }
 
+/// An amount in ten-thousandths, truncated toward zero.
 fn to_units(d: Decimal) -> i64 {
-    (d * Decimal::from(10_000)).trunc().try_into().unwrap_or(i64::MAX)
+    let m = d.mantissa();
+    let s = d.scale();
+    let u = if s >= 4 { m / 10i128.pow(s - 4) } else { m * 10i128.pow(4 - s) };
+    u.clamp(i64::MIN as i128, i64::MAX as i128) as i64
 }
 
-type StateKey = (u16, String);
-
-#[derive(Clone, Debug)]
+/// A call the engine allowed and has not seen end.
+#[derive(Clone, Debug, Default)]
 struct Call {
-    account: String,
+    account: u32,
+    /// The calling extension (the buffer is kept when the slot is reused).
     extension: String,
     answered: Option<Timestamp>,
-    rate: Option<RateInfo>,
-    keys: Vec<StateKey>,
+    rate: Option<CallRate>,
+    /// Limit states that count it.
+    states: Vec<u32>,
     cut: bool,
 }
 
@@ -233,21 +303,27 @@ impl Call {
     }
 
     fn rate_per_minute_units(&self) -> i64 {
-        self.rate.as_ref().map_or(0, |r| to_units(r.row.rate_per_minute))
+        self.rate.as_ref().map_or(0, |r| r.rate_u)
     }
 }
 
+/// One limit counted for one account (or one extension of it).
 #[derive(Clone, Debug)]
 struct LimitState {
+    limit: u16,
+    account: u32,
     window: Option<Window>,
-    running: Vec<String>,
+    /// Call slots running in it.
+    running: Vec<u32>,
     /// Highest level alerted in the current episode: 0 none, 1 warning, 2 critical.
     alerted: u8,
+    /// When a tick must look at it next.
+    deadline: Option<Timestamp>,
 }
 
 #[derive(Clone, Debug)]
 struct ActiveBlock {
-    account: String,
+    /// Extension, or all.
     extension: Option<String>,
     /// The limit whose destinations are blocked; `None`: all destinations.
     limit: Option<u16>,
@@ -274,6 +350,34 @@ impl AccountMemory {
         }
         self.alerted.retain(|k| *k != kind);
     }
+}
+
+/// Everything the engine keeps about one account.
+#[derive(Clone, Debug)]
+struct Account {
+    name: String,
+    tz: TimeZone,
+    /// Its limit states.
+    states: Vec<u32>,
+    /// The state of each account-wide limit, by limit index (`u32::MAX`: none yet).
+    account_states: Vec<u32>,
+    memory: AccountMemory,
+    blocks: Vec<ActiveBlock>,
+    /// Blocks set by limits: (limit, when), for escalation.
+    block_history: Vec<(Option<u16>, Timestamp)>,
+    /// The last time converted to local time, and the result.
+    last_local: (Timestamp, DateTime),
+}
+
+impl Account {
+    /// `now` in the account's zone.
+    fn local(&mut self, now: Timestamp) -> DateTime {
+        if self.last_local.0 != now {
+            self.last_local = (now, self.tz.to_datetime(now));
+        }
+        self.last_local.1
+    }
+
 }
 
 /// A kind of destination, as the new-destination rule remembers them: the country, and for
@@ -310,17 +414,29 @@ pub const WANGIRI_NUMBERS: usize = 32;
 /// Seconds given to a first call to a high-risk country in office hours.
 pub const NEW_DESTINATION_CAP_S: u32 = 300;
 
+/// The furthest ahead a deadline is set, seconds (see [`Engine::next_deadline`]).
+const HORIZON_S: i128 = 3600;
+
+/// Heap entry kinds, in the order a tick handles them at equal times.
+const DUE_BLOCK: u8 = 0;
+const DUE_STATE: u8 = 1;
+
 /// The engine. See the crate documentation.
 pub struct Engine {
     rater: Arc<Rater>,
     policy: Policy,
     learn_until: Option<Timestamp>,
-    calls: HashMap<String, Call>,
-    states: HashMap<StateKey, LimitState>,
-    memory: HashMap<String, AccountMemory>,
-    blocks: Vec<ActiveBlock>,
-    /// Blocks set by limits: (account, limit, when), for escalation.
-    block_history: Vec<(String, Option<u16>, Timestamp)>,
+    accounts: Vec<Account>,
+    account_ids: Map<String, u32>,
+    /// States of per-extension limits: (account, limit) -> extension -> state.
+    extension_states: Map<(u32, u16), Map<String, u32>>,
+    states: Vec<LimitState>,
+    /// Call id -> slot in `slots`.
+    calls: Map<String, u32>,
+    slots: Vec<Call>,
+    free_slots: Vec<u32>,
+    /// Deadlines of states and block expiries of accounts; stale entries are skipped.
+    due: BinaryHeap<Reverse<(Timestamp, u8, u32)>>,
     scratch: Cdr,
 }
 
@@ -329,7 +445,7 @@ struct Dest {
     region: Option<u16>,
     number_type: Option<NumberType>,
     risk: Option<RiskTier>,
-    rate: Option<RateInfo>,
+    rate: Option<CallRate>,
 }
 
 impl Engine {
@@ -339,11 +455,14 @@ impl Engine {
             rater,
             policy,
             learn_until: None,
-            calls: HashMap::new(),
-            states: HashMap::new(),
-            memory: HashMap::new(),
-            blocks: Vec::new(),
-            block_history: Vec::new(),
+            accounts: Vec::new(),
+            account_ids: Map::default(),
+            extension_states: Map::default(),
+            states: Vec::new(),
+            calls: Map::default(),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            due: BinaryHeap::new(),
             scratch: Cdr::default(),
         }
     }
@@ -359,51 +478,89 @@ impl Engine {
         self.calls.len()
     }
 
+    /// The earliest time at which a tick has something to look at (a limit whose level the calls
+    /// running could reach, a call reaching its longest duration, a block expiring); `None`
+    /// when nothing changes without a new event. A tick before it does nothing.
+    pub fn next_deadline(&mut self) -> Option<Timestamp> {
+        while let Some(&Reverse((t, kind, id))) = self.due.peek() {
+            let live = match kind {
+                DUE_STATE => self.states[id as usize].deadline == Some(t),
+                _ => self.accounts[id as usize].blocks.iter().any(|b| b.until == Some(t)),
+            };
+            if live {
+                return Some(t);
+            }
+            self.due.pop();
+        }
+        None
+    }
+
     /// Accounts the engine keeps state for, and the bytes of that state (limit windows, running
-    /// call lists, destinations seen; hash-map overhead included as one key and value per entry).
-    /// Calls in progress are not included: they are per call, not per account.
+    /// call lists, destinations seen, extension names; map overhead counted as one key and
+    /// value per entry). Calls in progress are not included: they are per call, not per account.
     pub fn account_state_bytes(&self) -> (usize, usize) {
         use std::mem::size_of;
         let mut bytes = 0;
-        for ((_, scope), s) in &self.states {
-            bytes += size_of::<(StateKey, LimitState)>() + scope.capacity();
-            bytes += s.running.capacity() * size_of::<String>();
+        for a in &self.accounts {
+            bytes += size_of::<Account>() + size_of::<(String, u32)>() + 2 * a.name.capacity();
+            bytes += (a.states.capacity() + a.account_states.capacity()) * 4;
+            let m = &a.memory;
+            bytes += m.seen.capacity() * 4 + m.alerted.capacity() * 4;
+            bytes += m.rang_in.capacity() * size_of::<(E164, Timestamp)>()
+                + m.wangiri_alerted.capacity() * size_of::<E164>();
+            bytes += a.blocks.capacity() * size_of::<ActiveBlock>()
+                + a.block_history.capacity() * size_of::<(Option<u16>, Timestamp)>();
+        }
+        for m in self.extension_states.values() {
+            bytes += size_of::<((u32, u16), Map<String, u32>)>();
+            bytes += m.keys().map(|e| size_of::<(String, u32)>() + e.capacity()).sum::<usize>();
+        }
+        for s in &self.states {
+            bytes += size_of::<LimitState>();
+            bytes += s.running.capacity() * 4;
             if let Some(Window::Rolling { .. }) = s.window {
                 bytes += size_of::<[window::Bucket; 24]>();
             }
         }
-        for (account, m) in &self.memory {
-            bytes += size_of::<(String, AccountMemory)>() + account.capacity();
-            bytes += m.seen.capacity() * 4 + m.alerted.capacity() * 4;
-            bytes += m.rang_in.capacity() * size_of::<(E164, Timestamp)>()
-                + m.wangiri_alerted.capacity() * size_of::<E164>();
-        }
-        let accounts: std::collections::HashSet<&str> = self
-            .states
-            .keys()
-            .map(|(_, s)| s.split('/').next().unwrap_or(""))
-            .chain(self.memory.keys().map(String::as_str))
-            .collect();
-        (accounts.len(), bytes)
+        (self.accounts.len(), bytes)
     }
 
     /// Handles one event at `now`, appending effects to `out`.
-    pub fn handle(&mut self, event: Event, now: Timestamp, out: &mut Vec<Effect>) {
+    pub fn handle(&mut self, event: Event<'_>, now: Timestamp, out: &mut Vec<Effect>) {
         match event {
             Event::Attempt(a) => self.attempt(a, now, out),
             Event::Answer { call_id } => {
-                if let Some(c) = self.calls.get_mut(&call_id) {
-                    c.answered.get_or_insert(now);
+                if let Some(&slot) = self.calls.get(call_id) {
+                    let c = &mut self.slots[slot as usize];
+                    if c.answered.is_none() {
+                        c.answered = Some(now);
+                        self.reschedule_call(slot, now, now);
+                    }
                 }
             }
-            Event::End { call_id, billsec } => self.end(&call_id, billsec, now),
+            Event::End { call_id, billsec } => self.end(call_id, billsec, now),
             Event::Tick => self.tick(now, out),
-            Event::Command(c) => self.command(c, out),
+            Event::Command(c) => self.command(c, now, out),
         }
     }
 
-    fn local(&self, account: &str, now: Timestamp) -> DateTime {
-        self.rater.account(account).tz.to_datetime(now)
+    fn account_id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.account_ids.get(name) {
+            return id;
+        }
+        let id = self.accounts.len() as u32;
+        self.accounts.push(Account {
+            name: name.to_string(),
+            tz: self.rater.account(name).tz.clone(),
+            states: vec![],
+            account_states: vec![u32::MAX; self.policy.limits.len()],
+            memory: AccountMemory::default(),
+            blocks: vec![],
+            block_history: vec![],
+            last_local: (Timestamp::MIN, DateTime::MIN),
+        });
+        self.account_ids.insert(name.to_string(), id);
+        id
     }
 
     fn is_night(&self, local: DateTime) -> bool {
@@ -416,13 +573,13 @@ impl Engine {
     fn destination(&mut self, a: &Attempt, now: Timestamp) -> (Dialled, Direction, Dest) {
         let c = &mut self.scratch;
         c.clear();
-        c.call_id.push_str(&a.call_id);
-        c.account.push_str(&a.account);
-        c.source.push_str(&a.extension);
-        c.dialled.push_str(&a.dialled);
-        c.channel.push_str(&a.channel);
-        c.dst_channel.push_str(&a.dst_channel);
-        c.context.push_str(&a.context);
+        c.call_id.push_str(a.call_id);
+        c.account.push_str(a.account);
+        c.source.push_str(a.extension);
+        c.dialled.push_str(a.dialled);
+        c.channel.push_str(a.channel);
+        c.dst_channel.push_str(a.dst_channel);
+        c.context.push_str(a.context);
         c.start = now;
         let r = self.rater.rate(&self.scratch);
         let dest = Dest {
@@ -430,16 +587,30 @@ impl Engine {
             region: r.class.map(|c| c.region),
             number_type: r.class.map(|c| c.number_type),
             risk: r.class.map(|c| c.risk),
-            rate: r.rows[0].map(|row| RateInfo { row: row.clone() }),
+            rate: r.rows[0].map(CallRate::new),
         };
         (r.dialled, r.direction, dest)
+    }
+
+    fn alert(&self, acct: u32, ext: &str, now: Timestamp, call_id: &str, sev: Severity, rule: &str) -> Alert {
+        let a = &self.accounts[acct as usize];
+        Alert {
+            time: now.to_zoned_datetime(a.tz.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
+            account: a.name.clone(),
+            extension: ext.to_string(),
+            severity: sev,
+            rule: rule.to_string(),
+            action: AlertAction::Alert,
+            call_id: call_id.to_string(),
+            message: String::new(),
+        }
     }
 
     fn attempt(&mut self, a: Attempt, now: Timestamp, out: &mut Vec<Effect>) {
         let (dialled, direction, dest) = self.destination(&a, now);
         let learning = self.learn_until.is_some_and(|t| now < t);
         let mut d = Decision {
-            call_id: a.call_id.clone(),
+            call_id: a.call_id.to_string(),
             allowed: true,
             max_duration_s: None,
             rules: vec![],
@@ -449,7 +620,8 @@ impl Engine {
         if dialled == Dialled::Emergency {
             d.rules.push("emergency".into());
             d.explanation.push(format!("{} is an emergency number: always allowed", a.dialled));
-            self.track(&a, None, vec![]);
+            let acct = self.account_id(a.account);
+            self.track(a.call_id, acct, a.extension, None, vec![]);
             out.push(Effect::Decision(d));
             return;
         }
@@ -459,11 +631,12 @@ impl Engine {
             // An inbound call from a high-risk foreign number is remembered: calling it back is
             // the wangiri pattern.
             if direction == Direction::Inbound && self.policy.new_destination_rules {
-                let setup = self.rater.account(&a.account);
-                if let Dialled::E164(from) = setup.plan.normalise(&a.extension) {
+                let setup = self.rater.account(a.account);
+                if let Dialled::E164(from) = setup.plan.normalise(a.extension) {
                     let class = self.rater.numbering().classify(&from);
                     if class.risk >= RiskTier::High {
-                        let m = self.memory.entry(a.account.clone()).or_default();
+                        let acct = self.account_id(a.account);
+                        let m = &mut self.accounts[acct as usize].memory;
                         m.rang_in.retain(|(n, at)| *n != from && now.duration_since(*at) < WANGIRI_MEMORY);
                         if m.rang_in.len() >= WANGIRI_NUMBERS {
                             m.rang_in.remove(0);
@@ -475,21 +648,20 @@ impl Engine {
             out.push(Effect::Decision(d));
             return;
         }
-        let local = self.local(&a.account, now);
+        let acct = self.account_id(a.account);
+        let ext = a.extension;
+        let local = self.accounts[acct as usize].local(now);
         let mut deny = false;
         // Rules that denied the call; the others (caps, alerts) go to `d.rules`.
         let mut deny_rules: Vec<String> = vec![];
         let mut cap: Option<u32> = None;
         let mut alerts: Vec<Alert> = vec![];
-        let mut cuts: Vec<(String, String)> = vec![];
+        let mut cuts: Vec<(u32, u16)> = vec![];
         let mut new_blocks: Vec<ActiveBlock> = vec![];
 
         // Blocks in force (expired ones are removed by the next tick, which reports the Unblock).
-        for b in &self.blocks {
-            if b.until.is_some_and(|u| u <= now) {
-                continue;
-            }
-            if b.account != a.account || b.extension.as_ref().is_some_and(|e| *e != a.extension) {
+        for b in &self.accounts[acct as usize].blocks {
+            if b.until.is_some_and(|u| u <= now) || b.extension.as_ref().is_some_and(|e| e != ext) {
                 continue;
             }
             let covered = match b.limit {
@@ -513,7 +685,7 @@ impl Engine {
         if self.policy.new_destination_rules {
             if let (Some(region), Some(risk)) = (dest.region, dest.risk) {
                 let kind = destination_kind(region, dest.number_type);
-                let seen = self.memory.get(&a.account).is_some_and(|m| m.seen.contains(&kind));
+                let seen = self.accounts[acct as usize].memory.seen.contains(&kind);
                 if !seen && risk >= RiskTier::High {
                     let night = self.is_night(local);
                     let revenue_share = matches!(
@@ -554,17 +726,13 @@ impl Engine {
                     }
                     d.explanation.push(format!("{what}: {done}"));
                     // One alert per account and kind until it is called (not one per attempt).
-                    let memory = self.memory.entry(a.account.clone()).or_default();
+                    let memory = &mut self.accounts[acct as usize].memory;
                     if !memory.alerted.contains(&kind) {
                         memory.alerted.push(kind);
-                        alerts.push(self.alert(
-                            now,
-                            &a,
-                            sev,
-                            rule,
-                            if denied_here { AlertAction::Deny } else { AlertAction::Alert },
-                            format!("{what}: {done}"),
-                        ));
+                        let mut al = self.alert(acct, ext, now, a.call_id, sev, rule);
+                        al.action = if denied_here { AlertAction::Deny } else { AlertAction::Alert };
+                        al.message = format!("{what}: {done}");
+                        alerts.push(al);
                     }
                 }
             }
@@ -573,7 +741,7 @@ impl Engine {
         // Calling back a high-risk number that rang in: wangiri.
         if self.policy.new_destination_rules {
             if let Dialled::E164(to) = dialled {
-                let m = self.memory.entry(a.account.clone()).or_default();
+                let m = &mut self.accounts[acct as usize].memory;
                 if let Some(&(_, rang)) =
                     m.rang_in.iter().find(|(n, at)| *n == to && now.duration_since(*at) < WANGIRI_MEMORY)
                 {
@@ -590,14 +758,11 @@ impl Engine {
                     );
                     d.explanation.push(msg.clone());
                     if first_alert {
-                        alerts.push(self.alert(
-                            now,
-                            &a,
-                            Severity::Critical,
-                            "default.wangiri_callback",
-                            AlertAction::Deny,
-                            msg,
-                        ));
+                        let mut al =
+                            self.alert(acct, ext, now, a.call_id, Severity::Critical, "default.wangiri_callback");
+                        al.action = AlertAction::Deny;
+                        al.message = msg;
+                        alerts.push(al);
                     }
                 }
             }
@@ -605,26 +770,29 @@ impl Engine {
 
         // Limits.
         let mut keys = vec![];
-        for (i, limit) in self.policy.limits.iter().enumerate() {
-            if !limit.applies_to(&a.account)
-                || !limit.filter.matches(dest.country, dest.number_type, dest.risk)
-            {
+        for i in 0..self.policy.limits.len() {
+            let limit = &self.policy.limits[i];
+            if !limit.applies_to(a.account) || !limit.filter.matches(dest.country, dest.number_type, dest.risk) {
                 continue;
             }
-            let scope = match limit.scope {
-                ScopeKind::Account => a.account.clone(),
-                ScopeKind::Extension => format!("{}/{}", a.account, a.extension),
+            let scope_ext = match limit.scope {
+                ScopeKind::Account => None,
+                ScopeKind::Extension => Some(ext),
             };
-            let key = (i as u16, scope);
-            let state = self.states.entry(key.clone()).or_insert_with(|| LimitState {
-                window: limit.window.map(Window::new),
-                running: vec![],
-                alerted: 0,
-            });
-            let (used, budget_rates) = usage(limit, state, &self.calls, now, local, 1);
+            let sid = self.state_id(acct, scope_ext, i as u16);
+            let limit = &self.policy.limits[i];
+            let state = &mut self.states[sid as usize];
+            let (used, budget_rates) = usage(limit, state, &self.slots, now, local, 1);
+            // An episode that fell back below its first level is over: alert again next time.
+            let level = limit.warning.unwrap_or(limit.max);
+            let before = if limit.metric == Metric::Calls { used - 1 } else { used };
+            if state.alerted > 0 && before < level && matches!(limit.metric, Metric::Spend | Metric::Calls) {
+                state.alerted = 0;
+            }
             let critical = used > limit.max || (limit.metric == Metric::Spend && used >= limit.max);
             let warning = limit.warning.is_some_and(|w| used >= w);
             let enforce = !limit.report_only;
+            let mut alert: Option<(Severity, AlertAction, String)> = None;
             if critical {
                 let acts = limit.on_critical;
                 let msg = format!(
@@ -642,14 +810,13 @@ impl Engine {
                 }
                 d.explanation.push(msg.clone());
                 if acts.has(Action::Cut) && enforce {
-                    for id in &state.running {
-                        cuts.push((id.clone(), limit.name.clone()));
+                    for &slot in &state.running {
+                        cuts.push((slot, i as u16));
                     }
                 }
                 if acts.has(Action::Block) && enforce && state.alerted < 2 {
                     new_blocks.push(ActiveBlock {
-                        account: a.account.clone(),
-                        extension: (limit.scope == ScopeKind::Extension).then(|| a.extension.clone()),
+                        extension: (limit.scope == ScopeKind::Extension).then(|| ext.to_string()),
                         limit: Some(i as u16),
                         until: limit.block_for.map(|d| now + d),
                         rule: limit.name.clone(),
@@ -664,35 +831,18 @@ impl Engine {
                     } else {
                         AlertAction::Alert
                     };
-                    alerts.push(alert_for(
-                        &self.rater.account(&a.account).tz,
-                        now,
-                        &a,
-                        Severity::Critical,
-                        &limit.name,
-                        action,
-                        msg,
-                    ));
+                    alert = Some((Severity::Critical, action, msg));
                 }
             } else if warning && state.alerted < 1 && limit.on_warning.has(Action::Alert) {
                 state.alerted = 1;
-                let msg = warning_text(limit, used, "");
-                alerts.push(alert_for(
-                    &self.rater.account(&a.account).tz,
-                    now,
-                    &a,
-                    Severity::Warning,
-                    &limit.name,
-                    AlertAction::Alert,
-                    msg,
-                ));
+                alert = Some((Severity::Warning, AlertAction::Alert, warning_text(limit, used, "")));
             }
             // The cap: what the budget left allows, shared by the calls already running.
             if !critical && enforce && limit.on_critical.has(Action::Cap) {
                 let c = match limit.metric {
                     Metric::Spend => dest.rate.as_ref().map(|r| {
-                        let left = limit.max - used - to_units(r.row.connection_fee);
-                        let per_minute = budget_rates + to_units(r.row.rate_per_minute);
+                        let left = limit.max - used - r.fee_u;
+                        let per_minute = budget_rates + r.rate_u;
                         if left <= 0 {
                             0
                         } else if per_minute <= 0 {
@@ -724,14 +874,20 @@ impl Engine {
                     }
                 }
             }
-            keys.push(key);
+            if let Some((sev, action, msg)) = alert {
+                let mut al = self.alert(acct, ext, now, a.call_id, sev, &self.policy.limits[i].name);
+                al.action = action;
+                al.message = msg;
+                alerts.push(al);
+            }
+            keys.push(sid);
         }
 
         for b in new_blocks {
-            self.set_block(b, now, out);
+            self.set_block(acct, b, now, out);
         }
-        for (id, rule) in cuts {
-            self.cut(&id, &rule, out);
+        for (slot, limit) in cuts {
+            self.cut(slot, limit, out);
         }
         if learning {
             // Report only: what would have denied the call is named, nothing is enforced.
@@ -753,248 +909,407 @@ impl Engine {
         }
         if d.allowed {
             if let Some(region) = dest.region {
-                self.memory
-                    .entry(a.account.clone())
-                    .or_default()
-                    .mark(destination_kind(region, dest.number_type));
+                self.accounts[acct as usize].memory.mark(destination_kind(region, dest.number_type));
             }
-            for k in &keys {
-                if let Some(s) = self.states.get_mut(k) {
-                    if let Some(w) = s.window.as_mut() {
-                        w.add(now, local, 0, 1);
-                    }
-                    s.running.push(a.call_id.clone());
+            let slot = self.track(a.call_id, acct, ext, dest.rate, keys);
+            let keys = std::mem::take(&mut self.slots[slot as usize].states);
+            for &k in &keys {
+                let s = &mut self.states[k as usize];
+                if let Some(w) = s.window.as_mut() {
+                    w.add(now, local, 0, 1);
                 }
+                s.running.push(slot);
             }
-            self.track(&a, dest.rate, keys);
+            self.slots[slot as usize].states = keys;
+            self.reschedule_call(slot, now, now);
+        } else {
+            // Denied: the limits it looked at may have alerted; their deadlines stand.
+            for k in keys {
+                self.reschedule(k, now, now);
+            }
         }
         out.push(Effect::Decision(d));
+    }
+
+    /// The state of a limit for an account, or for one extension of it; made when first needed.
+    fn state_id(&mut self, acct: u32, ext: Option<&str>, limit: u16) -> u32 {
+        let found = match ext {
+            None => Some(self.accounts[acct as usize].account_states[limit as usize]).filter(|s| *s != u32::MAX),
+            Some(e) => self.extension_states.get(&(acct, limit)).and_then(|m| m.get(e)).copied(),
+        };
+        if let Some(sid) = found {
+            return sid;
+        }
+        let sid = self.states.len() as u32;
+        self.states.push(LimitState {
+            limit,
+            account: acct,
+            window: self.policy.limits[limit as usize].window.map(Window::new),
+            running: vec![],
+            alerted: 0,
+            deadline: None,
+        });
+        match ext {
+            None => self.accounts[acct as usize].account_states[limit as usize] = sid,
+            Some(e) => {
+                self.extension_states.entry((acct, limit)).or_default().insert(e.to_string(), sid);
+            }
+        }
+        self.accounts[acct as usize].states.push(sid);
+        sid
     }
 
     /// Sets a block. A limit that blocks the same account again within
     /// [`BLOCK_ESCALATION`] blocks it until an operator releases it: an attack that resumes
     /// after each expiry is not a coincidence.
-    fn set_block(&mut self, mut b: ActiveBlock, now: Timestamp, out: &mut Vec<Effect>) {
-        let again = self.block_history.iter().any(|(acc, lim, at)| {
-            *acc == b.account && *lim == b.limit && now.duration_since(*at) < BLOCK_ESCALATION
-        });
+    fn set_block(&mut self, acct: u32, mut b: ActiveBlock, now: Timestamp, out: &mut Vec<Effect>) {
+        let a = &mut self.accounts[acct as usize];
+        let again = a.block_history.iter().any(|(lim, at)| *lim == b.limit && now.duration_since(*at) < BLOCK_ESCALATION);
         if again {
             b.until = None;
         }
-        self.block_history.retain(|(_, _, at)| now.duration_since(*at) < BLOCK_ESCALATION);
-        self.block_history.push((b.account.clone(), b.limit, now));
+        a.block_history.retain(|(_, at)| now.duration_since(*at) < BLOCK_ESCALATION);
+        a.block_history.push((b.limit, now));
         out.push(Effect::Block {
-            account: b.account.clone(),
+            account: a.name.clone(),
             extension: b.extension.clone(),
             rule: b.rule.clone(),
             until: b.until,
         });
-        self.blocks.push(b);
-    }
-
-    fn track(&mut self, a: &Attempt, rate: Option<RateInfo>, keys: Vec<StateKey>) {
-        self.calls.insert(
-            a.call_id.clone(),
-            Call {
-                account: a.account.clone(),
-                extension: a.extension.clone(),
-                answered: None,
-                rate,
-                keys,
-                cut: false,
-            },
-        );
-    }
-
-    fn alert(
-        &self,
-        now: Timestamp,
-        a: &Attempt,
-        sev: Severity,
-        rule: &str,
-        action: AlertAction,
-        msg: String,
-    ) -> Alert {
-        alert_for(&self.rater.account(&a.account).tz, now, a, sev, rule, action, msg)
-    }
-
-    fn cut(&mut self, call_id: &str, rule: &str, out: &mut Vec<Effect>) {
-        if let Some(c) = self.calls.get_mut(call_id) {
-            if !c.cut {
-                c.cut = true;
-                out.push(Effect::Cut { call_id: call_id.to_string(), rule: rule.to_string() });
-            }
+        if let Some(u) = b.until {
+            self.due.push(Reverse((u, DUE_BLOCK, acct)));
         }
+        a.blocks.push(b);
+    }
+
+    fn track(
+        &mut self,
+        call_id: &str,
+        account: u32,
+        extension: &str,
+        rate: Option<CallRate>,
+        states: Vec<u32>,
+    ) -> u32 {
+        let slot = match self.free_slots.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(Call::default());
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let c = &mut self.slots[slot as usize];
+        c.account = account;
+        c.extension.clear();
+        c.extension.push_str(extension);
+        c.answered = None;
+        c.rate = rate;
+        c.states = states;
+        c.cut = false;
+        if let Some(old) = self.calls.insert(call_id.to_string(), slot) {
+            // The same call id twice: the first is forgotten, as if it had ended unbilled.
+            self.release(old);
+        }
+        slot
+    }
+
+    fn release(&mut self, slot: u32) {
+        let states = std::mem::take(&mut self.slots[slot as usize].states);
+        for &k in &states {
+            self.states[k as usize].running.retain(|s| *s != slot);
+        }
+        self.slots[slot as usize].states = states;
+        self.slots[slot as usize].states.clear();
+        self.free_slots.push(slot);
+    }
+
+    fn cut(&mut self, slot: u32, limit: u16, out: &mut Vec<Effect>) {
+        let c = &mut self.slots[slot as usize];
+        if c.cut {
+            return;
+        }
+        c.cut = true;
+        let Some((id, _)) = self.calls.iter().find(|(_, s)| **s == slot) else { return };
+        out.push(Effect::Cut { call_id: id.clone(), rule: self.policy.limits[limit as usize].name.clone() });
     }
 
     fn end(&mut self, call_id: &str, billsec: Option<u32>, now: Timestamp) {
-        let Some(call) = self.calls.remove(call_id) else { return };
+        let Some(slot) = self.calls.remove(call_id) else { return };
+        let call = &self.slots[slot as usize];
         let talk = billsec
             .or_else(|| call.answered.map(|a| now.duration_since(a).as_secs().max(0) as u32))
             .unwrap_or(0);
         let units = call.rate.as_ref().map_or(0, |r| r.units(talk));
-        let local = self.local(&call.account, now);
-        for k in &call.keys {
-            if let Some(s) = self.states.get_mut(k) {
-                s.running.retain(|id| id != call_id);
-                if let Some(w) = s.window.as_mut() {
-                    w.add(now, local, units, 0);
-                }
+        let local = self.accounts[call.account as usize].local(now);
+        let states = std::mem::take(&mut self.slots[slot as usize].states);
+        for &k in &states {
+            let s = &mut self.states[k as usize];
+            s.running.retain(|id| *id != slot);
+            if let Some(w) = s.window.as_mut() {
+                w.add(now, local, units, 0);
             }
         }
+        for &k in &states {
+            self.reschedule(k, now, now);
+        }
+        self.slots[slot as usize].states = states;
+        self.slots[slot as usize].states.clear();
+        self.free_slots.push(slot);
+    }
+
+    fn reschedule_call(&mut self, slot: u32, now: Timestamp, earliest: Timestamp) {
+        let states = std::mem::take(&mut self.slots[slot as usize].states);
+        for &k in &states {
+            self.reschedule(k, now, earliest);
+        }
+        self.slots[slot as usize].states = states;
+    }
+
+    /// Sets a state's deadline: the earliest time, not before `earliest`, at which a tick could
+    /// find something to do in it.
+    fn reschedule(&mut self, sid: u32, now: Timestamp, earliest: Timestamp) {
+        let deadline = self.compute_deadline(sid, now).map(|t| t.max(earliest));
+        let s = &mut self.states[sid as usize];
+        if s.deadline != deadline {
+            s.deadline = deadline;
+            if let Some(t) = deadline {
+                self.due.push(Reverse((t, DUE_STATE, sid)));
+            }
+        }
+    }
+
+    fn compute_deadline(&mut self, sid: u32, now: Timestamp) -> Option<Timestamp> {
+        let s = &self.states[sid as usize];
+        if s.running.is_empty() {
+            return None;
+        }
+        let limit = &self.policy.limits[s.limit as usize];
+        let enforce = !limit.report_only;
+        // What a tick would enforce waits for the end of learning.
+        let learning_until = self.learn_until.filter(|t| now < *t);
+        let enforced_from = |t: Timestamp| learning_until.map_or(t, |l| t.max(l));
+        let deadline = match limit.metric {
+            Metric::Spend => {
+                let acts = limit.on_critical;
+                let acct = &mut self.accounts[s.account as usize];
+                let enforcing = acts.has(Action::Cut)
+                    && enforce
+                    && s.running.iter().any(|&c| !self.slots[c as usize].cut)
+                    || acts.has(Action::Block)
+                        && enforce
+                        && !acct.blocks.iter().any(|b| b.limit == Some(s.limit));
+                let alerting = acts.has(Action::Alert) && s.alerted < 2;
+                let warn_matters = limit.warning.is_some() && s.alerted < 1 && limit.on_warning.has(Action::Alert);
+                if !enforcing && !alerting && !warn_matters {
+                    return None;
+                }
+                let local = acct.local(now);
+                let s = &mut self.states[sid as usize];
+                let ended = s.window.as_mut().map_or(0, |w| w.totals(now, local).0) as i128;
+                // Spend at t <= ended + sum over answered calls of
+                //   fee_up + 1 + rate_up x (t - answered + increment) / 60.
+                let (mut fixed, mut slope, mut offset) = (0i128, 0i128, 0i128);
+                for &c in &s.running {
+                    let call = &self.slots[c as usize];
+                    if let (Some(r), Some(ans)) = (&call.rate, call.answered) {
+                        fixed += r.fee_up + 1;
+                        slope += r.rate_up;
+                        offset += r.rate_up * (ans.as_second() as i128 - r.increment());
+                    }
+                }
+                let crossing = |level: i64| -> Option<Timestamp> {
+                    let need = 60 * (level as i128 - ended - fixed);
+                    if slope == 0 {
+                        return (need <= 0).then_some(now);
+                    }
+                    let t = (need + offset).div_euclid(slope);
+                    let t = t.clamp(now.as_second() as i128, now.as_second() as i128 + HORIZON_S);
+                    Timestamp::from_second(t as i64).ok()
+                };
+                let mut at: Option<Timestamp> = None;
+                let mut consider = |t: Option<Timestamp>| {
+                    if let Some(t) = t {
+                        at = Some(at.map_or(t, |a| a.min(t)));
+                    }
+                };
+                if warn_matters {
+                    consider(limit.warning.and_then(crossing));
+                }
+                if alerting {
+                    consider(crossing(limit.max));
+                }
+                if enforcing {
+                    consider(crossing(limit.max).map(enforced_from));
+                }
+                at
+            }
+            Metric::CallDuration if limit.on_critical.has(Action::Cut) && enforce => s
+                .running
+                .iter()
+                .filter_map(|&c| {
+                    let call = &self.slots[c as usize];
+                    call.answered.filter(|_| !call.cut)
+                })
+                .min()
+                .map(|ans| enforced_from((ans + SignedDuration::from_secs(limit.max)).max(now))),
+            _ => None,
+        };
+        // A far deadline is looked at again within the horizon, so entries of calls that ended
+        // long before it do not pile up in the heap.
+        deadline.map(|t| t.min(now + SignedDuration::from_secs(HORIZON_S as i64)))
     }
 
     fn tick(&mut self, now: Timestamp, out: &mut Vec<Effect>) {
-        let expired: Vec<ActiveBlock> =
-            self.blocks.iter().filter(|b| b.until.is_some_and(|u| u <= now)).cloned().collect();
-        self.blocks.retain(|b| b.until.is_none_or(|u| u > now));
-        for b in expired {
-            out.push(Effect::Unblock { account: b.account, extension: b.extension, rule: b.rule });
+        let mut due_states = vec![];
+        let mut due_accounts = vec![];
+        while let Some(&Reverse((t, kind, id))) = self.due.peek() {
+            if t > now {
+                break;
+            }
+            self.due.pop();
+            if kind == DUE_BLOCK {
+                due_accounts.push(id);
+            } else if self.states[id as usize].deadline == Some(t) {
+                self.states[id as usize].deadline = None;
+                due_states.push(id);
+            }
+        }
+        due_accounts.sort_unstable();
+        due_accounts.dedup();
+        for acct in due_accounts {
+            let a = &mut self.accounts[acct as usize];
+            let mut i = 0;
+            while i < a.blocks.len() {
+                if a.blocks[i].until.is_some_and(|u| u <= now) {
+                    let b = a.blocks.remove(i);
+                    out.push(Effect::Unblock {
+                        account: a.name.clone(),
+                        extension: b.extension,
+                        rule: b.rule,
+                    });
+                } else {
+                    i += 1;
+                }
+            }
         }
         let learning = self.learn_until.is_some_and(|t| now < t);
-        let mut keys: Vec<StateKey> =
-            self.states.iter().filter(|(_, s)| !s.running.is_empty()).map(|(k, _)| k.clone()).collect();
-        keys.sort();
-        for key in keys {
-            let limit = &self.policy.limits[key.0 as usize];
-            let Some(first) = self.states[&key].running.first().cloned() else { continue };
-            let Some(call) = self.calls.get(&first) else { continue };
-            let account = call.account.clone();
-            let extension = call.extension.clone();
-            let local = self.local(&account, now);
-            let enforce = !limit.report_only && !learning;
-            let mut to_block = None;
-            match limit.metric {
-                Metric::Spend => {
-                    let state = self.states.get_mut(&key).expect("key from the map");
-                    let (used, _) = usage(limit, state, &self.calls, now, local, 0);
-                    let a = Attempt { call_id: String::new(), account, extension, ..Attempt::default() };
-                    if used >= limit.max {
-                        let cut = limit.on_critical.has(Action::Cut) && enforce;
-                        let running = state.running.clone();
-                        if limit.on_critical.has(Action::Alert) && state.alerted < 2 {
-                            state.alerted = 2;
-                            let msg = format!(
-                                "{}{} reached {} with {} calls running (limit {}){}",
-                                describe(limit),
-                                window_text(limit),
-                                limit.show(used),
-                                running.len(),
-                                limit.show(limit.max),
-                                if cut { ": running calls cut" } else { "" }
-                            );
-                            let action = if cut { AlertAction::Cut } else { AlertAction::Alert };
-                            out.push(Effect::Alert(alert_for(
-                                &self.rater.account(&a.account).tz,
-                                now,
-                                &a,
-                                Severity::Critical,
-                                &limit.name,
-                                action,
-                                msg,
-                            )));
-                        }
-                        if limit.on_critical.has(Action::Block)
-                            && enforce
-                            && !self.blocks.iter().any(|b| b.limit == Some(key.0) && b.account == a.account)
-                        {
-                            let b = ActiveBlock {
-                                account: a.account.clone(),
-                                extension: (limit.scope == ScopeKind::Extension).then(|| a.extension.clone()),
-                                limit: Some(key.0),
-                                until: limit.block_for.map(|d| now + d),
-                                rule: limit.name.clone(),
-                            };
-                            to_block = Some(b);
-                        }
-                        if cut {
-                            let name = limit.name.clone();
-                            for id in running {
-                                self.cut(&id, &name, out);
-                            }
-                        }
-                    } else if limit.warning.is_some_and(|w| used >= w)
-                        && state.alerted < 1
-                        && limit.on_warning.has(Action::Alert)
-                    {
-                        state.alerted = 1;
-                        let msg = warning_text(limit, used, " with calls running");
-                        out.push(Effect::Alert(alert_for(
-                            &self.rater.account(&a.account).tz,
-                            now,
-                            &a,
-                            Severity::Warning,
-                            &limit.name,
-                            AlertAction::Alert,
-                            msg,
-                        )));
-                    }
-                }
-                Metric::CallDuration if enforce && limit.on_critical.has(Action::Cut) => {
-                    let longest = SignedDuration::from_secs(limit.max);
-                    let name = limit.name.clone();
-                    let over: Vec<String> = self.states[&key]
-                        .running
-                        .iter()
-                        .filter(|id| {
-                            self.calls
-                                .get(*id)
-                                .and_then(|c| c.answered)
-                                .is_some_and(|ans| now.duration_since(ans) >= longest)
-                        })
-                        .cloned()
-                        .collect();
-                    for id in over {
-                        self.cut(&id, &name, out);
-                    }
-                }
-                _ => {}
-            }
-            if let Some(b) = to_block {
-                self.set_block(b, now, out);
-            }
-        }
-        // Re-arm alerts of windows that fell back below their warning level.
-        for (key, state) in self.states.iter_mut() {
-            if state.alerted == 0 {
-                continue;
-            }
-            let limit = &self.policy.limits[key.0 as usize];
-            let account = key.1.split('/').next().unwrap_or("");
-            let local = self.rater.account(account).tz.to_datetime(now);
-            let (used, _) = usage(limit, state, &self.calls, now, local, 0);
-            let level = limit.warning.unwrap_or(limit.max);
-            if used < level && (limit.metric == Metric::Spend || limit.metric == Metric::Calls) {
-                state.alerted = 0;
-            }
+        for sid in due_states {
+            self.tick_state(sid, now, learning, out);
+            // Not before the next second: a tick does not look at the same state twice.
+            self.reschedule(sid, now, now + SignedDuration::from_secs(1));
         }
     }
 
-    fn command(&mut self, c: Command, out: &mut Vec<Effect>) {
+    /// A tick looks at one limit state whose deadline has come.
+    fn tick_state(&mut self, sid: u32, now: Timestamp, learning: bool, out: &mut Vec<Effect>) {
+        let s = &self.states[sid as usize];
+        let li = s.limit;
+        let limit = &self.policy.limits[li as usize];
+        let Some(&first) = s.running.first() else { return };
+        let acct = s.account;
+        let ext = self.slots[first as usize].extension.clone();
+        let ext = ext.as_str();
+        let local = self.accounts[acct as usize].local(now);
+        let enforce = !limit.report_only && !learning;
+        match limit.metric {
+            Metric::Spend => {
+                let state = &mut self.states[sid as usize];
+                let (used, _) = usage(limit, state, &self.slots, now, local, 0);
+                if state.alerted > 0 && used < limit.warning.unwrap_or(limit.max) {
+                    state.alerted = 0;
+                }
+                if used >= limit.max {
+                    let cut = limit.on_critical.has(Action::Cut) && enforce;
+                    let running = state.running.clone();
+                    if limit.on_critical.has(Action::Alert) && state.alerted < 2 {
+                        state.alerted = 2;
+                        let msg = format!(
+                            "{}{} reached {} with {} calls running (limit {}){}",
+                            describe(limit),
+                            window_text(limit),
+                            limit.show(used),
+                            running.len(),
+                            limit.show(limit.max),
+                            if cut { ": running calls cut" } else { "" }
+                        );
+                        let mut al = self.alert(acct, ext, now, "", Severity::Critical, &limit.name);
+                        al.action = if cut { AlertAction::Cut } else { AlertAction::Alert };
+                        al.message = msg;
+                        out.push(Effect::Alert(al));
+                    }
+                    if limit.on_critical.has(Action::Block)
+                        && enforce
+                        && !self.accounts[acct as usize].blocks.iter().any(|b| b.limit == Some(li))
+                    {
+                        let b = ActiveBlock {
+                            extension: (limit.scope == ScopeKind::Extension).then(|| ext.to_string()),
+                            limit: Some(li),
+                            until: limit.block_for.map(|d| now + d),
+                            rule: limit.name.clone(),
+                        };
+                        self.set_block(acct, b, now, out);
+                    }
+                    if cut {
+                        for slot in running {
+                            self.cut(slot, li, out);
+                        }
+                    }
+                } else if limit.warning.is_some_and(|w| used >= w)
+                    && state.alerted < 1
+                    && limit.on_warning.has(Action::Alert)
+                {
+                    state.alerted = 1;
+                    let msg = warning_text(limit, used, " with calls running");
+                    let mut al = self.alert(acct, ext, now, "", Severity::Warning, &limit.name);
+                    al.message = msg;
+                    out.push(Effect::Alert(al));
+                }
+            }
+            Metric::CallDuration if enforce && limit.on_critical.has(Action::Cut) => {
+                let longest = SignedDuration::from_secs(limit.max);
+                let over: Vec<u32> = self.states[sid as usize]
+                    .running
+                    .iter()
+                    .copied()
+                    .filter(|&c| self.slots[c as usize].answered.is_some_and(|ans| now.duration_since(ans) >= longest))
+                    .collect();
+                for slot in over {
+                    self.cut(slot, li, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn command(&mut self, c: Command, now: Timestamp, out: &mut Vec<Effect>) {
         match c {
             Command::Block { account, extension, until, reason } => {
+                let acct = self.account_id(&account);
                 let rule = format!("operator.block: {reason}");
-                out.push(Effect::Block {
-                    account: account.clone(),
-                    extension: extension.clone(),
-                    rule: rule.clone(),
-                    until,
-                });
-                self.blocks.push(ActiveBlock { account, extension, limit: None, until, rule });
+                out.push(Effect::Block { account, extension: extension.clone(), rule: rule.clone(), until });
+                if let Some(u) = until {
+                    self.due.push(Reverse((u, DUE_BLOCK, acct)));
+                }
+                self.accounts[acct as usize].blocks.push(ActiveBlock { extension, limit: None, until, rule });
             }
             Command::Unblock { account, extension } => {
-                let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.blocks)
+                let Some(&acct) = self.account_ids.get(&account) else { return };
+                let a = &mut self.accounts[acct as usize];
+                let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut a.blocks)
                     .into_iter()
-                    .partition(|b| b.account == account && (extension.is_none() || b.extension == extension));
-                self.blocks = kept;
+                    .partition(|b| extension.is_none() || b.extension == extension);
+                a.blocks = kept;
                 for b in gone {
-                    out.push(Effect::Unblock { account: b.account, extension: b.extension, rule: b.rule });
+                    out.push(Effect::Unblock {
+                        account: a.name.clone(),
+                        extension: b.extension,
+                        rule: b.rule,
+                    });
                 }
                 // Windows that blocked start over, so released traffic is not cut again at once.
-                for (key, s) in self.states.iter_mut() {
-                    if key.1 == account || key.1.starts_with(&format!("{account}/")) {
-                        s.alerted = 0;
-                    }
+                let sids = a.states.clone();
+                for sid in sids {
+                    self.states[sid as usize].alerted = 0;
+                    self.reschedule(sid, now, now);
                 }
             }
         }
@@ -1006,17 +1321,17 @@ impl Engine {
 fn usage(
     limit: &Limit,
     state: &mut LimitState,
-    calls: &HashMap<String, Call>,
+    calls: &[Call],
     now: Timestamp,
     local: DateTime,
     extra: i64,
 ) -> (i64, i64) {
-    let running = state.running.iter().filter_map(|id| calls.get(id));
     match limit.metric {
         Metric::Spend => {
             let ended = state.window.as_mut().map_or(0, |w| w.totals(now, local).0);
-            let (live, rates) =
-                running.fold((0, 0), |(s, r), c| (s + c.running_units(now), r + c.rate_per_minute_units()));
+            let (live, rates) = state.running.iter().map(|&c| &calls[c as usize]).fold((0, 0), |(s, r), c| {
+                (s + c.running_units(now), r + c.rate_per_minute_units())
+            });
             (ended + live, rates)
         }
         Metric::Calls => (state.window.as_mut().map_or(0, |w| w.totals(now, local).1 as i64) + extra, 0),
@@ -1068,23 +1383,45 @@ fn describe(limit: &Limit) -> String {
     }
 }
 
-fn alert_for(
-    tz: &TimeZone,
-    now: Timestamp,
-    a: &Attempt,
-    sev: Severity,
-    rule: &str,
-    action: AlertAction,
-    message: String,
-) -> Alert {
-    Alert {
-        time: now.to_zoned_datetime(tz.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
-        account: a.account.clone(),
-        extension: a.extension.clone(),
-        severity: sev,
-        rule: rule.to_string(),
-        action,
-        call_id: a.call_id.clone(),
-        message,
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use tollguard_core::money::Currency;
+
+    fn row(fee: Decimal, rate: Decimal, initial_s: u32, subsequent_s: u32) -> RateRow {
+        RateRow {
+            prefix: "670".into(),
+            destination: "East Timor".into(),
+            rate_per_minute: rate,
+            connection_fee: fee,
+            initial_s,
+            subsequent_s,
+            effective_from: None,
+            band: None,
+            currency: Currency::EUR,
+            line: 2,
+        }
+    }
+
+    proptest! {
+        /// The engine's integer cost is the deck's decimal cost, to the last ten-thousandth, and
+        /// never more than the linear bound its deadlines are computed from.
+        #[test]
+        fn integer_cost_is_the_deck_cost_and_under_the_bound(
+            fee in 0i64..2_000_000, fee_scale in 0u32..7,
+            rate in 0i64..50_000_000, rate_scale in 0u32..7,
+            initial in 0u32..120, subsequent in 1u32..120, talk in 0u32..50_000,
+        ) {
+            let r = row(Decimal::new(fee, fee_scale), Decimal::new(rate, rate_scale), initial, subsequent);
+            let c = CallRate::new(&r);
+            let exact = r.cost(talk);
+            prop_assert_eq!(Decimal::new(c.units(talk), 4), exact);
+            prop_assert_eq!(c.fee_u, (r.connection_fee * Decimal::from(10_000)).trunc().try_into().unwrap_or(i64::MAX));
+            if talk > 0 {
+                let bound = c.fee_up + 1 + c.rate_up * (talk as i128 + c.increment()) / 60;
+                prop_assert!(c.units(talk) as i128 <= bound, "{} > {}", c.units(talk), bound);
+            }
+        }
     }
 }

@@ -40,9 +40,19 @@ pub enum Window {
     },
 }
 
+/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+fn days_since_epoch(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// The calendar key of a local time for a window kind.
 fn calendar_key(kind: WindowKind, local: DateTime) -> i64 {
-    let days = local.date().since(jiff::civil::date(1970, 1, 1)).map(|s| s.get_days() as i64).unwrap_or(0);
+    let days = days_since_epoch(local.year() as i64, local.month() as i64, local.day() as i64);
     match kind {
         WindowKind::Hour => days * 24 + local.hour() as i64,
         WindowKind::Day => days,
@@ -161,6 +171,13 @@ mod tests {
     }
 
     proptest! {
+        /// The day count agrees with jiff's calendar arithmetic.
+        #[test]
+        fn days_since_epoch_matches_jiff(days in -800_000i64..800_000) {
+            let date = jiff::civil::date(1970, 1, 1).checked_add(jiff::Span::new().days(days)).unwrap();
+            prop_assert_eq!(days_since_epoch(date.year() as i64, date.month() as i64, date.day() as i64), days);
+        }
+
         /// Totals are never negative and a rolling window equals a naive sum over its span.
         #[test]
         fn rolling_matches_a_naive_sum(adds in proptest::collection::vec((0i64..20_000, 0i64..1000), 1..60)) {

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use tollguard_core::cdr::Cdr;
+use tollguard_core::cdr::{Cdr, CdrStore};
 use tollguard_core::numbering::Dialled;
 use tollguard_core::rater::Rater;
 use tollguard_engine::Severity;
@@ -86,8 +86,8 @@ pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
     let labels = read_labels(&args.dir.join("labels.csv"))?;
     let rater = Arc::new(setup.rater.clone());
     let learn_until =
-        cdrs.iter().map(|c| c.start).min().map(|t| t + SignedDuration::from_hours(24 * args.learn_days));
-    let replayed = drive(rater.clone(), setup.policy.clone(), learn_until, &cdrs);
+        cdrs.iter().map(|c| c.start()).min().map(|t| t + SignedDuration::from_hours(24 * args.learn_days));
+    let replayed = drive(rater.clone(), setup.policy.clone(), learn_until, &cdrs, 1);
 
     let mut incidents: BTreeMap<String, Incident> = BTreeMap::new();
     let mut honest_billable = 0u64;
@@ -96,7 +96,10 @@ pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
     let mut emergency = 0u64;
     let mut emergency_denied = 0u64;
     let mut unlabelled = 0u64;
-    for (c, o) in cdrs.iter().zip(&replayed.outcomes) {
+    let mut cdr = Cdr::default();
+    for (stored, o) in cdrs.iter().zip(&replayed.outcomes) {
+        stored.load_into(&mut cdr);
+        let c = &cdr;
         let rated = rater.rate(c);
         if rated.dialled == Dialled::Emergency {
             emergency += 1;
@@ -119,7 +122,7 @@ pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
                     inc.loss += row.cost(o.talk);
                 }
             }
-            let stop = if !o.allowed { Some(o.decided_at) } else { o.cut_time };
+            let stop = if !o.allowed { Some(c.start) } else { o.cut_time };
             if let Some(s) = stop {
                 inc.detected = Some(inc.detected.map_or(s, |d| d.min(s)));
             }
@@ -228,7 +231,7 @@ fn print_table(incidents: &BTreeMap<String, Incident>) {
 /// Loss of each reference strategy per incident: fraud calls that start before the strategy
 /// stops the account cost their full recorded cost.
 fn reference_strategies(
-    cdrs: &[Cdr],
+    cdrs: &CdrStore,
     labels: &HashMap<String, Label>,
     rater: &Rater,
     tz: &jiff::tz::TimeZone,
@@ -238,7 +241,10 @@ fn reference_strategies(
     // reaches 500 stops calls that start later that day.
     let mut by_day: HashMap<(String, jiff::civil::Date), Vec<(Timestamp, Decimal)>> = HashMap::new();
     let full = |c: &Cdr| rater.rate(c).rows[0].map_or(Decimal::ZERO, |r| r.cost(c.billsec));
-    for c in cdrs {
+    let mut cdr = Cdr::default();
+    for stored in cdrs.iter() {
+        stored.load_into(&mut cdr);
+        let c = &cdr;
         let end = c.end.unwrap_or(c.start);
         by_day.entry((c.account.clone(), tz.to_datetime(c.start).date())).or_default().push((end, full(c)));
     }
@@ -254,7 +260,9 @@ fn reference_strategies(
             }
         }
     }
-    for c in cdrs {
+    for stored in cdrs.iter() {
+        stored.load_into(&mut cdr);
+        let c = &cdr;
         let Some(label) = labels.get(&c.call_id).filter(|l| l.fraud) else { continue };
         let Some(inc) = incidents.get_mut(&label.incident) else { continue };
         let cost = full(c);

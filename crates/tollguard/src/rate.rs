@@ -28,10 +28,10 @@ pub struct RateArgs {
 }
 
 /// Records per batch handed from the reading thread to the rating one.
-const BATCH: usize = 1024;
+pub(crate) const BATCH: usize = 1024;
 
 /// What the reading thread sends.
-enum Msg {
+pub(crate) enum Msg {
     /// A batch of records; the first `n` are filled.
     Batch(Vec<Cdr>, usize),
     /// A malformed row, skipped.
@@ -43,7 +43,7 @@ enum Msg {
 }
 
 /// Reads every input in turn, sending filled batches; stops when the receiver is gone.
-fn read_batches(
+pub(crate) fn read_batches(
     paths: &[PathBuf],
     format: Format,
     options: &ReadOptions,
@@ -100,7 +100,7 @@ fn read_batches(
 }
 
 /// Malformed rows printed before the rest are only counted.
-const MAX_REPORTED: u64 = 1000;
+pub(crate) const MAX_REPORTED: u64 = 1000;
 
 /// Loads configuration and overrides into a validated setup.
 pub fn setup(input: &InputArgs) -> Result<Setup> {

@@ -1,7 +1,8 @@
 //! `tollguard replay`: the engine driven by CDR files in event time.
 //!
 //! Each CDR becomes a call attempt at its start, an answer, and an end; time passes between
-//! events as ticks (every [`TICK_S`] seconds while calls run). The attempt carries only what a
+//! events as ticks, at the deadlines the engine gives ([`Engine::next_deadline`]) rounded up to
+//! a multiple of [`TICK_S`] seconds. The attempt carries only what a
 //! switch knows before it routes a call (ids, account, extension, dialled number, channels,
 //! context): never the call's duration, cost or outcome. A denied call never happens; a capped
 //! call ends at its cap; a cut call ends when it is cut.
@@ -11,7 +12,7 @@
 //! 300 bytes per CDR).
 
 use crate::config::Setup;
-use crate::rate::setup;
+use crate::rate::{read_batches, setup, Msg, MAX_REPORTED};
 use crate::InputArgs;
 use anyhow::{anyhow, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget};
@@ -22,15 +23,16 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use tollguard_core::cdr::Cdr;
+use std::sync::{mpsc, Arc};
+use tollguard_core::cdr::{Cdr, CdrStore};
 use tollguard_core::money::Currency;
 use tollguard_core::rater::Rater;
 use tollguard_engine::policy::Policy;
 use tollguard_engine::{Attempt, Effect, Engine, Event, Severity};
-use tollguard_ingest::{ReadError, ReadOptions};
+use tollguard_ingest::ReadOptions;
 
-/// Seconds of event time between ticks while calls run.
+/// The tick grid, seconds: a tick the engine asks for at `t` happens at the first multiple of
+/// this (since 1970) at or after `t`. The live server ticks every second.
 pub const TICK_S: i64 = 5;
 
 /// Arguments of `tollguard replay`.
@@ -48,6 +50,10 @@ pub struct ReplayArgs {
     /// Write one decision per CDR here (JSON).
     #[arg(long)]
     decisions_out: Option<PathBuf>,
+    /// Engines to run side by side, each with its share of the accounts. The output is the same
+    /// for every value.
+    #[arg(long, default_value = "1")]
+    threads: std::num::NonZeroUsize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -58,7 +64,8 @@ enum Kind {
     Attempt,
 }
 
-/// What became of one CDR in the replayed world.
+/// What became of one CDR in the replayed world (decided at its start).
+#[derive(Clone, Debug, Default)]
 pub struct Outcome {
     /// Allowed at its start.
     pub allowed: bool,
@@ -73,8 +80,6 @@ pub struct Outcome {
     ended: bool,
     /// Talk time in the replayed world.
     pub talk: u32,
-    /// When it was decided (its start).
-    pub decided_at: Timestamp,
 }
 
 fn parse_learn_until(s: &str, setup: &Setup) -> Result<Timestamp> {
@@ -88,153 +93,246 @@ fn parse_learn_until(s: &str, setup: &Setup) -> Result<Timestamp> {
     setup.cdr_tz.to_timestamp(civil).map_err(|e| anyhow!("--learn-until {s:?}: {e}"))
 }
 
-/// Reads every CDR of the inputs; malformed rows are reported and counted.
-pub fn read_cdrs(input: &InputArgs, options: &ReadOptions) -> Result<(Vec<Cdr>, u64)> {
+/// Reads every CDR of the inputs into a store (parsing on a second thread); malformed rows are
+/// reported and counted.
+pub fn read_cdrs(input: &InputArgs, options: &ReadOptions) -> Result<(CdrStore, u64)> {
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_message("reading CDRs");
-    let mut cdrs: Vec<Cdr> = Vec::new();
+    let mut store = CdrStore::new();
     let mut malformed = 0u64;
-    let mut cdr = Cdr::default();
-    for path in &input.cdr {
-        let mut reader = tollguard_ingest::open(input.format, path, options)?;
-        loop {
-            match reader.read_into(&mut cdr) {
-                Ok(true) => cdrs.push(cdr.clone()),
-                Ok(false) => break,
-                Err(ReadError::Row(bad)) => {
+    let (tx, rx) = mpsc::sync_channel::<Msg>(4);
+    let (free_tx, free_rx) = mpsc::channel::<Vec<Cdr>>();
+    let (paths, format) = (&input.cdr, input.format);
+    std::thread::scope(|scope| -> Result<()> {
+        scope.spawn(move || read_batches(paths, format, options, tx, free_rx));
+        for msg in rx {
+            match msg {
+                Msg::Batch(batch, n) => {
+                    for c in &batch[..n] {
+                        store.push(c);
+                    }
+                    let _ = free_tx.send(batch);
+                }
+                Msg::Malformed(bad) => {
                     malformed += 1;
-                    if malformed <= 1000 {
+                    if malformed <= MAX_REPORTED {
                         bar.suspend(|| eprintln!("warning: skipped malformed row: {bad}"));
                     }
                 }
-                Err(e) => return Err(e.into()),
-            }
-            if cdrs.len() % 65_536 == 0 {
-                bar.set_position(cdrs.len() as u64);
+                Msg::Progress(_) => bar.set_position(store.len() as u64),
+                Msg::Failed(e) => return Err(e.into()),
             }
         }
-    }
+        Ok(())
+    })?;
     bar.finish_and_clear();
-    Ok((cdrs, malformed))
+    Ok((store, malformed))
 }
 
 /// What the replay did: one outcome per CDR (same order) and the alerts raised.
 pub struct Replayed {
     /// Per CDR.
     pub outcomes: Vec<Outcome>,
-    /// In the order raised.
+    /// Ordered by the time they were raised, then account, then the order the account raised
+    /// them in: the same whatever the number of threads.
     pub alerts: Vec<tollguard_engine::Alert>,
     /// Accounts with state at the end, and the bytes of that state.
     pub state: (usize, usize),
 }
 
-/// Drives a fresh engine through the CDRs in event time.
-pub fn drive(rater: Arc<Rater>, policy: Policy, learn_until: Option<Timestamp>, cdrs: &[Cdr]) -> Replayed {
+/// The first tick at or after `t`: ticks fall on multiples of [`TICK_S`] since 1970.
+fn on_grid(t: Timestamp) -> Timestamp {
+    let s = t.as_second();
+    let g = s.div_euclid(TICK_S) * TICK_S;
+    let g = if g < s || t.subsec_nanosecond() > 0 && g == s { g + TICK_S } else { g };
+    Timestamp::from_second(g).unwrap_or(t)
+}
+
+/// A small fast hash of an account name, to share accounts among threads.
+fn shard_of(account: &str, shards: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in account.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+    }
+    (h % shards as u64) as usize
+}
+
+/// Drives the engine through the CDRs in event time, with the accounts shared among `threads`
+/// engines (each account's calls on one of them). Accounts never affect each other in the
+/// engine, and ticks fall on a fixed grid, so the result is the same for every `threads`.
+pub fn drive(
+    rater: Arc<Rater>,
+    policy: Policy,
+    learn_until: Option<Timestamp>,
+    cdrs: &CdrStore,
+    threads: usize,
+) -> Replayed {
+    let threads = threads.max(1);
+    let mut shards: Vec<Vec<u32>> = vec![Vec::new(); threads];
+    for (i, c) in cdrs.iter().enumerate() {
+        shards[if threads == 1 { 0 } else { shard_of(c.account(), threads) }].push(i as u32);
+    }
+    let results: Vec<Shard> = if threads == 1 {
+        vec![drive_shard(rater, policy, learn_until, cdrs, std::mem::take(&mut shards[0]))]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = shards
+                .into_iter()
+                .map(|idx| {
+                    let (rater, policy) = (rater.clone(), policy.clone());
+                    scope.spawn(move || drive_shard(rater, policy, learn_until, cdrs, idx))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("a replay thread panicked")).collect()
+        })
+    };
+    let mut outcomes: Vec<Outcome> = vec![Outcome::default(); cdrs.len()];
+    let mut alerts = Vec::new();
+    let (mut accounts, mut bytes) = (0, 0);
+    for r in results {
+        for (&i, o) in r.idx.iter().zip(r.outcomes) {
+            outcomes[i as usize] = o;
+        }
+        alerts.extend(r.alerts);
+        accounts += r.state.0;
+        bytes += r.state.1;
+    }
+    alerts.sort_by(|a, b| (a.0, &a.2.account, a.1).cmp(&(b.0, &b.2.account, b.1)));
+    Replayed {
+        outcomes,
+        alerts: alerts.into_iter().map(|(_, _, a)| a).collect(),
+        state: (accounts, bytes),
+    }
+}
+
+struct Shard {
+    /// The shard's CDRs in the order attempted, and what became of each.
+    idx: Vec<u32>,
+    outcomes: Vec<Outcome>,
+    /// (raised at, order raised, alert)
+    alerts: Vec<(Timestamp, u64, tollguard_engine::Alert)>,
+    state: (usize, usize),
+}
+
+/// Where the replay stands: what the engine decided for each CDR of the shard.
+struct World<'a> {
+    cdrs: &'a CdrStore,
+    /// Outcome per position in the shard.
+    outcomes: Vec<Option<Outcome>>,
+    /// Answers and ends to come: (time, kind, position).
+    queue: BinaryHeap<Reverse<(Timestamp, Kind, u32)>>,
+    alerts: Vec<(Timestamp, u64, tollguard_engine::Alert)>,
+}
+
+fn drive_shard(
+    rater: Arc<Rater>,
+    policy: Policy,
+    learn_until: Option<Timestamp>,
+    cdrs: &CdrStore,
+    mut idx: Vec<u32>,
+) -> Shard {
     let mut engine = Engine::new(rater, policy);
     engine.set_learn_until(learn_until);
-
-    let mut queue: BinaryHeap<Reverse<(Timestamp, Kind, usize)>> = BinaryHeap::new();
-    for (i, c) in cdrs.iter().enumerate() {
-        queue.push(Reverse((c.start, Kind::Attempt, i)));
-    }
-    let by_id: std::collections::HashMap<&str, usize> =
-        cdrs.iter().enumerate().map(|(i, c)| (c.call_id.as_str(), i)).collect();
-    let mut outcomes: Vec<Option<Outcome>> = (0..cdrs.len()).map(|_| None).collect();
-    let mut alerts = Vec::new();
+    // Attempts in start order (file order among equal starts).
+    idx.sort_by_key(|&i| cdrs.get(i as usize).start());
+    let mut w = World {
+        cdrs,
+        outcomes: (0..idx.len()).map(|_| None).collect(),
+        queue: BinaryHeap::new(),
+        alerts: Vec::new(),
+    };
     let mut effects = Vec::new();
-    let mut last_tick: Option<Timestamp> = None;
-    let tick = SignedDuration::from_secs(TICK_S);
-
-    while let Some(Reverse((t, kind, i))) = queue.pop() {
-        // Time passes: ticks while calls run.
-        if engine.running_calls() > 0 {
-            let mut next = match last_tick {
-                Some(l) => l + tick,
-                None => t,
-            };
-            while next < t {
-                engine.handle(Event::Tick, next, &mut effects);
-                apply(&mut effects, next, cdrs, &by_id, &mut outcomes, &mut queue, &mut alerts);
-                last_tick = Some(next);
-                next += tick;
+    let mut next_attempt = 0;
+    loop {
+        let attempt = idx.get(next_attempt).map(|&i| (cdrs.get(i as usize).start(), Kind::Attempt, next_attempt as u32));
+        let queued = w.queue.peek().map(|r| r.0);
+        let (t, kind, pos) = match (queued, attempt) {
+            (Some(q), Some(a)) => q.min(a),
+            (Some(q), None) => q,
+            (None, Some(a)) => a,
+            (None, None) => break,
+        };
+        // Time passes: ticks at the deadlines the engine asks for, on the grid, before the event.
+        if let Some(d) = engine.next_deadline() {
+            let g = on_grid(d);
+            if g < t {
+                engine.handle(Event::Tick, g, &mut effects);
+                w.apply(&mut effects, g, &idx);
+                continue;
             }
-        } else {
-            last_tick = Some(t);
         }
-        let c = &cdrs[i];
+        if kind == Kind::Attempt {
+            next_attempt += 1;
+        } else {
+            w.queue.pop();
+        }
+        let c = cdrs.get(idx[pos as usize] as usize);
         match kind {
             Kind::Attempt => {
                 let a = Attempt {
-                    call_id: c.call_id.clone(),
-                    account: c.account.clone(),
-                    extension: c.source.clone(),
-                    dialled: c.dialled.clone(),
-                    channel: c.channel.clone(),
-                    dst_channel: c.dst_channel.clone(),
-                    context: c.context.clone(),
+                    call_id: c.call_id(),
+                    account: c.account(),
+                    extension: c.source(),
+                    dialled: c.dialled(),
+                    channel: c.channel(),
+                    dst_channel: c.dst_channel(),
+                    context: c.context(),
                 };
                 engine.handle(Event::Attempt(a), t, &mut effects);
                 // The decision decides what of the CDR happens.
-                for e in &effects {
-                    if let Effect::Decision(d) = e {
-                        if d.call_id != c.call_id {
-                            continue;
-                        }
-                        let talk = match d.max_duration_s {
-                            Some(cap) => c.billsec.min(cap),
-                            None => c.billsec,
-                        };
-                        outcomes[i] = Some(Outcome {
-                            allowed: d.allowed,
-                            cap: d.max_duration_s,
-                            rules: d.rules.clone(),
-                            cut_at: None,
-                            cut_time: None,
-                            ended: !d.allowed,
-                            talk: if d.allowed { talk } else { 0 },
-                            decided_at: t,
-                        });
-                        if d.allowed {
-                            match c.answer {
-                                Some(ans) if c.billsec > 0 => {
-                                    queue.push(Reverse((ans.max(t), Kind::Answer, i)));
-                                    let end = ans.max(t) + SignedDuration::from_secs(talk as i64);
-                                    queue.push(Reverse((end, Kind::End, i)));
-                                }
-                                _ => {
-                                    let end = c.end.unwrap_or(t).max(t);
-                                    queue.push(Reverse((end, Kind::End, i)));
-                                }
+                if let Some(d) = effects.iter().rev().find_map(|e| match e {
+                    Effect::Decision(d) if d.call_id == c.call_id() => Some(d),
+                    _ => None,
+                }) {
+                    let talk = match d.max_duration_s {
+                        Some(cap) => c.billsec().min(cap),
+                        None => c.billsec(),
+                    };
+                    if d.allowed {
+                        match c.answer() {
+                            Some(ans) if c.billsec() > 0 => {
+                                w.queue.push(Reverse((ans.max(t), Kind::Answer, pos)));
+                                let end = ans.max(t) + SignedDuration::from_secs(talk as i64);
+                                w.queue.push(Reverse((end, Kind::End, pos)));
+                            }
+                            _ => {
+                                let end = c.end().unwrap_or(t).max(t);
+                                w.queue.push(Reverse((end, Kind::End, pos)));
                             }
                         }
                     }
+                    w.outcomes[pos as usize] = Some(Outcome {
+                        allowed: d.allowed,
+                        cap: d.max_duration_s,
+                        rules: d.rules.clone(),
+                        cut_at: None,
+                        cut_time: None,
+                        ended: !d.allowed,
+                        talk: if d.allowed { talk } else { 0 },
+                    });
                 }
-                apply(&mut effects, t, cdrs, &by_id, &mut outcomes, &mut queue, &mut alerts);
+                w.apply(&mut effects, t, &idx);
             }
             Kind::Answer => {
-                if outcomes[i].as_ref().is_some_and(|o| !o.ended) {
-                    engine.handle(Event::Answer { call_id: c.call_id.clone() }, t, &mut effects);
-                    apply(&mut effects, t, cdrs, &by_id, &mut outcomes, &mut queue, &mut alerts);
+                if w.outcomes[pos as usize].as_ref().is_some_and(|o| !o.ended) {
+                    engine.handle(Event::Answer { call_id: c.call_id() }, t, &mut effects);
+                    w.apply(&mut effects, t, &idx);
                 }
             }
             Kind::End => {
-                if let Some(o) = outcomes[i].as_mut() {
+                if let Some(o) = w.outcomes[pos as usize].as_mut() {
                     if !o.ended {
                         o.ended = true;
                         let billsec = o.talk;
-                        engine.handle(
-                            Event::End { call_id: c.call_id.clone(), billsec: Some(billsec) },
-                            t,
-                            &mut effects,
-                        );
-                        apply(&mut effects, t, cdrs, &by_id, &mut outcomes, &mut queue, &mut alerts);
+                        engine.handle(Event::End { call_id: c.call_id(), billsec: Some(billsec) }, t, &mut effects);
+                        w.apply(&mut effects, t, &idx);
                     }
                 }
             }
         }
     }
-    let outcomes: Vec<Outcome> = outcomes.into_iter().map(|o| o.expect("every CDR was attempted")).collect();
-    Replayed { outcomes, alerts, state: engine.account_state_bytes() }
+    let outcomes = w.outcomes.into_iter().map(|o| o.expect("every CDR was attempted")).collect();
+    Shard { idx, outcomes, alerts: w.alerts, state: engine.account_state_bytes() }
 }
 
 pub fn run(args: ReplayArgs) -> Result<ExitCode> {
@@ -243,7 +341,8 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
     let options = ReadOptions { tz: setup.cdr_tz.clone(), generic: setup.generic.clone() };
     let (cdrs, malformed) = read_cdrs(&args.input, &options)?;
     let rater = Arc::new(setup.rater.clone());
-    let Replayed { outcomes, alerts, .. } = drive(rater.clone(), setup.policy.clone(), learn_until, &cdrs);
+    let Replayed { outcomes, alerts, .. } =
+        drive(rater.clone(), setup.policy.clone(), learn_until, &cdrs, args.threads.get());
 
     // Outputs and summary.
     let mut summary = Summary { calls: cdrs.len() as u64, malformed, ..Summary::default() };
@@ -253,13 +352,15 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
         )),
         None => None,
     };
+    let mut cdr = Cdr::default();
     for (c, o) in cdrs.iter().zip(&outcomes) {
-        let r = rater.rate(c);
+        c.load_into(&mut cdr);
+        let r = rater.rate(&cdr);
         if r.is_unrated() {
             summary.unrated += 1;
         }
         if let Some(row) = r.rows[0] {
-            *summary.exposure.entry(row.currency).or_default() += row.cost(c.billsec);
+            *summary.exposure.entry(row.currency).or_default() += row.cost(c.billsec());
             if o.allowed {
                 *summary.cost.entry(row.currency).or_default() += row.cost(o.talk);
             }
@@ -269,18 +370,18 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
         }
         if o.cut_at.is_some() {
             summary.cut += 1;
-        } else if o.cap.is_some_and(|cap| c.billsec > cap) && o.allowed {
+        } else if o.cap.is_some_and(|cap| c.billsec() > cap) && o.allowed {
             summary.capped += 1;
         }
         if let Some(w) = decisions.as_mut() {
-            let max = o.cut_at.or(o.cap);
-            let line = serde_json::json!({
-                "call_id": c.call_id,
-                "allowed": o.allowed,
-                "max_duration_s": max,
-                "rules": o.rules,
-            });
-            writeln!(w, "{line}")?;
+            let line = DecisionLine {
+                call_id: c.call_id(),
+                allowed: o.allowed,
+                max_duration_s: o.cut_at.or(o.cap),
+                rules: &o.rules,
+            };
+            serde_json::to_writer(&mut *w, &line)?;
+            w.write_all(b"\n")?;
         }
     }
     if let Some(mut w) = decisions {
@@ -306,39 +407,51 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Carries out effects in the replayed world: cuts end calls now; alerts are kept.
-#[allow(clippy::too_many_arguments)]
-fn apply(
-    effects: &mut Vec<Effect>,
-    now: Timestamp,
-    cdrs: &[Cdr],
-    by_id: &std::collections::HashMap<&str, usize>,
-    outcomes: &mut [Option<Outcome>],
-    queue: &mut BinaryHeap<Reverse<(Timestamp, Kind, usize)>>,
-    alerts: &mut Vec<tollguard_engine::Alert>,
-) {
-    for e in effects.drain(..) {
-        match e {
-            Effect::Alert(a) => alerts.push(a),
-            Effect::Cut { call_id, .. } => {
-                let Some(&i) = by_id.get(call_id.as_str()) else { continue };
-                let Some(o) = outcomes[i].as_mut() else { continue };
-                if o.ended {
-                    continue;
+impl World<'_> {
+    /// Carries out effects in the replayed world: cuts end calls now; alerts are kept.
+    fn apply(&mut self, effects: &mut Vec<Effect>, now: Timestamp, idx: &[u32]) {
+        for e in effects.drain(..) {
+            match e {
+                Effect::Alert(a) => {
+                    let n = self.alerts.len() as u64;
+                    self.alerts.push((now, n, a));
                 }
-                let c = &cdrs[i];
-                let talk = match c.answer {
-                    Some(ans) if now > ans => (now.duration_since(ans).as_secs().max(0) as u32).min(o.talk),
-                    _ => 0,
-                };
-                o.talk = talk;
-                o.cut_at = Some(talk);
-                o.cut_time = Some(now);
-                queue.push(Reverse((now, Kind::End, i)));
+                Effect::Cut { call_id, .. } => {
+                    // A running call has its end queued: find it there (cuts are rare).
+                    let cdrs = self.cdrs;
+                    let Some(pos) = self.queue.iter().find_map(|Reverse((_, kind, pos))| {
+                        (*kind == Kind::End && cdrs.get(idx[*pos as usize] as usize).call_id() == call_id)
+                            .then_some(*pos)
+                    }) else {
+                        continue;
+                    };
+                    let Some(o) = self.outcomes[pos as usize].as_mut() else { continue };
+                    if o.ended {
+                        continue;
+                    }
+                    let c = cdrs.get(idx[pos as usize] as usize);
+                    let talk = match c.answer() {
+                        Some(ans) if now > ans => (now.duration_since(ans).as_secs().max(0) as u32).min(o.talk),
+                        _ => 0,
+                    };
+                    o.talk = talk;
+                    o.cut_at = Some(talk);
+                    o.cut_time = Some(now);
+                    self.queue.push(Reverse((now, Kind::End, pos)));
+                }
+                _ => {}
             }
-            _ => {}
         }
     }
+}
+
+/// A line of decisions.jsonl (../shared/CONTRACTS.md).
+#[derive(serde::Serialize)]
+struct DecisionLine<'a> {
+    call_id: &'a str,
+    allowed: bool,
+    max_duration_s: Option<u32>,
+    rules: &'a [String],
 }
 
 #[derive(Default)]
