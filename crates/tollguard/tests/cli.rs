@@ -355,6 +355,37 @@ fn replay_output_is_the_same_every_run() {
     assert_eq!(replay(&args), replay(&args));
 }
 
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 3, failure_persistence: None, ..Default::default() })]
+    /// On simulated traffic with every fraud scenario, replay gives the same decisions and
+    /// alerts, byte for byte, on every run and for every number of threads.
+    #[test]
+    fn replay_is_the_same_every_run_and_for_any_number_of_threads(seed in 0u64..10_000, threads in 2usize..5) {
+        let dir = std::env::temp_dir().join(format!("tollguard-threads-{}-{seed}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let d = dir.to_str().unwrap();
+        let seed_s = seed.to_string();
+        let out = run(&["simulate", "--seed", &seed_s, "--accounts", "20", "--days", "21", "--start", "2026-01-12", "--out-dir", d]);
+        proptest::prop_assert!(out.status.success(), "{}", text(&out.stderr));
+        let cdr = dir.join("Master.csv");
+        let cfg = dir.join("tollguard.toml");
+        let th = threads.to_string();
+        let base = ["--cdr", cdr.to_str().unwrap(), "--format", "asterisk", "--config", cfg.to_str().unwrap()];
+        let with = |n: &str| {
+            let mut a = base.to_vec();
+            a.extend_from_slice(&["--threads", n]);
+            replay(&a)
+        };
+        let one = with("1");
+        proptest::prop_assert!(!one.1.is_empty(), "the simulated traffic raised no alert: a weak test");
+        proptest::prop_assert_eq!(&one, &with("1"));
+        let many = with(&th);
+        proptest::prop_assert_eq!(&one.0, &many.0);
+        proptest::prop_assert_eq!(&one.1, &many.1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
 #[test]
 fn scorecard_on_a_small_simulated_month_meets_the_targets() {
     let dir = std::env::temp_dir().join(format!("tollguard-sim-{}", std::process::id()));
