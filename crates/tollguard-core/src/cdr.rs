@@ -202,8 +202,15 @@ impl CdrStore {
     pub fn push(&mut self, cdr: &Cdr) {
         let off = self.text.len();
         let mut ends = [0u32; 7];
-        let fields =
-            [&cdr.call_id, &cdr.account, &cdr.source, &cdr.dialled, &cdr.context, &cdr.channel, &cdr.dst_channel];
+        let fields = [
+            &cdr.call_id,
+            &cdr.account,
+            &cdr.source,
+            &cdr.dialled,
+            &cdr.context,
+            &cdr.channel,
+            &cdr.dst_channel,
+        ];
         for (end, f) in ends.iter_mut().zip(fields) {
             self.text.push_str(f);
             *end = (self.text.len() - off) as u32;

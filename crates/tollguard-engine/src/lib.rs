@@ -35,9 +35,11 @@ use tollguard_core::numbering::{Dialled, NumberType, RiskTier, E164};
 use tollguard_core::rater::Rater;
 use tollguard_core::rating::RateRow;
 
+pub mod baseline;
 pub mod policy;
 mod window;
 
+use baseline::Baseline;
 use policy::{Action, Limit, Metric, Policy, ScopeKind};
 use window::Window;
 
@@ -367,6 +369,10 @@ struct Account {
     block_history: Vec<(Option<u16>, Timestamp)>,
     /// The last time converted to local time, and the result.
     last_local: (Timestamp, DateTime),
+    /// Priced outbound calls running (slots).
+    running: Vec<u32>,
+    /// What it usually spends per hour of the week (made at its first priced call).
+    baseline: Option<Box<Baseline>>,
 }
 
 impl Account {
@@ -377,16 +383,18 @@ impl Account {
         }
         self.last_local.1
     }
-
 }
 
 /// A kind of destination, as the new-destination rule remembers them: the country, and for
 /// revenue-share ranges (premium, personal, shared cost, UAN, satellite, international networks)
-/// also the type, so an account's first call to its own country's premium numbers is new too.
+/// and numbers the country's plan does not know also the type, so an account's first call to
+/// its own country's premium numbers is new too.
 fn destination_kind(region: u16, number_type: Option<NumberType>) -> u32 {
     let special = match number_type {
+        None => NumberType::Unknown as u32 + 1,
         Some(
-            t @ (NumberType::Premium
+            t @ (NumberType::Unknown
+            | NumberType::Premium
             | NumberType::Personal
             | NumberType::SharedCost
             | NumberType::Uan
@@ -416,6 +424,8 @@ pub const NEW_DESTINATION_CAP_S: u32 = 300;
 
 /// The furthest ahead a deadline is set, seconds (see [`Engine::next_deadline`]).
 const HORIZON_S: i128 = 3600;
+
+const WEEKDAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
 
 /// Heap entry kinds, in the order a tick handles them at equal times.
 const DUE_BLOCK: u8 = 0;
@@ -503,7 +513,8 @@ impl Engine {
         let mut bytes = 0;
         for a in &self.accounts {
             bytes += size_of::<Account>() + size_of::<(String, u32)>() + 2 * a.name.capacity();
-            bytes += (a.states.capacity() + a.account_states.capacity()) * 4;
+            bytes += (a.states.capacity() + a.account_states.capacity() + a.running.capacity()) * 4;
+            bytes += a.baseline.as_ref().map_or(0, |_| size_of::<Baseline>());
             let m = &a.memory;
             bytes += m.seen.capacity() * 4 + m.alerted.capacity() * 4;
             bytes += m.rang_in.capacity() * size_of::<(E164, Timestamp)>()
@@ -538,7 +549,7 @@ impl Engine {
                     }
                 }
             }
-            Event::End { call_id, billsec } => self.end(call_id, billsec, now),
+            Event::End { call_id, billsec } => self.end(call_id, billsec, now, out),
             Event::Tick => self.tick(now, out),
             Event::Command(c) => self.command(c, now, out),
         }
@@ -558,6 +569,8 @@ impl Engine {
             blocks: vec![],
             block_history: vec![],
             last_local: (Timestamp::MIN, DateTime::MIN),
+            running: vec![],
+            baseline: None,
         });
         self.account_ids.insert(name.to_string(), id);
         id
@@ -697,7 +710,11 @@ impl Engine {
                                 | NumberType::InternationalNetwork
                         )
                     );
-                    let grave = risk == RiskTier::Critical || revenue_share;
+                    // A number in a high-risk range that the country's plan does not know as any
+                    // ordinary type is the mark of international revenue share fraud: the
+                    // ranges resold to fraudsters are often not assigned at all.
+                    let unassigned = matches!(dest.number_type, None | Some(NumberType::Unknown));
+                    let grave = risk == RiskTier::Critical || revenue_share || unassigned;
                     let denied_here = grave && night;
                     let (rule, sev) = if denied_here {
                         deny = true;
@@ -758,8 +775,14 @@ impl Engine {
                     );
                     d.explanation.push(msg.clone());
                     if first_alert {
-                        let mut al =
-                            self.alert(acct, ext, now, a.call_id, Severity::Critical, "default.wangiri_callback");
+                        let mut al = self.alert(
+                            acct,
+                            ext,
+                            now,
+                            a.call_id,
+                            Severity::Critical,
+                            "default.wangiri_callback",
+                        );
                         al.action = AlertAction::Deny;
                         al.message = msg;
                         alerts.push(al);
@@ -772,7 +795,9 @@ impl Engine {
         let mut keys = vec![];
         for i in 0..self.policy.limits.len() {
             let limit = &self.policy.limits[i];
-            if !limit.applies_to(a.account) || !limit.filter.matches(dest.country, dest.number_type, dest.risk) {
+            if !limit.applies_to(a.account)
+                || !limit.filter.matches(dest.country, dest.number_type, dest.risk)
+            {
                 continue;
             }
             let scope_ext = match limit.scope {
@@ -883,6 +908,19 @@ impl Engine {
             keys.push(sid);
         }
 
+        // The account's own history: spend this hour against what it usually spends.
+        if dest.rate.is_some() {
+            let account = &mut self.accounts[acct as usize];
+            if account.baseline.is_none() {
+                account.baseline = Some(Box::default());
+            }
+            if let Some((alert, what)) = self.unusual_hour(acct, ext, a.call_id, now) {
+                d.rules.push("default.unusual_hourly_spend".into());
+                d.explanation.push(what);
+                alerts.extend(alert);
+            }
+        }
+
         for b in new_blocks {
             self.set_block(acct, b, now, out);
         }
@@ -912,6 +950,9 @@ impl Engine {
                 self.accounts[acct as usize].memory.mark(destination_kind(region, dest.number_type));
             }
             let slot = self.track(a.call_id, acct, ext, dest.rate, keys);
+            if dest.rate.is_some() {
+                self.accounts[acct as usize].running.push(slot);
+            }
             let keys = std::mem::take(&mut self.slots[slot as usize].states);
             for &k in &keys {
                 let s = &mut self.states[k as usize];
@@ -934,7 +975,9 @@ impl Engine {
     /// The state of a limit for an account, or for one extension of it; made when first needed.
     fn state_id(&mut self, acct: u32, ext: Option<&str>, limit: u16) -> u32 {
         let found = match ext {
-            None => Some(self.accounts[acct as usize].account_states[limit as usize]).filter(|s| *s != u32::MAX),
+            None => {
+                Some(self.accounts[acct as usize].account_states[limit as usize]).filter(|s| *s != u32::MAX)
+            }
             Some(e) => self.extension_states.get(&(acct, limit)).and_then(|m| m.get(e)).copied(),
         };
         if let Some(sid) = found {
@@ -964,7 +1007,10 @@ impl Engine {
     /// after each expiry is not a coincidence.
     fn set_block(&mut self, acct: u32, mut b: ActiveBlock, now: Timestamp, out: &mut Vec<Effect>) {
         let a = &mut self.accounts[acct as usize];
-        let again = a.block_history.iter().any(|(lim, at)| *lim == b.limit && now.duration_since(*at) < BLOCK_ESCALATION);
+        let again = a
+            .block_history
+            .iter()
+            .any(|(lim, at)| *lim == b.limit && now.duration_since(*at) < BLOCK_ESCALATION);
         if again {
             b.until = None;
         }
@@ -1013,6 +1059,8 @@ impl Engine {
     }
 
     fn release(&mut self, slot: u32) {
+        let acct = self.slots[slot as usize].account as usize;
+        self.accounts[acct].running.retain(|s| *s != slot);
         let states = std::mem::take(&mut self.slots[slot as usize].states);
         for &k in &states {
             self.states[k as usize].running.retain(|s| *s != slot);
@@ -1032,7 +1080,7 @@ impl Engine {
         out.push(Effect::Cut { call_id: id.clone(), rule: self.policy.limits[limit as usize].name.clone() });
     }
 
-    fn end(&mut self, call_id: &str, billsec: Option<u32>, now: Timestamp) {
+    fn end(&mut self, call_id: &str, billsec: Option<u32>, now: Timestamp, out: &mut Vec<Effect>) {
         let Some(slot) = self.calls.remove(call_id) else { return };
         let call = &self.slots[slot as usize];
         let talk = billsec
@@ -1053,7 +1101,72 @@ impl Engine {
         }
         self.slots[slot as usize].states = states;
         self.slots[slot as usize].states.clear();
+        let acct = self.slots[slot as usize].account;
+        let a = &mut self.accounts[acct as usize];
+        if let Some(i) = a.running.iter().position(|s| *s == slot) {
+            a.running.swap_remove(i);
+            if let Some(b) = a.baseline.as_mut() {
+                b.add(local, units);
+            }
+            let ext = std::mem::take(&mut self.slots[slot as usize].extension);
+            if let Some((Some(alert), _)) = self.unusual_hour(acct, &ext, "", now) {
+                out.push(Effect::Alert(alert));
+            }
+            self.slots[slot as usize].extension = ext;
+        }
         self.free_slots.push(slot);
+    }
+
+    /// The learned hourly level ([`baseline`]): the alert when the account's spend this hour
+    /// (ended calls and what running calls have cost so far) has just gone above it, and the
+    /// sentence for a decision's explanation while it is above.
+    fn unusual_hour(
+        &mut self,
+        acct: u32,
+        ext: &str,
+        call_id: &str,
+        now: Timestamp,
+    ) -> Option<(Option<Alert>, String)> {
+        if !self.policy.new_destination_rules {
+            return None;
+        }
+        let a = &mut self.accounts[acct as usize];
+        let local = a.local(now);
+        let b = a.baseline.as_mut()?;
+        let ended = b.this_hour(local);
+        let usual = b.usual(local)?;
+        let live: i64 = a.running.iter().map(|&c| self.slots[c as usize].running_units(now)).sum();
+        let spend = ended + live;
+        let level = if spend >= 2 * usual.level {
+            2
+        } else if spend >= usual.level {
+            1
+        } else {
+            return None;
+        };
+        let money = |u: i64| format!("{:.2}", Decimal::new(u, 4));
+        let what = format!(
+            "spend this hour {} (ended calls {}, {} calls running {}): usual for {} {:02}:00 is {} (MAD {}, {} samples), learned level {}{}",
+            money(spend),
+            money(ended),
+            a.running.len(),
+            money(live),
+            WEEKDAYS[local.weekday().to_monday_zero_offset() as usize],
+            local.hour(),
+            money(usual.median),
+            money(usual.mad),
+            usual.samples,
+            money(usual.level),
+            if level == 2 { ", more than twice over" } else { "" },
+        );
+        if b.alerted >= level {
+            return Some((None, what));
+        }
+        b.alerted = level;
+        let sev = if level == 2 { Severity::Critical } else { Severity::Warning };
+        let mut al = self.alert(acct, ext, now, call_id, sev, "default.unusual_hourly_spend");
+        al.message = what.clone();
+        Some((Some(al), what))
     }
 
     fn reschedule_call(&mut self, slot: u32, now: Timestamp, earliest: Timestamp) {
@@ -1098,7 +1211,8 @@ impl Engine {
                         && enforce
                         && !acct.blocks.iter().any(|b| b.limit == Some(s.limit));
                 let alerting = acts.has(Action::Alert) && s.alerted < 2;
-                let warn_matters = limit.warning.is_some() && s.alerted < 1 && limit.on_warning.has(Action::Alert);
+                let warn_matters =
+                    limit.warning.is_some() && s.alerted < 1 && limit.on_warning.has(Action::Alert);
                 if !enforcing && !alerting && !warn_matters {
                     return None;
                 }
@@ -1270,7 +1384,9 @@ impl Engine {
                     .running
                     .iter()
                     .copied()
-                    .filter(|&c| self.slots[c as usize].answered.is_some_and(|ans| now.duration_since(ans) >= longest))
+                    .filter(|&c| {
+                        self.slots[c as usize].answered.is_some_and(|ans| now.duration_since(ans) >= longest)
+                    })
                     .collect();
                 for slot in over {
                     self.cut(slot, li, out);
@@ -1329,9 +1445,11 @@ fn usage(
     match limit.metric {
         Metric::Spend => {
             let ended = state.window.as_mut().map_or(0, |w| w.totals(now, local).0);
-            let (live, rates) = state.running.iter().map(|&c| &calls[c as usize]).fold((0, 0), |(s, r), c| {
-                (s + c.running_units(now), r + c.rate_per_minute_units())
-            });
+            let (live, rates) = state
+                .running
+                .iter()
+                .map(|&c| &calls[c as usize])
+                .fold((0, 0), |(s, r), c| (s + c.running_units(now), r + c.rate_per_minute_units()));
             (ended + live, rates)
         }
         Metric::Calls => (state.window.as_mut().map_or(0, |w| w.totals(now, local).1 as i64) + extra, 0),

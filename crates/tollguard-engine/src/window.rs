@@ -41,7 +41,7 @@ pub enum Window {
 }
 
 /// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-fn days_since_epoch(y: i64, m: i64, d: i64) -> i64 {
+pub(crate) fn days_since_epoch(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;

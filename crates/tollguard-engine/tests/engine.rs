@@ -17,6 +17,7 @@ const DECK: &str =
 1,USA,0.0150,0,6,6
 670,East Timor,1.4500,0,60,60
 234,Nigeria,0.2100,0,60,60
+49,Germany,0.9000,0,1,1
 ";
 
 fn rater() -> Arc<Rater> {
@@ -50,13 +51,7 @@ fn t(s: &str) -> Timestamp {
 
 fn attempt(e: &mut Engine, id: &str, ext: &str, to: &str, now: Timestamp) -> (Decision, Vec<Effect>) {
     let mut out = vec![];
-    let a = Attempt {
-        call_id: id.into(),
-        account: "acme".into(),
-        extension: ext.into(),
-        dialled: to.into(),
-        ..Attempt::default()
-    };
+    let a = Attempt { call_id: id, account: "acme", extension: ext, dialled: to, ..Attempt::default() };
     e.handle(Event::Attempt(a), now, &mut out);
     let d = out
         .iter()
@@ -69,11 +64,11 @@ fn attempt(e: &mut Engine, id: &str, ext: &str, to: &str, now: Timestamp) -> (De
 }
 
 fn answer(e: &mut Engine, id: &str, now: Timestamp) {
-    e.handle(Event::Answer { call_id: id.into() }, now, &mut vec![]);
+    e.handle(Event::Answer { call_id: id }, now, &mut vec![]);
 }
 
 fn end(e: &mut Engine, id: &str, billsec: u32, now: Timestamp) {
-    e.handle(Event::End { call_id: id.into(), billsec: Some(billsec) }, now, &mut vec![]);
+    e.handle(Event::End { call_id: id, billsec: Some(billsec) }, now, &mut vec![]);
 }
 
 fn ticks(e: &mut Engine, from: Timestamp, to: Timestamp) -> Vec<(Timestamp, Effect)> {
@@ -258,6 +253,74 @@ fn default_policy_stops_a_night_pbx_hack_and_passes_honest_calls() {
     assert!(d.allowed && d.max_duration_s.is_none(), "{d:?}");
 }
 
+/// Alerts of a rule among effects.
+fn alerts_of<'a>(out: &'a [Effect], rule: &str) -> Vec<&'a tollguard_engine::Alert> {
+    out.iter()
+        .filter_map(|x| match x {
+            Effect::Alert(a) if a.rule == rule => Some(a),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn spend_far_above_the_learned_hour_of_week_alerts_after_warm_up() {
+    let mut e = engine("");
+    let rule = "default.unusual_hourly_spend";
+    // Three Mondays of one EUR 9 call at 14:00 (Amsterdam) to Germany, an ordinary destination.
+    let mondays = ["2026-01-05T13:00:00Z", "2026-01-12T13:00:00Z", "2026-01-19T13:00:00Z"];
+    for (i, m) in mondays.iter().enumerate() {
+        let start = t(m);
+        let id = format!("usual{i}");
+        let (d, out) = attempt(&mut e, &id, "201", "0049301234567", start);
+        assert!(d.allowed && alerts_of(&out, rule).is_empty());
+        answer(&mut e, &id, start);
+        let mut out = vec![];
+        e.handle(
+            Event::End { call_id: &id, billsec: Some(600) },
+            start + SignedDuration::from_secs(600),
+            &mut out,
+        );
+        assert!(alerts_of(&out, rule).is_empty(), "EUR 9 is usual");
+    }
+    // The fourth Monday: eight parallel calls to Germany from 14:00, each EUR 0.90 a minute.
+    let start = t("2026-01-26T13:00:00Z");
+    for i in 0..8 {
+        let id = format!("burst{i}");
+        let (d, out) = attempt(&mut e, &id, "201", "0049301234567", start + SignedDuration::from_secs(i));
+        assert!(d.allowed, "an alert, not a denial: {d:?}");
+        assert!(alerts_of(&out, rule).is_empty(), "nothing spent yet");
+        answer(&mut e, &id, start + SignedDuration::from_secs(i));
+    }
+    // Six minutes later: 8 x 6 x 0.90 = EUR 43 running, over the EUR 40 floor: a warning.
+    let (d, out) = attempt(&mut e, "next1", "201", "0049301234567", start + SignedDuration::from_secs(366));
+    let warned = alerts_of(&out, rule);
+    assert_eq!(warned.len(), 1, "{out:?}");
+    assert_eq!(warned[0].severity, tollguard_engine::Severity::Warning);
+    assert!(warned[0].message.contains("learned level 40.00"), "{}", warned[0].message);
+    assert!(d.rules.contains(&rule.to_string()), "{d:?}");
+    // Twelve minutes: EUR 86, twice the level: critical, once.
+    let (_, out) = attempt(&mut e, "next2", "201", "0049301234567", start + SignedDuration::from_secs(726));
+    let critical = alerts_of(&out, rule);
+    assert_eq!(critical.len(), 1);
+    assert_eq!(critical[0].severity, tollguard_engine::Severity::Critical);
+    let (_, out) = attempt(&mut e, "next3", "201", "0049301234567", start + SignedDuration::from_secs(800));
+    assert!(alerts_of(&out, rule).is_empty(), "one alert per level and hour");
+}
+
+#[test]
+fn a_first_call_to_an_unassigned_high_risk_range_in_office_hours_is_capped_and_critical() {
+    let mut e = engine("");
+    // Monday 10:00 in Amsterdam; +370 9 is a Lithuanian premium range that the plan does not
+    // know as any number type.
+    let (d, out) = attempt(&mut e, "lt1", "206", "0037090717234", t("2026-01-19T09:00:00Z"));
+    assert!(d.allowed);
+    assert_eq!(d.max_duration_s, Some(300));
+    let a = alerts_of(&out, "default.new_high_risk_destination");
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].severity, tollguard_engine::Severity::Critical, "{}", a[0].message);
+}
+
 #[test]
 fn learning_mode_allows_everything_but_still_alerts() {
     let mut e = engine("");
@@ -293,11 +356,11 @@ fn calling_back_a_high_risk_number_that_rang_in_is_wangiri() {
     let morning = t("2011-06-14T08:00:00Z"); // Tuesday 10:00 CEST
     let mut out = vec![];
     let inbound = Attempt {
-        call_id: "in1".into(),
-        account: "acme".into(),
-        extension: "+67677123456".into(),
-        dialled: "201".into(),
-        context: "from-trunk".into(),
+        call_id: "in1",
+        account: "acme",
+        extension: "+67677123456",
+        dialled: "201",
+        context: "from-trunk",
         ..Attempt::default()
     };
     e.handle(Event::Attempt(inbound), morning, &mut out);
@@ -314,11 +377,11 @@ fn calling_back_a_high_risk_number_that_rang_in_is_wangiri() {
     assert!(!out.iter().any(|x| matches!(x, Effect::Alert(a) if a.rule == "default.wangiri_callback")));
     // an ordinary foreign caller can be called back
     let inbound = Attempt {
-        call_id: "in2".into(),
-        account: "acme".into(),
-        extension: "+2348031234567".into(),
-        dialled: "201".into(),
-        context: "from-trunk".into(),
+        call_id: "in2",
+        account: "acme",
+        extension: "+2348031234567",
+        dialled: "201",
+        context: "from-trunk",
         ..Attempt::default()
     };
     e.handle(Event::Attempt(inbound), morning, &mut vec![]);

@@ -198,11 +198,7 @@ pub fn drive(
         bytes += r.state.1;
     }
     alerts.sort_by(|a, b| (a.0, &a.2.account, a.1).cmp(&(b.0, &b.2.account, b.1)));
-    Replayed {
-        outcomes,
-        alerts: alerts.into_iter().map(|(_, _, a)| a).collect(),
-        state: (accounts, bytes),
-    }
+    Replayed { outcomes, alerts: alerts.into_iter().map(|(_, _, a)| a).collect(), state: (accounts, bytes) }
 }
 
 struct Shard {
@@ -244,7 +240,9 @@ fn drive_shard(
     let mut effects = Vec::new();
     let mut next_attempt = 0;
     loop {
-        let attempt = idx.get(next_attempt).map(|&i| (cdrs.get(i as usize).start(), Kind::Attempt, next_attempt as u32));
+        let attempt = idx
+            .get(next_attempt)
+            .map(|&i| (cdrs.get(i as usize).start(), Kind::Attempt, next_attempt as u32));
         let queued = w.queue.peek().map(|r| r.0);
         let (t, kind, pos) = match (queued, attempt) {
             (Some(q), Some(a)) => q.min(a),
@@ -324,7 +322,11 @@ fn drive_shard(
                     if !o.ended {
                         o.ended = true;
                         let billsec = o.talk;
-                        engine.handle(Event::End { call_id: c.call_id(), billsec: Some(billsec) }, t, &mut effects);
+                        engine.handle(
+                            Event::End { call_id: c.call_id(), billsec: Some(billsec) },
+                            t,
+                            &mut effects,
+                        );
                         w.apply(&mut effects, t, &idx);
                     }
                 }
@@ -431,7 +433,9 @@ impl World<'_> {
                     }
                     let c = cdrs.get(idx[pos as usize] as usize);
                     let talk = match c.answer() {
-                        Some(ans) if now > ans => (now.duration_since(ans).as_secs().max(0) as u32).min(o.talk),
+                        Some(ans) if now > ans => {
+                            (now.duration_since(ans).as_secs().max(0) as u32).min(o.talk)
+                        }
                         _ => 0,
                     };
                     o.talk = talk;
