@@ -109,6 +109,12 @@ pub enum Event<'a> {
     Tick,
     /// An operator command.
     Command(Command),
+    /// A call detail record arrived (after the call). For a call still running it ends it with
+    /// the record's talk time; for one that ended within the grace period
+    /// ([`Engine::set_record_grace`]) it corrects the cost counted (the record wins); for a call
+    /// the engine never saw (an integration that sends only records) it counts the call at its
+    /// end and checks the limits, alerting and blocking as at a tick.
+    Record(&'a Cdr),
 }
 
 /// The answer to an attempt.
@@ -448,6 +454,70 @@ pub struct Engine {
     /// Deadlines of states and block expiries of accounts; stale entries are skipped.
     due: BinaryHeap<Reverse<(Timestamp, u8, u32)>>,
     scratch: Cdr,
+    /// How long an ended call is remembered for a correcting record; `None`: not at all.
+    record_grace: Option<SignedDuration>,
+    /// Calls ended within the grace period, by call id, and their ids in end order.
+    recent: Map<String, Ended>,
+    recent_order: std::collections::VecDeque<(Timestamp, String)>,
+}
+
+/// An ended call, remembered for a record that corrects it.
+#[derive(Clone, Debug)]
+struct Ended {
+    account: u32,
+    rate: Option<CallRate>,
+    states: Vec<u32>,
+    units: i64,
+    at: Timestamp,
+}
+
+/// One limit's usage, for people and the API.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LimitUsage {
+    /// Limit name.
+    pub limit: String,
+    /// The extension counted, or `None` for the whole account.
+    pub extension: Option<String>,
+    /// `spend`, `calls`, `concurrent` or `call_duration`.
+    pub metric: &'static str,
+    /// The window, if any.
+    pub window: Option<&'static str>,
+    /// Used so far, running calls included (money with two decimals, or a count).
+    pub used: String,
+    /// The critical level.
+    pub max: String,
+    /// The warning level, if any.
+    pub warning: Option<String>,
+    /// Used as a share of the critical level, percent (rounded down).
+    pub percent: i64,
+    /// Calls running in it.
+    pub running_calls: usize,
+}
+
+/// A block in force.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BlockInfo {
+    /// Extension, or `None` for the account.
+    pub extension: Option<String>,
+    /// The rule that set it.
+    pub rule: String,
+    /// Until when (RFC 3339), `None`: until released.
+    pub until: Option<String>,
+}
+
+/// An account as the engine sees it now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AccountReport {
+    /// Account.
+    pub account: String,
+    /// Priced outbound calls running.
+    pub running_calls: usize,
+    /// Every limit with state for it.
+    pub limits: Vec<LimitUsage>,
+    /// Blocks in force.
+    pub blocks: Vec<BlockInfo>,
+    /// Kinds of destination it has called (countries and special ranges).
+    pub destinations_seen: usize,
 }
 
 struct Dest {
@@ -474,7 +544,70 @@ impl Engine {
             free_slots: Vec::new(),
             due: BinaryHeap::new(),
             scratch: Cdr::default(),
+            record_grace: None,
+            recent: Map::default(),
+            recent_order: std::collections::VecDeque::new(),
         }
+    }
+
+    /// Remember ended calls for this long, so that a call detail record arriving after the
+    /// call's end corrects the cost counted instead of counting the call again. The live server
+    /// sets it; replay does not need it.
+    pub fn set_record_grace(&mut self, grace: Option<SignedDuration>) {
+        self.record_grace = grace;
+    }
+
+    /// Usage of every limit of an account, its running calls and blocks; `None` for an account
+    /// the engine has no state for.
+    pub fn account_report(&mut self, account: &str, now: Timestamp) -> Option<AccountReport> {
+        let &acct = self.account_ids.get(account)?;
+        let local = self.accounts[acct as usize].local(now);
+        let mut limits = vec![];
+        let sids = self.accounts[acct as usize].states.clone();
+        for sid in sids {
+            let state = &mut self.states[sid as usize];
+            let limit = &self.policy.limits[state.limit as usize];
+            let (used, _) = usage(limit, state, &self.slots, now, local, 0);
+            let extension = (limit.scope == ScopeKind::Extension).then(|| {
+                self.extension_states
+                    .get(&(acct, state.limit))
+                    .and_then(|m| m.iter().find(|(_, s)| **s == sid).map(|(e, _)| e.clone()))
+                    .unwrap_or_default()
+            });
+            limits.push(LimitUsage {
+                limit: limit.name.clone(),
+                extension,
+                metric: match limit.metric {
+                    Metric::Spend => "spend",
+                    Metric::Calls => "calls",
+                    Metric::Concurrent => "concurrent",
+                    Metric::CallDuration => "call_duration",
+                },
+                window: limit.window.map(|w| w.as_str()),
+                used: limit.show(used),
+                max: limit.show(limit.max),
+                warning: limit.warning.map(|w| limit.show(w)),
+                percent: if limit.max > 0 { used.saturating_mul(100) / limit.max } else { 0 },
+                running_calls: state.running.len(),
+            });
+        }
+        let a = &self.accounts[acct as usize];
+        Some(AccountReport {
+            account: a.name.clone(),
+            running_calls: a.running.len(),
+            limits,
+            blocks: a
+                .blocks
+                .iter()
+                .filter(|b| b.until.is_none_or(|u| u > now))
+                .map(|b| BlockInfo {
+                    extension: b.extension.clone(),
+                    rule: b.rule.clone(),
+                    until: b.until.map(|u| u.to_string()),
+                })
+                .collect(),
+            destinations_seen: a.memory.seen.len(),
+        })
     }
 
     /// Report-only learning until `t`: attempts before it update all state and may raise alerts,
@@ -552,7 +685,170 @@ impl Engine {
             Event::End { call_id, billsec } => self.end(call_id, billsec, now, out),
             Event::Tick => self.tick(now, out),
             Event::Command(c) => self.command(c, now, out),
+            Event::Record(c) => self.record(c, now, out),
         }
+    }
+
+    fn record(&mut self, c: &Cdr, now: Timestamp, out: &mut Vec<Effect>) {
+        if self.calls.contains_key(c.call_id.as_str()) {
+            self.end(&c.call_id, Some(c.billsec), now, out);
+            return;
+        }
+        if let Some(e) = self.recent.get_mut(c.call_id.as_str()) {
+            let units = e.rate.map_or(0, |r| r.units(c.billsec));
+            let delta = units - e.units;
+            if delta != 0 {
+                e.units = units;
+                let (at, acct, states) = (e.at, e.account, e.states.clone());
+                let local = self.accounts[acct as usize].local(at);
+                for &k in &states {
+                    if let Some(w) = self.states[k as usize].window.as_mut() {
+                        w.add(at, local, delta, 0);
+                    }
+                    self.reschedule(k, now, now);
+                }
+            }
+            return;
+        }
+        // A call the engine never saw: count it where it ended.
+        let a = Attempt {
+            call_id: &c.call_id,
+            account: &c.account,
+            extension: &c.source,
+            dialled: &c.dialled,
+            channel: &c.channel,
+            dst_channel: &c.dst_channel,
+            context: &c.context,
+        };
+        let (dialled, direction, dest) = self.destination(&a, c.start);
+        if dialled == Dialled::Emergency
+            || direction != Direction::Outbound
+            || !matches!(dialled, Dialled::E164(_))
+        {
+            return;
+        }
+        let at = c.end.unwrap_or(now).min(now);
+        let units = dest.rate.as_ref().map_or(0, |r| r.units(c.billsec));
+        let acct = self.account_id(&c.account);
+        let local = self.accounts[acct as usize].local(at);
+        if let Some(region) = dest.region {
+            self.accounts[acct as usize].memory.mark(destination_kind(region, dest.number_type));
+        }
+        if dest.rate.is_some() {
+            let b = self.accounts[acct as usize].baseline.get_or_insert_with(Box::default);
+            b.add(local, units);
+        }
+        let mut states = vec![];
+        for i in 0..self.policy.limits.len() {
+            let limit = &self.policy.limits[i];
+            if !limit.applies_to(&c.account)
+                || !limit.filter.matches(dest.country, dest.number_type, dest.risk)
+            {
+                continue;
+            }
+            let scope_ext = (limit.scope == ScopeKind::Extension).then_some(c.source.as_str());
+            let sid = self.state_id(acct, scope_ext, i as u16);
+            if let Some(w) = self.states[sid as usize].window.as_mut() {
+                w.add(at, local, units, 1);
+            }
+            states.push(sid);
+        }
+        self.remember_ended(&c.call_id, acct, dest.rate, &states, units, at);
+        // The limits it counts in, checked now as a tick would.
+        let learning = self.learn_until.is_some_and(|t| now < t);
+        for sid in states {
+            self.check_ended(sid, &c.source, &c.call_id, now, learning, out);
+        }
+        if let Some((Some(alert), _)) = self.unusual_hour(acct, &c.source, &c.call_id, now) {
+            out.push(Effect::Alert(alert));
+        }
+    }
+
+    /// A limit after a record counted in it: alerts and blocks as at a tick (nothing runs to cut).
+    fn check_ended(
+        &mut self,
+        sid: u32,
+        ext: &str,
+        call_id: &str,
+        now: Timestamp,
+        learning: bool,
+        out: &mut Vec<Effect>,
+    ) {
+        let s = &self.states[sid as usize];
+        let (li, acct) = (s.limit, s.account);
+        let limit = &self.policy.limits[li as usize];
+        if !matches!(limit.metric, Metric::Spend | Metric::Calls) {
+            return;
+        }
+        let local = self.accounts[acct as usize].local(now);
+        let state = &mut self.states[sid as usize];
+        let (used, _) = usage(limit, state, &self.slots, now, local, 0);
+        let enforce = !limit.report_only && !learning;
+        let level = limit.warning.unwrap_or(limit.max);
+        if state.alerted > 0 && used < level {
+            state.alerted = 0;
+        }
+        let critical = used > limit.max || (limit.metric == Metric::Spend && used >= limit.max);
+        if critical {
+            let block = limit.on_critical.has(Action::Block)
+                && enforce
+                && !self.accounts[acct as usize].blocks.iter().any(|b| b.limit == Some(li));
+            if limit.on_critical.has(Action::Alert) && state.alerted < 2 {
+                state.alerted = 2;
+                let msg = format!(
+                    "{}{} reached {} (limit {}) with a call record",
+                    describe(limit),
+                    window_text(limit),
+                    limit.show(used),
+                    limit.show(limit.max)
+                );
+                let mut al = self.alert(acct, ext, now, call_id, Severity::Critical, &limit.name);
+                al.action = if block { AlertAction::Block } else { AlertAction::Alert };
+                al.message = msg;
+                out.push(Effect::Alert(al));
+            }
+            if block {
+                let b = ActiveBlock {
+                    extension: (limit.scope == ScopeKind::Extension).then(|| ext.to_string()),
+                    limit: Some(li),
+                    until: limit.block_for.map(|d| now + d),
+                    rule: limit.name.clone(),
+                };
+                self.set_block(acct, b, now, out);
+            }
+        } else if limit.warning.is_some_and(|w| used >= w)
+            && state.alerted < 1
+            && limit.on_warning.has(Action::Alert)
+        {
+            state.alerted = 1;
+            let msg = warning_text(limit, used, "");
+            let mut al = self.alert(acct, ext, now, call_id, Severity::Warning, &limit.name);
+            al.message = msg;
+            out.push(Effect::Alert(al));
+        }
+    }
+
+    /// Keeps an ended call for [`Engine::set_record_grace`], forgetting those past it.
+    fn remember_ended(
+        &mut self,
+        call_id: &str,
+        account: u32,
+        rate: Option<CallRate>,
+        states: &[u32],
+        units: i64,
+        at: Timestamp,
+    ) {
+        let Some(grace) = self.record_grace else { return };
+        while let Some((t, _)) = self.recent_order.front() {
+            if at.duration_since(*t) <= grace {
+                break;
+            }
+            if let Some((_, id)) = self.recent_order.pop_front() {
+                self.recent.remove(&id);
+            }
+        }
+        self.recent.insert(call_id.to_string(), Ended { account, rate, states: states.to_vec(), units, at });
+        self.recent_order.push_back((at, call_id.to_string()));
     }
 
     fn account_id(&mut self, name: &str) -> u32 {
@@ -1099,9 +1395,10 @@ impl Engine {
         for &k in &states {
             self.reschedule(k, now, now);
         }
+        let (acct, rate) = (self.slots[slot as usize].account, self.slots[slot as usize].rate);
+        self.remember_ended(call_id, acct, rate, &states, units, now);
         self.slots[slot as usize].states = states;
         self.slots[slot as usize].states.clear();
-        let acct = self.slots[slot as usize].account;
         let a = &mut self.accounts[acct as usize];
         if let Some(i) = a.running.iter().position(|s| *s == slot) {
             a.running.swap_remove(i);

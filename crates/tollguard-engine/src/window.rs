@@ -85,8 +85,14 @@ impl Window {
         }
     }
 
-    /// Adds spend and calls at `now` (`local` is `now` in the account's zone).
+    /// Adds spend and calls at `now` (`local` is `now` in the account's zone). A time before
+    /// the window's current period or span (a late record) is ignored: it no longer counts.
     pub fn add(&mut self, now: Timestamp, local: DateTime, spend: i64, calls: u32) {
+        if let Window::Calendar { kind, key, .. } = self {
+            if calendar_key(*kind, local) < *key {
+                return;
+            }
+        }
         self.roll(local);
         match self {
             Window::Calendar { spend: s, calls: c, .. } => {
@@ -96,6 +102,9 @@ impl Window {
             Window::Rolling { step_s, ring, steps } => {
                 let step = now.as_second().div_euclid(*step_s);
                 let b = &mut ring[step.rem_euclid(*steps as i64) as usize];
+                if b.step > step {
+                    return;
+                }
                 if b.step != step {
                     *b = Bucket { step, spend: 0, calls: 0 };
                 }
@@ -168,6 +177,30 @@ mod tests {
         assert_eq!(w.totals(t, l), (100, 1));
         let (t, l) = at("2011-06-11T22:00:00Z");
         assert_eq!(w.totals(t, l), (0, 0));
+    }
+
+    #[test]
+    fn a_late_addition_counts_only_inside_the_window() {
+        let mut w = Window::new(WindowKind::Rolling1h);
+        let (t, l) = at("2011-06-11T21:00:00Z");
+        w.add(t, l, 100, 1);
+        let (t2, l2) = at("2011-06-11T20:30:00Z");
+        w.add(t2, l2, 5, 0);
+        assert_eq!(w.totals(t, l), (105, 1), "half an hour late: still inside");
+        let (t3, l3) = at("2011-06-11T22:10:00Z");
+        w.add(t3, l3, 1, 0);
+        let (t4, l4) = at("2011-06-11T21:05:00Z");
+        w.add(t4, l4, 1000, 0);
+        assert_eq!(w.totals(t3, l3), (1, 0), "more than an hour before 22:10: not counted");
+        let (t5, l5) = at("2011-06-11T21:10:00Z");
+        w.add(t5, l5, 1000, 0);
+        assert_eq!(w.totals(t3, l3), (1, 0), "the step of 21:10 shares its bucket with 22:10's: untouched");
+        let mut d = Window::new(WindowKind::Day);
+        let (t, l) = at("2011-06-12T08:00:00Z");
+        d.add(t, l, 7, 1);
+        let (y, yl) = at("2011-06-11T08:00:00Z");
+        d.add(y, yl, 50, 1);
+        assert_eq!(d.totals(t, l), (7, 1), "yesterday's record does not count today");
     }
 
     proptest! {

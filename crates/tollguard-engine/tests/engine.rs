@@ -459,3 +459,79 @@ fn an_expired_block_is_reported_even_when_an_attempt_comes_first() {
         "{out:?}"
     );
 }
+
+fn record(call_id: &str, dialled: &str, start: &str, billsec: u32) -> tollguard_core::cdr::Cdr {
+    let start = t(start);
+    tollguard_core::cdr::Cdr {
+        call_id: call_id.into(),
+        account: "acme".into(),
+        source: "201".into(),
+        dialled: dialled.into(),
+        start,
+        answer: Some(start),
+        end: Some(start + SignedDuration::from_secs(billsec as i64)),
+        billsec,
+        duration_s: billsec,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn records_alone_are_counted_and_checked() {
+    // An integration that sends only call records (a CDR file tail): the engine counts each
+    // call where it ended and alerts when a limit is reached.
+    let mut e = engine(DAILY_10);
+    let mut out = vec![];
+    // 330 s to East Timor at 1.45 a minute in whole minutes: EUR 8.70, over the EUR 8 warning.
+    let c = record("r1", "0067077123456", "2026-01-19T09:00:00Z", 330);
+    e.handle(Event::Record(&c), t("2026-01-19T09:07:00Z"), &mut out);
+    let warnings: Vec<_> = out
+        .iter()
+        .filter_map(|x| match x {
+            Effect::Alert(a) if a.rule == "acme.daily" => Some(a.severity),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(warnings, [tollguard_engine::Severity::Warning], "{out:?}");
+    let report = e.account_report("acme", t("2026-01-19T09:08:00Z")).unwrap();
+    let daily = report.limits.iter().find(|l| l.limit == "acme.daily").unwrap();
+    assert_eq!((daily.used.as_str(), daily.max.as_str(), daily.percent), ("8.70", "10.00", 87));
+    // The next record passes the limit: critical.
+    out.clear();
+    let c2 = record("r2", "0067077123456", "2026-01-19T09:10:00Z", 60);
+    e.handle(Event::Record(&c2), t("2026-01-19T09:11:30Z"), &mut out);
+    assert!(out
+        .iter()
+        .any(|x| matches!(x, Effect::Alert(a) if a.severity == tollguard_engine::Severity::Critical)));
+}
+
+#[test]
+fn a_late_record_corrects_the_cost_of_an_ended_call_and_is_not_counted_twice() {
+    let mut e = engine(DAILY_10);
+    e.set_record_grace(Some(SignedDuration::from_mins(10)));
+    let now = t("2026-01-19T09:00:00Z");
+    let (d, _) = attempt(&mut e, "c1", "201", "0067077123456", now);
+    assert!(d.allowed);
+    answer(&mut e, "c1", now);
+    // The switch reported 60 s at the end; its record says 240 s: the record wins.
+    end(&mut e, "c1", 60, now + SignedDuration::from_secs(60));
+    let used = |e: &mut Engine| {
+        let r = e.account_report("acme", t("2026-01-19T09:09:00Z")).unwrap();
+        r.limits.iter().find(|l| l.limit == "acme.daily").unwrap().used.clone()
+    };
+    assert_eq!(used(&mut e), "1.45");
+    let c = record("c1", "0067077123456", "2026-01-19T09:00:00Z", 240);
+    e.handle(Event::Record(&c), t("2026-01-19T09:02:00Z"), &mut vec![]);
+    assert_eq!(used(&mut e), "5.80");
+    // The same record again changes nothing.
+    e.handle(Event::Record(&c), t("2026-01-19T09:03:00Z"), &mut vec![]);
+    assert_eq!(used(&mut e), "5.80");
+    // A record for a call still running ends it with the record's talk time.
+    let (d, _) = attempt(&mut e, "c2", "201", "0067077123456", t("2026-01-19T09:04:00Z"));
+    assert!(d.allowed);
+    answer(&mut e, "c2", t("2026-01-19T09:04:00Z"));
+    let c2 = record("c2", "0067077123456", "2026-01-19T09:04:00Z", 60);
+    e.handle(Event::Record(&c2), t("2026-01-19T09:05:00Z"), &mut vec![]);
+    assert_eq!(e.running_calls(), 0);
+    assert_eq!(used(&mut e), "7.25");
+}
