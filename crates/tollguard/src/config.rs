@@ -46,6 +46,37 @@ pub struct ConfigFile {
     /// The policy: limits and the built-in default rules (docs/policy.md).
     #[serde(default)]
     pub policy: PolicySpec,
+    /// `tollguard serve` (docs/api.md).
+    #[serde(default)]
+    pub server: ServerSection,
+}
+
+/// `[server]`: how `tollguard serve` runs.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Address to listen on. Default `127.0.0.1:8090`.
+    pub listen: Option<String>,
+    /// SQLite database, relative to the configuration file. Default `tollguard.db`.
+    pub database: Option<PathBuf>,
+    /// Milliseconds between ticks. Default 1000.
+    pub tick_ms: Option<u64>,
+    /// Largest request body, bytes. Default 1048576.
+    pub max_body_bytes: Option<usize>,
+    /// A call whose end never arrives is closed this long after its answer (`4h`, `90m`), unless
+    /// it had a cap (then at the cap plus a minute). Default `4h`.
+    pub lost_call_after: Option<String>,
+    /// How long after a call's end its record still corrects the cost. Default `10m`.
+    pub record_grace: Option<String>,
+}
+
+/// `[server]` validated.
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    /// Listen address.
+    pub listen: String,
+    /// The server's options.
+    pub options: tollguard_server::Options,
 }
 
 /// `[defaults]`.
@@ -138,6 +169,8 @@ pub struct Setup {
     pub generic: Option<GenericMapping>,
     /// The validated policy.
     pub policy: Policy,
+    /// `[server]`.
+    pub server: ServerSettings,
 }
 
 /// Validates a configuration (or none) with command-line overrides.
@@ -212,5 +245,36 @@ pub fn build(file: Option<(&Path, ConfigFile)>, over: &Overrides) -> Result<Setu
     let rater =
         Rater::new(numbering, decks, bands, accounts, default, direction).map_err(|e| anyhow!("{e}"))?;
     let policy = Policy::from_spec(&cfg.policy).map_err(|e| anyhow!("[policy]: {e}"))?;
-    Ok(Setup { rater, cdr_tz, generic: cfg.generic_csv, policy })
+    let server = server_settings(&cfg.server, &base)?;
+    Ok(Setup { rater, cdr_tz, generic: cfg.generic_csv, policy, server })
+}
+
+fn server_settings(s: &ServerSection, base: &Path) -> Result<ServerSettings> {
+    let mut options = tollguard_server::Options::default();
+    if let Some(db) = &s.database {
+        options.database = base.join(db);
+    }
+    if let Some(ms) = s.tick_ms {
+        if ms == 0 {
+            bail!("[server] tick_ms must be at least 1");
+        }
+        options.tick = std::time::Duration::from_millis(ms);
+    }
+    if let Some(b) = s.max_body_bytes {
+        options.max_body_bytes = b;
+    }
+    let duration = |field: &str, v: &Option<String>| -> Result<Option<jiff::SignedDuration>> {
+        v.as_deref()
+            .map(|d| {
+                tollguard_engine::policy::parse_duration(d).map_err(|e| anyhow!("[server] {field}: {e}"))
+            })
+            .transpose()
+    };
+    if let Some(d) = duration("lost_call_after", &s.lost_call_after)? {
+        options.lost_call_after = d;
+    }
+    if let Some(d) = duration("record_grace", &s.record_grace)? {
+        options.record_grace = d;
+    }
+    Ok(ServerSettings { listen: s.listen.clone().unwrap_or_else(|| "127.0.0.1:8090".into()), options })
 }

@@ -10,6 +10,7 @@ mod evaluate;
 mod price;
 mod rate;
 mod replay;
+mod serve;
 mod simulate;
 
 /// Real-time toll-fraud prevention for voice traffic.
@@ -55,6 +56,11 @@ enum Command {
     Evaluate(evaluate::EvaluateArgs),
     /// Generate a seeded month of PBX traffic with labelled fraud (Master.csv, labels.csv).
     Simulate(simulate::SimulateArgs),
+    /// The live service: HTTP API for authorization, call events and records (docs/api.md).
+    Serve(serve::ServeArgs),
+    /// API tokens.
+    #[command(subcommand)]
+    Token(serve::TokenCommand),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +71,8 @@ fn main() -> ExitCode {
         Command::Replay(a) => replay::run(a),
         Command::Evaluate(a) => evaluate::run(a),
         Command::Simulate(a) => simulate::run(a),
+        Command::Serve(a) => serve::run(a),
+        Command::Token(c) => serve::token(c),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,140 @@
+//! Bearer tokens with scopes.
+//!
+//! A token is 32 random bytes in hex after `tg_`; the store keeps only its SHA-256. Scopes:
+//! `integration` (authorize, call events, record intake), `operator` (everything),
+//! `customer:<account>` (read its own account, alerts and decisions).
+
+use crate::{ApiError, AppState};
+use axum::http::{HeaderMap, StatusCode};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use tollguard_store::Store;
+
+/// What a token may do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Switches and PBXs: authorize, answer, end, records.
+    Integration,
+    /// The carrier's NOC: everything.
+    Operator,
+    /// One account's own data.
+    Customer(String),
+}
+
+impl FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Scope, String> {
+        match s {
+            "integration" => Ok(Scope::Integration),
+            "operator" => Ok(Scope::Operator),
+            _ => match s.strip_prefix("customer:") {
+                Some(a) if !a.trim().is_empty() => Ok(Scope::Customer(a.to_string())),
+                _ => Err(format!("unknown scope {s:?}: integration, operator or customer:<account>")),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scope::Integration => f.write_str("integration"),
+            Scope::Operator => f.write_str("operator"),
+            Scope::Customer(a) => write!(f, "customer:{a}"),
+        }
+    }
+}
+
+/// The stored form of a token: SHA-256, hex.
+pub fn hash_token(token: &str) -> String {
+    let d = Sha256::digest(token.as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Creates a token in the store at `db` and returns it (shown once; only its hash is kept).
+pub fn create_token(db: &Path, name: &str, scope: &Scope) -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let token = format!("tg_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let now = jiff::Timestamp::now().as_nanosecond() as i64;
+    let mut store = Store::open(db)?;
+    store.batch(|b| b.add_token(&hash_token(&token), name, &scope.to_string(), now))?;
+    Ok(token)
+}
+
+/// What an endpoint needs.
+pub(crate) enum Need<'a> {
+    /// Call-path endpoints.
+    Integration,
+    /// Operator-only endpoints.
+    Operator,
+    /// Reading one account's data.
+    Read(&'a str),
+}
+
+pub(crate) fn forbidden() -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this token's scope does not allow this")
+}
+
+/// The scope of the request's bearer token.
+pub(crate) fn scope(state: &AppState, headers: &HeaderMap) -> Result<Scope, ApiError> {
+    let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+    let value = headers
+        .get("authorization")
+        .ok_or_else(|| unauthorized("missing Authorization: Bearer <token>"))?
+        .to_str()
+        .map_err(|_| unauthorized("malformed Authorization header"))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .ok_or_else(|| unauthorized("the Authorization header must be Bearer <token>"))?
+        .trim();
+    let hash = hash_token(token);
+    if let Some(s) = state.tokens.lock().expect("token cache").get(&hash) {
+        return Ok(s.clone());
+    }
+    let stored = state
+        .reader
+        .lock()
+        .expect("reader lock")
+        .token(&hash)
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .ok_or_else(|| unauthorized("unknown token"))?;
+    let scope: Scope = stored.scope.parse().map_err(ApiError::internal)?;
+    state.tokens.lock().expect("token cache").insert(hash, scope.clone());
+    Ok(scope)
+}
+
+/// Checks the token against what the endpoint needs; returns the scope, for the audit trail.
+pub(crate) fn require(state: &AppState, headers: &HeaderMap, need: Need<'_>) -> Result<Scope, ApiError> {
+    let s = scope(state, headers)?;
+    let ok = match (&s, need) {
+        (Scope::Operator, _) => true,
+        (Scope::Integration, Need::Integration) => true,
+        (Scope::Customer(own), Need::Read(account)) => own == account,
+        _ => false,
+    };
+    if ok {
+        Ok(s)
+    } else {
+        Err(forbidden())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_parse_and_print() {
+        for s in ["integration", "operator", "customer:acme"] {
+            assert_eq!(s.parse::<Scope>().unwrap().to_string(), s);
+        }
+        assert!("customer:".parse::<Scope>().is_err());
+        assert!("admin".parse::<Scope>().unwrap_err().contains("integration, operator"));
+        assert_eq!(hash_token("x").len(), 64);
+    }
+}

@@ -1,0 +1,835 @@
+//! # tollguard-server
+//!
+//! The live service: the engine behind an HTTP API (axum), with the wall clock, embedded SQLite
+//! persistence and bearer tokens. See `docs/api.md`.
+//!
+//! - The hot path (`POST /v1/authorize`) takes the engine's lock, decides, and hands what is to
+//!   be stored to a writer thread: no database round trip.
+//! - Call records (`POST /v1/cdrs`) are stored before the answer (idempotent on the call id):
+//!   a record acknowledged is never lost, and one sent twice is counted once.
+//! - Everything the engine was told is appended to the event log; on start the engine is
+//!   rebuilt by handling the log again (ticks at its deadlines in between), so counters,
+//!   baselines, destinations seen and blocks survive a restart or a crash.
+
+use anyhow::{Context, Result};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+use tollguard_core::rater::Rater;
+use tollguard_engine::policy::Policy;
+use tollguard_engine::{Attempt, Command, Decision, Effect, Engine, Event, Severity};
+use tollguard_store::Store;
+
+mod auth;
+mod records;
+
+pub use auth::{create_token, hash_token, Scope};
+
+/// How the server runs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The SQLite database file (created if missing).
+    pub database: PathBuf,
+    /// Time between ticks.
+    pub tick: Duration,
+    /// Largest request body accepted, bytes.
+    pub max_body_bytes: usize,
+    /// A call whose end never arrives (a lost BYE) is closed this long after it was answered
+    /// (or attempted, if never answered), or at its cap plus [`Options::cap_grace`] when it had one.
+    pub lost_call_after: SignedDuration,
+    /// Added to a call's cap before it counts as lost.
+    pub cap_grace: SignedDuration,
+    /// How long after its end a call's record still corrects its cost.
+    pub record_grace: SignedDuration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            database: PathBuf::from("tollguard.db"),
+            tick: Duration::from_secs(1),
+            max_body_bytes: 1 << 20,
+            lost_call_after: SignedDuration::from_hours(4),
+            cap_grace: SignedDuration::from_secs(60),
+            record_grace: SignedDuration::from_mins(10),
+        }
+    }
+}
+
+/// Where the writer answers which records were new (or why none could be stored).
+type RecordsDone = tokio::sync::oneshot::Sender<Result<Vec<bool>, String>>;
+
+/// What the writer thread stores.
+enum Write {
+    Event {
+        time_ns: i64,
+        kind: &'static str,
+        payload: String,
+    },
+    Decision {
+        call_id: String,
+        account: String,
+        time_ns: i64,
+        json: String,
+    },
+    Alert {
+        account: String,
+        json: String,
+    },
+    /// Records to store if new; answers which were new.
+    Records {
+        time_ns: i64,
+        records: Vec<(String, String, String)>,
+        done: tokio::sync::oneshot::Sender<Result<Vec<bool>, String>>,
+    },
+    /// Answers once everything sent before it is committed.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// A call the server has allowed and not seen end.
+struct Live {
+    account: String,
+    attempted: Timestamp,
+    answered: Option<Timestamp>,
+    cap: Option<u32>,
+}
+
+#[derive(Default)]
+struct Metrics {
+    allowed: AtomicU64,
+    denied: AtomicU64,
+    answers: AtomicU64,
+    ends: AtomicU64,
+    records_new: AtomicU64,
+    records_duplicate: AtomicU64,
+    alerts_warning: AtomicU64,
+    alerts_critical: AtomicU64,
+    cuts: AtomicU64,
+    lost_calls: AtomicU64,
+    authorize_ns: AtomicU64,
+}
+
+struct Core {
+    engine: Engine,
+    live: HashMap<String, Live>,
+}
+
+/// Shared by every request.
+pub struct AppState {
+    core: Mutex<Core>,
+    writer: Mutex<mpsc::Sender<Write>>,
+    reader: Mutex<Store>,
+    opts: Options,
+    metrics: Metrics,
+    ready: AtomicBool,
+    tokens: Mutex<HashMap<String, Scope>>,
+    /// Events handled when the engine was rebuilt at start.
+    pub rebuilt_events: u64,
+}
+
+/// The server: state, writer thread, router.
+pub struct Server {
+    state: Arc<AppState>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+fn ns(t: Timestamp) -> i64 {
+    t.as_nanosecond().clamp(i64::MIN as i128, i64::MAX as i128) as i64
+}
+
+impl Server {
+    /// Opens the store, rebuilds the engine from the event log, starts the writer thread.
+    pub fn start(rater: Arc<Rater>, policy: Policy, opts: Options) -> Result<Server> {
+        let store = Store::open(&opts.database)?;
+        let mut engine = Engine::new(rater, policy);
+        engine.set_record_grace(Some(opts.record_grace));
+        let (rebuilt_events, live) = records::rebuild(&store, &mut engine)
+            .with_context(|| format!("rebuilding the engine from {}", opts.database.display()))?;
+        let reader = Store::open(&opts.database)?;
+        let (tx, rx) = mpsc::channel::<Write>();
+        let writer_store = Store::open(&opts.database)?;
+        let writer = std::thread::Builder::new()
+            .name("tollguard-writer".into())
+            .spawn(move || write_loop(writer_store, rx))
+            .context("starting the writer thread")?;
+        let state = Arc::new(AppState {
+            core: Mutex::new(Core { engine, live }),
+            writer: Mutex::new(tx),
+            reader: Mutex::new(reader),
+            opts,
+            metrics: Metrics::default(),
+            ready: AtomicBool::new(true),
+            tokens: Mutex::new(HashMap::new()),
+            rebuilt_events,
+        });
+        Ok(Server { state, writer: Some(writer) })
+    }
+
+    /// The shared state.
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    /// The HTTP API.
+    pub fn router(&self) -> Router {
+        router(self.state.clone())
+    }
+
+    /// Time passes: ticks the engine, closes lost calls, stores what came of it.
+    pub fn tick(&self, now: Timestamp) {
+        tick(&self.state, now);
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, ticking every [`Options::tick`]; then
+    /// stops taking requests, lets those in flight finish, and flushes the store.
+    pub async fn serve(
+        mut self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
+        let state = self.state.clone();
+        let every = state.opts.tick;
+        let ticker = tokio::spawn(async move {
+            let mut interval = tokio::time::interval(every);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                interval.tick().await;
+                let s = state.clone();
+                let _ = tokio::task::spawn_blocking(move || tick(&s, Timestamp::now())).await;
+            }
+        });
+        axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await?;
+        ticker.abort();
+        self.state.ready.store(false, Ordering::SeqCst);
+        self.close();
+        Ok(())
+    }
+
+    /// Waits until everything handed to the writer is committed.
+    pub async fn flush(&self) {
+        flush(&self.state).await;
+    }
+
+    /// Stops the writer after it has committed everything (also done on drop).
+    pub fn close(&mut self) {
+        let (tx, _) = mpsc::channel();
+        let old = std::mem::replace(&mut *self.state.writer.lock().expect("writer lock"), tx);
+        drop(old);
+        if let Some(h) = self.writer.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+async fn flush(state: &AppState) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    state.send(Write::Flush(tx));
+    let _ = rx.await;
+}
+
+/// The writer thread: commits what arrives in batches (one transaction for all that is waiting).
+fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < 4096 {
+            match rx.try_recv() {
+                Ok(w) => batch.push(w),
+                Err(_) => break,
+            }
+        }
+        let mut acks = vec![];
+        let mut answers: Vec<(RecordsDone, Vec<bool>)> = vec![];
+        let r = store.batch(|b| {
+            for w in batch {
+                match w {
+                    Write::Event { time_ns, kind, payload } => {
+                        b.append_event(time_ns, kind, &payload)?;
+                    }
+                    Write::Decision { call_id, account, time_ns, json } => {
+                        b.put_decision(&call_id, &account, time_ns, &json)?
+                    }
+                    Write::Alert { account, json } => {
+                        b.add_alert(&account, &json)?;
+                    }
+                    Write::Records { time_ns, records, done } => {
+                        let mut new = Vec::with_capacity(records.len());
+                        for (call_id, account, json) in &records {
+                            let fresh = b.insert_cdr(call_id, account, time_ns, json)?;
+                            if fresh {
+                                b.append_event(time_ns, "record", json)?;
+                            }
+                            new.push(fresh);
+                        }
+                        answers.push((done, new));
+                    }
+                    Write::Flush(tx) => acks.push(tx),
+                }
+            }
+            Ok(())
+        });
+        match r {
+            Ok(()) => {
+                for (done, new) in answers {
+                    let _ = done.send(Ok(new));
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                for (done, _) in answers {
+                    let _ = done.send(Err(e.to_string()));
+                }
+            }
+        }
+        for a in acks {
+            let _ = a.send(());
+        }
+    }
+}
+
+impl AppState {
+    fn send(&self, w: Write) {
+        let _ = self.writer.lock().expect("writer lock").send(w);
+    }
+
+    /// Stores effects: alerts (and cuts, as alerts' actions are already in them).
+    fn store_effects(&self, effects: &mut Vec<Effect>) {
+        for e in effects.drain(..) {
+            match e {
+                Effect::Alert(a) => {
+                    match a.severity {
+                        Severity::Critical => self.metrics.alerts_critical.fetch_add(1, Ordering::Relaxed),
+                        _ => self.metrics.alerts_warning.fetch_add(1, Ordering::Relaxed),
+                    };
+                    let json = serde_json::to_string(&a).unwrap_or_default();
+                    self.send(Write::Alert { account: a.account.clone(), json });
+                }
+                Effect::Cut { .. } => {
+                    self.metrics.cuts.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn tick(state: &AppState, now: Timestamp) {
+    let mut effects = vec![];
+    {
+        let mut core = state.core.lock().expect("engine lock");
+        core.engine.handle(Event::Tick, now, &mut effects);
+        // Lost calls: closed by the documented rule, counted as talking until now.
+        let lost: Vec<String> = core
+            .live
+            .iter()
+            .filter(|(_, l)| {
+                let from = l.answered.unwrap_or(l.attempted);
+                let limit = match l.cap {
+                    Some(cap) => SignedDuration::from_secs(cap as i64) + state.opts.cap_grace,
+                    None => state.opts.lost_call_after,
+                };
+                now.duration_since(from) >= limit
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in lost {
+            core.live.remove(&id);
+            core.engine.handle(Event::End { call_id: &id, billsec: None }, now, &mut effects);
+            state.metrics.lost_calls.fetch_add(1, Ordering::Relaxed);
+            let payload = json!({ "call_id": id, "lost": true }).to_string();
+            state.send(Write::Event { time_ns: ns(now), kind: "end", payload });
+        }
+    }
+    state.store_effects(&mut effects);
+}
+
+/// An API error: status, machine-readable code, message.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into() }
+    }
+    fn bad(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+    fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+    fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": { "code": self.code, "message": self.message } })))
+            .into_response()
+    }
+}
+
+type ApiResult<T> = std::result::Result<T, ApiError>;
+
+fn router(state: Arc<AppState>) -> Router {
+    let max = state.opts.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(|| async { ([("content-type", "application/json")], OPENAPI) }))
+        .route("/v1/authorize", post(authorize))
+        .route("/v1/calls/{call_id}/answer", post(answer))
+        .route("/v1/calls/{call_id}/end", post(end))
+        .route("/v1/cdrs", post(records::post_cdrs))
+        .route("/v1/cdrs/freeswitch", post(records::post_freeswitch))
+        .route("/v1/accounts/{account}", get(account))
+        .route("/v1/accounts/{account}/block", post(block))
+        .route("/v1/accounts/{account}/unblock", post(unblock))
+        .route("/v1/alerts", get(alerts))
+        .route("/v1/decisions/{call_id}", get(decision))
+        .fallback(|| async { ApiError::not_found("no such endpoint (see /openapi.json)") })
+        .layer(DefaultBodyLimit::max(max))
+        .with_state(state)
+}
+
+/// The OpenAPI description of the API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn readyz(State(s): State<Arc<AppState>>) -> Response {
+    if s.ready.load(Ordering::SeqCst) {
+        "ready\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    }
+}
+
+async fn metrics(State(s): State<Arc<AppState>>) -> String {
+    let m = &s.metrics;
+    let (running, accounts) = {
+        let core = s.core.lock().expect("engine lock");
+        (core.engine.running_calls(), core.engine.account_state_bytes().0)
+    };
+    let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let decided = g(&m.allowed) + g(&m.denied);
+    format!(
+        "# HELP tollguard_authorize_total Call attempts decided, by result.\n\
+         # TYPE tollguard_authorize_total counter\n\
+         tollguard_authorize_total{{result=\"allow\"}} {}\n\
+         tollguard_authorize_total{{result=\"deny\"}} {}\n\
+         # HELP tollguard_authorize_seconds_sum Time spent deciding, engine lock included.\n\
+         # TYPE tollguard_authorize_seconds_sum counter\n\
+         tollguard_authorize_seconds_sum {:.6}\n\
+         tollguard_authorize_seconds_count {decided}\n\
+         # HELP tollguard_call_events_total Answers and ends reported.\n\
+         # TYPE tollguard_call_events_total counter\n\
+         tollguard_call_events_total{{event=\"answer\"}} {}\n\
+         tollguard_call_events_total{{event=\"end\"}} {}\n\
+         # HELP tollguard_records_total Call records received, by whether they were new.\n\
+         # TYPE tollguard_records_total counter\n\
+         tollguard_records_total{{result=\"new\"}} {}\n\
+         tollguard_records_total{{result=\"duplicate\"}} {}\n\
+         # HELP tollguard_alerts_total Alerts raised, by severity.\n\
+         # TYPE tollguard_alerts_total counter\n\
+         tollguard_alerts_total{{severity=\"warning\"}} {}\n\
+         tollguard_alerts_total{{severity=\"critical\"}} {}\n\
+         # HELP tollguard_cuts_total Running calls the engine asked to end.\n\
+         # TYPE tollguard_cuts_total counter\n\
+         tollguard_cuts_total {}\n\
+         # HELP tollguard_lost_calls_total Calls closed because their end never arrived.\n\
+         # TYPE tollguard_lost_calls_total counter\n\
+         tollguard_lost_calls_total {}\n\
+         # HELP tollguard_running_calls Calls allowed and not ended.\n\
+         # TYPE tollguard_running_calls gauge\n\
+         tollguard_running_calls {running}\n\
+         # HELP tollguard_accounts Accounts with state.\n\
+         # TYPE tollguard_accounts gauge\n\
+         tollguard_accounts {accounts}\n",
+        g(&m.allowed),
+        g(&m.denied),
+        g(&m.authorize_ns) as f64 / 1e9,
+        g(&m.answers),
+        g(&m.ends),
+        g(&m.records_new),
+        g(&m.records_duplicate),
+        g(&m.alerts_warning),
+        g(&m.alerts_critical),
+        g(&m.cuts),
+        g(&m.lost_calls),
+    )
+}
+
+/// `POST /v1/authorize`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizeRequest {
+    /// The switch's call id.
+    pub call_id: String,
+    /// The account charged.
+    pub account: String,
+    /// The calling extension; default: `from`.
+    pub extension: Option<String>,
+    /// The trunk the call leaves by, if known (a channel name for direction rules).
+    pub trunk: Option<String>,
+    /// The caller.
+    pub from: String,
+    /// The number dialled, as dialled.
+    pub to: String,
+    /// When the call started (RFC 3339); default: the server's clock.
+    pub time: Option<String>,
+}
+
+/// The answer.
+#[derive(Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct AuthorizeResponse {
+    /// The call id.
+    pub call_id: String,
+    /// Whether the call may go ahead.
+    pub allow: bool,
+    /// The most talk time it may have; null: no cap.
+    pub max_duration_s: Option<u32>,
+    /// Rules that decided or capped it.
+    pub rules: Vec<String>,
+    /// The figures behind them.
+    pub explanation: Vec<String>,
+}
+
+fn parse_time(t: Option<&str>) -> ApiResult<Timestamp> {
+    match t {
+        None => Ok(Timestamp::now()),
+        Some(s) => s
+            .parse::<Timestamp>()
+            .map_err(|e| ApiError::bad(format!("time: not an RFC 3339 time with offset: {s:?} ({e})"))),
+    }
+}
+
+fn nonempty(field: &str, v: &str) -> ApiResult<()> {
+    if v.trim().is_empty() {
+        Err(ApiError::bad(format!("{field} must not be empty")))
+    } else {
+        Ok(())
+    }
+}
+
+async fn authorize(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<AuthorizeResponse>> {
+    auth::require(&s, &headers, auth::Need::Integration)?;
+    let req: AuthorizeRequest = parse_json(&body)?;
+    nonempty("call_id", &req.call_id)?;
+    nonempty("account", &req.account)?;
+    nonempty("to", &req.to)?;
+    let now = parse_time(req.time.as_deref())?;
+    let started = std::time::Instant::now();
+    let extension = req.extension.as_deref().unwrap_or(&req.from);
+    let attempt = Attempt {
+        call_id: &req.call_id,
+        account: &req.account,
+        extension,
+        dialled: &req.to,
+        channel: "",
+        dst_channel: req.trunk.as_deref().unwrap_or(""),
+        context: "",
+    };
+    let mut effects = vec![];
+    let decision = {
+        let mut core = s.core.lock().expect("engine lock");
+        core.engine.handle(Event::Attempt(attempt), now, &mut effects);
+        let d = take_decision(&mut effects, &req.call_id).ok_or_else(|| ApiError::internal("no decision"))?;
+        if d.allowed {
+            core.live.insert(
+                req.call_id.clone(),
+                Live { account: req.account.clone(), attempted: now, answered: None, cap: d.max_duration_s },
+            );
+        }
+        d
+    };
+    let m = &s.metrics;
+    m.authorize_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    if decision.allowed { &m.allowed } else { &m.denied }.fetch_add(1, Ordering::Relaxed);
+    let payload = json!({
+        "call_id": req.call_id, "account": req.account, "extension": extension, "dialled": req.to,
+        "trunk": req.trunk,
+    });
+    s.send(Write::Event { time_ns: ns(now), kind: "attempt", payload: payload.to_string() });
+    let stored = json!({
+        "call_id": decision.call_id, "account": req.account, "extension": extension, "from": req.from,
+        "to": req.to, "time": now.to_string(), "allow": decision.allowed,
+        "max_duration_s": decision.max_duration_s, "rules": decision.rules, "explanation": decision.explanation,
+    });
+    s.send(Write::Decision {
+        call_id: req.call_id.clone(),
+        account: req.account.clone(),
+        time_ns: ns(now),
+        json: stored.to_string(),
+    });
+    s.store_effects(&mut effects);
+    Ok(Json(AuthorizeResponse {
+        call_id: decision.call_id,
+        allow: decision.allowed,
+        max_duration_s: decision.max_duration_s,
+        rules: decision.rules,
+        explanation: decision.explanation,
+    }))
+}
+
+fn take_decision(effects: &mut Vec<Effect>, call_id: &str) -> Option<Decision> {
+    let i = effects.iter().position(|e| matches!(e, Effect::Decision(d) if d.call_id == call_id))?;
+    match effects.remove(i) {
+        Effect::Decision(d) => Some(d),
+        _ => None,
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("request body: {e}")))
+}
+
+/// `POST /v1/calls/{id}/answer`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnswerRequest {
+    time: Option<String>,
+}
+
+async fn answer(
+    State(s): State<Arc<AppState>>,
+    Path(call_id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<StatusCode> {
+    auth::require(&s, &headers, auth::Need::Integration)?;
+    let req: AnswerRequest = if body.is_empty() { AnswerRequest::default() } else { parse_json(&body)? };
+    let now = parse_time(req.time.as_deref())?;
+    let mut effects = vec![];
+    {
+        let mut core = s.core.lock().expect("engine lock");
+        let Some(l) = core.live.get_mut(&call_id) else {
+            return Err(ApiError::not_found(format!(
+                "call {call_id} is not running (never allowed, or ended)"
+            )));
+        };
+        l.answered.get_or_insert(now);
+        core.engine.handle(Event::Answer { call_id: &call_id }, now, &mut effects);
+    }
+    s.metrics.answers.fetch_add(1, Ordering::Relaxed);
+    s.send(Write::Event {
+        time_ns: ns(now),
+        kind: "answer",
+        payload: json!({ "call_id": call_id }).to_string(),
+    });
+    s.store_effects(&mut effects);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/calls/{id}/end`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndRequest {
+    billsec: Option<u32>,
+    disposition: Option<String>,
+    time: Option<String>,
+}
+
+async fn end(
+    State(s): State<Arc<AppState>>,
+    Path(call_id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<StatusCode> {
+    auth::require(&s, &headers, auth::Need::Integration)?;
+    let req: EndRequest = if body.is_empty() { EndRequest::default() } else { parse_json(&body)? };
+    let now = parse_time(req.time.as_deref())?;
+    let mut effects = vec![];
+    {
+        let mut core = s.core.lock().expect("engine lock");
+        if core.live.remove(&call_id).is_none() {
+            return Err(ApiError::not_found(format!(
+                "call {call_id} is not running (never allowed, or ended)"
+            )));
+        }
+        core.engine.handle(Event::End { call_id: &call_id, billsec: req.billsec }, now, &mut effects);
+    }
+    s.metrics.ends.fetch_add(1, Ordering::Relaxed);
+    let payload = json!({ "call_id": call_id, "billsec": req.billsec, "disposition": req.disposition });
+    s.send(Write::Event { time_ns: ns(now), kind: "end", payload: payload.to_string() });
+    s.store_effects(&mut effects);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn account(
+    State(s): State<Arc<AppState>>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    auth::require(&s, &headers, auth::Need::Read(&account))?;
+    let now = Timestamp::now();
+    let (report, running) = {
+        let mut core = s.core.lock().expect("engine lock");
+        let running: Vec<serde_json::Value> = core
+            .live
+            .iter()
+            .filter(|(_, l)| l.account == account)
+            .map(|(id, l)| {
+                json!({ "call_id": id, "attempted": l.attempted.to_string(),
+                        "answered": l.answered.map(|a| a.to_string()), "max_duration_s": l.cap })
+            })
+            .collect();
+        (core.engine.account_report(&account, now), running)
+    };
+    let report = report.ok_or_else(|| ApiError::not_found(format!("account {account} has no calls yet")))?;
+    let mut v = serde_json::to_value(&report).map_err(|e| ApiError::internal(e.to_string()))?;
+    v["calls"] = serde_json::Value::Array(running);
+    Ok(Json(v).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BlockRequest {
+    extension: Option<String>,
+    /// RFC 3339; absent: until unblocked.
+    until: Option<String>,
+    reason: Option<String>,
+}
+
+async fn block(
+    State(s): State<Arc<AppState>>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<StatusCode> {
+    let who = auth::require(&s, &headers, auth::Need::Operator)?;
+    let req: BlockRequest = if body.is_empty() { BlockRequest::default() } else { parse_json(&body)? };
+    let until = req.until.as_deref().map(|u| parse_time(Some(u))).transpose()?;
+    let reason = req.reason.unwrap_or_else(|| format!("by {who}"));
+    let cmd = Command::Block {
+        account: account.clone(),
+        extension: req.extension.clone(),
+        until,
+        reason: reason.clone(),
+    };
+    let payload = json!({ "command": "block", "account": account, "extension": req.extension,
+                          "until": until.map(|u| u.to_string()), "reason": reason });
+    command(&s, cmd, payload.to_string());
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnblockRequest {
+    extension: Option<String>,
+}
+
+async fn unblock(
+    State(s): State<Arc<AppState>>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<StatusCode> {
+    auth::require(&s, &headers, auth::Need::Operator)?;
+    let req: UnblockRequest = if body.is_empty() { UnblockRequest::default() } else { parse_json(&body)? };
+    let cmd = Command::Unblock { account: account.clone(), extension: req.extension.clone() };
+    let payload = json!({ "command": "unblock", "account": account, "extension": req.extension });
+    command(&s, cmd, payload.to_string());
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn command(s: &AppState, cmd: Command, payload: String) {
+    let now = Timestamp::now();
+    let mut effects = vec![];
+    s.core.lock().expect("engine lock").engine.handle(Event::Command(cmd), now, &mut effects);
+    s.send(Write::Event { time_ns: ns(now), kind: "command", payload });
+    s.store_effects(&mut effects);
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertsQuery {
+    after: Option<i64>,
+    limit: Option<u32>,
+    account: Option<String>,
+}
+
+async fn alerts(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<AlertsQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let scope = auth::scope(&s, &headers)?;
+    let account = match &scope {
+        Scope::Customer(own) => {
+            if q.account.as_ref().is_some_and(|a| a != own) {
+                return Err(auth::forbidden());
+            }
+            Some(own.clone())
+        }
+        Scope::Operator => q.account.clone(),
+        Scope::Integration => return Err(auth::forbidden()),
+    };
+    let limit = q.limit.unwrap_or(100).min(1000);
+    let st = s.clone();
+    let rows = tokio::task::spawn_blocking(move || {
+        st.reader.lock().expect("reader lock").alerts(account.as_deref(), q.after.unwrap_or(0), limit)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    let items: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|r| {
+            let mut v: serde_json::Value = serde_json::from_str(&r.json).unwrap_or_default();
+            v["id"] = json!(r.id);
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "alerts": items })))
+}
+
+async fn decision(
+    State(s): State<Arc<AppState>>,
+    Path(call_id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<serde_json::Value>> {
+    let scope = auth::scope(&s, &headers)?;
+    if scope == Scope::Integration {
+        return Err(auth::forbidden());
+    }
+    // A decision made a moment ago may still be on its way to the store.
+    flush(&s).await;
+    let st = s.clone();
+    let id = call_id.clone();
+    let row = tokio::task::spawn_blocking(move || st.reader.lock().expect("reader lock").decision(&id))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let Some((account, json)) = row else {
+        return Err(ApiError::not_found(format!("no decision for call {call_id}")));
+    };
+    if let Scope::Customer(own) = &scope {
+        if *own != account {
+            return Err(ApiError::not_found(format!("no decision for call {call_id}")));
+        }
+    }
+    Ok(Json(serde_json::from_str(&json).map_err(|e| ApiError::internal(e.to_string()))?))
+}

@@ -1,0 +1,402 @@
+//! Call records: intake over HTTP (our JSON, and FreeSWITCH `mod_json_cdr` as it posts), and
+//! the rebuild of the engine from the event log at start.
+
+use crate::{auth, ns, parse_json, take_decision, ApiError, ApiResult, AppState, Live, Write};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::Json;
+use base64::Engine as _;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tollguard_core::cdr::{Cdr, Disposition};
+use tollguard_engine::{Attempt, Command, Engine, Event};
+use tollguard_ingest::{Format, ReadError, ReadOptions};
+use tollguard_store::Store;
+
+/// A call record in the API (`POST /v1/cdrs`) and in the store.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    /// The switch's call id (the same as in `/v1/authorize`, if the call was authorized).
+    pub call_id: String,
+    /// The account charged.
+    pub account: String,
+    /// The calling extension or number.
+    pub extension: String,
+    /// The number dialled, as dialled.
+    pub to: String,
+    /// When the call started (RFC 3339).
+    pub start: String,
+    /// When it was answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+    /// Talk time, seconds.
+    pub billsec: u32,
+    /// `answered`, `no_answer`, `busy`, `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disposition: Option<String>,
+    /// The trunk or destination channel, for direction rules.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub trunk: String,
+    /// The originating channel, for direction rules.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub channel: String,
+    /// The dialplan context, for direction rules.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub context: String,
+}
+
+fn time(field: &str, i: usize, s: &str) -> Result<Timestamp, String> {
+    s.parse::<Timestamp>()
+        .map_err(|e| format!("cdrs[{i}].{field}: not an RFC 3339 time with offset: {s:?} ({e})"))
+}
+
+impl Record {
+    fn to_cdr(&self, i: usize) -> Result<Cdr, String> {
+        for (field, v) in [("call_id", &self.call_id), ("account", &self.account), ("to", &self.to)] {
+            if v.trim().is_empty() {
+                return Err(format!("cdrs[{i}].{field} must not be empty"));
+            }
+        }
+        let start = time("start", i, &self.start)?;
+        let answer = self.answer.as_deref().map(|a| time("answer", i, a)).transpose()?;
+        let end = self.end.as_deref().map(|e| time("end", i, e)).transpose()?;
+        let disposition = match self.disposition.as_deref() {
+            None => {
+                if self.billsec > 0 {
+                    Disposition::Answered
+                } else {
+                    Disposition::Unknown
+                }
+            }
+            Some("answered") => Disposition::Answered,
+            Some("no_answer") => Disposition::NoAnswer,
+            Some("busy") => Disposition::Busy,
+            Some("failed") => Disposition::Failed,
+            Some(other) => {
+                return Err(format!(
+                    "cdrs[{i}].disposition: {other:?} is not answered, no_answer, busy or failed"
+                ))
+            }
+        };
+        Ok(Cdr {
+            call_id: self.call_id.clone(),
+            account: self.account.clone(),
+            source: self.extension.clone(),
+            dialled: self.to.clone(),
+            context: self.context.clone(),
+            channel: self.channel.clone(),
+            dst_channel: self.trunk.clone(),
+            start,
+            answer,
+            end,
+            duration_s: end.map_or(self.billsec, |e| e.duration_since(start).as_secs().max(0) as u32),
+            billsec: self.billsec,
+            disposition,
+            ..Cdr::default()
+        })
+    }
+
+    fn from_cdr(c: &Cdr) -> Record {
+        Record {
+            call_id: c.call_id.clone(),
+            account: c.account.clone(),
+            extension: c.source.clone(),
+            to: c.dialled.clone(),
+            start: c.start.to_string(),
+            answer: c.answer.map(|a| a.to_string()),
+            end: c.end.map(|e| e.to_string()),
+            billsec: c.billsec,
+            disposition: match c.disposition {
+                Disposition::Unknown => None,
+                d => Some(d.as_str().to_string()),
+            },
+            trunk: c.dst_channel.clone(),
+            channel: c.channel.clone(),
+            context: c.context.clone(),
+        }
+    }
+}
+
+/// A stored record back as a [`Cdr`].
+pub(crate) fn cdr_from_json(s: &str) -> Result<Cdr, String> {
+    let r: Record = serde_json::from_str(s).map_err(|e| e.to_string())?;
+    r.to_cdr(0)
+}
+
+/// Stores the records that are new, then hands them to the engine; answers what was done.
+async fn intake(
+    s: &Arc<AppState>,
+    cdrs: Vec<Cdr>,
+    rejected: Vec<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let now = Timestamp::now();
+    let records: Vec<(String, String, String)> = cdrs
+        .iter()
+        .map(|c| {
+            let json = serde_json::to_string(&Record::from_cdr(c)).unwrap_or_default();
+            (c.call_id.clone(), c.account.clone(), json)
+        })
+        .collect();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    s.send(Write::Records { time_ns: ns(now), records, done: tx });
+    let new = rx
+        .await
+        .map_err(|_| ApiError::internal("the store is shutting down"))?
+        .map_err(|e| ApiError::internal(format!("storing records: {e}")))?;
+    let mut effects = vec![];
+    {
+        let mut core = s.core.lock().expect("engine lock");
+        for (c, fresh) in cdrs.iter().zip(&new) {
+            if *fresh {
+                core.live.remove(&c.call_id);
+                core.engine.handle(Event::Record(c), now, &mut effects);
+            }
+        }
+    }
+    s.store_effects(&mut effects);
+    let fresh = new.iter().filter(|n| **n).count();
+    s.metrics.records_new.fetch_add(fresh as u64, Ordering::Relaxed);
+    s.metrics.records_duplicate.fetch_add((new.len() - fresh) as u64, Ordering::Relaxed);
+    Ok(Json(json!({
+        "received": new.len() + rejected.len(),
+        "new": fresh,
+        "duplicates": new.len() - fresh,
+        "rejected": rejected,
+    })))
+}
+
+/// `POST /v1/cdrs`: a JSON array of records (or `{"cdrs": [...]}`), idempotent on the call id.
+/// A record with a bad field is refused with the others stored; the answer names it.
+pub(crate) async fn post_cdrs(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    auth::require(&s, &headers, auth::Need::Integration)?;
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Body {
+        List(Vec<serde_json::Value>),
+        Wrapped { cdrs: Vec<serde_json::Value> },
+    }
+    let body: Body = parse_json(&body)?;
+    let items = match body {
+        Body::List(v) | Body::Wrapped { cdrs: v } => v,
+    };
+    let mut cdrs = vec![];
+    let mut rejected = vec![];
+    for (i, v) in items.into_iter().enumerate() {
+        match serde_json::from_value::<Record>(v)
+            .map_err(|e| format!("cdrs[{i}]: {e}"))
+            .and_then(|r| r.to_cdr(i))
+        {
+            Ok(c) => cdrs.push(c),
+            Err(e) => rejected.push(e),
+        }
+    }
+    if cdrs.is_empty() && !rejected.is_empty() {
+        return Err(ApiError::bad(rejected.join("; ")));
+    }
+    intake(&s, cdrs, rejected).await
+}
+
+/// `POST /v1/cdrs/freeswitch`: a `mod_json_cdr` body exactly as FreeSWITCH posts it: the JSON
+/// itself (`encode=false`), `cdr=` and the URL-encoded JSON (`encode=true`), or `cdr=` and
+/// base64 (`encode=base64`).
+pub(crate) async fn post_freeswitch(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    auth::require(&s, &headers, auth::Need::Integration)?;
+    let json = freeswitch_body(&headers, &body)?;
+    let (cdrs, rejected) = read_freeswitch(json)?;
+    if cdrs.is_empty() {
+        // A B-leg is refused by the reader on purpose (its A-leg is the call): accepted, not counted.
+        if rejected.iter().all(|r| r.contains("B-leg")) && !rejected.is_empty() {
+            return Ok(Json(json!({ "received": 1, "new": 0, "duplicates": 0, "rejected": rejected })));
+        }
+        return Err(ApiError::bad(if rejected.is_empty() {
+            "no call record in the body".into()
+        } else {
+            rejected.join("; ")
+        }));
+    }
+    intake(&s, cdrs, rejected).await
+}
+
+/// The records of a `mod_json_cdr` document (and the reasons of those refused).
+fn read_freeswitch(json: Vec<u8>) -> ApiResult<(Vec<Cdr>, Vec<String>)> {
+    let mut reader = tollguard_ingest::from_reader(
+        Format::FreeswitchJson,
+        Arc::from("request body"),
+        Box::new(std::io::Cursor::new(json)),
+        &ReadOptions::default(),
+    )
+    .map_err(|e| ApiError::bad(e.to_string()))?;
+    let mut cdrs = vec![];
+    let mut rejected = vec![];
+    let mut cdr = Cdr::default();
+    loop {
+        match reader.read_into(&mut cdr) {
+            Ok(true) => cdrs.push(cdr.clone()),
+            Ok(false) => break,
+            Err(ReadError::Row(bad)) => rejected.push(bad.to_string()),
+            Err(e) => return Err(ApiError::bad(e.to_string())),
+        }
+    }
+    Ok((cdrs, rejected))
+}
+
+fn freeswitch_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Vec<u8>> {
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let Some(rest) = body.strip_prefix(b"cdr=") else {
+        return Ok(body.to_vec());
+    };
+    if content_type.starts_with("application/x-www-form-base64-encoded") {
+        let text: Vec<u8> = rest.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+        base64::engine::general_purpose::STANDARD
+            .decode(text.strip_suffix(b"\0").unwrap_or(&text))
+            .map_err(|e| ApiError::bad(format!("cdr=: not base64 ({e})")))
+    } else {
+        Ok(percent_encoding::percent_decode(rest).collect())
+    }
+}
+
+/// Handles the whole event log again on a fresh engine (ticks at its deadlines in between);
+/// returns how many events there were and the calls still running at the end.
+pub(crate) fn rebuild(store: &Store, engine: &mut Engine) -> anyhow::Result<(u64, HashMap<String, Live>)> {
+    let mut live: HashMap<String, Live> = HashMap::new();
+    let mut effects = vec![];
+    let mut failed: Option<anyhow::Error> = None;
+    let n = store.for_each_event(|e| {
+        if failed.is_some() {
+            return;
+        }
+        let now = Timestamp::from_nanosecond(e.time_ns as i128).unwrap_or(Timestamp::UNIX_EPOCH);
+        while let Some(d) = engine.next_deadline() {
+            if d >= now {
+                break;
+            }
+            engine.handle(Event::Tick, d, &mut effects);
+            effects.clear();
+        }
+        let v: serde_json::Value = match serde_json::from_str(&e.payload) {
+            Ok(v) => v,
+            Err(err) => {
+                failed = Some(anyhow::anyhow!("event {} ({}): {err}", e.seq, e.kind));
+                return;
+            }
+        };
+        let str_of = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+        match e.kind.as_str() {
+            "attempt" => {
+                let call_id = str_of("call_id");
+                let (account, extension, dialled, trunk) =
+                    (str_of("account"), str_of("extension"), str_of("dialled"), str_of("trunk"));
+                let a = Attempt {
+                    call_id: &call_id,
+                    account: &account,
+                    extension: &extension,
+                    dialled: &dialled,
+                    dst_channel: &trunk,
+                    ..Attempt::default()
+                };
+                engine.handle(Event::Attempt(a), now, &mut effects);
+                if let Some(d) = take_decision(&mut effects, &call_id) {
+                    if d.allowed {
+                        live.insert(
+                            call_id,
+                            Live { account, attempted: now, answered: None, cap: d.max_duration_s },
+                        );
+                    }
+                }
+            }
+            "answer" => {
+                let call_id = str_of("call_id");
+                if let Some(l) = live.get_mut(&call_id) {
+                    l.answered.get_or_insert(now);
+                }
+                engine.handle(Event::Answer { call_id: &call_id }, now, &mut effects);
+            }
+            "end" => {
+                let call_id = str_of("call_id");
+                live.remove(&call_id);
+                let billsec = v.get("billsec").and_then(|b| b.as_u64()).map(|b| b as u32);
+                engine.handle(Event::End { call_id: &call_id, billsec }, now, &mut effects);
+            }
+            "record" => match cdr_from_json(&e.payload) {
+                Ok(c) => {
+                    live.remove(&c.call_id);
+                    engine.handle(Event::Record(&c), now, &mut effects);
+                }
+                Err(err) => failed = Some(anyhow::anyhow!("event {} (record): {err}", e.seq)),
+            },
+            "command" => {
+                let account = str_of("account");
+                let extension = v.get("extension").and_then(|x| x.as_str()).map(str::to_string);
+                let cmd = if str_of("command") == "block" {
+                    let until =
+                        v.get("until").and_then(|x| x.as_str()).and_then(|u| u.parse::<Timestamp>().ok());
+                    Command::Block { account, extension, until, reason: str_of("reason") }
+                } else {
+                    Command::Unblock { account, extension }
+                };
+                engine.handle(Event::Command(cmd), now, &mut effects);
+            }
+            other => failed = Some(anyhow::anyhow!("event {}: unknown kind {other:?}", e.seq)),
+        }
+        effects.clear();
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    Ok((n, live))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_round_trips_through_its_stored_form() {
+        let r = Record {
+            call_id: "c1".into(),
+            account: "acme".into(),
+            extension: "201".into(),
+            to: "0067077123456".into(),
+            start: "2026-01-19T09:00:00Z".into(),
+            answer: Some("2026-01-19T09:00:05Z".into()),
+            end: Some("2026-01-19T09:05:35Z".into()),
+            billsec: 330,
+            disposition: Some("answered".into()),
+            trunk: String::new(),
+            channel: String::new(),
+            context: String::new(),
+        };
+        let c = r.to_cdr(0).unwrap();
+        assert_eq!(c.duration_s, 335);
+        let back = cdr_from_json(&serde_json::to_string(&Record::from_cdr(&c)).unwrap()).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn bad_fields_are_named_with_their_index() {
+        let mut r: Record = serde_json::from_value(json!({
+            "call_id": "c", "account": "a", "extension": "1", "to": "00311", "start": "yesterday", "billsec": 0
+        }))
+        .unwrap();
+        assert!(r.to_cdr(3).unwrap_err().starts_with("cdrs[3].start: not an RFC 3339 time"));
+        r.start = "2026-01-19T09:00:00Z".into();
+        r.disposition = Some("ANSWERED".into());
+        assert!(r.to_cdr(0).unwrap_err().contains("disposition"));
+    }
+}

@@ -1,0 +1,352 @@
+//! # tollguard-store
+//!
+//! What lasts: the event log the engine is rebuilt from (attempts, answers, ends, call records,
+//! operator commands, each with its time), call records by id (idempotent intake), decisions,
+//! alerts, API tokens (hashed) and file-tail checkpoints. Embedded SQLite in WAL mode: no
+//! service to start.
+//!
+//! Payloads are JSON text written and read by the server; the store does not interpret them.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
+
+/// A store error.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite said no.
+    #[error("store {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: String,
+        /// The cause.
+        source: rusqlite::Error,
+    },
+}
+
+/// Results of store operations.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// One entry of the event log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Position in the log (assigned by the store; 0 when appending).
+    pub seq: i64,
+    /// When it happened (Unix nanoseconds).
+    pub time_ns: i64,
+    /// `attempt`, `answer`, `end`, `record` or `command`.
+    pub kind: String,
+    /// Its fields, as JSON.
+    pub payload: String,
+}
+
+/// An alert as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredAlert {
+    /// Id, increasing.
+    pub id: i64,
+    /// Account.
+    pub account: String,
+    /// The alert, as JSON.
+    pub json: String,
+}
+
+/// A token as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredToken {
+    /// Name given at creation.
+    pub name: String,
+    /// `integration`, `operator` or `customer:<account>`.
+    pub scope: String,
+}
+
+/// A connection to the store.
+pub struct Store {
+    conn: Connection,
+    path: String,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    time_ns INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cdrs (
+    call_id TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    received_ns INTEGER NOT NULL,
+    json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    call_id TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    time_ns INTEGER NOT NULL,
+    json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    account TEXT NOT NULL,
+    json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_account ON alerts(account, id);
+CREATE TABLE IF NOT EXISTS tokens (
+    hash TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    created_ns INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    source TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+";
+
+impl Store {
+    /// Opens (creating if needed) the store at `path`, in WAL mode.
+    pub fn open(path: &Path) -> Result<Store> {
+        let name = path.display().to_string();
+        let err = |source| StoreError::Sqlite { path: name.clone(), source };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        // A commit is durable once in the WAL; fsync at checkpoints (SQLite's advice for WAL).
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+        conn.pragma_update(None, "busy_timeout", 5000).map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(Store { conn, path: name })
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite { path: self.path.clone(), source }
+    }
+
+    /// Runs `f` in one transaction (one commit for many writes).
+    pub fn batch<T>(&mut self, f: impl FnOnce(&mut Batch<'_>) -> Result<T>) -> Result<T> {
+        let path = self.path.clone();
+        let tx =
+            self.conn.transaction().map_err(|source| StoreError::Sqlite { path: path.clone(), source })?;
+        let mut b = Batch { tx, path: path.clone() };
+        let out = f(&mut b)?;
+        b.tx.commit().map_err(|source| StoreError::Sqlite { path, source })?;
+        Ok(out)
+    }
+
+    /// Every event in log order, to `f`.
+    pub fn for_each_event(&self, mut f: impl FnMut(StoredEvent)) -> Result<u64> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, time_ns, kind, payload FROM events ORDER BY seq")
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+        let mut n = 0;
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            f(StoredEvent {
+                seq: r.get(0).map_err(|e| self.err(e))?,
+                time_ns: r.get(1).map_err(|e| self.err(e))?,
+                kind: r.get(2).map_err(|e| self.err(e))?,
+                payload: r.get(3).map_err(|e| self.err(e))?,
+            });
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// A decision by call id.
+    pub fn decision(&self, call_id: &str) -> Result<Option<(String, String)>> {
+        self.conn
+            .query_row("SELECT account, json FROM decisions WHERE call_id = ?1", [call_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Alerts after id `after`, oldest first, at most `limit`, of one account or all.
+    pub fn alerts(&self, account: Option<&str>, after: i64, limit: u32) -> Result<Vec<StoredAlert>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, account, json FROM alerts WHERE id > ?1 AND (?2 IS NULL OR account = ?2)
+                 ORDER BY id LIMIT ?3",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![after, account, limit], |r| {
+                Ok(StoredAlert { id: r.get(0)?, account: r.get(1)?, json: r.get(2)? })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Whether a call record with this id is stored.
+    pub fn has_cdr(&self, call_id: &str) -> Result<bool> {
+        self.conn
+            .query_row("SELECT 1 FROM cdrs WHERE call_id = ?1", [call_id], |_| Ok(()))
+            .optional()
+            .map(|o| o.is_some())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Number of call records stored.
+    pub fn cdr_count(&self) -> Result<u64> {
+        self.conn.query_row("SELECT COUNT(*) FROM cdrs", [], |r| r.get(0)).map_err(|e| self.err(e))
+    }
+
+    /// The token with this hash.
+    pub fn token(&self, hash: &str) -> Result<Option<StoredToken>> {
+        self.conn
+            .query_row("SELECT name, scope FROM tokens WHERE hash = ?1", [hash], |r| {
+                Ok(StoredToken { name: r.get(0)?, scope: r.get(1)? })
+            })
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// A checkpoint's value.
+    pub fn checkpoint(&self, source: &str) -> Result<Option<String>> {
+        self.conn
+            .query_row("SELECT value FROM checkpoints WHERE source = ?1", [source], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+}
+
+/// Writes inside one transaction ([`Store::batch`]).
+pub struct Batch<'a> {
+    tx: rusqlite::Transaction<'a>,
+    path: String,
+}
+
+impl Batch<'_> {
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite { path: self.path.clone(), source }
+    }
+
+    /// Appends an event to the log; returns its position.
+    pub fn append_event(&mut self, time_ns: i64, kind: &str, payload: &str) -> Result<i64> {
+        self.tx
+            .prepare_cached("INSERT INTO events (time_ns, kind, payload) VALUES (?1, ?2, ?3)")
+            .and_then(|mut s| s.execute(params![time_ns, kind, payload]))
+            .map_err(|e| self.err(e))?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    /// Stores a call record unless one with the same id is stored: true when it was new.
+    pub fn insert_cdr(&mut self, call_id: &str, account: &str, received_ns: i64, json: &str) -> Result<bool> {
+        let n = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO cdrs (call_id, account, received_ns, json) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(call_id) DO NOTHING",
+            )
+            .and_then(|mut s| s.execute(params![call_id, account, received_ns, json]))
+            .map_err(|e| self.err(e))?;
+        Ok(n == 1)
+    }
+
+    /// Stores (or replaces) a decision.
+    pub fn put_decision(&mut self, call_id: &str, account: &str, time_ns: i64, json: &str) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO decisions (call_id, account, time_ns, json) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(call_id) DO UPDATE SET account = excluded.account, time_ns = excluded.time_ns,
+                 json = excluded.json",
+            )
+            .and_then(|mut s| s.execute(params![call_id, account, time_ns, json]))
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Stores an alert; returns its id.
+    pub fn add_alert(&mut self, account: &str, json: &str) -> Result<i64> {
+        self.tx
+            .prepare_cached("INSERT INTO alerts (account, json) VALUES (?1, ?2)")
+            .and_then(|mut s| s.execute(params![account, json]))
+            .map_err(|e| self.err(e))?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    /// Stores a token's hash, name and scope.
+    pub fn add_token(&mut self, hash: &str, name: &str, scope: &str, created_ns: i64) -> Result<()> {
+        self.tx
+            .execute(
+                "INSERT INTO tokens (hash, name, scope, created_ns) VALUES (?1, ?2, ?3, ?4)",
+                params![hash, name, scope, created_ns],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Sets a checkpoint.
+    pub fn set_checkpoint(&mut self, source: &str, value: &str) -> Result<()> {
+        self.tx
+            .execute(
+                "INSERT INTO checkpoints (source, value) VALUES (?1, ?2)
+                 ON CONFLICT(source) DO UPDATE SET value = excluded.value",
+                params![source, value],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("tollguard-store-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("tollguard.db")
+    }
+
+    #[test]
+    fn what_is_written_is_read_back_after_reopening() {
+        let path = temp("reopen");
+        {
+            let mut s = Store::open(&path).unwrap();
+            s.batch(|b| {
+                assert_eq!(b.append_event(10, "attempt", r#"{"call_id":"a"}"#)?, 1);
+                assert_eq!(b.append_event(20, "end", r#"{"call_id":"a"}"#)?, 2);
+                assert!(b.insert_cdr("a", "acme", 30, "{}")?);
+                assert!(!b.insert_cdr("a", "acme", 31, "{}")?, "the same call id is stored once");
+                b.put_decision("a", "acme", 10, r#"{"allow":true}"#)?;
+                b.add_alert("acme", r#"{"rule":"x"}"#)?;
+                b.add_alert("other", r#"{"rule":"y"}"#)?;
+                b.add_token("hash1", "kamailio", "integration", 1)?;
+                b.set_checkpoint("tail:/var/log/Master.csv", "1234")?;
+                Ok(())
+            })
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let mut kinds = vec![];
+        assert_eq!(s.for_each_event(|e| kinds.push((e.seq, e.time_ns, e.kind))).unwrap(), 2);
+        assert_eq!(kinds, [(1, 10, "attempt".to_string()), (2, 20, "end".to_string())]);
+        assert_eq!(s.cdr_count().unwrap(), 1);
+        assert!(s.has_cdr("a").unwrap());
+        assert_eq!(s.decision("a").unwrap().unwrap().1, r#"{"allow":true}"#);
+        assert_eq!(s.decision("b").unwrap(), None);
+        assert_eq!(s.alerts(None, 0, 10).unwrap().len(), 2);
+        let acme = s.alerts(Some("acme"), 0, 10).unwrap();
+        assert_eq!(acme.len(), 1);
+        assert_eq!(s.alerts(None, acme[0].id, 10).unwrap().len(), 1, "after an id");
+        assert_eq!(s.token("hash1").unwrap().unwrap().scope, "integration");
+        assert_eq!(s.checkpoint("tail:/var/log/Master.csv").unwrap().as_deref(), Some("1234"));
+    }
+
+    #[test]
+    fn a_failed_batch_writes_nothing() {
+        let path = temp("rollback");
+        let mut s = Store::open(&path).unwrap();
+        let r = s.batch(|b| {
+            b.append_event(1, "attempt", "{}")?;
+            b.add_token("h", "n", "operator", 1)?;
+            b.add_token("h", "n", "operator", 1)?; // duplicate hash: fails
+            Ok(())
+        });
+        assert!(r.unwrap_err().to_string().contains("tollguard.db"));
+        assert_eq!(s.for_each_event(|_| {}).unwrap(), 0);
+    }
+}

@@ -1,0 +1,121 @@
+//! `tollguard serve` and `tollguard token create`.
+
+use crate::rate::setup;
+use crate::InputArgs;
+use anyhow::{anyhow, Context, Result};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tollguard_server::{Scope, Server};
+
+/// Arguments of `tollguard serve`.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Configuration file (TOML): decks, accounts, policy and `[server]` (docs/api.md).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// A-Z rate deck CSV (repeat for several); replaces the file's decks.
+    #[arg(long = "rates")]
+    rates: Vec<PathBuf>,
+    /// Zone of accounts the configuration does not place. Default UTC.
+    #[arg(long)]
+    tz: Option<String>,
+    /// Dialling plan country of accounts the configuration does not place.
+    #[arg(long)]
+    country: Option<String>,
+    /// Address to listen on (overrides `[server] listen`).
+    #[arg(long)]
+    listen: Option<String>,
+    /// SQLite database (overrides `[server] database`).
+    #[arg(long)]
+    database: Option<PathBuf>,
+}
+
+pub fn run(args: ServeArgs) -> Result<ExitCode> {
+    let input = InputArgs {
+        cdr: vec![],
+        format: tollguard_ingest::Format::Asterisk,
+        rates: args.rates,
+        config: args.config,
+        tz: args.tz,
+        country: args.country,
+    };
+    let setup = setup(&input)?;
+    let mut options = setup.server.options.clone();
+    if let Some(db) = args.database {
+        options.database = db;
+    }
+    let listen = args.listen.unwrap_or(setup.server.listen.clone());
+    let db = options.database.clone();
+    let server = Server::start(Arc::new(setup.rater), setup.policy, options)?;
+    eprintln!(
+        "tollguard serve: {} events from {} handled again; listening on http://{listen}",
+        server.state().rebuilt_events,
+        db.display()
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        server.serve(listener, shutdown_signal()).await
+    })?;
+    eprintln!("tollguard serve: stopped, store flushed");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    eprintln!("tollguard serve: shutting down (requests in flight finish, the store is flushed)");
+}
+
+/// `tollguard token ...`.
+#[derive(clap::Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create an API token; prints it once (only its hash is stored).
+    Create(TokenCreateArgs),
+}
+
+/// Arguments of `tollguard token create`.
+#[derive(clap::Args, Debug)]
+pub struct TokenCreateArgs {
+    /// The server's SQLite database.
+    #[arg(long)]
+    database: PathBuf,
+    /// A name for people (who or what uses it).
+    #[arg(long)]
+    name: String,
+    /// integration, operator or customer:<account>.
+    #[arg(long)]
+    scope: String,
+}
+
+pub fn token(cmd: TokenCommand) -> Result<ExitCode> {
+    match cmd {
+        TokenCommand::Create(a) => {
+            let scope: Scope = a.scope.parse().map_err(|e: String| anyhow!("--scope: {e}"))?;
+            let token = tollguard_server::create_token(&a.database, &a.name, &scope)?;
+            println!("{token}");
+            eprintln!("token {:?} with scope {scope} stored (hashed) in {}", a.name, a.database.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
