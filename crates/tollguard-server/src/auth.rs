@@ -1,6 +1,7 @@
 //! Bearer tokens with scopes.
 //!
-//! A token is 32 random bytes in hex after `tg_`; the store keeps only its SHA-256. Scopes:
+//! A token is 32 random bytes in hex after `tg_`; the store keeps only its SHA-256. It is sent as
+//! `Authorization: Bearer <token>`, or as the password of Basic authentication. Scopes:
 //! `integration` (authorize, call events, record intake), `operator` (everything),
 //! `customer:<account>` (read its own account, alerts and decisions).
 
@@ -87,12 +88,22 @@ pub(crate) fn scope(state: &AppState, headers: &HeaderMap) -> Result<Scope, ApiE
         .ok_or_else(|| unauthorized("missing Authorization: Bearer <token>"))?
         .to_str()
         .map_err(|_| unauthorized("malformed Authorization header"))?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .ok_or_else(|| unauthorized("the Authorization header must be Bearer <token>"))?
-        .trim();
-    let hash = hash_token(token);
+    // Bearer <token>; or Basic with the token as the password, for clients that only know basic
+    // authentication (FreeSWITCH mod_json_cdr's `cred`).
+    let token = if let Some(t) = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")) {
+        t.trim().to_string()
+    } else if let Some(b) = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic ")) {
+        use base64::Engine as _;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(b.trim())
+            .ok()
+            .and_then(|d| String::from_utf8(d).ok())
+            .ok_or_else(|| unauthorized("malformed Basic credentials"))?;
+        decoded.split_once(':').map(|(_, p)| p.to_string()).unwrap_or(decoded)
+    } else {
+        return Err(unauthorized("the Authorization header must be Bearer <token>"));
+    };
+    let hash = hash_token(&token);
     if let Some(s) = state.tokens.lock().expect("token cache").get(&hash) {
         return Ok(s.clone());
     }

@@ -3,6 +3,7 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
+use base64::Engine as _;
 use http_body_util::BodyExt;
 use jiff::tz::TimeZone;
 use serde_json::{json, Value};
@@ -141,6 +142,21 @@ async fn authorize_needs_a_token_with_the_right_scope() {
     assert_eq!(st, StatusCode::FORBIDDEN);
     let (st, _) = call(&app, "GET", "/v1/alerts?account=acme", Some(&f.other), None).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
+    let (_, doc) = call(&app, "GET", "/openapi.json", None, None).await;
+    for path in [
+        "/v1/authorize",
+        "/v1/calls/{call_id}/answer",
+        "/v1/calls/{call_id}/end",
+        "/v1/cdrs",
+        "/v1/cdrs/freeswitch",
+        "/v1/accounts/{account}",
+        "/v1/accounts/{account}/block",
+        "/v1/accounts/{account}/unblock",
+        "/v1/alerts",
+        "/v1/decisions/{call_id}",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} missing from /openapi.json");
+    }
     // Open: health, readiness, metrics, the API description.
     for path in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {
         let (st, _) = call(&app, "GET", path, None, None).await;
@@ -368,6 +384,17 @@ async fn freeswitch_posts_are_read_in_all_three_encodings() {
     let (st, v) = raw(&app, post("application/json", doc.clone())).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["new"], 1, "{v}");
+    // Basic authentication with the token as password (mod_json_cdr's `cred`).
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("freeswitch:{}", f.integration));
+    let req = Request::builder()
+        .method("POST")
+        .uri("/v1/cdrs/freeswitch")
+        .header("authorization", format!("Basic {basic}"))
+        .header("content-type", "application/json")
+        .body(Body::from(doc.clone()))
+        .unwrap();
+    let (st, v) = raw(&app, req).await;
+    assert_eq!((st, v["duplicates"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
     // encode=true: cdr= and the URL-encoded JSON (switch_url_encode); the same call: a duplicate.
     let encoded: String = doc
         .bytes()
@@ -382,7 +409,6 @@ async fn freeswitch_posts_are_read_in_all_three_encodings() {
     let (st, v) = raw(&app, post("application/x-www-form-urlencoded", format!("cdr={encoded}"))).await;
     assert_eq!((st, v["duplicates"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
     // encode=base64.
-    use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD.encode(doc.as_bytes());
     let (st, v) = raw(&app, post("application/x-www-form-base64-encoded", format!("cdr={b64}"))).await;
     assert_eq!((st, v["duplicates"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
