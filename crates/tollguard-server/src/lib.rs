@@ -122,7 +122,13 @@ struct Metrics {
 struct Core {
     engine: Engine,
     live: HashMap<String, Live>,
+    /// Answers given in the last [`DECISION_MEMORY`], by call id: a retransmitted INVITE asks
+    /// again, and must get the same answer without being counted twice.
+    decided: HashMap<String, (Timestamp, AuthorizeResponse)>,
 }
+
+/// How long an authorization answer is repeated for the same call id.
+pub const DECISION_MEMORY: SignedDuration = SignedDuration::from_mins(10);
 
 /// Shared by every request.
 pub struct AppState {
@@ -163,7 +169,7 @@ impl Server {
             .spawn(move || write_loop(writer_store, rx))
             .context("starting the writer thread")?;
         let state = Arc::new(AppState {
-            core: Mutex::new(Core { engine, live }),
+            core: Mutex::new(Core { engine, live, decided: HashMap::new() }),
             writer: Mutex::new(tx),
             reader: Mutex::new(reader),
             opts,
@@ -207,6 +213,11 @@ impl Server {
                 let s = state.clone();
                 let _ = tokio::task::spawn_blocking(move || tick(&s, Timestamp::now())).await;
             }
+        });
+        // Answers are small and latency matters: no Nagle delay (see ../shared/notes).
+        use axum::serve::ListenerExt as _;
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
         });
         axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await?;
         ticker.abort();
@@ -333,6 +344,7 @@ fn tick(state: &AppState, now: Timestamp) {
     {
         let mut core = state.core.lock().expect("engine lock");
         core.engine.handle(Event::Tick, now, &mut effects);
+        core.decided.retain(|_, (at, _)| now.duration_since(*at) < DECISION_MEMORY);
         // Lost calls: closed by the documented rule, counted as talking until now.
         let lost: Vec<String> = core
             .live
@@ -499,7 +511,7 @@ pub struct AuthorizeRequest {
 }
 
 /// The answer.
-#[derive(Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 pub struct AuthorizeResponse {
     /// The call id.
     pub call_id: String,
@@ -555,6 +567,9 @@ async fn authorize(
     let mut effects = vec![];
     let decision = {
         let mut core = s.core.lock().expect("engine lock");
+        if let Some((_, answer)) = core.decided.get(&req.call_id) {
+            return Ok(Json(answer.clone()));
+        }
         core.engine.handle(Event::Attempt(attempt), now, &mut effects);
         let d = take_decision(&mut effects, &req.call_id).ok_or_else(|| ApiError::internal("no decision"))?;
         if d.allowed {
@@ -585,13 +600,15 @@ async fn authorize(
         json: stored.to_string(),
     });
     s.store_effects(&mut effects);
-    Ok(Json(AuthorizeResponse {
+    let answer = AuthorizeResponse {
         call_id: decision.call_id,
         allow: decision.allowed,
         max_duration_s: decision.max_duration_s,
         rules: decision.rules,
         explanation: decision.explanation,
-    }))
+    };
+    s.core.lock().expect("engine lock").decided.insert(req.call_id.clone(), (now, answer.clone()));
+    Ok(Json(answer))
 }
 
 fn take_decision(effects: &mut Vec<Effect>, call_id: &str) -> Option<Decision> {

@@ -417,6 +417,24 @@ async fn freeswitch_posts_are_read_in_all_three_encodings() {
 }
 
 #[tokio::test]
+async fn the_same_call_id_asked_again_gets_the_same_answer_and_is_counted_once() {
+    // A retransmitted INVITE makes the proxy ask again.
+    let f = fixture("idempotent");
+    let s = server(&f.db);
+    let app = s.router();
+    let mut body = authorize_body("dup", "0067077123456", "");
+    body.as_object_mut().unwrap().remove("time"); // the server's clock: counted in the last hour
+    let (_, first) = call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body.clone())).await;
+    let (_, again) = call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body)).await;
+    assert_eq!(first, again);
+    let (_, v) = call(&app, "GET", "/v1/accounts/acme", Some(&f.operator), None).await;
+    assert_eq!(v["running_calls"], 1, "{v}");
+    let calls =
+        v["limits"].as_array().unwrap().iter().find(|l| l["limit"] == "default.high_risk_calls_1h").unwrap();
+    assert_eq!(calls["used"], "1", "{v}");
+}
+
+#[tokio::test]
 async fn bad_requests_get_clear_errors() {
     let f = fixture("errors");
     let s = server(&f.db);
