@@ -275,6 +275,20 @@ impl CallRate {
         q.clamp(i64::MIN as i128, i64::MAX as i128) as i64
     }
 
+    /// The longest talk time, at most `seconds`, whose billed time is no more than `seconds`: a
+    /// cap ends a call at an increment boundary, so the budget is not overrun by the rounding
+    /// up of a started increment. 0 when not even the first increment fits.
+    fn whole_increments(&self, seconds: u32) -> u32 {
+        let (first, next) = (self.initial_s, self.subsequent_s.max(1));
+        if seconds < first.max(1) {
+            0
+        } else if seconds <= first {
+            first
+        } else {
+            first + (seconds - first) / next * next
+        }
+    }
+
     /// The longest first or later increment: billed seconds never exceed talk + this.
     fn increment(&self) -> i128 {
         self.initial_s.max(self.subsequent_s.max(1)) as i128
@@ -1169,7 +1183,9 @@ impl Engine {
                         } else if per_minute <= 0 {
                             u32::MAX
                         } else {
-                            (left.saturating_mul(60) / per_minute).clamp(0, u32::MAX as i64) as u32
+                            let seconds =
+                                (left.saturating_mul(60) / per_minute).clamp(0, u32::MAX as i64) as u32;
+                            r.whole_increments(seconds)
                         }
                     }),
                     Metric::CallDuration => Some(limit.max.clamp(0, u32::MAX as i64) as u32),

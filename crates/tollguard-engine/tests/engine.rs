@@ -126,18 +126,19 @@ fn the_cap_is_the_budget_left_shared_by_running_calls() {
     let mut e = engine(DAILY_10);
     let now = t("2011-06-13T10:00:00Z");
     let (d, _) = attempt(&mut e, "a", "210", "0067077123456", now);
-    // 10.00 at 1.45/min = 413 s
-    assert_eq!(d.max_duration_s, Some(413));
+    // 10.00 at 1.45/min = 413 s, in whole minutes (the deck bills 60/60): 360 s, EUR 8.70;
+    // 420 s would be billed 7 minutes, EUR 10.15
+    assert_eq!(d.max_duration_s, Some(360));
     assert_eq!(d.rules, ["acme.daily"]);
     answer(&mut e, "a", now);
     let (d, _) = attempt(&mut e, "b", "211", "0067077123457", now + SignedDuration::from_secs(30));
     // 30 s of the first call already cost 1.45 (60 s increment): 8.55 left for two calls at
-    // 2.90/min = 176 s
-    assert_eq!(d.max_duration_s, Some(176));
+    // 2.90/min = 176 s: 120 s in whole minutes
+    assert_eq!(d.max_duration_s, Some(120));
     // A cheap call shares with both (the second is allowed, so it counts before it answers):
-    // 8.55 / (1.45 + 1.45 + 0.012) per minute = 176 s
+    // 8.55 / (1.45 + 1.45 + 0.012) per minute = 176 s: 120 s
     let (d, _) = attempt(&mut e, "c", "212", "0201234567", now + SignedDuration::from_secs(30));
-    assert_eq!(d.max_duration_s, Some(176));
+    assert_eq!(d.max_duration_s, Some(120));
     // When they have ended (the first after 60 s: 1.45), a new call has the rest to itself
     end(&mut e, "a", 60, now + SignedDuration::from_secs(60));
     end(&mut e, "b", 0, now + SignedDuration::from_secs(60));
@@ -147,8 +148,18 @@ fn the_cap_is_the_budget_left_shared_by_running_calls() {
     // still cut the call if the day's budget runs out while it runs)
     assert_eq!(d.max_duration_s, None);
     let (d, _) = attempt(&mut e, "e", "213", "0067077123458", now + SignedDuration::from_secs(61));
-    // and the dear call shares it: 8.55 at (0.012 + 1.45)/min = 350 s
-    assert_eq!(d.max_duration_s, Some(350));
+    // and the dear call shares it: 8.55 at (0.012 + 1.45)/min = 350 s: 300 s
+    assert_eq!(d.max_duration_s, Some(300));
+    // Less than a minute's worth left for a call billed by the minute: no budget for it.
+    let mut e = engine(DAILY_10);
+    let (d, _) = attempt(&mut e, "f", "210", "0067077123456", now);
+    answer(&mut e, "f", now);
+    end(&mut e, "f", 360, now + SignedDuration::from_secs(360));
+    let (d2, _) = attempt(&mut e, "g", "210", "0067077123456", now + SignedDuration::from_secs(400));
+    assert_eq!(d.max_duration_s, Some(360));
+    // 10.00 - 8.70 = 1.30 left: 53 s at 1.45/min, not a whole minute
+    assert!(!d2.allowed, "{d2:?}");
+    assert!(d2.explanation.iter().any(|x| x.contains("no budget left")), "{d2:?}");
 }
 
 #[test]
