@@ -44,6 +44,7 @@ mod fastcsv;
 pub mod freeswitch_csv;
 pub mod freeswitch_json;
 pub mod generic;
+pub mod tail;
 mod util;
 
 /// A row that could not be read: where, and why. The row is skipped; nothing else is lost.

@@ -51,6 +51,19 @@ pub struct Options {
     pub cap_grace: SignedDuration,
     /// How long after its end a call's record still corrects its cost.
     pub record_grace: SignedDuration,
+    /// CDR files to follow (Asterisk or FreeSWITCH `Master.csv`), checkpointed in the store.
+    pub tails: Vec<TailSpec>,
+}
+
+/// A CDR file `serve` follows.
+#[derive(Clone, Debug)]
+pub struct TailSpec {
+    /// The file.
+    pub path: PathBuf,
+    /// `asterisk` or `freeswitch-csv`.
+    pub format: tollguard_ingest::Format,
+    /// Zone of its local times.
+    pub options: tollguard_ingest::ReadOptions,
 }
 
 impl Default for Options {
@@ -62,6 +75,7 @@ impl Default for Options {
             lost_call_after: SignedDuration::from_hours(4),
             cap_grace: SignedDuration::from_secs(60),
             record_grace: SignedDuration::from_mins(10),
+            tails: vec![],
         }
     }
 }
@@ -90,7 +104,9 @@ enum Write {
     Records {
         time_ns: i64,
         records: Vec<(String, String, String)>,
-        done: tokio::sync::oneshot::Sender<Result<Vec<bool>, String>>,
+        /// A file-tail checkpoint to store in the same transaction: (source, value).
+        checkpoint: Option<(String, String)>,
+        done: RecordsDone,
     },
     /// Answers once everything sent before it is committed.
     Flush(tokio::sync::oneshot::Sender<()>),
@@ -139,6 +155,7 @@ pub struct AppState {
     metrics: Metrics,
     ready: AtomicBool,
     tokens: Mutex<HashMap<String, Scope>>,
+    tails: tokio::sync::Mutex<Vec<tollguard_ingest::tail::Tail>>,
     /// Events handled when the engine was rebuilt at start.
     pub rebuilt_events: u64,
 }
@@ -161,6 +178,18 @@ impl Server {
         engine.set_record_grace(Some(opts.record_grace));
         let (rebuilt_events, live) = records::rebuild(&store, &mut engine)
             .with_context(|| format!("rebuilding the engine from {}", opts.database.display()))?;
+        let mut tails = vec![];
+        for t in &opts.tails {
+            let from = store
+                .checkpoint(&tail_source(&t.path))?
+                .map(|v| v.parse::<tollguard_ingest::tail::Checkpoint>())
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            tails.push(
+                tollguard_ingest::tail::Tail::new(&t.path, t.format, t.options.clone(), from)
+                    .map_err(anyhow::Error::msg)?,
+            );
+        }
         let reader = Store::open(&opts.database)?;
         let (tx, rx) = mpsc::channel::<Write>();
         let writer_store = Store::open(&opts.database)?;
@@ -176,6 +205,7 @@ impl Server {
             metrics: Metrics::default(),
             ready: AtomicBool::new(true),
             tokens: Mutex::new(HashMap::new()),
+            tails: tokio::sync::Mutex::new(tails),
             rebuilt_events,
         });
         Ok(Server { state, writer: Some(writer) })
@@ -212,6 +242,9 @@ impl Server {
                 interval.tick().await;
                 let s = state.clone();
                 let _ = tokio::task::spawn_blocking(move || tick(&s, Timestamp::now())).await;
+                if let Err(e) = poll_tails(&state).await {
+                    eprintln!("error: following CDR files: {e:#}");
+                }
             }
         });
         // Answers are small and latency matters: no Nagle delay (see ../shared/notes).
@@ -224,6 +257,12 @@ impl Server {
         self.state.ready.store(false, Ordering::SeqCst);
         self.close();
         Ok(())
+    }
+
+    /// Reads what the followed CDR files gained since the last poll, stores it with the files'
+    /// checkpoints, and hands the new records to the engine; returns how many were new.
+    pub async fn poll_tails(&self) -> Result<usize> {
+        poll_tails(&self.state).await
     }
 
     /// Waits until everything handed to the writer is committed.
@@ -246,6 +285,33 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// The checkpoint name of a followed file.
+fn tail_source(path: &std::path::Path) -> String {
+    format!("tail:{}", path.display())
+}
+
+async fn poll_tails(state: &Arc<AppState>) -> Result<usize> {
+    let mut tails = state.tails.lock().await;
+    let mut new = 0;
+    for t in tails.iter_mut() {
+        let (mut cdrs, mut bad) = (vec![], vec![]);
+        let moved = t.poll(&mut cdrs, &mut bad).with_context(|| format!("reading {}", t.path().display()))?;
+        for b in &bad {
+            eprintln!("warning: skipped malformed row: {b}");
+        }
+        if !moved {
+            continue;
+        }
+        let checkpoint = Some((tail_source(t.path()), t.checkpoint().to_string()));
+        let rejected = bad.iter().map(|b| b.to_string()).collect();
+        let answer = records::intake(state, cdrs, rejected, checkpoint)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        new += answer.0["new"].as_u64().unwrap_or(0) as usize;
+    }
+    Ok(new)
 }
 
 async fn flush(state: &AppState) {
@@ -278,7 +344,7 @@ fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>) {
                     Write::Alert { account, json } => {
                         b.add_alert(&account, &json)?;
                     }
-                    Write::Records { time_ns, records, done } => {
+                    Write::Records { time_ns, records, checkpoint, done } => {
                         let mut new = Vec::with_capacity(records.len());
                         for (call_id, account, json) in &records {
                             let fresh = b.insert_cdr(call_id, account, time_ns, json)?;
@@ -286,6 +352,9 @@ fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>) {
                                 b.append_event(time_ns, "record", json)?;
                             }
                             new.push(fresh);
+                        }
+                        if let Some((source, value)) = &checkpoint {
+                            b.set_checkpoint(source, value)?;
                         }
                         answers.push((done, new));
                     }

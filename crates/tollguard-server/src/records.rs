@@ -131,11 +131,13 @@ pub(crate) fn cdr_from_json(s: &str) -> Result<Cdr, String> {
     r.to_cdr(0)
 }
 
-/// Stores the records that are new, then hands them to the engine; answers what was done.
-async fn intake(
+/// Stores the records that are new (with a file checkpoint, in the same transaction), then hands
+/// them to the engine; answers what was done.
+pub(crate) async fn intake(
     s: &Arc<AppState>,
     cdrs: Vec<Cdr>,
     rejected: Vec<String>,
+    checkpoint: Option<(String, String)>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let now = Timestamp::now();
     let records: Vec<(String, String, String)> = cdrs
@@ -146,7 +148,7 @@ async fn intake(
         })
         .collect();
     let (tx, rx) = tokio::sync::oneshot::channel();
-    s.send(Write::Records { time_ns: ns(now), records, done: tx });
+    s.send(Write::Records { time_ns: ns(now), records, checkpoint, done: tx });
     let new = rx
         .await
         .map_err(|_| ApiError::internal("the store is shutting down"))?
@@ -205,7 +207,7 @@ pub(crate) async fn post_cdrs(
     if cdrs.is_empty() && !rejected.is_empty() {
         return Err(ApiError::bad(rejected.join("; ")));
     }
-    intake(&s, cdrs, rejected).await
+    intake(&s, cdrs, rejected, None).await
 }
 
 /// `POST /v1/cdrs/freeswitch`: a `mod_json_cdr` body exactly as FreeSWITCH posts it: the JSON
@@ -230,7 +232,7 @@ pub(crate) async fn post_freeswitch(
             rejected.join("; ")
         }));
     }
-    intake(&s, cdrs, rejected).await
+    intake(&s, cdrs, rejected, None).await
 }
 
 /// The records of a `mod_json_cdr` document (and the reasons of those refused).

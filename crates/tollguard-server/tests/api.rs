@@ -460,3 +460,79 @@ async fn bad_requests_get_clear_errors() {
     let (st, _) = call(&app, "GET", "/v1/accounts/nobody", Some(&f.operator), None).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
 }
+
+/// An Asterisk Master.csv row in Amsterdam time, ended `ago` seconds before now.
+fn master_row(i: u32, to: &str, billsec: i64, ago: i64) -> String {
+    let tz = TimeZone::get("Europe/Amsterdam").unwrap();
+    let end = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(ago);
+    let answer = end - jiff::SignedDuration::from_secs(billsec);
+    let start = answer - jiff::SignedDuration::from_secs(4);
+    let local = |t: jiff::Timestamp| tz.to_datetime(t).strftime("%Y-%m-%d %H:%M:%S").to_string();
+    format!(
+        "\"acme\",\"201\",\"{to}\",\"from-internal\",\"\",\"SIP/201-{i:08x}\",\"SIP/trunk-{i:08x}\",\"Dial\",\"\",\
+         \"{}\",\"{}\",\"{}\",{},{billsec},\"ANSWERED\",\"DOCUMENTATION\",\"tail.{i}\",\"\"\n",
+        local(start),
+        local(answer),
+        local(end),
+        billsec + 4
+    )
+}
+
+#[tokio::test]
+async fn a_followed_master_csv_is_read_once_across_restarts() {
+    let f = fixture("tail");
+    let master = f.db.parent().unwrap().join("Master.csv");
+    let opts = || Options {
+        database: f.db.clone(),
+        tails: vec![tollguard_server::TailSpec {
+            path: master.clone(),
+            format: tollguard_ingest::Format::Asterisk,
+            options: tollguard_ingest::ReadOptions {
+                tz: TimeZone::get("Europe/Amsterdam").unwrap(),
+                generic: None,
+            },
+        }],
+        ..Options::default()
+    };
+    let append = |text: &str| {
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&master)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    };
+    let spent = |v: &Value| {
+        v["limits"].as_array().unwrap().iter().find(|l| l["limit"] == "default.high_risk_spend_24h").unwrap()
+            ["used"]
+            .clone()
+    };
+    // Two East Timor calls of 2 minutes (EUR 2.90 each) and a Dutch one.
+    append(&(master_row(1, "0067077123456", 120, 600) + &master_row(2, "0201234567", 60, 500)));
+    let before;
+    {
+        let s = Server::start(rater(), Policy::builtin(), opts()).unwrap();
+        assert_eq!(s.poll_tails().await.unwrap(), 2);
+        assert_eq!(s.poll_tails().await.unwrap(), 0, "nothing new");
+        append(&master_row(3, "0067077123457", 120, 400));
+        let half = master_row(4, "0067077123458", 60, 300);
+        append(&half[..50]);
+        assert_eq!(s.poll_tails().await.unwrap(), 1, "the unfinished line waits");
+        let (_, v) = call(&s.router(), "GET", "/v1/accounts/acme", Some(&f.operator), None).await;
+        before = spent(&v);
+        assert_eq!(before, "5.80", "{v}");
+        append(&half[50..]);
+    }
+    // Restarted: the checkpoint was stored with the records; the rest of the file, once.
+    let s = Server::start(rater(), Policy::builtin(), opts()).unwrap();
+    let (_, v) = call(&s.router(), "GET", "/v1/accounts/acme", Some(&f.operator), None).await;
+    assert_eq!(spent(&v), before, "rebuilt from the log");
+    assert_eq!(s.poll_tails().await.unwrap(), 1);
+    let (_, v) = call(&s.router(), "GET", "/v1/accounts/acme", Some(&f.operator), None).await;
+    assert_eq!(spent(&v), "7.25");
+    s.flush().await;
+    let store = tollguard_store::Store::open(&f.db).unwrap();
+    assert_eq!(store.cdr_count().unwrap(), 4);
+}

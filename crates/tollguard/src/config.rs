@@ -68,6 +68,19 @@ pub struct ServerSection {
     pub lost_call_after: Option<String>,
     /// How long after a call's end its record still corrects the cost. Default `10m`.
     pub record_grace: Option<String>,
+    /// CDR files to follow: `[[server.tail]]`.
+    #[serde(default)]
+    pub tail: Vec<TailSection>,
+}
+
+/// `[[server.tail]]`: a CDR file `serve` follows as the PBX appends to it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TailSection {
+    /// The file, relative to the configuration file.
+    pub path: PathBuf,
+    /// `asterisk` or `freeswitch-csv`.
+    pub format: String,
 }
 
 /// `[server]` validated.
@@ -245,12 +258,24 @@ pub fn build(file: Option<(&Path, ConfigFile)>, over: &Overrides) -> Result<Setu
     let rater =
         Rater::new(numbering, decks, bands, accounts, default, direction).map_err(|e| anyhow!("{e}"))?;
     let policy = Policy::from_spec(&cfg.policy).map_err(|e| anyhow!("[policy]: {e}"))?;
-    let server = server_settings(&cfg.server, &base)?;
+    let server = server_settings(&cfg.server, &base, &cdr_tz)?;
     Ok(Setup { rater, cdr_tz, generic: cfg.generic_csv, policy, server })
 }
 
-fn server_settings(s: &ServerSection, base: &Path) -> Result<ServerSettings> {
+fn server_settings(s: &ServerSection, base: &Path, tz: &TimeZone) -> Result<ServerSettings> {
     let mut options = tollguard_server::Options::default();
+    for (i, t) in s.tail.iter().enumerate() {
+        let format: tollguard_ingest::Format =
+            t.format.parse().map_err(|e: String| anyhow!("[[server.tail]] {}: format: {e}", i + 1))?;
+        if !matches!(format, tollguard_ingest::Format::Asterisk | tollguard_ingest::Format::FreeswitchCsv) {
+            bail!("[[server.tail]] {}: only asterisk and freeswitch-csv files can be followed", i + 1);
+        }
+        options.tails.push(tollguard_server::TailSpec {
+            path: base.join(&t.path),
+            format,
+            options: tollguard_ingest::ReadOptions { tz: tz.clone(), generic: None },
+        });
+    }
     if let Some(db) = &s.database {
         options.database = base.join(db);
     }
