@@ -40,7 +40,8 @@ pub mod policy;
 mod window;
 
 use baseline::Baseline;
-use policy::{Action, Limit, Metric, Policy, ScopeKind};
+pub use policy::Limit;
+use policy::{Action, Metric, Policy, ScopeKind};
 use window::Window;
 
 /// A call about to be routed: what the switch knows before it rings (borrowed from the
@@ -85,6 +86,26 @@ pub enum Command {
         /// Extension, or all.
         extension: Option<String>,
     },
+    /// Replace the limits an operator, or the customer itself, set for one account. They apply
+    /// besides the policy's (and the operator's, for a customer's): every limit must pass.
+    SetLimits {
+        /// Account.
+        account: String,
+        /// Who sets them.
+        owner: LimitOwner,
+        /// The limits (their `accounts` field is ignored: they are the account's).
+        limits: Vec<Limit>,
+    },
+}
+
+/// Who set an account's own limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitOwner {
+    /// The carrier's operator.
+    Operator,
+    /// The account's own customer.
+    Customer,
 }
 
 /// What happened.
@@ -383,6 +404,8 @@ struct Account {
     states: Vec<u32>,
     /// The state of each account-wide limit, by limit index (`u32::MAX`: none yet).
     account_states: Vec<u32>,
+    /// Limits set for this account alone, by the operator and by the customer (indices).
+    own_limits: [Vec<u16>; 2],
     memory: AccountMemory,
     blocks: Vec<ActiveBlock>,
     /// Blocks set by limits: (limit, when), for escalation.
@@ -455,6 +478,11 @@ const DUE_STATE: u8 = 1;
 pub struct Engine {
     rater: Arc<Rater>,
     policy: Policy,
+    /// How many of `policy.limits` are the policy's own (the rest were set for one account at
+    /// run time).
+    policy_limits: u16,
+    /// Limit indices of the attempt at hand (reused).
+    scratch_limits: Vec<u16>,
     learn_until: Option<Timestamp>,
     accounts: Vec<Account>,
     account_ids: Map<String, u32>,
@@ -506,6 +534,8 @@ pub struct LimitUsage {
     pub percent: i64,
     /// Calls running in it.
     pub running_calls: usize,
+    /// `policy` (the configuration), `operator` or `customer` (set for this account at run time).
+    pub set_by: &'static str,
 }
 
 /// A block in force.
@@ -547,6 +577,8 @@ impl Engine {
     pub fn new(rater: Arc<Rater>, policy: Policy) -> Engine {
         Engine {
             rater,
+            policy_limits: policy.limits.len() as u16,
+            scratch_limits: Vec::new(),
             policy,
             learn_until: None,
             accounts: Vec::new(),
@@ -577,34 +609,67 @@ impl Engine {
         let &acct = self.account_ids.get(account)?;
         let local = self.accounts[acct as usize].local(now);
         let mut limits = vec![];
-        let sids = self.accounts[acct as usize].states.clone();
-        for sid in sids {
-            let state = &mut self.states[sid as usize];
-            let limit = &self.policy.limits[state.limit as usize];
-            let (used, _) = usage(limit, state, &self.slots, now, local, 0);
-            let extension = (limit.scope == ScopeKind::Extension).then(|| {
-                self.extension_states
-                    .get(&(acct, state.limit))
-                    .and_then(|m| m.iter().find(|(_, s)| **s == sid).map(|(e, _)| e.clone()))
-                    .unwrap_or_default()
-            });
-            limits.push(LimitUsage {
-                limit: limit.name.clone(),
-                extension,
-                metric: match limit.metric {
-                    Metric::Spend => "spend",
-                    Metric::Calls => "calls",
-                    Metric::Concurrent => "concurrent",
-                    Metric::CallDuration => "call_duration",
-                },
-                window: limit.window.map(|w| w.as_str()),
-                used: limit.show(used),
-                max: limit.show(limit.max),
-                warning: limit.warning.map(|w| limit.show(w)),
-                percent: if limit.max > 0 { used.saturating_mul(100) / limit.max } else { 0 },
-                running_calls: state.running.len(),
-            });
+        let indices = self.limits_of(acct);
+        for &li in &indices {
+            let limit = &self.policy.limits[li as usize];
+            if limit.retired || !limit.applies_to(account) {
+                continue;
+            }
+            let set_by = if li < self.policy_limits {
+                "policy"
+            } else if self.accounts[acct as usize].own_limits[0].contains(&li) {
+                "operator"
+            } else {
+                "customer"
+            };
+            // (extension, state): the account's, or each extension's that has called.
+            let scopes: Vec<(Option<String>, Option<u32>)> = match limit.scope {
+                ScopeKind::Account => vec![(
+                    None,
+                    self.accounts[acct as usize]
+                        .account_states
+                        .get(li as usize)
+                        .copied()
+                        .filter(|s| *s != u32::MAX),
+                )],
+                ScopeKind::Extension => {
+                    let mut v: Vec<(Option<String>, Option<u32>)> = self
+                        .extension_states
+                        .get(&(acct, li))
+                        .map(|m| m.iter().map(|(e, s)| (Some(e.clone()), Some(*s))).collect())
+                        .unwrap_or_default();
+                    v.sort();
+                    v
+                }
+            };
+            for (extension, sid) in scopes {
+                let (used, running) = match sid {
+                    Some(sid) => {
+                        let state = &mut self.states[sid as usize];
+                        (usage(limit, state, &self.slots, now, local, 0).0, state.running.len())
+                    }
+                    None => (0, 0),
+                };
+                limits.push(LimitUsage {
+                    limit: limit.name.clone(),
+                    extension,
+                    metric: match limit.metric {
+                        Metric::Spend => "spend",
+                        Metric::Calls => "calls",
+                        Metric::Concurrent => "concurrent",
+                        Metric::CallDuration => "call_duration",
+                    },
+                    window: limit.window.map(|w| w.as_str()),
+                    used: limit.show(used),
+                    max: limit.show(limit.max),
+                    warning: limit.warning.map(|w| limit.show(w)),
+                    percent: if limit.max > 0 { used.saturating_mul(100) / limit.max } else { 0 },
+                    running_calls: running,
+                    set_by,
+                });
+            }
         }
+        self.scratch_limits = indices;
         let a = &self.accounts[acct as usize];
         Some(AccountReport {
             account: a.name.clone(),
@@ -753,7 +818,9 @@ impl Engine {
             b.add(local, units);
         }
         let mut states = vec![];
-        for i in 0..self.policy.limits.len() {
+        let limits = self.limits_of(acct);
+        for &i in &limits {
+            let i = i as usize;
             let limit = &self.policy.limits[i];
             if !limit.applies_to(&c.account)
                 || !limit.filter.matches(dest.country, dest.number_type, dest.risk)
@@ -767,6 +834,7 @@ impl Engine {
             }
             states.push(sid);
         }
+        self.scratch_limits = limits;
         self.remember_ended(&c.call_id, acct, dest.rate, &states, units, at);
         // The limits it counts in, checked now as a tick would.
         let learning = self.learn_until.is_some_and(|t| now < t);
@@ -791,7 +859,7 @@ impl Engine {
         let s = &self.states[sid as usize];
         let (li, acct) = (s.limit, s.account);
         let limit = &self.policy.limits[li as usize];
-        if !matches!(limit.metric, Metric::Spend | Metric::Calls) {
+        if limit.retired || !matches!(limit.metric, Metric::Spend | Metric::Calls) {
             return;
         }
         let local = self.accounts[acct as usize].local(now);
@@ -875,6 +943,7 @@ impl Engine {
             tz: self.rater.account(name).tz.clone(),
             states: vec![],
             account_states: vec![u32::MAX; self.policy.limits.len()],
+            own_limits: [vec![], vec![]],
             memory: AccountMemory::default(),
             blocks: vec![],
             block_history: vec![],
@@ -1101,9 +1170,11 @@ impl Engine {
             }
         }
 
-        // Limits.
+        // Limits: the policy's, then those set for this account.
         let mut keys = vec![];
-        for i in 0..self.policy.limits.len() {
+        let limits = self.limits_of(acct);
+        for &i in &limits {
+            let i = i as usize;
             let limit = &self.policy.limits[i];
             if !limit.applies_to(a.account)
                 || !limit.filter.matches(dest.country, dest.number_type, dest.risk)
@@ -1219,6 +1290,7 @@ impl Engine {
             }
             keys.push(sid);
         }
+        self.scratch_limits = limits;
 
         // The account's own history: spend this hour against what it usually spends.
         if dest.rate.is_some() {
@@ -1284,12 +1356,69 @@ impl Engine {
         out.push(Effect::Decision(d));
     }
 
+    /// The limits that apply to an account: the policy's and its own (in the reused buffer).
+    fn limits_of(&mut self, acct: u32) -> Vec<u16> {
+        let mut v = std::mem::take(&mut self.scratch_limits);
+        v.clear();
+        v.extend(0..self.policy_limits);
+        let a = &self.accounts[acct as usize];
+        v.extend(a.own_limits[0].iter().chain(&a.own_limits[1]));
+        v
+    }
+
+    fn set_limits(&mut self, account: &str, owner: LimitOwner, limits: Vec<Limit>, now: Timestamp) {
+        let acct = self.account_id(account);
+        let k = owner as usize;
+        let old = std::mem::take(&mut self.accounts[acct as usize].own_limits[k]);
+        for i in old {
+            self.policy.limits[i as usize].retired = true;
+        }
+        for mut l in limits {
+            if self.policy.limits.len() >= u16::MAX as usize {
+                break;
+            }
+            l.accounts = vec![account.to_string()];
+            l.retired = false;
+            self.policy.limits.push(l);
+            let i = (self.policy.limits.len() - 1) as u16;
+            self.accounts[acct as usize].own_limits[k].push(i);
+        }
+        // Retired limits' states stop asking for ticks.
+        let sids = self.accounts[acct as usize].states.clone();
+        for sid in sids {
+            self.reschedule(sid, now, now);
+        }
+    }
+
+    /// The limits set for an account at run time by `owner`, as validated.
+    pub fn account_limits(&self, account: &str, owner: LimitOwner) -> Vec<&Limit> {
+        self.account_ids.get(account).map_or(vec![], |&a| {
+            self.accounts[a as usize].own_limits[owner as usize]
+                .iter()
+                .map(|&i| &self.policy.limits[i as usize])
+                .collect()
+        })
+    }
+
+    /// The limits in force for an account (the policy's and its own), for checks such as a
+    /// customer's limit against the operator's.
+    pub fn limits_in_force(&self, account: &str) -> Vec<&Limit> {
+        let own = self.account_ids.get(account).map(|&a| &self.accounts[a as usize].own_limits);
+        self.policy.limits[..self.policy_limits as usize]
+            .iter()
+            .filter(|l| l.applies_to(account))
+            .chain(own.into_iter().flat_map(|o| o.iter().flatten().map(|&i| &self.policy.limits[i as usize])))
+            .collect()
+    }
+
     /// The state of a limit for an account, or for one extension of it; made when first needed.
     fn state_id(&mut self, acct: u32, ext: Option<&str>, limit: u16) -> u32 {
         let found = match ext {
-            None => {
-                Some(self.accounts[acct as usize].account_states[limit as usize]).filter(|s| *s != u32::MAX)
-            }
+            None => self.accounts[acct as usize]
+                .account_states
+                .get(limit as usize)
+                .copied()
+                .filter(|s| *s != u32::MAX),
             Some(e) => self.extension_states.get(&(acct, limit)).and_then(|m| m.get(e)).copied(),
         };
         if let Some(sid) = found {
@@ -1305,7 +1434,13 @@ impl Engine {
             deadline: None,
         });
         match ext {
-            None => self.accounts[acct as usize].account_states[limit as usize] = sid,
+            None => {
+                let states = &mut self.accounts[acct as usize].account_states;
+                if states.len() <= limit as usize {
+                    states.resize(limit as usize + 1, u32::MAX);
+                }
+                states[limit as usize] = sid;
+            }
             Some(e) => {
                 self.extension_states.entry((acct, limit)).or_default().insert(e.to_string(), sid);
             }
@@ -1509,6 +1644,9 @@ impl Engine {
             return None;
         }
         let limit = &self.policy.limits[s.limit as usize];
+        if limit.retired {
+            return None;
+        }
         let enforce = !limit.report_only;
         // What a tick would enforce waits for the end of learning.
         let learning_until = self.learn_until.filter(|t| now < *t);
@@ -1632,6 +1770,9 @@ impl Engine {
         let li = s.limit;
         let limit = &self.policy.limits[li as usize];
         let Some(&first) = s.running.first() else { return };
+        if limit.retired {
+            return;
+        }
         let acct = s.account;
         let ext = self.slots[first as usize].extension.clone();
         let ext = ext.as_str();
@@ -1720,6 +1861,7 @@ impl Engine {
                 }
                 self.accounts[acct as usize].blocks.push(ActiveBlock { extension, limit: None, until, rule });
             }
+            Command::SetLimits { account, owner, limits } => self.set_limits(&account, owner, limits, now),
             Command::Unblock { account, extension } => {
                 let Some(&acct) = self.account_ids.get(&account) else { return };
                 let a = &mut self.accounts[acct as usize];

@@ -6,7 +6,7 @@
 
 use jiff::SignedDuration;
 use rust_decimal::Decimal;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tollguard_core::money::parse_amount;
 use tollguard_core::numbering::{NumberType, RiskTier};
 
@@ -39,7 +39,7 @@ impl Default for PolicySpec {
 }
 
 /// One `[[limit]]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitSpec {
     /// Name, shown in decisions and alerts (`rules`).
@@ -88,7 +88,7 @@ pub struct LimitSpec {
 }
 
 /// What a limit counts together.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum ScopeKind {
     /// The whole account.
@@ -99,7 +99,7 @@ pub enum ScopeKind {
 }
 
 /// What a limit measures.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
     /// Money, counting calls still running (rate x elapsed).
@@ -113,7 +113,7 @@ pub enum Metric {
 }
 
 /// Windows of `spend` and `calls` limits.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum WindowKind {
     /// Calendar hour in the account's zone.
@@ -151,7 +151,7 @@ impl WindowKind {
 }
 
 /// What happens at a level.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// Raise an alert (warning or critical, by level).
@@ -214,7 +214,7 @@ impl DestFilter {
 }
 
 /// A validated limit.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limit {
     /// Name, as in `rules`.
     pub name: String,
@@ -240,6 +240,8 @@ pub struct Limit {
     pub filter: DestFilter,
     /// Alerts only.
     pub report_only: bool,
+    /// Replaced by an account's newer limits: no longer applied (its state stays until its calls end).
+    pub retired: bool,
 }
 
 impl Limit {
@@ -314,6 +316,13 @@ impl Policy {
     }
 }
 
+impl Limit {
+    /// Validates one limit as written (the `[[policy.limit]]` fields).
+    pub fn from_spec(l: &LimitSpec) -> Result<Limit, String> {
+        validate(l)
+    }
+}
+
 fn validate(l: &LimitSpec) -> Result<Limit, String> {
     if l.name.trim().is_empty() {
         return Err("name is empty".into());
@@ -376,6 +385,7 @@ fn validate(l: &LimitSpec) -> Result<Limit, String> {
             risks,
         },
         report_only: l.report_only,
+        retired: false,
     })
 }
 

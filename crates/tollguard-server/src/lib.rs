@@ -484,6 +484,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/cdrs", post(records::post_cdrs))
         .route("/v1/cdrs/freeswitch", post(records::post_freeswitch))
         .route("/v1/accounts/{account}", get(account))
+        .route("/v1/accounts/{account}/limits", axum::routing::put(put_limits))
         .route("/v1/accounts/{account}/block", post(block))
         .route("/v1/accounts/{account}/unblock", post(unblock))
         .route("/v1/alerts", get(alerts))
@@ -788,6 +789,86 @@ async fn account(
     let mut v = serde_json::to_value(&report).map_err(|e| ApiError::internal(e.to_string()))?;
     v["calls"] = serde_json::Value::Array(running);
     Ok(Json(v).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsRequest {
+    limits: Vec<tollguard_engine::policy::LimitSpec>,
+}
+
+/// Validates an account's limits as sent; a customer's may only be stricter than the limits in
+/// force that it did not set itself (the policy's and the operator's: its ceiling).
+pub(crate) fn validate_limits(
+    engine: &Engine,
+    account: &str,
+    owner: tollguard_engine::LimitOwner,
+    specs: &[tollguard_engine::policy::LimitSpec],
+) -> Result<Vec<tollguard_engine::Limit>, String> {
+    let mut limits = vec![];
+    for (i, spec) in specs.iter().enumerate() {
+        if !spec.accounts.is_empty() {
+            return Err(format!(
+                "limits[{i}] ({}): accounts: not allowed here (the limit is the account's)",
+                spec.name
+            ));
+        }
+        let l = tollguard_engine::Limit::from_spec(spec)
+            .map_err(|e| format!("limits[{i}] ({}): {e}", spec.name))?;
+        if owner == tollguard_engine::LimitOwner::Customer {
+            let customer = engine.account_limits(account, tollguard_engine::LimitOwner::Customer);
+            for ceiling in engine.limits_in_force(account) {
+                if customer.iter().any(|c| std::ptr::eq(*c, ceiling)) {
+                    continue; // its own earlier limits are being replaced
+                }
+                let same = ceiling.metric == l.metric
+                    && ceiling.window == l.window
+                    && ceiling.scope == l.scope
+                    && ceiling.filter == l.filter
+                    && !ceiling.report_only;
+                if same && l.max > ceiling.max {
+                    return Err(format!(
+                        "limits[{i}] ({}): {} is above {} ({}): a customer's limit can only be stricter",
+                        l.name,
+                        l.show(l.max),
+                        ceiling.name,
+                        ceiling.show(ceiling.max)
+                    ));
+                }
+            }
+        }
+        limits.push(l);
+    }
+    Ok(limits)
+}
+
+async fn put_limits(
+    State(s): State<Arc<AppState>>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let scope = auth::require(&s, &headers, auth::Need::Read(&account))?;
+    let owner = match scope {
+        Scope::Operator => tollguard_engine::LimitOwner::Operator,
+        Scope::Customer(_) => tollguard_engine::LimitOwner::Customer,
+        Scope::Integration => return Err(auth::forbidden()),
+    };
+    let req: LimitsRequest = parse_json(&body)?;
+    let now = Timestamp::now();
+    let mut effects = vec![];
+    let report = {
+        let mut core = s.core.lock().expect("engine lock");
+        let limits = validate_limits(&core.engine, &account, owner, &req.limits).map_err(ApiError::bad)?;
+        let cmd = Command::SetLimits { account: account.clone(), owner, limits };
+        core.engine.handle(Event::Command(cmd), now, &mut effects);
+        let payload =
+            json!({ "command": "limits", "account": account, "owner": owner, "limits": req.limits });
+        s.send(Write::Event { time_ns: ns(now), kind: "command", payload: payload.to_string() });
+        core.engine.account_report(&account, now)
+    };
+    s.store_effects(&mut effects);
+    Ok(Json(report).into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]

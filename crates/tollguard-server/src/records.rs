@@ -345,12 +345,33 @@ pub(crate) fn rebuild(store: &Store, engine: &mut Engine) -> anyhow::Result<(u64
             "command" => {
                 let account = str_of("account");
                 let extension = v.get("extension").and_then(|x| x.as_str()).map(str::to_string);
-                let cmd = if str_of("command") == "block" {
-                    let until =
-                        v.get("until").and_then(|x| x.as_str()).and_then(|u| u.parse::<Timestamp>().ok());
-                    Command::Block { account, extension, until, reason: str_of("reason") }
-                } else {
-                    Command::Unblock { account, extension }
+                let cmd = match str_of("command").as_str() {
+                    "block" => {
+                        let until =
+                            v.get("until").and_then(|x| x.as_str()).and_then(|u| u.parse::<Timestamp>().ok());
+                        Command::Block { account, extension, until, reason: str_of("reason") }
+                    }
+                    "limits" => {
+                        let owner = if str_of("owner") == "customer" {
+                            tollguard_engine::LimitOwner::Customer
+                        } else {
+                            tollguard_engine::LimitOwner::Operator
+                        };
+                        // Validated when they were set; the ceiling is not checked again.
+                        let limits = serde_json::from_value::<Vec<tollguard_engine::policy::LimitSpec>>(
+                            v.get("limits").cloned().unwrap_or_default(),
+                        )
+                        .map_err(|err| err.to_string())
+                        .and_then(|specs| specs.iter().map(tollguard_engine::Limit::from_spec).collect());
+                        match limits {
+                            Ok(limits) => Command::SetLimits { account, owner, limits },
+                            Err(err) => {
+                                failed = Some(anyhow::anyhow!("event {} (limits): {err}", e.seq));
+                                return;
+                            }
+                        }
+                    }
+                    _ => Command::Unblock { account, extension },
                 };
                 engine.handle(Event::Command(cmd), now, &mut effects);
             }

@@ -536,3 +536,67 @@ async fn a_followed_master_csv_is_read_once_across_restarts() {
     let store = tollguard_store::Store::open(&f.db).unwrap();
     assert_eq!(store.cdr_count().unwrap(), 4);
 }
+
+#[tokio::test]
+async fn limits_set_by_the_operator_and_the_customer_within_its_ceiling() {
+    let f = fixture("limits");
+    let spend_day = |max: &str| json!({ "limits": [{ "name": "own.day", "metric": "spend", "window": "day", "max": max }] });
+    {
+        let s = server(&f.db);
+        let app = s.router();
+        let (st, v) = call(&app, "PUT", "/v1/accounts/acme/limits", Some(&f.operator),
+            Some(json!({ "limits": [{ "name": "noc.day", "metric": "spend", "window": "day", "max": "100.00" }] }))).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        let noc = v["limits"].as_array().unwrap().iter().find(|l| l["limit"] == "noc.day").unwrap().clone();
+        assert_eq!((noc["set_by"].as_str(), noc["used"].as_str()), (Some("operator"), Some("0.00")));
+        // The customer may only be stricter than the operator's EUR 100 a day.
+        let (st, v) =
+            call(&app, "PUT", "/v1/accounts/acme/limits", Some(&f.acme), Some(spend_day("200.00"))).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST);
+        assert!(v["error"]["message"].as_str().unwrap().contains("above noc.day (100.00)"), "{v}");
+        let (st, _) =
+            call(&app, "PUT", "/v1/accounts/acme/limits", Some(&f.other), Some(spend_day("1.00"))).await;
+        assert_eq!(st, StatusCode::FORBIDDEN);
+        let (st, _) =
+            call(&app, "PUT", "/v1/accounts/acme/limits", Some(&f.integration), Some(spend_day("1.00")))
+                .await;
+        assert_eq!(st, StatusCode::FORBIDDEN);
+        let (st, v) = call(
+            &app,
+            "PUT",
+            "/v1/accounts/acme/limits",
+            Some(&f.acme),
+            Some(json!({ "limits": [{ "name": "own.day", "metric": "spend", "max": "1.00" }] })),
+        )
+        .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST);
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("limits[0] (own.day): spend and calls limits need a window"),
+            "{v}"
+        );
+        let (st, v) =
+            call(&app, "PUT", "/v1/accounts/acme/limits", Some(&f.acme), Some(spend_day("1.00"))).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        // EUR 1.00 left: not a whole minute to East Timor at EUR 1.45.
+        let mut body = authorize_body("lim1", "0067077123456", "");
+        body.as_object_mut().unwrap().remove("time");
+        let (_, v) = call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body)).await;
+        assert_eq!(v["allow"], false, "{v}");
+        assert_eq!(v["rules"], json!(["own.day"]), "{v}");
+        s.flush().await;
+    }
+    // After a restart the limits are back, with who set them.
+    let s = server(&f.db);
+    let (_, v) = call(&s.router(), "GET", "/v1/accounts/acme", Some(&f.acme), None).await;
+    let by: Vec<(String, String)> = v["limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["set_by"] != "policy")
+        .map(|l| (l["limit"].as_str().unwrap().into(), l["set_by"].as_str().unwrap().into()))
+        .collect();
+    assert_eq!(by, [("noc.day".to_string(), "operator".to_string()), ("own.day".into(), "customer".into())]);
+}
