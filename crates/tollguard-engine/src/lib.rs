@@ -695,6 +695,16 @@ impl Engine {
         self.learn_until = t;
     }
 
+    /// Whether the engine is counting a call at `now`: running, or ended within the record grace
+    /// period (so a record for it corrects its cost instead of counting it again).
+    pub fn knows_call(&self, call_id: &str, now: Timestamp) -> bool {
+        self.calls.contains_key(call_id)
+            || self
+                .recent
+                .get(call_id)
+                .is_some_and(|e| self.record_grace.is_some_and(|g| now.duration_since(e.at) <= g))
+    }
+
     /// Calls the engine believes are running (allowed and not ended).
     pub fn running_calls(&self) -> usize {
         self.calls.len()

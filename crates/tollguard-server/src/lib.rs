@@ -74,14 +74,19 @@ impl Default for Options {
             max_body_bytes: 1 << 20,
             lost_call_after: SignedDuration::from_hours(4),
             cap_grace: SignedDuration::from_secs(60),
-            record_grace: SignedDuration::from_mins(10),
+            record_grace: SignedDuration::from_mins(2),
             tails: vec![],
         }
     }
 }
 
-/// Where the writer answers which records were new (or why none could be stored).
-type RecordsDone = tokio::sync::oneshot::Sender<Result<Vec<bool>, String>>;
+/// Where the writer answers, for each record, whether it was new and whether its call was
+/// allowed by an authorization (or why none could be stored).
+type RecordsDone = tokio::sync::oneshot::Sender<Result<Vec<RecordSeen>, String>>;
+
+/// A record as the store found it: new or not, and whether its call was allowed by an
+/// authorization (`None`: never authorized).
+type RecordSeen = (bool, Option<bool>);
 
 /// What the writer thread stores.
 enum Write {
@@ -141,10 +146,13 @@ struct Core {
     /// Answers given in the last [`DECISION_MEMORY`], by call id: a retransmitted INVITE asks
     /// again, and must get the same answer without being counted twice.
     decided: HashMap<String, (Timestamp, AuthorizeResponse)>,
+    /// Their call ids in the order answered, to forget them in order.
+    decided_order: std::collections::VecDeque<(Timestamp, String)>,
 }
 
-/// How long an authorization answer is repeated for the same call id.
-pub const DECISION_MEMORY: SignedDuration = SignedDuration::from_mins(10);
+/// How long an authorization answer is repeated for the same call id: SIP's INVITE transaction
+/// timeout (64 x T1 = 32 s), after which no retransmission comes.
+pub const DECISION_MEMORY: SignedDuration = SignedDuration::from_secs(32);
 
 /// Shared by every request.
 pub struct AppState {
@@ -198,7 +206,12 @@ impl Server {
             .spawn(move || write_loop(writer_store, rx))
             .context("starting the writer thread")?;
         let state = Arc::new(AppState {
-            core: Mutex::new(Core { engine, live, decided: HashMap::new() }),
+            core: Mutex::new(Core {
+                engine,
+                live,
+                decided: HashMap::new(),
+                decided_order: std::collections::VecDeque::new(),
+            }),
             writer: Mutex::new(tx),
             reader: Mutex::new(reader),
             opts,
@@ -331,7 +344,7 @@ fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>) {
             }
         }
         let mut acks = vec![];
-        let mut answers: Vec<(RecordsDone, Vec<bool>)> = vec![];
+        let mut answers: Vec<(RecordsDone, Vec<RecordSeen>)> = vec![];
         let r = store.batch(|b| {
             for w in batch {
                 match w {
@@ -351,7 +364,8 @@ fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>) {
                             if fresh {
                                 b.append_event(time_ns, "record", json)?;
                             }
-                            new.push(fresh);
+                            let allowed = if fresh { b.was_allowed(call_id)? } else { None };
+                            new.push((fresh, allowed));
                         }
                         if let Some((source, value)) = &checkpoint {
                             b.set_checkpoint(source, value)?;
@@ -413,7 +427,14 @@ fn tick(state: &AppState, now: Timestamp) {
     {
         let mut core = state.core.lock().expect("engine lock");
         core.engine.handle(Event::Tick, now, &mut effects);
-        core.decided.retain(|_, (at, _)| now.duration_since(*at) < DECISION_MEMORY);
+        while let Some((at, _)) = core.decided_order.front() {
+            if now.duration_since(*at) < DECISION_MEMORY {
+                break;
+            }
+            if let Some((_, id)) = core.decided_order.pop_front() {
+                core.decided.remove(&id);
+            }
+        }
         // Lost calls: closed by the documented rule, counted as talking until now.
         let lost: Vec<String> = core
             .live
@@ -677,7 +698,11 @@ async fn authorize(
         rules: decision.rules,
         explanation: decision.explanation,
     };
-    s.core.lock().expect("engine lock").decided.insert(req.call_id.clone(), (now, answer.clone()));
+    {
+        let mut core = s.core.lock().expect("engine lock");
+        core.decided.insert(req.call_id.clone(), (now, answer.clone()));
+        core.decided_order.push_back((now, req.call_id.clone()));
+    }
     Ok(Json(answer))
 }
 

@@ -156,14 +156,21 @@ pub(crate) async fn intake(
     let mut effects = vec![];
     {
         let mut core = s.core.lock().expect("engine lock");
-        for (c, fresh) in cdrs.iter().zip(&new) {
-            if *fresh {
-                core.live.remove(&c.call_id);
-                core.engine.handle(Event::Record(c), now, &mut effects);
+        for (c, (fresh, allowed)) in cdrs.iter().zip(&new) {
+            if !*fresh {
+                continue;
             }
+            // An authorized call that ended longer ago than the record grace was counted at its
+            // end: too late to correct, and not to be counted again.
+            if *allowed == Some(true) && !core.engine.knows_call(&c.call_id, now) {
+                continue;
+            }
+            core.live.remove(&c.call_id);
+            core.engine.handle(Event::Record(c), now, &mut effects);
         }
     }
     s.store_effects(&mut effects);
+    let new: Vec<bool> = new.iter().map(|(fresh, _)| *fresh).collect();
     let fresh = new.iter().filter(|n| **n).count();
     s.metrics.records_new.fetch_add(fresh as u64, Ordering::Relaxed);
     s.metrics.records_duplicate.fetch_add((new.len() - fresh) as u64, Ordering::Relaxed);
@@ -337,6 +344,14 @@ pub(crate) fn rebuild(store: &Store, engine: &mut Engine) -> anyhow::Result<(u64
             }
             "record" => match cdr_from_json(&e.payload) {
                 Ok(c) => {
+                    // The same rule as at intake: an authorized call that ended longer ago than
+                    // the record grace was counted at its end.
+                    let allowed = store.decision(&c.call_id).ok().flatten().is_some_and(|(_, json)| {
+                        serde_json::from_str::<serde_json::Value>(&json).is_ok_and(|d| d["allow"] == true)
+                    });
+                    if allowed && !engine.knows_call(&c.call_id, now) {
+                        return;
+                    }
                     live.remove(&c.call_id);
                     engine.handle(Event::Record(&c), now, &mut effects);
                 }

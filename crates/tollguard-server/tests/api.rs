@@ -600,3 +600,44 @@ async fn limits_set_by_the_operator_and_the_customer_within_its_ceiling() {
         .collect();
     assert_eq!(by, [("noc.day".to_string(), "operator".to_string()), ("own.day".into(), "customer".into())]);
 }
+
+#[tokio::test]
+async fn a_record_long_after_the_end_of_an_authorized_call_is_not_counted_again() {
+    let f = fixture("late-record");
+    let now = jiff::Timestamp::now();
+    let at = |secs: i64| (now - jiff::SignedDuration::from_secs(secs)).to_string();
+    let spent = |v: &Value| {
+        v["limits"].as_array().unwrap().iter().find(|l| l["limit"] == "default.high_risk_spend_24h").unwrap()
+            ["used"]
+            .clone()
+    };
+    {
+        let s = server(&f.db);
+        let app = s.router();
+        let mut body = authorize_body("old1", "0067077123456", "");
+        body["time"] = json!(at(600));
+        let (_, v) = call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body)).await;
+        assert_eq!(v["allow"], true, "{v}");
+        call(&app, "POST", "/v1/calls/old1/answer", Some(&f.integration), Some(json!({"time": at(600)})))
+            .await;
+        call(
+            &app,
+            "POST",
+            "/v1/calls/old1/end",
+            Some(&f.integration),
+            Some(json!({"time": at(540), "billsec": 60})),
+        )
+        .await;
+        // Nine minutes after the end (the grace is two): counted at its end, not again.
+        let record = json!([{"call_id": "old1", "account": "acme", "extension": "210", "to": "0067077123456",
+                             "start": at(600), "answer": at(600), "end": at(540), "billsec": 60}]);
+        let (_, v) = call(&app, "POST", "/v1/cdrs", Some(&f.integration), Some(record)).await;
+        assert_eq!(v["new"], 1, "stored as evidence: {v}");
+        let (_, v) = call(&app, "GET", "/v1/accounts/acme", Some(&f.operator), None).await;
+        assert_eq!(spent(&v), "1.45", "{v}");
+        s.flush().await;
+    }
+    let s = server(&f.db);
+    let (_, v) = call(&s.router(), "GET", "/v1/accounts/acme", Some(&f.operator), None).await;
+    assert_eq!(spent(&v), "1.45", "the same after rebuilding: {v}");
+}

@@ -244,6 +244,15 @@ impl Batch<'_> {
         Ok(n == 1)
     }
 
+    /// Whether a call was allowed, by its stored decision (`None`: no decision stored).
+    pub fn was_allowed(&mut self, call_id: &str) -> Result<Option<bool>> {
+        self.tx
+            .prepare_cached("SELECT json_extract(json, '$.allow') FROM decisions WHERE call_id = ?1")
+            .and_then(|mut s| s.query_row([call_id], |r| r.get::<_, Option<bool>>(0)).optional())
+            .map(|o| o.map(|a| a.unwrap_or(false)))
+            .map_err(|e| self.err(e))
+    }
+
     /// Stores (or replaces) a decision.
     pub fn put_decision(&mut self, call_id: &str, account: &str, time_ns: i64, json: &str) -> Result<()> {
         self.tx
@@ -312,6 +321,8 @@ mod tests {
                 assert!(b.insert_cdr("a", "acme", 30, "{}")?);
                 assert!(!b.insert_cdr("a", "acme", 31, "{}")?, "the same call id is stored once");
                 b.put_decision("a", "acme", 10, r#"{"allow":true}"#)?;
+                assert_eq!(b.was_allowed("a")?, Some(true));
+                assert_eq!(b.was_allowed("zz")?, None);
                 b.add_alert("acme", r#"{"rule":"x"}"#)?;
                 b.add_alert("other", r#"{"rule":"y"}"#)?;
                 b.add_token("hash1", "kamailio", "integration", 1)?;

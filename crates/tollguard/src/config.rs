@@ -66,7 +66,7 @@ pub struct ServerSection {
     /// A call whose end never arrives is closed this long after its answer (`4h`, `90m`), unless
     /// it had a cap (then at the cap plus a minute). Default `4h`.
     pub lost_call_after: Option<String>,
-    /// How long after a call's end its record still corrects the cost. Default `10m`.
+    /// How long after a call's end its record still corrects the cost. Default `2m`.
     pub record_grace: Option<String>,
     /// CDR files to follow: `[[server.tail]]`.
     #[serde(default)]
