@@ -115,6 +115,8 @@ enum Write {
     },
     /// Answers once everything sent before it is committed.
     Flush(tokio::sync::oneshot::Sender<()>),
+    /// Commit what came before, then stop.
+    Shutdown,
 }
 
 /// A call the server has allowed and not seen end.
@@ -157,16 +159,21 @@ pub const DECISION_MEMORY: SignedDuration = SignedDuration::from_secs(32);
 /// Shared by every request.
 pub struct AppState {
     core: Mutex<Core>,
-    writer: Mutex<mpsc::Sender<Write>>,
+    writer: mpsc::Sender<Write>,
     reader: Mutex<Store>,
     opts: Options,
     metrics: Metrics,
     ready: AtomicBool,
     tokens: Mutex<HashMap<String, Scope>>,
     tails: tokio::sync::Mutex<Vec<tollguard_ingest::tail::Tail>>,
+    /// Builds the rater and policy again from the configuration, for a reload.
+    reloader: Mutex<Option<Reloader>>,
     /// Events handled when the engine was rebuilt at start.
     pub rebuilt_events: u64,
 }
+
+/// Reads the configuration again: the rater and policy a reload starts from.
+pub type Reloader = Box<dyn Fn() -> Result<(Arc<Rater>, Policy)> + Send + Sync>;
 
 /// The server: state, writer thread, router.
 pub struct Server {
@@ -212,13 +219,14 @@ impl Server {
                 decided: HashMap::new(),
                 decided_order: std::collections::VecDeque::new(),
             }),
-            writer: Mutex::new(tx),
+            writer: tx,
             reader: Mutex::new(reader),
             opts,
             metrics: Metrics::default(),
             ready: AtomicBool::new(true),
             tokens: Mutex::new(HashMap::new()),
             tails: tokio::sync::Mutex::new(tails),
+            reloader: Mutex::new(None),
             rebuilt_events,
         });
         Ok(Server { state, writer: Some(writer) })
@@ -278,6 +286,17 @@ impl Server {
         poll_tails(&self.state).await
     }
 
+    /// Sets how a reload reads the configuration again (`POST /v1/admin/reload`, SIGHUP).
+    pub fn set_reloader(&self, r: Reloader) {
+        *self.state.reloader.lock().expect("reloader lock") = Some(r);
+    }
+
+    /// Reads the configuration again and rebuilds the engine from the event log with it;
+    /// returns the events handled. Calls in flight stay known; connections stay open.
+    pub async fn reload(&self) -> Result<u64> {
+        reload(&self.state).await
+    }
+
     /// Waits until everything handed to the writer is committed.
     pub async fn flush(&self) {
         flush(&self.state).await;
@@ -285,10 +304,8 @@ impl Server {
 
     /// Stops the writer after it has committed everything (also done on drop).
     pub fn close(&mut self) {
-        let (tx, _) = mpsc::channel();
-        let old = std::mem::replace(&mut *self.state.writer.lock().expect("writer lock"), tx);
-        drop(old);
         if let Some(h) = self.writer.take() {
+            self.state.send(Write::Shutdown);
             let _ = h.join();
         }
     }
@@ -327,18 +344,51 @@ async fn poll_tails(state: &Arc<AppState>) -> Result<usize> {
     Ok(new)
 }
 
+/// A reload: the engine is rebuilt from the log with the new rater and policy, under the
+/// engine's lock (decisions wait for it; nothing is lost or counted twice).
+async fn reload(state: &Arc<AppState>) -> Result<u64> {
+    let (rater, policy) = {
+        let r = state.reloader.lock().expect("reloader lock");
+        let r = r
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("this server has no configuration file to read again"))?;
+        r()?
+    };
+    flush(state).await;
+    let st = state.clone();
+    tokio::task::spawn_blocking(move || -> Result<u64> {
+        let mut core = st.core.lock().expect("engine lock");
+        let mut engine = Engine::new(rater, policy);
+        engine.set_record_grace(Some(st.opts.record_grace));
+        let reader = st.reader.lock().expect("reader lock");
+        let (n, live) = records::rebuild(&reader, &mut engine)?;
+        core.engine = engine;
+        core.live = live;
+        Ok(n)
+    })
+    .await?
+}
+
 async fn flush(state: &AppState) {
     let (tx, rx) = tokio::sync::oneshot::channel();
     state.send(Write::Flush(tx));
     let _ = rx.await;
 }
 
-/// The writer thread: commits what arrives in batches (one transaction for all that is waiting).
+/// How long the writer gathers writes before it commits them together (group commit).
+const COMMIT_EVERY: Duration = Duration::from_millis(2);
+
+/// The writer thread: commits what arrives in batches, one transaction for what came within
+/// [`COMMIT_EVERY`] of the first (at most 4,096 writes).
 fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>) {
-    while let Ok(first) = rx.recv() {
+    let mut stop = false;
+    while !stop {
+        let Ok(first) = rx.recv() else { break };
         let mut batch = vec![first];
+        let until = std::time::Instant::now() + COMMIT_EVERY;
         while batch.len() < 4096 {
-            match rx.try_recv() {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
                 Ok(w) => batch.push(w),
                 Err(_) => break,
             }
@@ -373,6 +423,7 @@ fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>) {
                         answers.push((done, new));
                     }
                     Write::Flush(tx) => acks.push(tx),
+                    Write::Shutdown => stop = true,
                 }
             }
             Ok(())
@@ -397,8 +448,13 @@ fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>) {
 }
 
 impl AppState {
+    /// See [`Server::reload`].
+    pub async fn reload(self: &Arc<Self>) -> Result<u64> {
+        reload(self).await
+    }
+
     fn send(&self, w: Write) {
-        let _ = self.writer.lock().expect("writer lock").send(w);
+        let _ = self.writer.send(w);
     }
 
     /// Stores effects: alerts (and cuts, as alerts' actions are already in them).
@@ -510,6 +566,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/accounts/{account}/unblock", post(unblock))
         .route("/v1/alerts", get(alerts))
         .route("/v1/decisions/{call_id}", get(decision))
+        .route("/v1/admin/reload", post(admin_reload))
         .fallback(|| async { ApiError::not_found("no such endpoint (see /openapi.json)") })
         .layer(DefaultBodyLimit::max(max))
         .with_state(state)
@@ -517,6 +574,17 @@ fn router(state: Arc<AppState>) -> Router {
 
 /// The OpenAPI description of the API.
 pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn admin_reload(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<serde_json::Value>> {
+    auth::require(&s, &headers, auth::Need::Operator)?;
+    let n = reload(&s)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "reload_failed", format!("{e:#}")))?;
+    Ok(Json(json!({ "reloaded": true, "events": n })))
+}
 
 async fn readyz(State(s): State<Arc<AppState>>) -> Response {
     if s.ready.load(Ordering::SeqCst) {

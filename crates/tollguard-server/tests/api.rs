@@ -641,3 +641,40 @@ async fn a_record_long_after_the_end_of_an_authorized_call_is_not_counted_again(
     let (_, v) = call(&s.router(), "GET", "/v1/accounts/acme", Some(&f.operator), None).await;
     assert_eq!(spent(&v), "1.45", "the same after rebuilding: {v}");
 }
+
+#[tokio::test]
+async fn a_reload_applies_the_new_policy_and_keeps_the_calls_in_flight() {
+    let f = fixture("reload");
+    let s = server(&f.db);
+    let app = s.router();
+    let (st, v) = call(&app, "POST", "/v1/admin/reload", Some(&f.operator), None).await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("reload_failed")),
+        "no configuration to read: {v}"
+    );
+    let mut body = authorize_body("r1", "0201234567", "");
+    body.as_object_mut().unwrap().remove("time");
+    let (_, v) = call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body.clone())).await;
+    assert_eq!(v["allow"], true);
+    // The new configuration: one call at a time for acme.
+    s.set_reloader(Box::new(|| {
+        let spec: tollguard_engine::policy::PolicySpec = toml::from_str(
+            "[[limit]]\nname = \"one_at_a_time\"\naccounts = [\"acme\"]\nmetric = \"concurrent\"\nmax = \"1\"\n",
+        )?;
+        Ok((rater(), Policy::from_spec(&spec).map_err(anyhow::Error::msg)?))
+    }));
+    let (st, _) = call(&app, "POST", "/v1/admin/reload", Some(&f.integration), None).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, v) = call(&app, "POST", "/v1/admin/reload", Some(&f.operator), None).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["events"], 1);
+    let (_, v) = call(&app, "GET", "/v1/accounts/acme", Some(&f.operator), None).await;
+    assert_eq!(v["running_calls"], 1, "the call in flight is still known: {v}");
+    body["call_id"] = json!("r2");
+    let (_, v) = call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body)).await;
+    assert_eq!((v["allow"].as_bool(), v["rules"][0].as_str()), (Some(false), Some("one_at_a_time")), "{v}");
+    let (st, _) =
+        call(&app, "POST", "/v1/calls/r1/end", Some(&f.integration), Some(json!({"billsec": 10}))).await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "and it can end");
+}

@@ -48,6 +48,12 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     let listen = args.listen.unwrap_or(setup.server.listen.clone());
     let db = options.database.clone();
     let server = Server::start(Arc::new(setup.rater), setup.policy, options)?;
+    // A reload (SIGHUP, or POST /v1/admin/reload) reads the same files and flags again.
+    server.set_reloader(Box::new(move || {
+        let s = crate::rate::setup(&input)?;
+        Ok((Arc::new(s.rater), s.policy))
+    }));
+    let state = server.state();
     eprintln!(
         "tollguard serve: {} events from {} handled again; listening on http://{listen}",
         server.state().rebuilt_events,
@@ -55,6 +61,18 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     );
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
+        #[cfg(unix)]
+        tokio::spawn(async move {
+            let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                match state.reload().await {
+                    Ok(n) => eprintln!("tollguard serve: configuration reloaded ({n} events handled again)"),
+                    Err(e) => eprintln!("error: reload failed, the running configuration stays: {e:#}"),
+                }
+            }
+        });
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
