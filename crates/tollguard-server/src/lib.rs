@@ -32,6 +32,7 @@ use tollguard_store::Store;
 
 mod auth;
 mod records;
+mod tls;
 
 pub use auth::{create_token, hash_token, Scope};
 
@@ -53,6 +54,8 @@ pub struct Options {
     pub record_grace: SignedDuration,
     /// CDR files to follow (Asterisk or FreeSWITCH `Master.csv`), checkpointed in the store.
     pub tails: Vec<TailSpec>,
+    /// Serve HTTPS with this certificate chain and key (PEM files); `None`: plain HTTP.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// A CDR file `serve` follows.
@@ -76,6 +79,7 @@ impl Default for Options {
             cap_grace: SignedDuration::from_secs(60),
             record_grace: SignedDuration::from_mins(2),
             tails: vec![],
+            tls: None,
         }
     }
 }
@@ -269,11 +273,20 @@ impl Server {
             }
         });
         // Answers are small and latency matters: no Nagle delay (see ../shared/notes).
-        use axum::serve::ListenerExt as _;
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await?;
+        match &self.state.opts.tls {
+            Some((cert, key)) => {
+                let acceptor = tls::acceptor(cert, key)?;
+                let listener = tls::TlsListener { tcp: listener, acceptor };
+                axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await?;
+            }
+            None => {
+                use axum::serve::ListenerExt as _;
+                let listener = listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await?;
+            }
+        }
         ticker.abort();
         self.state.ready.store(false, Ordering::SeqCst);
         self.close();

@@ -71,6 +71,10 @@ pub struct ServerSection {
     /// CDR files to follow: `[[server.tail]]`.
     #[serde(default)]
     pub tail: Vec<TailSection>,
+    /// Serve HTTPS: the certificate chain (PEM), relative to the configuration file.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `[[server.tail]]`: a CDR file `serve` follows as the PBX appends to it.
@@ -284,6 +288,11 @@ fn server_settings(s: &ServerSection, base: &Path, tz: &TimeZone) -> Result<Serv
             bail!("[server] tick_ms must be at least 1");
         }
         options.tick = std::time::Duration::from_millis(ms);
+    }
+    match (&s.tls_cert, &s.tls_key) {
+        (Some(c), Some(k)) => options.tls = Some((base.join(c), base.join(k))),
+        (None, None) => {}
+        _ => bail!("[server] tls_cert and tls_key go together"),
     }
     if let Some(b) = s.max_body_bytes {
         options.max_body_bytes = b;

@@ -1,0 +1,103 @@
+//! `tollguard serve` over TLS, with a certificate made by openssl for the test.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::rustls;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_https_with_a_configured_certificate() {
+    let dir = std::env::temp_dir().join(format!("tollguard-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    if !made.as_ref().is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: openssl could not make a test certificate ({made:?})");
+        return;
+    }
+    let rater = {
+        use tollguard_core::rater::{AccountSetup, DirectionRules, Rater};
+        let setup = AccountSetup {
+            plan: Arc::new(tollguard_core::numbering::DialPlan::for_country("NL").unwrap()),
+            tz: jiff::tz::TimeZone::UTC,
+        };
+        Arc::new(
+            Rater::new(
+                Arc::new(tollguard_core::numbering::Numbering::builtin().clone()),
+                vec![],
+                Default::default(),
+                Default::default(),
+                setup,
+                DirectionRules::default(),
+            )
+            .unwrap(),
+        )
+    };
+    let opts = tollguard_server::Options {
+        database: dir.join("tg.db"),
+        tls: Some((cert.clone(), key.clone())),
+        ..Default::default()
+    };
+    let server =
+        tollguard_server::Server::start(rater, tollguard_engine::policy::Policy::builtin(), opts).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(listener, async {
+        let _ = stop_rx.await;
+    }));
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pem_cert(&cert)).unwrap();
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut out = String::new();
+    tls.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.ends_with("ok\n"), "{out}");
+    // Plain HTTP on the TLS port gets no answer.
+    let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
+    plain.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), plain.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert!(!String::from_utf8_lossy(&buf[..n]).contains("200"));
+    let _ = stop_tx.send(());
+    serving.await.unwrap().unwrap();
+}
+
+fn pem_cert(path: &Path) -> rustls::pki_types::CertificateDer<'static> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_file(path).unwrap()
+}
