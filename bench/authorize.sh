@@ -11,7 +11,9 @@
 # `late` counts requests written more than 2 ms after they were due (the server falling behind).
 # The floor (examples/floor.rs) is axum with a fixed answer: no engine, no lock, no store.
 # Prints p50/p99/p99.9/max in microseconds, errors, the server's resident memory after each step,
-# and the ratio tollguard / floor of the p99.
+# and the ratio tollguard / floor of the p99. PLATEAU=SECONDS adds a run at 5,000/s for that long
+# printing tollguard's resident memory every 30 s (it levels off once the 2-minute record grace
+# and the 32-second repeat-answer memory are full).
 set -euo pipefail
 SECONDS_PER_STEP="${1:-30}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -53,4 +55,17 @@ done
 for rate in 5000 10000 20000; do
     echo "ratio of p99 tollguard / floor at $rate/s: $(python3 -c "print(round(${P99[tollguard$rate]} / max(1, ${P99[floor$rate]}), 2))")"
 done
+if [[ -n "${PLATEAU:-}" ]]; then
+    echo "== plateau: 5,000/s for $PLATEAU s, tollguard resident memory every 30 s"
+    "$BIN/examples/loadgen" "127.0.0.1:$P1" "$TOKEN" 5000 "$PLATEAU" 32 10000 >"$DIR/plateau.txt" &
+    LG=$!
+    t=0
+    while kill -0 $LG 2>/dev/null; do
+        echo "   t=${t}s rss $(rss $TG) kB"
+        sleep 30
+        t=$((t + 30))
+    done
+    read -r r sent errors late p50 p99 p999 max <"$DIR/plateau.txt"
+    echo "   $sent requests, $errors errors, $late late; p50 $p50 us, p99 $p99 us, p99.9 $p999 us"
+fi
 grep -i error "$DIR/serve.log" | head -5 || true
