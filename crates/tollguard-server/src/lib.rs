@@ -99,12 +99,6 @@ enum Write {
         kind: &'static str,
         payload: String,
     },
-    Decision {
-        call_id: String,
-        account: String,
-        time_ns: i64,
-        json: String,
-    },
     Alert {
         account: String,
         json: String,
@@ -116,6 +110,14 @@ enum Write {
         /// A file-tail checkpoint to store in the same transaction: (source, value).
         checkpoint: Option<(String, String)>,
         done: RecordsDone,
+    },
+    /// An attempt (for the log) and its decision, in one message.
+    Authorized {
+        time_ns: i64,
+        attempt: String,
+        call_id: String,
+        account: String,
+        decision: String,
     },
     /// Answers once everything sent before it is committed.
     Flush(tokio::sync::oneshot::Sender<()>),
@@ -414,8 +416,9 @@ fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>) {
                     Write::Event { time_ns, kind, payload } => {
                         b.append_event(time_ns, kind, &payload)?;
                     }
-                    Write::Decision { call_id, account, time_ns, json } => {
-                        b.put_decision(&call_id, &account, time_ns, &json)?
+                    Write::Authorized { time_ns, attempt, call_id, account, decision } => {
+                        b.append_event(time_ns, "attempt", &attempt)?;
+                        b.put_decision(&call_id, &account, time_ns, &decision)?;
                     }
                     Write::Alert { account, json } => {
                         b.add_alert(&account, &json)?;
@@ -737,7 +740,8 @@ async fn authorize(
         context: "",
     };
     let mut effects = vec![];
-    let decision = {
+    // One critical section: a retransmission racing the first ask gets the first answer.
+    let answer = {
         let mut core = s.core.lock().expect("engine lock");
         if let Some((_, answer)) = core.decided.get(&req.call_id) {
             return Ok(Json(answer.clone()));
@@ -750,41 +754,75 @@ async fn authorize(
                 Live { account: req.account.clone(), attempted: now, answered: None, cap: d.max_duration_s },
             );
         }
-        d
+        let answer = AuthorizeResponse {
+            call_id: d.call_id,
+            allow: d.allowed,
+            max_duration_s: d.max_duration_s,
+            rules: d.rules,
+            explanation: d.explanation,
+        };
+        core.decided.insert(req.call_id.clone(), (now, answer.clone()));
+        core.decided_order.push_back((now, req.call_id.clone()));
+        answer
     };
     let m = &s.metrics;
     m.authorize_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-    if decision.allowed { &m.allowed } else { &m.denied }.fetch_add(1, Ordering::Relaxed);
-    let payload = json!({
-        "call_id": req.call_id, "account": req.account, "extension": extension, "dialled": req.to,
-        "trunk": req.trunk,
-    });
-    s.send(Write::Event { time_ns: ns(now), kind: "attempt", payload: payload.to_string() });
-    let stored = json!({
-        "call_id": decision.call_id, "account": req.account, "extension": extension, "from": req.from,
-        "to": req.to, "time": now.to_string(), "allow": decision.allowed,
-        "max_duration_s": decision.max_duration_s, "rules": decision.rules, "explanation": decision.explanation,
-    });
-    s.send(Write::Decision {
+    if answer.allow { &m.allowed } else { &m.denied }.fetch_add(1, Ordering::Relaxed);
+    let attempt = serde_json::to_string(&StoredAttempt {
+        call_id: &req.call_id,
+        account: &req.account,
+        extension,
+        dialled: &req.to,
+        trunk: req.trunk.as_deref(),
+    })
+    .unwrap_or_default();
+    let decision = serde_json::to_string(&StoredDecision {
+        call_id: &answer.call_id,
+        account: &req.account,
+        extension,
+        from: &req.from,
+        to: &req.to,
+        time: now.to_string(),
+        allow: answer.allow,
+        max_duration_s: answer.max_duration_s,
+        rules: &answer.rules,
+        explanation: &answer.explanation,
+    })
+    .unwrap_or_default();
+    s.send(Write::Authorized {
+        time_ns: ns(now),
+        attempt,
         call_id: req.call_id.clone(),
         account: req.account.clone(),
-        time_ns: ns(now),
-        json: stored.to_string(),
+        decision,
     });
     s.store_effects(&mut effects);
-    let answer = AuthorizeResponse {
-        call_id: decision.call_id,
-        allow: decision.allowed,
-        max_duration_s: decision.max_duration_s,
-        rules: decision.rules,
-        explanation: decision.explanation,
-    };
-    {
-        let mut core = s.core.lock().expect("engine lock");
-        core.decided.insert(req.call_id.clone(), (now, answer.clone()));
-        core.decided_order.push_back((now, req.call_id.clone()));
-    }
     Ok(Json(answer))
+}
+
+/// An attempt in the event log.
+#[derive(Serialize)]
+struct StoredAttempt<'a> {
+    call_id: &'a str,
+    account: &'a str,
+    extension: &'a str,
+    dialled: &'a str,
+    trunk: Option<&'a str>,
+}
+
+/// A decision as `GET /v1/decisions/{id}` shows it.
+#[derive(Serialize)]
+struct StoredDecision<'a> {
+    call_id: &'a str,
+    account: &'a str,
+    extension: &'a str,
+    from: &'a str,
+    to: &'a str,
+    time: String,
+    allow: bool,
+    max_duration_s: Option<u32>,
+    rules: &'a [String],
+    explanation: &'a [String],
 }
 
 fn take_decision(effects: &mut Vec<Effect>, call_id: &str) -> Option<Decision> {
