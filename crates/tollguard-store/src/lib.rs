@@ -67,7 +67,7 @@ pub struct Store {
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     time_ns INTEGER NOT NULL,
     kind TEXT NOT NULL,
     payload TEXT NOT NULL
