@@ -761,8 +761,10 @@ async fn authorize(
             rules: d.rules,
             explanation: d.explanation,
         };
-        core.decided.insert(req.call_id.clone(), (now, answer.clone()));
-        core.decided_order.push_back((now, req.call_id.clone()));
+        // Kept by the server's clock (not the request's `time`), so they expire in order.
+        let kept = Timestamp::now();
+        core.decided.insert(req.call_id.clone(), (kept, answer.clone()));
+        core.decided_order.push_back((kept, req.call_id.clone()));
         answer
     };
     let m = &s.metrics;

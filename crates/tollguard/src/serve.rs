@@ -47,6 +47,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     }
     let listen = args.listen.unwrap_or(setup.server.listen.clone());
     let db = options.database.clone();
+    let scheme = if options.tls.is_some() { "https" } else { "http" };
     let server = Server::start(Arc::new(setup.rater), setup.policy, options)?;
     // A reload (SIGHUP, or POST /v1/admin/reload) reads the same files and flags again.
     server.set_reloader(Box::new(move || {
@@ -55,7 +56,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     }));
     let state = server.state();
     eprintln!(
-        "tollguard serve: {} events from {} handled again; listening on http://{listen}",
+        "tollguard serve: {} events from {} handled again; listening on {scheme}://{listen}",
         server.state().rebuilt_events,
         db.display()
     );

@@ -205,3 +205,37 @@ fn sigkill_in_the_middle_of_a_record_stream_loses_nothing_and_counts_nothing_twi
     assert_eq!(got, want);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn sigterm_finishes_the_requests_flushes_the_store_and_exits_zero() {
+    let dir = std::env::temp_dir().join(format!("tollguard-sigterm-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("tg.db");
+    let tok = token(&db, "operator");
+    let mut served = serve(&db);
+    let (st, body) = http(
+        served.port,
+        "POST",
+        "/v1/authorize",
+        &tok,
+        Some(r#"{"call_id":"t1","account":"acme","from":"201","to":"0201234567"}"#),
+    )
+    .unwrap();
+    assert_eq!(st, 200, "{body}");
+    let pid = served.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = served.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "tollguard serve did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    // The decision made just before the signal is in the store.
+    let store = tollguard_store::Store::open(&db).unwrap();
+    assert!(store.decision("t1").unwrap().is_some());
+    let _ = std::fs::remove_dir_all(&dir);
+}
