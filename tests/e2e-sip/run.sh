@@ -10,7 +10,9 @@
 #      the next 3 refused);
 #   3. a call given a cap is ended by the proxy's BYE at the cap (4 s, within the dialog
 #      timer's 1 s granularity);
-#   4. the account endpoint shows the usage, and every call's end reached tollguard.
+#   4. a running call is cut when a limit is crossed while it runs: tollguard asks Kamailio's
+#      JSON-RPC (dlg.end_dlg) and SIPp sees the BYE within two seconds of the crossing;
+#   5. the account endpoint shows the usage, and every call's end reached tollguard.
 # Everything is bounded in time; logs are kept in target/e2e-sip/ for people to read.
 set -euo pipefail
 
@@ -40,6 +42,7 @@ HTTP_PORT=$(free_port)
 SIP_PORT=$(free_udp_port)
 UAS_PORT=$(free_udp_port)
 UAC_PORT=$(free_udp_port)
+RPC_PORT=$(free_port)
 
 PIDS=()
 cleanup() {
@@ -53,6 +56,7 @@ fail() { echo "FAIL: $*"; echo "-- logs in $OUT"; tail -n 30 "$OUT/kamailio.log"
 # tollguard
 cp "$HERE/tollguard.toml" "$OUT/tollguard.toml"
 cp "$HERE/rates.csv" "$OUT/rates.csv"
+printf '\n[server]\nkamailio_rpc = "http://127.0.0.1:%s/RPC"\n' "$RPC_PORT" >>"$OUT/tollguard.toml"
 INTEGRATION=$("$TG" token create --database "$OUT/tollguard.db" --name kamailio --scope integration 2>/dev/null)
 OPERATOR=$("$TG" token create --database "$OUT/tollguard.db" --name noc --scope operator 2>/dev/null)
 "$TG" serve --config "$OUT/tollguard.toml" --database "$OUT/tollguard.db" --listen "127.0.0.1:$HTTP_PORT" \
@@ -67,7 +71,7 @@ curl -fs "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null || fail "tollguard serv
 # Kamailio, from the documented configuration
 sed -e "s|@LISTEN@|udp:127.0.0.1:$SIP_PORT|" \
     -e "s|@TOLLGUARD@|http://kamailio:$INTEGRATION@127.0.0.1:$HTTP_PORT/v1|" \
-    -e "s|@NEXTHOP@|sip:127.0.0.1:$UAS_PORT|" \
+    -e "s|@NEXTHOP@|sip:127.0.0.1:$UAS_PORT|" -e "s|@RPC@|127.0.0.1:$RPC_PORT|" \
     "$HERE/kamailio.cfg" >"$OUT/kamailio.cfg"
 kamailio -c -f "$OUT/kamailio.cfg" >"$OUT/kamailio-check.log" 2>&1 || { cat "$OUT/kamailio-check.log"; fail "kamailio.cfg does not parse"; }
 mkdir -p "$OUT/run"
@@ -113,7 +117,21 @@ sys.exit(0 if 2.9 <= took <= 6.0 else 1)
 PY
 echo "   the call was given 4 s and ended by BYE after ${took} s (setup included)"
 
-echo "== 4. tollguard saw it all"
+echo "== 4. a running call is cut when a limit is crossed"
+t0=$(date +%s.%N)
+uac uac_capped.xml cutme 0067077123456 1 || fail "the call was not cut with a BYE"
+t1=$(date +%s.%N)
+took=$(python3 -c "print(round($t1 - $t0, 2))")
+# EUR 0.10 at EUR 1.45 a minute is crossed 4.14 s after the answer; the tick (1 s) and the RPC
+# follow: the BYE must come within two seconds of the crossing.
+python3 - "$took" <<'PY' || fail "the cut came ${took} s after the INVITE, not within 2 s of the crossing (4.1 s)"
+import sys
+took = float(sys.argv[1])
+sys.exit(0 if 4.0 <= took <= 6.2 else 1)
+PY
+echo "   cut by BYE ${took} s after the INVITE (the limit is crossed at 4.1 s of talk)"
+
+echo "== 5. tollguard saw it all"
 sleep 1
 acct=$(curl -fs -H "Authorization: Bearer $OPERATOR" "http://127.0.0.1:$HTTP_PORT/v1/accounts/e2e")
 echo "$acct" >"$OUT/account-e2e.json"
@@ -137,4 +155,6 @@ print("   account capped: spent", day["used"], "of", day["max"], "; running call
 PY
 metrics=$(curl -fs "http://127.0.0.1:$HTTP_PORT/metrics")
 echo "$metrics" | grep -q 'tollguard_authorize_total{result="deny"} 3' || fail "metrics: $(echo "$metrics" | grep authorize_total)"
+echo "$metrics" | grep -q '^tollguard_cuts_total 1$' || fail "metrics: $(echo "$metrics" | grep cuts)"
+echo "$metrics" | grep -q '^tollguard_cuts_failed_total 0$' || fail "metrics: $(echo "$metrics" | grep cuts)"
 echo "== SIP end to end: all passed"

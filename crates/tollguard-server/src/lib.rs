@@ -56,6 +56,9 @@ pub struct Options {
     pub tails: Vec<TailSpec>,
     /// Serve HTTPS with this certificate chain and key (PEM files); `None`: plain HTTP.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Kamailio's JSON-RPC over HTTP (`http://127.0.0.1:5071/RPC`): running calls that a limit
+    /// cuts are ended there with `dlg.end_dlg` (BYE both ways).
+    pub kamailio_rpc: Option<String>,
 }
 
 /// A CDR file `serve` follows.
@@ -80,6 +83,7 @@ impl Default for Options {
             record_grace: SignedDuration::from_mins(2),
             tails: vec![],
             tls: None,
+            kamailio_rpc: None,
         }
     }
 }
@@ -131,6 +135,8 @@ struct Live {
     attempted: Timestamp,
     answered: Option<Timestamp>,
     cap: Option<u32>,
+    /// Kamailio's dialog identifiers (h_entry, h_id), reported at answer: how to cut it.
+    kamailio: Option<(u64, u64)>,
 }
 
 #[derive(Default)]
@@ -144,6 +150,7 @@ struct Metrics {
     alerts_warning: AtomicU64,
     alerts_critical: AtomicU64,
     cuts: AtomicU64,
+    cuts_failed: AtomicU64,
     lost_calls: AtomicU64,
     authorize_ns: AtomicU64,
 }
@@ -174,6 +181,8 @@ pub struct AppState {
     tails: tokio::sync::Mutex<Vec<tollguard_ingest::tail::Tail>>,
     /// Builds the rater and policy again from the configuration, for a reload.
     reloader: Mutex<Option<Reloader>>,
+    /// Cuts the switch refused or could not be asked for (shared with the threads that ask).
+    cut_failures: Arc<AtomicU64>,
     /// Events handled when the engine was rebuilt at start.
     pub rebuilt_events: u64,
 }
@@ -233,6 +242,7 @@ impl Server {
             tokens: Mutex::new(HashMap::new()),
             tails: tokio::sync::Mutex::new(tails),
             reloader: Mutex::new(None),
+            cut_failures: Arc::new(AtomicU64::new(0)),
             rebuilt_events,
         });
         Ok(Server { state, writer: Some(writer) })
@@ -464,6 +474,29 @@ fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>) {
 }
 
 impl AppState {
+    /// Ends a running call at the switch: Kamailio's `dlg.end_dlg` when the call reported its
+    /// dialog and a JSON-RPC address is configured. Done on a thread of its own (the call path
+    /// does not wait for Kamailio).
+    fn cut(&self, call_id: &str, rule: &str) {
+        let (Some(url), Some((h_entry, h_id))) = (
+            self.opts.kamailio_rpc.clone(),
+            self.core.lock().expect("engine lock").live.get(call_id).and_then(|l| l.kamailio),
+        ) else {
+            eprintln!("warning: call {call_id} must be cut ({rule}) but its switch gave no way to end it");
+            self.metrics.cuts_failed.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let body = json!({ "jsonrpc": "2.0", "method": "dlg.end_dlg", "params": [h_entry, h_id], "id": 1 })
+            .to_string();
+        let (call_id, state_metrics) = (call_id.to_string(), self.cut_failures.clone());
+        std::thread::spawn(move || {
+            if let Err(e) = rpc_post(&url, &body) {
+                eprintln!("error: cutting call {call_id} through {url}: {e}");
+                state_metrics.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+
     /// See [`Server::reload`].
     pub async fn reload(self: &Arc<Self>) -> Result<u64> {
         reload(self).await
@@ -485,12 +518,36 @@ impl AppState {
                     let json = serde_json::to_string(&a).unwrap_or_default();
                     self.send(Write::Alert { account: a.account.clone(), json });
                 }
-                Effect::Cut { .. } => {
+                Effect::Cut { call_id, rule } => {
                     self.metrics.cuts.fetch_add(1, Ordering::Relaxed);
+                    self.cut(&call_id, &rule);
                 }
                 _ => {}
             }
         }
+    }
+}
+
+/// A JSON-RPC request over plain HTTP/1.1 (Kamailio's `xhttp` on loopback); an error unless
+/// the answer is 200 with a `result`.
+fn rpc_post(url: &str, body: &str) -> Result<()> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").ok_or_else(|| anyhow::anyhow!("only http:// addresses: {url}"))?;
+    let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let mut s = std::net::TcpStream::connect(host)?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.set_nodelay(true)?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    if out.starts_with("HTTP/1.1 200") && out.contains("\"result\"") {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!("unexpected answer: {}", out.lines().next().unwrap_or("(none)")))
     }
 }
 
@@ -642,6 +699,9 @@ async fn metrics(State(s): State<Arc<AppState>>) -> String {
          # HELP tollguard_cuts_total Running calls the engine asked to end.\n\
          # TYPE tollguard_cuts_total counter\n\
          tollguard_cuts_total {}\n\
+         # HELP tollguard_cuts_failed_total Cuts the switch could not be asked for, or refused.\n\
+         # TYPE tollguard_cuts_failed_total counter\n\
+         tollguard_cuts_failed_total {}\n\
          # HELP tollguard_lost_calls_total Calls closed because their end never arrived.\n\
          # TYPE tollguard_lost_calls_total counter\n\
          tollguard_lost_calls_total {}\n\
@@ -661,6 +721,7 @@ async fn metrics(State(s): State<Arc<AppState>>) -> String {
         g(&m.alerts_warning),
         g(&m.alerts_critical),
         g(&m.cuts),
+        g(&m.cuts_failed) + s.cut_failures.load(Ordering::Relaxed),
         g(&m.lost_calls),
     )
 }
@@ -751,7 +812,13 @@ async fn authorize(
         if d.allowed {
             core.live.insert(
                 req.call_id.clone(),
-                Live { account: req.account.clone(), attempted: now, answered: None, cap: d.max_duration_s },
+                Live {
+                    account: req.account.clone(),
+                    attempted: now,
+                    answered: None,
+                    cap: d.max_duration_s,
+                    kamailio: None,
+                },
             );
         }
         let answer = AuthorizeResponse {
@@ -844,6 +911,10 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
 #[serde(deny_unknown_fields)]
 struct AnswerRequest {
     time: Option<String>,
+    /// Kamailio's `$dlg(h_entry)` and `$dlg(h_id)`: lets tollguard end the call through
+    /// Kamailio's JSON-RPC (`dlg.end_dlg`) when a limit is crossed while it runs.
+    kamailio_h_entry: Option<u64>,
+    kamailio_h_id: Option<u64>,
 }
 
 async fn answer(
@@ -864,14 +935,14 @@ async fn answer(
             )));
         };
         l.answered.get_or_insert(now);
+        if let (Some(e), Some(i)) = (req.kamailio_h_entry, req.kamailio_h_id) {
+            l.kamailio = Some((e, i));
+        }
         core.engine.handle(Event::Answer { call_id: &call_id }, now, &mut effects);
     }
     s.metrics.answers.fetch_add(1, Ordering::Relaxed);
-    s.send(Write::Event {
-        time_ns: ns(now),
-        kind: "answer",
-        payload: json!({ "call_id": call_id }).to_string(),
-    });
+    let payload = json!({ "call_id": call_id, "kamailio_h_entry": req.kamailio_h_entry, "kamailio_h_id": req.kamailio_h_id });
+    s.send(Write::Event { time_ns: ns(now), kind: "answer", payload: payload.to_string() });
     s.store_effects(&mut effects);
     Ok(StatusCode::NO_CONTENT)
 }

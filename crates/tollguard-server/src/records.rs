@@ -324,7 +324,13 @@ pub(crate) fn rebuild(store: &Store, engine: &mut Engine) -> anyhow::Result<(u64
                     if d.allowed {
                         live.insert(
                             call_id,
-                            Live { account, attempted: now, answered: None, cap: d.max_duration_s },
+                            Live {
+                                account,
+                                attempted: now,
+                                answered: None,
+                                cap: d.max_duration_s,
+                                kamailio: None,
+                            },
                         );
                     }
                 }
@@ -333,6 +339,10 @@ pub(crate) fn rebuild(store: &Store, engine: &mut Engine) -> anyhow::Result<(u64
                 let call_id = str_of("call_id");
                 if let Some(l) = live.get_mut(&call_id) {
                     l.answered.get_or_insert(now);
+                    let h = |k: &str| v.get(k).and_then(|x| x.as_u64());
+                    if let (Some(e), Some(i)) = (h("kamailio_h_entry"), h("kamailio_h_id")) {
+                        l.kamailio = Some((e, i));
+                    }
                 }
                 engine.handle(Event::Answer { call_id: &call_id }, now, &mut effects);
             }

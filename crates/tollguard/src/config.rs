@@ -75,6 +75,9 @@ pub struct ServerSection {
     pub tls_cert: Option<PathBuf>,
     /// The private key of `tls_cert` (PEM: PKCS#8, PKCS#1 or SEC1).
     pub tls_key: Option<PathBuf>,
+    /// Kamailio's JSON-RPC over HTTP, e.g. `http://127.0.0.1:5071/RPC`: running calls a limit
+    /// cuts are ended there (`dlg.end_dlg`). See docs/integrations/kamailio.md.
+    pub kamailio_rpc: Option<String>,
 }
 
 /// `[[server.tail]]`: a CDR file `serve` follows as the PBX appends to it.
@@ -293,6 +296,12 @@ fn server_settings(s: &ServerSection, base: &Path, tz: &TimeZone) -> Result<Serv
         (Some(c), Some(k)) => options.tls = Some((base.join(c), base.join(k))),
         (None, None) => {}
         _ => bail!("[server] tls_cert and tls_key go together"),
+    }
+    if let Some(url) = &s.kamailio_rpc {
+        if !url.starts_with("http://") {
+            bail!("[server] kamailio_rpc must be an http:// address, found {url:?}");
+        }
+        options.kamailio_rpc = Some(url.clone());
     }
     if let Some(b) = s.max_body_bytes {
         options.max_body_bytes = b;
