@@ -33,6 +33,9 @@ use tollguard_store::Store;
 mod auth;
 mod records;
 mod tls;
+mod webhook;
+
+pub use webhook::{signature as webhook_signature, Webhook};
 
 pub use auth::{create_token, hash_token, Scope};
 
@@ -59,6 +62,8 @@ pub struct Options {
     /// Kamailio's JSON-RPC over HTTP (`http://127.0.0.1:5071/RPC`): running calls that a limit
     /// cuts are ended there with `dlg.end_dlg` (BYE both ways).
     pub kamailio_rpc: Option<String>,
+    /// Where alerts are posted (signed), with a persisted outbox.
+    pub webhooks: Vec<Webhook>,
 }
 
 /// A CDR file `serve` follows.
@@ -84,6 +89,7 @@ impl Default for Options {
             tails: vec![],
             tls: None,
             kamailio_rpc: None,
+            webhooks: vec![],
         }
     }
 }
@@ -106,6 +112,16 @@ enum Write {
     Alert {
         account: String,
         json: String,
+        /// Webhooks to queue it for, in the same transaction.
+        targets: Vec<String>,
+    },
+    /// A delivery try and its outcome.
+    Tried {
+        id: i64,
+        ok: bool,
+        error: String,
+        next_ns: i64,
+        dead: bool,
     },
     /// Records to store if new; answers which were new.
     Records {
@@ -181,6 +197,8 @@ pub struct AppState {
     tails: tokio::sync::Mutex<Vec<tollguard_ingest::tail::Tail>>,
     /// Builds the rater and policy again from the configuration, for a reload.
     reloader: Mutex<Option<Reloader>>,
+    /// Held by the delivery round in progress (one at a time).
+    delivering: tokio::sync::Mutex<()>,
     /// Cuts the switch refused or could not be asked for (shared with the threads that ask).
     cut_failures: Arc<AtomicU64>,
     /// Events handled when the engine was rebuilt at start.
@@ -194,6 +212,10 @@ pub type Reloader = Box<dyn Fn() -> Result<(Arc<Rater>, Policy)> + Send + Sync>;
 pub struct Server {
     state: Arc<AppState>,
     writer: Option<std::thread::JoinHandle<()>>,
+}
+
+fn time_now_ns() -> i64 {
+    ns(Timestamp::now())
 }
 
 fn ns(t: Timestamp) -> i64 {
@@ -242,6 +264,7 @@ impl Server {
             tokens: Mutex::new(HashMap::new()),
             tails: tokio::sync::Mutex::new(tails),
             reloader: Mutex::new(None),
+            delivering: tokio::sync::Mutex::new(()),
             cut_failures: Arc::new(AtomicU64::new(0)),
             rebuilt_events,
         });
@@ -282,6 +305,7 @@ impl Server {
                 if let Err(e) = poll_tails(&state).await {
                     eprintln!("error: following CDR files: {e:#}");
                 }
+                webhook::deliver(&state, Timestamp::now()).await;
             }
         });
         // Answers are small and latency matters: no Nagle delay (see ../shared/notes).
@@ -320,6 +344,12 @@ impl Server {
     /// returns the events handled. Calls in flight stay known; connections stay open.
     pub async fn reload(&self) -> Result<u64> {
         reload(&self.state).await
+    }
+
+    /// Posts the alerts whose delivery is due at `now` to their webhooks, once each; returns
+    /// how many were tried. The serve loop does this every tick.
+    pub async fn deliver(&self, now: Timestamp) -> usize {
+        webhook::deliver(&self.state, now).await
     }
 
     /// Waits until everything handed to the writer is committed.
@@ -430,8 +460,19 @@ fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>) {
                         b.append_event(time_ns, "attempt", &attempt)?;
                         b.put_decision(&call_id, &account, time_ns, &decision)?;
                     }
-                    Write::Alert { account, json } => {
-                        b.add_alert(&account, &json)?;
+                    Write::Alert { account, json, targets } => {
+                        let id = b.add_alert(&account, &json)?;
+                        if !targets.is_empty() {
+                            let mut v: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+                            v["id"] = json!(id);
+                            let body = v.to_string();
+                            for t in &targets {
+                                b.enqueue(t, &body, time_now_ns())?;
+                            }
+                        }
+                    }
+                    Write::Tried { id, ok, error, next_ns, dead } => {
+                        b.outbox_tried(id, ok, &error, next_ns, dead)?
                     }
                     Write::Records { time_ns, records, checkpoint, done } => {
                         let mut new = Vec::with_capacity(records.len());
@@ -516,7 +557,14 @@ impl AppState {
                         _ => self.metrics.alerts_warning.fetch_add(1, Ordering::Relaxed),
                     };
                     let json = serde_json::to_string(&a).unwrap_or_default();
-                    self.send(Write::Alert { account: a.account.clone(), json });
+                    let targets = self
+                        .opts
+                        .webhooks
+                        .iter()
+                        .filter(|w| a.severity >= w.min_severity)
+                        .map(|w| w.name.clone())
+                        .collect();
+                    self.send(Write::Alert { account: a.account.clone(), json, targets });
                 }
                 Effect::Cut { call_id, rule } => {
                     self.metrics.cuts.fetch_add(1, Ordering::Relaxed);
@@ -640,6 +688,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/alerts", get(alerts))
         .route("/v1/decisions/{call_id}", get(decision))
         .route("/v1/admin/reload", post(admin_reload))
+        .route("/v1/deliveries", get(webhook::deliveries))
         .fallback(|| async { ApiError::not_found("no such endpoint (see /openapi.json)") })
         .layer(DefaultBodyLimit::max(max))
         .with_state(state)

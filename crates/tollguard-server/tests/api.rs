@@ -678,3 +678,130 @@ async fn a_reload_applies_the_new_policy_and_keeps_the_calls_in_flight() {
         call(&app, "POST", "/v1/calls/r1/end", Some(&f.integration), Some(json!({"billsec": 10}))).await;
     assert_eq!(st, StatusCode::NO_CONTENT, "and it can end");
 }
+
+/// A webhook receiver: answers 500 to the first `fail` posts, then 200; keeps (verified, body).
+async fn receiver(fail: usize, secret: &'static str) -> (u16, Arc<std::sync::Mutex<Vec<(bool, String)>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let got = Arc::new(std::sync::Mutex::new(vec![]));
+    let seen = got.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = vec![];
+            let mut tmp = [0u8; 4096];
+            loop {
+                let n = s.read(&mut tmp).await.unwrap();
+                buf.extend_from_slice(&tmp[..n]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let header = |k: &str| {
+                        head.lines()
+                            .find_map(|l| {
+                                l.split_once(": ")
+                                    .filter(|(n, _)| n.eq_ignore_ascii_case(k))
+                                    .map(|(_, v)| v.to_string())
+                            })
+                            .unwrap_or_default()
+                    };
+                    let len: usize = header("content-length").parse().unwrap();
+                    if body.len() < len {
+                        continue;
+                    }
+                    let ts: i64 = header("x-tollguard-timestamp").parse().unwrap();
+                    let ok = header("x-tollguard-signature")
+                        == tollguard_server::webhook_signature(secret, ts, body);
+                    let n = {
+                        let mut g = seen.lock().unwrap();
+                        g.push((ok, body.to_string()));
+                        g.len()
+                    };
+                    let status = if n <= fail { "500 Internal Server Error" } else { "200 OK" };
+                    s.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes())
+                        .await
+                        .unwrap();
+                    break;
+                }
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+    });
+    (port, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_are_posted_signed_retried_across_a_restart_and_dead_lettered() {
+    let f = fixture("webhooks");
+    let (port, got) = receiver(2, "s3cret").await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(); // nobody listens
+    let opts = || Options {
+        database: f.db.clone(),
+        webhooks: vec![
+            tollguard_server::Webhook {
+                name: "noc".into(),
+                url: format!("http://127.0.0.1:{port}/hook"),
+                secret: "s3cret".into(),
+                min_severity: tollguard_engine::Severity::Warning,
+                max_tries: 8,
+            },
+            tollguard_server::Webhook {
+                name: "gone".into(),
+                url: format!("http://127.0.0.1:{closed}/hook"),
+                secret: "x".into(),
+                min_severity: tollguard_engine::Severity::Critical,
+                max_tries: 2,
+            },
+        ],
+        ..Options::default()
+    };
+    let t0;
+    {
+        let s = Server::start(rater(), Policy::builtin(), opts()).unwrap();
+        let app = s.router();
+        // A night call to East Timor: denied, one critical alert.
+        call(
+            &app,
+            "POST",
+            "/v1/authorize",
+            Some(&f.integration),
+            Some(authorize_body("w1", "0067077123456", "2011-06-11T23:10:00+02:00")),
+        )
+        .await;
+        s.flush().await;
+        t0 = jiff::Timestamp::now();
+        assert_eq!(s.deliver(t0).await, 2, "one message per webhook");
+        assert_eq!(s.deliver(t0).await, 0, "not again before the backoff");
+    }
+    // A restart in the middle of the retries: the outbox is in the store.
+    let s = Server::start(rater(), Policy::builtin(), opts()).unwrap();
+    assert_eq!(s.deliver(t0 + jiff::SignedDuration::from_secs(3)).await, 2);
+    assert_eq!(
+        s.deliver(t0 + jiff::SignedDuration::from_secs(10)).await,
+        1,
+        "the dead one is not tried again"
+    );
+    assert_eq!(s.deliver(t0 + jiff::SignedDuration::from_secs(100)).await, 0, "delivered");
+    let posts = got.lock().unwrap().clone();
+    assert_eq!(posts.len(), 3, "two failures, then delivered");
+    assert!(posts.iter().all(|(ok, _)| *ok), "every post is signed");
+    let alert: Value = serde_json::from_str(&posts[2].1).unwrap();
+    assert_eq!(
+        (alert["rule"].as_str(), alert["severity"].as_str()),
+        (Some("default.new_critical_destination_night"), Some("critical"))
+    );
+    assert!(alert["id"].as_i64().is_some(), "{alert}");
+    let app = s.router();
+    let (st, v) = call(&app, "GET", "/v1/deliveries?state=dead", Some(&f.operator), None).await;
+    assert_eq!(st, StatusCode::OK);
+    let dead = v["deliveries"].as_array().unwrap();
+    assert_eq!(dead.len(), 1, "{v}");
+    assert_eq!((dead[0]["webhook"].as_str(), dead[0]["tries"].as_i64()), (Some("gone"), Some(2)));
+    assert!(dead[0]["last_error"].as_str().unwrap().starts_with("connect"), "{v}");
+    let (_, v) = call(&app, "GET", "/v1/deliveries?state=delivered", Some(&f.operator), None).await;
+    assert_eq!(v["deliveries"][0]["tries"], 3, "{v}");
+    let (st, _) = call(&app, "GET", "/v1/deliveries", Some(&f.acme), None).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+}

@@ -50,6 +50,23 @@ pub struct StoredAlert {
     pub json: String,
 }
 
+/// A message waiting for (or past) delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxItem {
+    /// Id, increasing.
+    pub id: i64,
+    /// Where it goes (a webhook's name).
+    pub target: String,
+    /// What is sent.
+    pub body: String,
+    /// Tries so far.
+    pub attempts: i64,
+    /// `pending`, `delivered` or `dead`.
+    pub state: String,
+    /// Why the last try failed.
+    pub last_error: String,
+}
+
 /// A token as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredToken {
@@ -100,6 +117,17 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     source TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    target TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_ns INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_ns INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, next_ns);
 ";
 
 impl Store {
@@ -202,6 +230,41 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Outbox messages due at `now_ns` (pending, next try reached), oldest first.
+    pub fn outbox_due(&self, now_ns: i64, limit: u32) -> Result<Vec<OutboxItem>> {
+        self.outbox_query(
+            "SELECT id, target, body, attempts, state, last_error FROM outbox
+             WHERE state = 'pending' AND next_ns <= ?1 ORDER BY id LIMIT ?2",
+            params![now_ns, limit],
+        )
+    }
+
+    /// Outbox messages in a state, newest first.
+    pub fn outbox_in(&self, state: &str, limit: u32) -> Result<Vec<OutboxItem>> {
+        self.outbox_query(
+            "SELECT id, target, body, attempts, state, last_error FROM outbox
+             WHERE state = ?1 ORDER BY id DESC LIMIT ?2",
+            params![state, limit],
+        )
+    }
+
+    fn outbox_query(&self, sql: &str, p: impl rusqlite::Params) -> Result<Vec<OutboxItem>> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(p, |r| {
+                Ok(OutboxItem {
+                    id: r.get(0)?,
+                    target: r.get(1)?,
+                    body: r.get(2)?,
+                    attempts: r.get(3)?,
+                    state: r.get(4)?,
+                    last_error: r.get(5)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
     /// A checkpoint's value.
     pub fn checkpoint(&self, source: &str) -> Result<Option<String>> {
         self.conn
@@ -273,6 +336,34 @@ impl Batch<'_> {
             .and_then(|mut s| s.execute(params![account, json]))
             .map_err(|e| self.err(e))?;
         Ok(self.tx.last_insert_rowid())
+    }
+
+    /// Queues a message for a delivery target, due at once.
+    pub fn enqueue(&mut self, target: &str, body: &str, now_ns: i64) -> Result<i64> {
+        self.tx
+            .prepare_cached("INSERT INTO outbox (target, body, created_ns, next_ns) VALUES (?1, ?2, ?3, ?3)")
+            .and_then(|mut s| s.execute(params![target, body, now_ns]))
+            .map_err(|e| self.err(e))?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    /// Records a try: delivered, or failed with the next try at `next_ns` (or dead, when
+    /// `dead`).
+    pub fn outbox_tried(&mut self, id: i64, ok: bool, error: &str, next_ns: i64, dead: bool) -> Result<()> {
+        let state = if ok {
+            "delivered"
+        } else if dead {
+            "dead"
+        } else {
+            "pending"
+        };
+        self.tx
+            .prepare_cached(
+                "UPDATE outbox SET attempts = attempts + 1, state = ?2, last_error = ?3, next_ns = ?4 WHERE id = ?1",
+            )
+            .and_then(|mut s| s.execute(params![id, state, error, next_ns]))
+            .map_err(|e| self.err(e))?;
+        Ok(())
     }
 
     /// Stores a token's hash, name and scope.

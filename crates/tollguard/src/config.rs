@@ -78,6 +78,25 @@ pub struct ServerSection {
     /// Kamailio's JSON-RPC over HTTP, e.g. `http://127.0.0.1:5071/RPC`: running calls a limit
     /// cuts are ended there (`dlg.end_dlg`). See docs/integrations/kamailio.md.
     pub kamailio_rpc: Option<String>,
+    /// Where alerts are posted: `[[server.webhook]]`.
+    #[serde(default)]
+    pub webhook: Vec<WebhookSection>,
+}
+
+/// `[[server.webhook]]`: alerts posted as signed JSON, from a persisted outbox.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSection {
+    /// A name, shown in `GET /v1/deliveries`.
+    pub name: String,
+    /// `http://host:port/path`.
+    pub url: String,
+    /// The HMAC-SHA256 key the receiver checks the signature with.
+    pub secret: String,
+    /// `info`, `warning` (default) or `critical`: the least severe alert posted.
+    pub min_severity: Option<String>,
+    /// Tries before a message is dead-lettered. Default 8 (the last about 4 minutes after the first).
+    pub max_tries: Option<u32>,
 }
 
 /// `[[server.tail]]`: a CDR file `serve` follows as the PBX appends to it.
@@ -296,6 +315,28 @@ fn server_settings(s: &ServerSection, base: &Path, tz: &TimeZone) -> Result<Serv
         (Some(c), Some(k)) => options.tls = Some((base.join(c), base.join(k))),
         (None, None) => {}
         _ => bail!("[server] tls_cert and tls_key go together"),
+    }
+    for (i, w) in s.webhook.iter().enumerate() {
+        let at = format!("[[server.webhook]] {} ({:?})", i + 1, w.name);
+        if !w.url.starts_with("http://") {
+            bail!("{at}: url must be an http:// address, found {:?}", w.url);
+        }
+        if w.secret.len() < 16 {
+            bail!("{at}: secret must be at least 16 characters");
+        }
+        let min_severity = match w.min_severity.as_deref().unwrap_or("warning") {
+            "info" => tollguard_engine::Severity::Info,
+            "warning" => tollguard_engine::Severity::Warning,
+            "critical" => tollguard_engine::Severity::Critical,
+            other => bail!("{at}: min_severity must be info, warning or critical, found {other:?}"),
+        };
+        options.webhooks.push(tollguard_server::Webhook {
+            name: w.name.clone(),
+            url: w.url.clone(),
+            secret: w.secret.clone(),
+            min_severity,
+            max_tries: w.max_tries.unwrap_or(8).max(1),
+        });
     }
     if let Some(url) = &s.kamailio_rpc {
         if !url.starts_with("http://") {

@@ -1,0 +1,181 @@
+//! Alerts posted to webhooks: JSON body, HMAC-SHA256 signature with a timestamp, a persisted
+//! outbox (queued in the same transaction as the alert, so a restart loses none), retries with
+//! exponential backoff, dead-letter after a number of tries, visible at `GET /v1/deliveries`.
+//!
+//! Signature: `X-Tollguard-Timestamp: <Unix seconds>` and
+//! `X-Tollguard-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`. A receiver
+//! recomputes it and refuses a timestamp far from its clock (replays).
+
+use crate::{auth, flush, ns, ApiError, ApiResult, AppState, Write};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use hmac::{Hmac, Mac};
+use jiff::Timestamp;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::Sha256;
+use std::sync::Arc;
+use std::time::Duration;
+use tollguard_engine::Severity;
+
+/// A webhook alerts are posted to.
+#[derive(Clone, Debug)]
+pub struct Webhook {
+    /// Its name (shown in deliveries).
+    pub name: String,
+    /// `http://host:port/path` (plain HTTP: put it on a trusted network or behind a local proxy).
+    pub url: String,
+    /// The HMAC key.
+    pub secret: String,
+    /// Alerts of at least this severity.
+    pub min_severity: Severity,
+    /// Tries before a message is dead-lettered.
+    pub max_tries: u32,
+}
+
+/// The signature header's value for a body sent at `timestamp`.
+pub fn signature(secret: &str, timestamp: i64, body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(format!("{timestamp}.{body}").as_bytes());
+    let bytes = mac.finalize().into_bytes();
+    format!("sha256={}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// The wait before try `n + 1` after `n` failed tries: 2^n seconds, at most an hour.
+pub fn backoff(tries: u32) -> Duration {
+    Duration::from_secs(1u64 << tries.min(12)).min(Duration::from_secs(3600))
+}
+
+fn post(url: &str, secret: &str, body: &str, now: i64) -> Result<(), String> {
+    use std::io::{Read, Write as _};
+    let rest = url.strip_prefix("http://").ok_or_else(|| format!("only http:// addresses: {url}"))?;
+    let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let mut s = std::net::TcpStream::connect(host).map_err(|e| format!("connect {host}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nUser-Agent: tollguard\r\n\
+         X-Tollguard-Timestamp: {now}\r\nX-Tollguard-Signature: {}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        signature(secret, now, body),
+        body.len()
+    )
+    .map_err(|e| format!("send: {e}"))?;
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let head = String::from_utf8_lossy(&out[..out.len().min(200)]).into_owned();
+    let status: u16 = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    if (200..300).contains(&status) {
+        Ok(())
+    } else {
+        Err(format!("answered {}", head.lines().next().unwrap_or("nothing")))
+    }
+}
+
+/// One delivery round: every due message tried once, outcomes stored before the next round.
+pub(crate) async fn deliver(state: &Arc<AppState>, now: Timestamp) -> usize {
+    if state.opts.webhooks.is_empty() {
+        return 0;
+    }
+    let _round = state.delivering.lock().await;
+    let due = {
+        let st = state.clone();
+        let now_ns = ns(now);
+        match tokio::task::spawn_blocking(move || {
+            st.reader.lock().expect("reader lock").outbox_due(now_ns, 100)
+        })
+        .await
+        {
+            Ok(Ok(d)) => d,
+            _ => return 0,
+        }
+    };
+    let n = due.len();
+    for item in due {
+        let Some(hook) = state.opts.webhooks.iter().find(|w| w.name == item.target).cloned() else {
+            state.send(Write::Tried {
+                id: item.id,
+                ok: false,
+                error: format!("no webhook named {:?} in the configuration", item.target),
+                next_ns: ns(now),
+                dead: true,
+            });
+            continue;
+        };
+        let body = item.body.clone();
+        let result =
+            tokio::task::spawn_blocking(move || post(&hook.url, &hook.secret, &body, now.as_second()))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+        let tries = item.attempts as u32 + 1;
+        let dead = result.is_err() && tries >= hook.max_tries;
+        let next = now + jiff::SignedDuration::try_from(backoff(tries)).unwrap_or_default();
+        if let Err(e) = &result {
+            eprintln!("warning: webhook {} (alert outbox {}), try {tries}: {e}", hook.name, item.id);
+        }
+        state.send(Write::Tried {
+            id: item.id,
+            ok: result.is_ok(),
+            error: result.err().unwrap_or_default(),
+            next_ns: ns(next),
+            dead,
+        });
+    }
+    flush(state).await;
+    n
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeliveriesQuery {
+    state: Option<String>,
+    limit: Option<u32>,
+}
+
+/// `GET /v1/deliveries?state=dead|pending|delivered`: the outbox, newest first (operator).
+pub(crate) async fn deliveries(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<DeliveriesQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    auth::require(&s, &headers, auth::Need::Operator)?;
+    let which = q.state.unwrap_or_else(|| "dead".into());
+    if !matches!(which.as_str(), "dead" | "pending" | "delivered") {
+        return Err(ApiError::bad(format!("state must be dead, pending or delivered, found {which:?}")));
+    }
+    flush(&s).await;
+    let limit = q.limit.unwrap_or(100).min(1000);
+    let st = s.clone();
+    let rows =
+        tokio::task::spawn_blocking(move || st.reader.lock().expect("reader lock").outbox_in(&which, limit))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+    let items: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|r| {
+            json!({ "id": r.id, "webhook": r.target, "state": r.state, "tries": r.attempts,
+                    "last_error": r.last_error,
+                    "alert": serde_json::from_str::<serde_json::Value>(&r.body).unwrap_or_default() })
+        })
+        .collect();
+    Ok(Json(json!({ "deliveries": items })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_and_backoff() {
+        // HMAC-SHA256 of "1700000000.{}" with key "k", checked with Python's hmac module.
+        assert_eq!(
+            signature("k", 1_700_000_000, "{}"),
+            "sha256=c6ef4734033cee2367414a0939385eca0397754aa7a59716da7463a9298b5146"
+        );
+        assert_eq!(backoff(1), Duration::from_secs(2));
+        assert_eq!(backoff(20), Duration::from_secs(3600));
+    }
+}
