@@ -82,6 +82,19 @@ pub(crate) fn forbidden() -> ApiError {
 
 /// The scope of the request's bearer token.
 pub(crate) fn scope(state: &AppState, headers: &HeaderMap) -> Result<Scope, ApiError> {
+    caller(state, headers).map(|(_, s)| s)
+}
+
+/// Who made the request, for the audit log: `<token name> (<scope>)`.
+pub(crate) fn who(state: &AppState, headers: &HeaderMap) -> String {
+    match caller(state, headers) {
+        Ok((name, scope)) => format!("{name} ({scope})"),
+        Err(_) => "unknown".into(),
+    }
+}
+
+/// The name and scope of the request's token.
+fn caller(state: &AppState, headers: &HeaderMap) -> Result<(String, Scope), ApiError> {
     let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
     let value = headers
         .get("authorization")
@@ -115,8 +128,8 @@ pub(crate) fn scope(state: &AppState, headers: &HeaderMap) -> Result<Scope, ApiE
         .map_err(|e| ApiError::internal(e.to_string()))?
         .ok_or_else(|| unauthorized("unknown token"))?;
     let scope: Scope = stored.scope.parse().map_err(ApiError::internal)?;
-    state.tokens.lock().expect("token cache").insert(hash, scope.clone());
-    Ok(scope)
+    state.tokens.lock().expect("token cache").insert(hash, (stored.name.clone(), scope.clone()));
+    Ok((stored.name, scope))
 }
 
 /// Checks the token against what the endpoint needs; returns the scope, for the audit trail.

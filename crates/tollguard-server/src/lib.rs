@@ -115,6 +115,14 @@ enum Write {
         /// Webhooks to queue it for, in the same transaction.
         targets: Vec<String>,
     },
+    /// An audit log entry.
+    Audit {
+        time_ns: i64,
+        actor: String,
+        action: &'static str,
+        account: String,
+        details: String,
+    },
     /// A delivery try and its outcome.
     Tried {
         id: i64,
@@ -193,7 +201,8 @@ pub struct AppState {
     opts: Options,
     metrics: Metrics,
     ready: AtomicBool,
-    tokens: Mutex<HashMap<String, Scope>>,
+    /// Token hash -> (name, scope).
+    tokens: Mutex<HashMap<String, (String, Scope)>>,
     tails: tokio::sync::Mutex<Vec<tollguard_ingest::tail::Tail>>,
     /// Builds the rater and policy again from the configuration, for a reload.
     reloader: Mutex<Option<Reloader>>,
@@ -343,7 +352,7 @@ impl Server {
     /// Reads the configuration again and rebuilds the engine from the event log with it;
     /// returns the events handled. Calls in flight stay known; connections stay open.
     pub async fn reload(&self) -> Result<u64> {
-        reload(&self.state).await
+        self.state.reload("tollguard (reload)").await
     }
 
     /// Posts the alerts whose delivery is due at `now` to their webhooks, once each; returns
@@ -474,6 +483,9 @@ fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>) {
                     Write::Tried { id, ok, error, next_ns, dead } => {
                         b.outbox_tried(id, ok, &error, next_ns, dead)?
                     }
+                    Write::Audit { time_ns, actor, action, account, details } => {
+                        b.audit(time_ns, &actor, action, &account, &details)?
+                    }
                     Write::Records { time_ns, records, checkpoint, done } => {
                         let mut new = Vec::with_capacity(records.len());
                         for (call_id, account, json) in &records {
@@ -538,9 +550,22 @@ impl AppState {
         });
     }
 
-    /// See [`Server::reload`].
-    pub async fn reload(self: &Arc<Self>) -> Result<u64> {
-        reload(self).await
+    /// See [`Server::reload`]; `actor` is written to the audit log.
+    pub async fn reload(self: &Arc<Self>, actor: &str) -> Result<u64> {
+        let n = reload(self).await?;
+        self.audit(actor, "reload", "", json!({ "events": n }));
+        Ok(n)
+    }
+
+    /// Appends to the audit log: who, what, on which account, and the details (with the reason).
+    fn audit(&self, actor: &str, action: &'static str, account: &str, details: serde_json::Value) {
+        self.send(Write::Audit {
+            time_ns: time_now_ns(),
+            actor: actor.to_string(),
+            action,
+            account: account.to_string(),
+            details: details.to_string(),
+        });
     }
 
     fn send(&self, w: Write) {
@@ -568,9 +593,22 @@ impl AppState {
                 }
                 Effect::Cut { call_id, rule } => {
                     self.metrics.cuts.fetch_add(1, Ordering::Relaxed);
+                    self.audit("tollguard", "cut", "", json!({ "call_id": call_id, "rule": rule }));
                     self.cut(&call_id, &rule);
                 }
-                _ => {}
+                Effect::Block { account, extension, rule, until } => self.audit(
+                    "tollguard",
+                    "block",
+                    &account,
+                    json!({ "extension": extension, "rule": rule, "until": until.map(|u| u.to_string()) }),
+                ),
+                Effect::Unblock { account, extension, rule } => self.audit(
+                    "tollguard",
+                    "unblock",
+                    &account,
+                    json!({ "extension": extension, "rule": rule }),
+                ),
+                Effect::Decision(_) => {}
             }
         }
     }
@@ -689,6 +727,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/decisions/{call_id}", get(decision))
         .route("/v1/admin/reload", post(admin_reload))
         .route("/v1/deliveries", get(webhook::deliveries))
+        .route("/v1/audit", get(audit_log))
         .fallback(|| async { ApiError::not_found("no such endpoint (see /openapi.json)") })
         .layer(DefaultBodyLimit::max(max))
         .with_state(state)
@@ -702,10 +741,73 @@ async fn admin_reload(
     headers: HeaderMap,
 ) -> ApiResult<Json<serde_json::Value>> {
     auth::require(&s, &headers, auth::Need::Operator)?;
-    let n = reload(&s)
+    let n = s
+        .reload(&auth::who(&s, &headers))
         .await
         .map_err(|e| ApiError::new(StatusCode::CONFLICT, "reload_failed", format!("{e:#}")))?;
     Ok(Json(json!({ "reloaded": true, "events": n })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    after: Option<i64>,
+    limit: Option<u32>,
+    account: Option<String>,
+    format: Option<String>,
+}
+
+/// `GET /v1/audit`: who did what, when and why, oldest first after an id; `format=csv` exports.
+async fn audit_log(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Response> {
+    let account = match auth::scope(&s, &headers)? {
+        Scope::Operator => q.account.clone(),
+        Scope::Customer(own) if q.account.as_ref().is_none_or(|a| *a == own) => Some(own),
+        _ => return Err(auth::forbidden()),
+    };
+    let csv = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => return Err(ApiError::bad(format!("format must be json or csv, found {other:?}"))),
+    };
+    flush(&s).await;
+    let limit = q.limit.unwrap_or(1000).min(100_000);
+    let st = s.clone();
+    let rows = tokio::task::spawn_blocking(move || {
+        st.reader.lock().expect("reader lock").audit(account.as_deref(), q.after.unwrap_or(0), limit)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    let time = |ns: i64| Timestamp::from_nanosecond(ns as i128).map(|t| t.to_string()).unwrap_or_default();
+    if csv {
+        let quote = |v: &str| format!("\"{}\"", v.replace('"', "\"\""));
+        let mut out = String::from("id,time,actor,action,account,details\n");
+        for r in &rows {
+            out.push_str(&format!(
+                "{},{},{},{},{},{}\n",
+                r.id,
+                time(r.time_ns),
+                quote(&r.actor),
+                quote(&r.action),
+                quote(&r.account),
+                quote(&r.details)
+            ));
+        }
+        return Ok(([("content-type", "text/csv; charset=utf-8")], out).into_response());
+    }
+    let items: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            json!({ "id": r.id, "time": time(r.time_ns), "actor": r.actor, "action": r.action,
+                    "account": r.account,
+                    "details": serde_json::from_str::<serde_json::Value>(&r.details).unwrap_or_default() })
+        })
+        .collect();
+    Ok(Json(json!({ "audit": items })).into_response())
 }
 
 async fn readyz(State(s): State<Arc<AppState>>) -> Response {
@@ -1131,6 +1233,7 @@ async fn put_limits(
         let payload =
             json!({ "command": "limits", "account": account, "owner": owner, "limits": req.limits });
         s.send(Write::Event { time_ns: ns(now), kind: "command", payload: payload.to_string() });
+        s.audit(&auth::who(&s, &headers), "limits", &account, payload);
         core.engine.account_report(&account, now)
     };
     s.store_effects(&mut effects);
@@ -1152,7 +1255,8 @@ async fn block(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<StatusCode> {
-    let who = auth::require(&s, &headers, auth::Need::Operator)?;
+    auth::require(&s, &headers, auth::Need::Operator)?;
+    let who = auth::who(&s, &headers);
     let req: BlockRequest = if body.is_empty() { BlockRequest::default() } else { parse_json(&body)? };
     let until = req.until.as_deref().map(|u| parse_time(Some(u))).transpose()?;
     let reason = req.reason.unwrap_or_else(|| format!("by {who}"));
@@ -1164,7 +1268,7 @@ async fn block(
     };
     let payload = json!({ "command": "block", "account": account, "extension": req.extension,
                           "until": until.map(|u| u.to_string()), "reason": reason });
-    command(&s, cmd, payload.to_string());
+    command(&s, &auth::who(&s, &headers), "block", &account, cmd, payload.to_string());
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1184,15 +1288,18 @@ async fn unblock(
     let req: UnblockRequest = if body.is_empty() { UnblockRequest::default() } else { parse_json(&body)? };
     let cmd = Command::Unblock { account: account.clone(), extension: req.extension.clone() };
     let payload = json!({ "command": "unblock", "account": account, "extension": req.extension });
-    command(&s, cmd, payload.to_string());
+    command(&s, &auth::who(&s, &headers), "unblock", &account, cmd, payload.to_string());
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn command(s: &AppState, cmd: Command, payload: String) {
+fn command(s: &AppState, who: &str, action: &'static str, account: &str, cmd: Command, payload: String) {
     let now = Timestamp::now();
     let mut effects = vec![];
     s.core.lock().expect("engine lock").engine.handle(Event::Command(cmd), now, &mut effects);
-    s.send(Write::Event { time_ns: ns(now), kind: "command", payload });
+    s.send(Write::Event { time_ns: ns(now), kind: "command", payload: payload.clone() });
+    // The blocks it set or lifted are this entry, not automatic actions.
+    effects.retain(|e| !matches!(e, Effect::Block { .. } | Effect::Unblock { .. }));
+    s.audit(who, action, account, serde_json::from_str(&payload).unwrap_or_default());
     s.store_effects(&mut effects);
 }
 

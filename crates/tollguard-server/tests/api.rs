@@ -805,3 +805,67 @@ async fn alerts_are_posted_signed_retried_across_a_restart_and_dead_lettered() {
     let (st, _) = call(&app, "GET", "/v1/deliveries", Some(&f.acme), None).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn every_command_and_automatic_action_is_in_the_audit_log() {
+    let f = fixture("audit");
+    let s = server(&f.db);
+    let app = s.router();
+    let limits = json!({ "limits": [{ "name": "acme.calls", "metric": "calls", "window": "hour", "max": "1",
+                                      "on_critical": ["alert", "deny", "block"], "block_for": "1h" }] });
+    let (st, _) = call(&app, "PUT", "/v1/accounts/acme/limits", Some(&f.operator), Some(limits)).await;
+    assert_eq!(st, StatusCode::OK);
+    call(
+        &app,
+        "POST",
+        "/v1/accounts/acme/block",
+        Some(&f.operator),
+        Some(json!({"reason": "PBX hacked, caller confirmed"})),
+    )
+    .await;
+    call(&app, "POST", "/v1/accounts/acme/unblock", Some(&f.operator), None).await;
+    for id in ["a1", "a2"] {
+        let mut body = authorize_body(id, "0201234567", "");
+        body.as_object_mut().unwrap().remove("time");
+        call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body)).await;
+    }
+    let (st, v) = call(&app, "GET", "/v1/audit", Some(&f.operator), None).await;
+    assert_eq!(st, StatusCode::OK);
+    let entries: Vec<(String, String, String)> = v["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap().into(),
+                e["action"].as_str().unwrap().into(),
+                e["account"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let noc = "noc (operator)".to_string();
+    assert_eq!(
+        entries,
+        [
+            (noc.clone(), "limits".into(), "acme".into()),
+            (noc.clone(), "block".into(), "acme".into()),
+            (noc.clone(), "unblock".into(), "acme".into()),
+            ("tollguard".into(), "block".into(), "acme".into()),
+        ],
+        "{v}"
+    );
+    assert_eq!(v["audit"][1]["details"]["reason"], "PBX hacked, caller confirmed");
+    assert_eq!(v["audit"][3]["details"]["rule"], "acme.calls");
+    // The account sees its own entries; another customer none; CSV for export.
+    let (_, v) = call(&app, "GET", "/v1/audit", Some(&f.acme), None).await;
+    assert_eq!(v["audit"].as_array().unwrap().len(), 4);
+    let (st, _) = call(&app, "GET", "/v1/audit?account=acme", Some(&f.other), None).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (_, v) = call(&app, "GET", "/v1/audit", Some(&f.other), None).await;
+    assert_eq!(v["audit"].as_array().unwrap().len(), 0);
+    let (st, v) = call(&app, "GET", "/v1/audit?format=csv", Some(&f.operator), None).await;
+    assert_eq!(st, StatusCode::OK);
+    let csv = v.as_str().unwrap();
+    assert!(csv.starts_with("id,time,actor,action,account,details\n"), "{csv}");
+    assert_eq!(csv.lines().count(), 5);
+}

@@ -67,6 +67,23 @@ pub struct OutboxItem {
     pub last_error: String,
 }
 
+/// An entry of the audit log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// Id, increasing.
+    pub id: i64,
+    /// When (Unix nanoseconds).
+    pub time_ns: i64,
+    /// Who: a token's name and scope, or `tollguard` for automatic actions.
+    pub actor: String,
+    /// What: `block`, `unblock`, `limits`, `reload`, `cut`, ...
+    pub action: String,
+    /// The account concerned ("" for none).
+    pub account: String,
+    /// The details and the reason, as JSON.
+    pub details: String,
+}
+
 /// A token as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredToken {
@@ -128,6 +145,15 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_error TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, next_ns);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    time_ns INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    account TEXT NOT NULL,
+    details TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_account ON audit(account, id);
 ";
 
 impl Store {
@@ -265,6 +291,30 @@ impl Store {
         rows.collect::<std::result::Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
+    /// Audit entries after id `after`, oldest first, of one account or all.
+    pub fn audit(&self, account: Option<&str>, after: i64, limit: u32) -> Result<Vec<AuditEntry>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, time_ns, actor, action, account, details FROM audit
+                 WHERE id > ?1 AND (?2 IS NULL OR account = ?2) ORDER BY id LIMIT ?3",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![after, account, limit], |r| {
+                Ok(AuditEntry {
+                    id: r.get(0)?,
+                    time_ns: r.get(1)?,
+                    actor: r.get(2)?,
+                    action: r.get(3)?,
+                    account: r.get(4)?,
+                    details: r.get(5)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
     /// A checkpoint's value.
     pub fn checkpoint(&self, source: &str) -> Result<Option<String>> {
         self.conn
@@ -362,6 +412,24 @@ impl Batch<'_> {
                 "UPDATE outbox SET attempts = attempts + 1, state = ?2, last_error = ?3, next_ns = ?4 WHERE id = ?1",
             )
             .and_then(|mut s| s.execute(params![id, state, error, next_ns]))
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Appends to the audit log (there is no update or delete).
+    pub fn audit(
+        &mut self,
+        time_ns: i64,
+        actor: &str,
+        action: &str,
+        account: &str,
+        details: &str,
+    ) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO audit (time_ns, actor, action, account, details) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut s| s.execute(params![time_ns, actor, action, account, details]))
             .map_err(|e| self.err(e))?;
         Ok(())
     }

@@ -68,7 +68,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
                 return;
             };
             while hup.recv().await.is_some() {
-                match state.reload().await {
+                match state.reload("signal SIGHUP").await {
                     Ok(n) => eprintln!("tollguard serve: configuration reloaded ({n} events handled again)"),
                     Err(e) => eprintln!("error: reload failed, the running configuration stays: {e:#}"),
                 }
