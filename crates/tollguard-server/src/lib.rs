@@ -31,6 +31,7 @@ use tollguard_engine::{Attempt, Command, Decision, Effect, Engine, Event, Severi
 use tollguard_store::Store;
 
 mod auth;
+mod incident;
 mod records;
 mod tls;
 mod webhook;
@@ -98,6 +99,9 @@ impl Default for Options {
 /// allowed by an authorization (or why none could be stored).
 type RecordsDone = tokio::sync::oneshot::Sender<Result<Vec<RecordSeen>, String>>;
 
+/// Where the writer answers an incident step.
+type IncidentDone = tokio::sync::oneshot::Sender<Result<Result<String, String>, String>>;
+
 /// A record as the store found it: new or not, and whether its call was allowed by an
 /// authorization (`None`: never authorized).
 type RecordSeen = (bool, Option<bool>);
@@ -114,6 +118,14 @@ enum Write {
         json: String,
         /// Webhooks to queue it for, in the same transaction.
         targets: Vec<String>,
+    },
+    /// An incident's step, answered when stored: Ok(account) or why not.
+    IncidentStep {
+        id: i64,
+        to: &'static str,
+        by: String,
+        reason: String,
+        done: IncidentDone,
     },
     /// An audit log entry.
     Audit {
@@ -459,6 +471,7 @@ fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>) {
         }
         let mut acks = vec![];
         let mut answers: Vec<(RecordsDone, Vec<RecordSeen>)> = vec![];
+        let mut steps: Vec<(IncidentDone, Result<String, String>)> = vec![];
         let r = store.batch(|b| {
             for w in batch {
                 match w {
@@ -468,11 +481,17 @@ fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>) {
                     Write::Authorized { time_ns, attempt, call_id, account, decision } => {
                         b.append_event(time_ns, "attempt", &attempt)?;
                         b.put_decision(&call_id, &account, time_ns, &decision)?;
+                        if decision.contains("\"allow\":false") {
+                            let d: serde_json::Value = serde_json::from_str(&decision).unwrap_or_default();
+                            incident::on_denial(b, &account, &d, time_ns)?;
+                        }
                     }
                     Write::Alert { account, json, targets } => {
                         let id = b.add_alert(&account, &json)?;
+                        let alert: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+                        incident::on_alert(b, id, &alert, time_now_ns())?;
                         if !targets.is_empty() {
-                            let mut v: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+                            let mut v = alert.clone();
                             v["id"] = json!(id);
                             let body = v.to_string();
                             for t in &targets {
@@ -484,7 +503,15 @@ fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>) {
                         b.outbox_tried(id, ok, &error, next_ns, dead)?
                     }
                     Write::Audit { time_ns, actor, action, account, details } => {
-                        b.audit(time_ns, &actor, action, &account, &details)?
+                        b.audit(time_ns, &actor, action, &account, &details)?;
+                        if actor == "tollguard" && action == "block" {
+                            let d: serde_json::Value = serde_json::from_str(&details).unwrap_or_default();
+                            incident::on_block(b, &account, &d, time_ns)?;
+                        }
+                    }
+                    Write::IncidentStep { id, to, by, reason, done } => {
+                        let r = incident::change(b, id, to, &by, &reason, time_now_ns())?;
+                        steps.push((done, r));
                     }
                     Write::Records { time_ns, records, checkpoint, done } => {
                         let mut new = Vec::with_capacity(records.len());
@@ -512,10 +539,16 @@ fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>) {
                 for (done, new) in answers {
                     let _ = done.send(Ok(new));
                 }
+                for (done, r) in steps {
+                    let _ = done.send(Ok(r));
+                }
             }
             Err(e) => {
                 eprintln!("error: {e}");
                 for (done, _) in answers {
+                    let _ = done.send(Err(e.to_string()));
+                }
+                for (done, _) in steps {
                     let _ = done.send(Err(e.to_string()));
                 }
             }
@@ -728,6 +761,9 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/admin/reload", post(admin_reload))
         .route("/v1/deliveries", get(webhook::deliveries))
         .route("/v1/audit", get(audit_log))
+        .route("/v1/incidents", get(incident::list))
+        .route("/v1/incidents/{id}", get(incident::get_one))
+        .route("/v1/incidents/{id}/{step}", post(incident::step))
         .fallback(|| async { ApiError::not_found("no such endpoint (see /openapi.json)") })
         .layer(DefaultBodyLimit::max(max))
         .with_state(state)
@@ -1009,6 +1045,8 @@ async fn authorize(
         explanation: &answer.explanation,
     })
     .unwrap_or_default();
+    // Alerts first: an alert opens the account's incident, which the denial then joins.
+    s.store_effects(&mut effects);
     s.send(Write::Authorized {
         time_ns: ns(now),
         attempt,
@@ -1016,7 +1054,6 @@ async fn authorize(
         account: req.account.clone(),
         decision,
     });
-    s.store_effects(&mut effects);
     Ok(Json(answer))
 }
 

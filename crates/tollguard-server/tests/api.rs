@@ -869,3 +869,77 @@ async fn every_command_and_automatic_action_is_in_the_audit_log() {
     assert!(csv.starts_with("id,time,actor,action,account,details\n"), "{csv}");
     assert_eq!(csv.lines().count(), 5);
 }
+
+#[tokio::test]
+async fn alerts_group_into_an_incident_with_its_timeline_until_an_operator_closes_it() {
+    let f = fixture("incidents");
+    let s = server(&f.db);
+    let app = s.router();
+    for (id, t) in [("tl1", "2011-06-11T23:10:00+02:00"), ("tl2", "2011-06-11T23:12:00+02:00")] {
+        let (_, v) = call(
+            &app,
+            "POST",
+            "/v1/authorize",
+            Some(&f.integration),
+            Some(authorize_body(id, "0067077123456", t)),
+        )
+        .await;
+        assert_eq!(v["allow"], false);
+    }
+    let (st, v) = call(&app, "GET", "/v1/incidents?state=open", Some(&f.operator), None).await;
+    assert_eq!(st, StatusCode::OK);
+    let list = v["incidents"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{v}");
+    let inc = &list[0];
+    assert_eq!(inc["account"], "acme");
+    assert_eq!(inc["first_suspicious_call"], "tl1");
+    assert_eq!(inc["first_alert"]["rule"], "default.new_critical_destination_night");
+    assert_eq!(
+        (inc["first_denial"]["call_id"].as_str(), inc["last_denial"]["call_id"].as_str()),
+        (Some("tl1"), Some("tl2"))
+    );
+    assert_eq!((inc["alerts"].as_i64(), inc["denials"].as_i64()), (Some(1), Some(2)), "{inc}");
+    let id = inc["id"].as_i64().unwrap();
+    let (_, v) = call(&app, "GET", "/v1/incidents", Some(&f.acme), None).await;
+    assert_eq!(v["incidents"].as_array().unwrap().len(), 1, "the customer sees its own");
+    let (_, v) = call(&app, "GET", "/v1/incidents", Some(&f.other), None).await;
+    assert_eq!(v["incidents"].as_array().unwrap().len(), 0);
+    let (st, _) = call(&app, "GET", &format!("/v1/incidents/{id}"), Some(&f.other), None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    // Acknowledged, then closed as a false positive, with who and why.
+    let (st, _) = call(&app, "POST", &format!("/v1/incidents/{id}/acknowledge"), Some(&f.acme), None).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, v) =
+        call(&app, "POST", &format!("/v1/incidents/{id}/acknowledge"), Some(&f.operator), None).await;
+    assert_eq!((st, v["state"].as_str()), (StatusCode::OK, Some("acknowledged")), "{v}");
+    let (st, v) =
+        call(&app, "POST", &format!("/v1/incidents/{id}/acknowledge"), Some(&f.operator), None).await;
+    assert_eq!((st, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("incident_closed")), "{v}");
+    let (st, v) = call(
+        &app,
+        "POST",
+        &format!("/v1/incidents/{id}/false-positive"),
+        Some(&f.operator),
+        Some(json!({"reason": "site survey in Dili, agreed with the customer"})),
+    )
+    .await;
+    assert_eq!((st, v["state"].as_str()), (StatusCode::OK, Some("false_positive")), "{v}");
+    let history: Vec<&str> =
+        v["history"].as_array().unwrap().iter().map(|h| h["state"].as_str().unwrap()).collect();
+    assert_eq!(history, ["open", "acknowledged", "false_positive"]);
+    assert_eq!(v["history"][2]["by"], "noc (operator)");
+    let (_, v) = call(&app, "GET", "/v1/audit", Some(&f.operator), None).await;
+    assert_eq!(v["audit"].as_array().unwrap().iter().filter(|e| e["action"] == "incident").count(), 2);
+    // The next alert opens a new incident.
+    let (_, _) = call(
+        &app,
+        "POST",
+        "/v1/authorize",
+        Some(&f.integration),
+        Some(authorize_body("cu1", "005372345678", "2011-06-11T23:20:00+02:00")),
+    )
+    .await;
+    let (_, v) = call(&app, "GET", "/v1/incidents", Some(&f.operator), None).await;
+    assert_eq!(v["incidents"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(v["incidents"][0]["state"], "open");
+}

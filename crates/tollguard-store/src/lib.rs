@@ -84,6 +84,23 @@ pub struct AuditEntry {
     pub details: String,
 }
 
+/// An incident: alerts of one account grouped, with their timeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Incident {
+    /// Id.
+    pub id: i64,
+    /// Account.
+    pub account: String,
+    /// `open`, `acknowledged`, `resolved` or `false_positive`.
+    pub state: String,
+    /// Opened (Unix nanoseconds).
+    pub opened_ns: i64,
+    /// Last changed.
+    pub updated_ns: i64,
+    /// Timeline and counters, as JSON.
+    pub data: String,
+}
+
 /// A token as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredToken {
@@ -154,6 +171,15 @@ CREATE TABLE IF NOT EXISTS audit (
     details TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_account ON audit(account, id);
+CREATE TABLE IF NOT EXISTS incidents (
+    id INTEGER PRIMARY KEY,
+    account TEXT NOT NULL,
+    state TEXT NOT NULL,
+    opened_ns INTEGER NOT NULL,
+    updated_ns INTEGER NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS incidents_account ON incidents(account, state);
 ";
 
 impl Store {
@@ -315,6 +341,38 @@ impl Store {
         rows.collect::<std::result::Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
+    /// An incident by id.
+    pub fn incident(&self, id: i64) -> Result<Option<Incident>> {
+        Ok(self.incidents_where("id = ?1", params![id])?.pop())
+    }
+
+    /// Incidents of one account (or all) in a state (or all), newest first.
+    pub fn incidents(&self, account: Option<&str>, state: Option<&str>, limit: u32) -> Result<Vec<Incident>> {
+        self.incidents_where(
+            "(?1 IS NULL OR account = ?1) AND (?2 IS NULL OR state = ?2) ORDER BY id DESC LIMIT ?3",
+            params![account, state, limit],
+        )
+    }
+
+    fn incidents_where(&self, cond: &str, p: impl rusqlite::Params) -> Result<Vec<Incident>> {
+        let sql =
+            format!("SELECT id, account, state, opened_ns, updated_ns, data FROM incidents WHERE {cond}");
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(p, |r| {
+                Ok(Incident {
+                    id: r.get(0)?,
+                    account: r.get(1)?,
+                    state: r.get(2)?,
+                    opened_ns: r.get(3)?,
+                    updated_ns: r.get(4)?,
+                    data: r.get(5)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
     /// A checkpoint's value.
     pub fn checkpoint(&self, source: &str) -> Result<Option<String>> {
         self.conn
@@ -432,6 +490,49 @@ impl Batch<'_> {
             .and_then(|mut s| s.execute(params![time_ns, actor, action, account, details]))
             .map_err(|e| self.err(e))?;
         Ok(())
+    }
+
+    /// The account's incident that is open or acknowledged, if any: (id, data).
+    pub fn active_incident(&mut self, account: &str) -> Result<Option<(i64, String)>> {
+        self.tx
+            .prepare_cached(
+                "SELECT id, data FROM incidents WHERE account = ?1 AND state IN ('open', 'acknowledged')
+                 ORDER BY id DESC LIMIT 1",
+            )
+            .and_then(|mut s| s.query_row([account], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Opens an incident; returns its id.
+    pub fn open_incident(&mut self, account: &str, now_ns: i64, data: &str) -> Result<i64> {
+        self.tx
+            .execute(
+                "INSERT INTO incidents (account, state, opened_ns, updated_ns, data) VALUES (?1, 'open', ?2, ?2, ?3)",
+                params![account, now_ns, data],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    /// Updates an incident's timeline (and state, when given).
+    pub fn update_incident(&mut self, id: i64, now_ns: i64, state: Option<&str>, data: &str) -> Result<()> {
+        self.tx
+            .execute(
+                "UPDATE incidents SET updated_ns = ?2, state = COALESCE(?3, state), data = ?4 WHERE id = ?1",
+                params![id, now_ns, state, data],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// An incident's data and state, inside the transaction.
+    pub fn incident_data(&mut self, id: i64) -> Result<Option<(String, String, String)>> {
+        self.tx
+            .query_row("SELECT account, state, data FROM incidents WHERE id = ?1", [id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()
+            .map_err(|e| self.err(e))
     }
 
     /// Stores a token's hash, name and scope.

@@ -1,0 +1,216 @@
+//! Incidents: the alerts of one account grouped, from the first alert until an operator closes
+//! it (open -> acknowledged -> resolved or false positive), with the timeline an operator and a
+//! dispute need: first suspicious call, first alert, first denial, block, last call denied, and
+//! counters. Kept by the writer thread, in the same transaction as what changes them.
+
+use crate::{auth, flush, ApiError, ApiResult, AppState, Write};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use jiff::Timestamp;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tollguard_store::{Batch, Result as StoreResult};
+
+fn time(ns: i64) -> String {
+    Timestamp::from_nanosecond(ns as i128).map(|t| t.to_string()).unwrap_or_default()
+}
+
+/// An alert was stored: it opens the account's incident or joins the one open.
+pub(crate) fn on_alert(b: &mut Batch<'_>, alert_id: i64, alert: &Value, now_ns: i64) -> StoreResult<()> {
+    let account = alert["account"].as_str().unwrap_or("");
+    let entry = json!({
+        "id": alert_id, "time": alert["time"], "rule": alert["rule"], "severity": alert["severity"],
+        "action": alert["action"], "call_id": alert["call_id"], "message": alert["message"],
+    });
+    let critical = alert["severity"] == "critical";
+    let cut = alert["action"] == "cut";
+    match b.active_incident(account)? {
+        None => {
+            let data = json!({
+                "first_suspicious_call": alert["call_id"],
+                "first_alert": entry, "last_alert": entry,
+                "alerts": 1, "critical_alerts": i64::from(critical), "cut_alerts": i64::from(cut),
+                "first_denial": null, "last_denial": null, "denials": 0,
+                "block": null,
+                "history": [{ "time": time(now_ns), "state": "open", "by": "tollguard", "reason": alert["rule"] }],
+            });
+            b.open_incident(account, now_ns, &data.to_string())?;
+        }
+        Some((id, data)) => {
+            let mut d: Value = serde_json::from_str(&data).unwrap_or_default();
+            d["last_alert"] = entry;
+            d["alerts"] = json!(d["alerts"].as_i64().unwrap_or(0) + 1);
+            d["critical_alerts"] = json!(d["critical_alerts"].as_i64().unwrap_or(0) + i64::from(critical));
+            d["cut_alerts"] = json!(d["cut_alerts"].as_i64().unwrap_or(0) + i64::from(cut));
+            if d["first_suspicious_call"].as_str().is_none_or(str::is_empty) {
+                d["first_suspicious_call"] = alert["call_id"].clone();
+            }
+            b.update_incident(id, now_ns, None, &d.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// A call was denied: part of the account's incident, if one is open.
+pub(crate) fn on_denial(b: &mut Batch<'_>, account: &str, decision: &Value, now_ns: i64) -> StoreResult<()> {
+    let Some((id, data)) = b.active_incident(account)? else { return Ok(()) };
+    let mut d: Value = serde_json::from_str(&data).unwrap_or_default();
+    let entry = json!({ "time": decision["time"], "call_id": decision["call_id"], "to": decision["to"],
+                        "rules": decision["rules"] });
+    if d["first_denial"].is_null() {
+        d["first_denial"] = entry.clone();
+    }
+    d["last_denial"] = entry;
+    d["denials"] = json!(d["denials"].as_i64().unwrap_or(0) + 1);
+    b.update_incident(id, now_ns, None, &d.to_string())
+}
+
+/// tollguard blocked the account: the first block goes on the timeline.
+pub(crate) fn on_block(b: &mut Batch<'_>, account: &str, details: &Value, now_ns: i64) -> StoreResult<()> {
+    let Some((id, data)) = b.active_incident(account)? else { return Ok(()) };
+    let mut d: Value = serde_json::from_str(&data).unwrap_or_default();
+    if d["block"].is_null() {
+        d["block"] = json!({ "time": time(now_ns), "rule": details["rule"], "until": details["until"] });
+        b.update_incident(id, now_ns, None, &d.to_string())?;
+    }
+    Ok(())
+}
+
+/// An operator's (or the customer's) step: acknowledge, resolve, or mark a false positive.
+pub(crate) fn change(
+    b: &mut Batch<'_>,
+    id: i64,
+    to: &'static str,
+    by: &str,
+    reason: &str,
+    now_ns: i64,
+) -> StoreResult<Result<String, String>> {
+    let Some((account, state, data)) = b.incident_data(id)? else {
+        return Ok(Err(format!("no incident {id}")));
+    };
+    let allowed = match (state.as_str(), to) {
+        ("open", "acknowledged") => true,
+        ("open" | "acknowledged", "resolved" | "false_positive") => true,
+        _ => false,
+    };
+    if !allowed {
+        return Ok(Err(format!("incident {id} is {state}: it cannot become {to}")));
+    }
+    let mut d: Value = serde_json::from_str(&data).unwrap_or_default();
+    if let Some(h) = d["history"].as_array_mut() {
+        h.push(json!({ "time": time(now_ns), "state": to, "by": by, "reason": reason }));
+    }
+    b.update_incident(id, now_ns, Some(to), &d.to_string())?;
+    b.audit(
+        now_ns,
+        by,
+        "incident",
+        &account,
+        &json!({ "incident": id, "state": to, "reason": reason }).to_string(),
+    )?;
+    Ok(Ok(account))
+}
+
+fn view(i: &tollguard_store::Incident) -> Value {
+    let mut v: Value = serde_json::from_str(&i.data).unwrap_or_default();
+    v["id"] = json!(i.id);
+    v["account"] = json!(i.account);
+    v["state"] = json!(i.state);
+    v["opened"] = json!(time(i.opened_ns));
+    v["updated"] = json!(time(i.updated_ns));
+    v
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    state: Option<String>,
+    account: Option<String>,
+    limit: Option<u32>,
+}
+
+/// `GET /v1/incidents`: newest first; a customer sees its own.
+pub(crate) async fn list(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let account = match auth::scope(&s, &headers)? {
+        crate::Scope::Operator => q.account.clone(),
+        crate::Scope::Customer(own) if q.account.as_ref().is_none_or(|a| *a == own) => Some(own),
+        _ => return Err(auth::forbidden()),
+    };
+    flush(&s).await;
+    let limit = q.limit.unwrap_or(100).min(1000);
+    let st = s.clone();
+    let rows = tokio::task::spawn_blocking(move || {
+        st.reader.lock().expect("reader lock").incidents(account.as_deref(), q.state.as_deref(), limit)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(Json(json!({ "incidents": rows.iter().map(view).collect::<Vec<_>>() })))
+}
+
+/// `GET /v1/incidents/{id}`.
+pub(crate) async fn get_one(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let scope = auth::scope(&s, &headers)?;
+    flush(&s).await;
+    let st = s.clone();
+    let row = tokio::task::spawn_blocking(move || st.reader.lock().expect("reader lock").incident(id))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let Some(i) = row else { return Err(ApiError::not_found(format!("no incident {id}"))) };
+    match scope {
+        crate::Scope::Operator => {}
+        crate::Scope::Customer(own) if own == i.account => {}
+        crate::Scope::Customer(_) => return Err(ApiError::not_found(format!("no incident {id}"))),
+        crate::Scope::Integration => return Err(auth::forbidden()),
+    }
+    Ok(Json(view(&i)))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StepRequest {
+    reason: Option<String>,
+}
+
+/// `POST /v1/incidents/{id}/{acknowledge|resolve|false-positive}` (operator).
+pub(crate) async fn step(
+    State(s): State<Arc<AppState>>,
+    Path((id, action)): Path<(i64, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    auth::require(&s, &headers, auth::Need::Operator)?;
+    let to = match action.as_str() {
+        "acknowledge" => "acknowledged",
+        "resolve" => "resolved",
+        "false-positive" => "false_positive",
+        _ => return Err(ApiError::not_found("no such step: acknowledge, resolve or false-positive")),
+    };
+    let req: StepRequest = if body.is_empty() { StepRequest::default() } else { crate::parse_json(&body)? };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    s.send(Write::IncidentStep {
+        id,
+        to,
+        by: auth::who(&s, &headers),
+        reason: req.reason.unwrap_or_default(),
+        done: tx,
+    });
+    match rx.await.map_err(|_| ApiError::internal("the store is shutting down"))? {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) if e.starts_with("no incident") => return Err(ApiError::not_found(e)),
+        Ok(Err(e)) => return Err(ApiError::new(StatusCode::CONFLICT, "incident_closed", e)),
+        Err(e) => return Err(ApiError::internal(e)),
+    }
+    get_one(State(s), Path(id), headers).await
+}
