@@ -90,11 +90,10 @@ pub(crate) fn change(
     let Some((account, state, data)) = b.incident_data(id)? else {
         return Ok(Err(format!("no incident {id}")));
     };
-    let allowed = match (state.as_str(), to) {
-        ("open", "acknowledged") => true,
-        ("open" | "acknowledged", "resolved" | "false_positive") => true,
-        _ => false,
-    };
+    let allowed = matches!(
+        (state.as_str(), to),
+        ("open", "acknowledged") | ("open" | "acknowledged", "resolved" | "false_positive")
+    );
     if !allowed {
         return Ok(Err(format!("incident {id} is {state}: it cannot become {to}")));
     }
