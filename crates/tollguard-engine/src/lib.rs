@@ -86,6 +86,16 @@ pub enum Command {
         /// Extension, or all.
         extension: Option<String>,
     },
+    /// After a false positive: the account may call these countries without the first-call
+    /// rules (a new partner country), until a time or for good. Replaces earlier allowances.
+    Allow {
+        /// Account.
+        account: String,
+        /// ISO 3166 alpha-2 codes.
+        countries: Vec<String>,
+        /// Until when; `None`: until changed.
+        until: Option<Timestamp>,
+    },
     /// Replace the limits an operator, or the customer itself, set for one account. They apply
     /// besides the policy's (and the operator's, for a customer's): every limit must pass.
     SetLimits {
@@ -384,6 +394,8 @@ struct AccountMemory {
     rang_in: Vec<(E164, Timestamp)>,
     /// Numbers whose wangiri alert was raised.
     wangiri_alerted: Vec<E164>,
+    /// Countries an operator allowed after a false positive (ISO alpha-2), until when.
+    allowances: Vec<(String, Option<Timestamp>)>,
 }
 
 impl AccountMemory {
@@ -562,6 +574,17 @@ pub struct AccountReport {
     pub blocks: Vec<BlockInfo>,
     /// Kinds of destination it has called (countries and special ranges).
     pub destinations_seen: usize,
+    /// Countries allowed after a false positive.
+    pub allowances: Vec<Allowance>,
+}
+
+/// A country an account may call without the first-call rules.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Allowance {
+    /// ISO 3166 alpha-2.
+    pub country: String,
+    /// Until when (RFC 3339); `None`: until changed.
+    pub until: Option<String>,
 }
 
 struct Dest {
@@ -686,6 +709,13 @@ impl Engine {
                 })
                 .collect(),
             destinations_seen: a.memory.seen.len(),
+            allowances: a
+                .memory
+                .allowances
+                .iter()
+                .filter(|(_, u)| u.is_none_or(|u| now < u))
+                .map(|(c, u)| Allowance { country: c.clone(), until: u.map(|u| u.to_string()) })
+                .collect(),
         })
     }
 
@@ -739,6 +769,11 @@ impl Engine {
             bytes += a.baseline.as_ref().map_or(0, |_| size_of::<Baseline>());
             let m = &a.memory;
             bytes += m.seen.capacity() * 4 + m.alerted.capacity() * 4;
+            bytes += m
+                .allowances
+                .iter()
+                .map(|(c, _)| size_of::<(String, Option<Timestamp>)>() + c.capacity())
+                .sum::<usize>();
             bytes += m.rang_in.capacity() * size_of::<(E164, Timestamp)>()
                 + m.wangiri_alerted.capacity() * size_of::<E164>();
             bytes += a.blocks.capacity() * size_of::<ActiveBlock>()
@@ -1088,7 +1123,12 @@ impl Engine {
             if let (Some(region), Some(risk)) = (dest.region, dest.risk) {
                 let kind = destination_kind(region, dest.number_type);
                 let seen = self.accounts[acct as usize].memory.seen.contains(&kind);
-                if !seen && risk >= RiskTier::High {
+                let allowed = self.accounts[acct as usize]
+                    .memory
+                    .allowances
+                    .iter()
+                    .any(|(c, until)| c == dest.country && until.is_none_or(|u| now < u));
+                if !seen && !allowed && risk >= RiskTier::High {
                     let night = self.is_night(local);
                     let revenue_share = matches!(
                         dest.number_type,
@@ -1872,6 +1912,11 @@ impl Engine {
                 self.accounts[acct as usize].blocks.push(ActiveBlock { extension, limit: None, until, rule });
             }
             Command::SetLimits { account, owner, limits } => self.set_limits(&account, owner, limits, now),
+            Command::Allow { account, countries, until } => {
+                let acct = self.account_id(&account);
+                self.accounts[acct as usize].memory.allowances =
+                    countries.into_iter().map(|c| (c.to_ascii_uppercase(), until)).collect();
+            }
             Command::Unblock { account, extension } => {
                 let Some(&acct) = self.account_ids.get(&account) else { return };
                 let a = &mut self.accounts[acct as usize];

@@ -180,6 +180,16 @@ pub(crate) async fn get_one(
 #[serde(deny_unknown_fields)]
 pub(crate) struct StepRequest {
     reason: Option<String>,
+    /// With `false-positive`: the countries the account may now call without the first-call
+    /// rules, and until when (RFC 3339; absent: until changed).
+    allow: Option<AllowRequest>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AllowRequest {
+    countries: Vec<String>,
+    until: Option<String>,
 }
 
 /// `POST /v1/incidents/{id}/{acknowledge|resolve|false-positive}` (operator).
@@ -197,16 +207,41 @@ pub(crate) async fn step(
         _ => return Err(ApiError::not_found("no such step: acknowledge, resolve or false-positive")),
     };
     let req: StepRequest = if body.is_empty() { StepRequest::default() } else { crate::parse_json(&body)? };
+    if req.allow.is_some() && to != "false_positive" {
+        return Err(ApiError::bad("allow goes with false-positive only"));
+    }
+    let until = match req.allow.as_ref().and_then(|a| a.until.as_deref()) {
+        Some(u) => Some(crate::parse_time(Some(u))?),
+        None => None,
+    };
+    if let Some(a) = &req.allow {
+        if a.countries.is_empty()
+            || a.countries.iter().any(|c| c.len() != 2 || !c.bytes().all(|b| b.is_ascii_alphabetic()))
+        {
+            return Err(ApiError::bad("allow.countries: ISO 3166 alpha-2 codes, e.g. [\"TL\"]"));
+        }
+    }
+    let who = auth::who(&s, &headers);
     let (tx, rx) = tokio::sync::oneshot::channel();
     s.send(Write::IncidentStep {
         id,
         to,
-        by: auth::who(&s, &headers),
-        reason: req.reason.unwrap_or_default(),
+        by: who.clone(),
+        reason: req.reason.clone().unwrap_or_default(),
         done: tx,
     });
     match rx.await.map_err(|_| ApiError::internal("the store is shutting down"))? {
-        Ok(Ok(_)) => {}
+        Ok(Ok(account)) => {
+            if let Some(a) = req.allow {
+                // The allowance: the same honest traffic does not alert again.
+                let countries: Vec<String> = a.countries.iter().map(|c| c.to_ascii_uppercase()).collect();
+                let payload = json!({ "command": "allow", "account": account, "countries": countries,
+                                      "until": until.map(|u| u.to_string()), "incident": id,
+                                      "reason": req.reason });
+                let cmd = tollguard_engine::Command::Allow { account: account.clone(), countries, until };
+                crate::command(&s, &who, "allow", &account, cmd, payload.to_string());
+            }
+        }
         Ok(Err(e)) if e.starts_with("no incident") => return Err(ApiError::not_found(e)),
         Ok(Err(e)) => return Err(ApiError::new(StatusCode::CONFLICT, "incident_closed", e)),
         Err(e) => return Err(ApiError::internal(e)),

@@ -948,7 +948,7 @@ pub struct AuthorizeResponse {
     pub explanation: Vec<String>,
 }
 
-fn parse_time(t: Option<&str>) -> ApiResult<Timestamp> {
+pub(crate) fn parse_time(t: Option<&str>) -> ApiResult<Timestamp> {
     match t {
         None => Ok(Timestamp::now()),
         Some(s) => s
@@ -1329,7 +1329,14 @@ async fn unblock(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn command(s: &AppState, who: &str, action: &'static str, account: &str, cmd: Command, payload: String) {
+pub(crate) fn command(
+    s: &AppState,
+    who: &str,
+    action: &'static str,
+    account: &str,
+    cmd: Command,
+    payload: String,
+) {
     let now = Timestamp::now();
     let mut effects = vec![];
     s.core.lock().expect("engine lock").engine.handle(Event::Command(cmd), now, &mut effects);

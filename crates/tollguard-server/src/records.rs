@@ -376,6 +376,17 @@ pub(crate) fn rebuild(store: &Store, engine: &mut Engine) -> anyhow::Result<(u64
                             v.get("until").and_then(|x| x.as_str()).and_then(|u| u.parse::<Timestamp>().ok());
                         Command::Block { account, extension, until, reason: str_of("reason") }
                     }
+                    "allow" => Command::Allow {
+                        account,
+                        countries: v["countries"]
+                            .as_array()
+                            .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_string)).collect())
+                            .unwrap_or_default(),
+                        until: v
+                            .get("until")
+                            .and_then(|x| x.as_str())
+                            .and_then(|u| u.parse::<Timestamp>().ok()),
+                    },
                     "limits" => {
                         let owner = if str_of("owner") == "customer" {
                             tollguard_engine::LimitOwner::Customer

@@ -943,3 +943,115 @@ async fn alerts_group_into_an_incident_with_its_timeline_until_an_operator_close
     assert_eq!(v["incidents"].as_array().unwrap().len(), 2, "{v}");
     assert_eq!(v["incidents"][0]["state"], "open");
 }
+
+#[tokio::test]
+async fn a_false_positive_allowance_stops_the_repeat_alert_and_is_logged() {
+    let f = fixture("allowance");
+    let night = |id: &str, t: &str| authorize_body(id, "0067077123456", t);
+    {
+        let s = server(&f.db);
+        let app = s.router();
+        let (_, v) = call(
+            &app,
+            "POST",
+            "/v1/authorize",
+            Some(&f.integration),
+            Some(night("n1", "2011-06-11T23:10:00+02:00")),
+        )
+        .await;
+        assert_eq!(v["allow"], false);
+        let (_, v) = call(&app, "GET", "/v1/incidents", Some(&f.operator), None).await;
+        let id = v["incidents"][0]["id"].as_i64().unwrap();
+        let (st, v) = call(&app, "POST", &format!("/v1/incidents/{id}/false-positive"), Some(&f.operator),
+            Some(json!({ "reason": "engineers on site in Dili", "allow": { "countries": ["tl", "CU"], "until": "2031-01-01T00:00:00Z" } }))).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        // The same call the next night: no first-call rule, no alert (the spend limits on
+        // high-risk ranges still count it and cap it).
+        let (_, v) = call(
+            &app,
+            "POST",
+            "/v1/authorize",
+            Some(&f.integration),
+            Some(night("n2", "2011-06-12T23:10:00+02:00")),
+        )
+        .await;
+        assert_eq!(
+            (v["allow"].as_bool(), v["rules"].clone()),
+            (Some(true), json!(["default.high_risk_spend_1h"])),
+            "{v}"
+        );
+        s.flush().await;
+        let (_, v) = call(&app, "GET", "/v1/alerts", Some(&f.operator), None).await;
+        assert_eq!(v["alerts"].as_array().unwrap().len(), 1, "only the first: {v}");
+        let (_, v) = call(&app, "GET", "/v1/audit", Some(&f.operator), None).await;
+        let allow = v["audit"].as_array().unwrap().iter().find(|e| e["action"] == "allow").unwrap().clone();
+        assert_eq!(
+            (allow["actor"].as_str(), allow["details"]["countries"][0].as_str()),
+            (Some("noc (operator)"), Some("TL"))
+        );
+        assert_eq!(allow["details"]["reason"], "engineers on site in Dili");
+        // Allow only with false-positive.
+        let (st, _) = call(
+            &app,
+            "POST",
+            &format!("/v1/incidents/{id}/resolve"),
+            Some(&f.operator),
+            Some(json!({ "allow": { "countries": ["TL"] } })),
+        )
+        .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST);
+    }
+    // Visible on the account, and still in force after a restart; it expires when asked.
+    let s = server(&f.db);
+    let app = s.router();
+    let (_, v) = call(&app, "GET", "/v1/accounts/acme", Some(&f.acme), None).await;
+    let countries: Vec<&str> =
+        v["allowances"].as_array().unwrap().iter().map(|a| a["country"].as_str().unwrap()).collect();
+    assert_eq!(countries, ["TL", "CU"], "{v}");
+    let cuba = |id: &str, t: &str| authorize_body(id, "005372345678", t);
+    let (_, v) = call(
+        &app,
+        "POST",
+        "/v1/authorize",
+        Some(&f.integration),
+        Some(cuba("c1", "2030-06-15T23:10:00+02:00")),
+    )
+    .await;
+    assert_eq!(v["allow"], true, "allowed before the expiry: {v}");
+    let f2 = fixture("allowance-expiry");
+    let s2 = server(&f2.db);
+    let app2 = s2.router();
+    // On an account whose allowance has expired, the first-call rule is back.
+    let (_, v) = call(
+        &app2,
+        "POST",
+        "/v1/authorize",
+        Some(&f2.integration),
+        Some(cuba("c2", "2030-06-15T23:10:00+02:00")),
+    )
+    .await;
+    let (_, inc) = call(&app2, "GET", "/v1/incidents", Some(&f2.operator), None).await;
+    let id = inc["incidents"][0]["id"].as_i64().unwrap();
+    assert_eq!(v["allow"], false);
+    call(
+        &app2,
+        "POST",
+        &format!("/v1/incidents/{id}/false-positive"),
+        Some(&f2.operator),
+        Some(json!({ "allow": { "countries": ["CU"], "until": "2030-06-16T00:00:00Z" } })),
+    )
+    .await;
+    let (_, v) = call(
+        &app2,
+        "POST",
+        "/v1/authorize",
+        Some(&f2.integration),
+        Some(cuba("c3", "2030-06-20T23:10:00+02:00")),
+    )
+    .await;
+    assert_eq!(
+        (v["allow"].as_bool(), v["rules"][0].as_str()),
+        (Some(false), Some("default.new_critical_destination_night")),
+        "{v}"
+    );
+}
