@@ -78,6 +78,8 @@ pub enum Command {
         until: Option<Timestamp>,
         /// Why (shown in decisions).
         reason: String,
+        /// Only these destinations; `None`: all (emergency numbers are never blocked).
+        destinations: Option<Destinations>,
     },
     /// Lift every block of an account (or of one extension).
     Unblock {
@@ -85,6 +87,8 @@ pub enum Command {
         account: String,
         /// Extension, or all.
         extension: Option<String>,
+        /// Lift only the blocks tollguard's limits set, not an operator's (a customer's unblock).
+        automatic_only: bool,
     },
     /// After a false positive: the account may call these countries without the first-call
     /// rules (a new partner country), until a time or for good. Replaces earlier allowances.
@@ -106,6 +110,32 @@ pub enum Command {
         /// The limits (their `accounts` field is ignored: they are the account's).
         limits: Vec<Limit>,
     },
+}
+
+/// Destinations a block covers: any of the countries, risk tiers or E.164 prefixes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Destinations {
+    /// ISO 3166 alpha-2 codes (upper case).
+    pub countries: Vec<String>,
+    /// Risk tiers.
+    pub risks: Vec<RiskTier>,
+    /// E.164 prefixes, digits without `+`.
+    pub prefixes: Vec<String>,
+}
+
+impl Destinations {
+    fn covers(&self, country: &str, risk: Option<RiskTier>, number: Option<&E164>) -> bool {
+        self.countries.iter().any(|c| c == country)
+            || risk.is_some_and(|r| self.risks.contains(&r))
+            || number.is_some_and(|n| self.prefixes.iter().any(|p| n.as_str().starts_with(p.as_str())))
+    }
+
+    fn describe(&self) -> String {
+        let mut parts: Vec<String> = self.countries.clone();
+        parts.extend(self.risks.iter().map(|r| format!("{r} risk")));
+        parts.extend(self.prefixes.iter().map(|p| format!("+{p}")));
+        parts.join(", ")
+    }
 }
 
 /// Who set an account's own limits.
@@ -378,8 +408,10 @@ struct LimitState {
 struct ActiveBlock {
     /// Extension, or all.
     extension: Option<String>,
-    /// The limit whose destinations are blocked; `None`: all destinations.
+    /// The limit whose destinations are blocked; `None`: see `destinations`.
     limit: Option<u16>,
+    /// An operator's destinations; `None` (and no limit): all destinations.
+    destinations: Option<Destinations>,
     until: Option<Timestamp>,
     rule: String,
 }
@@ -938,6 +970,7 @@ impl Engine {
                 let b = ActiveBlock {
                     extension: (limit.scope == ScopeKind::Extension).then(|| ext.to_string()),
                     limit: Some(li),
+                    destinations: None,
                     until: limit.block_for.map(|d| now + d),
                     rule: limit.name.clone(),
                 };
@@ -1101,11 +1134,16 @@ impl Engine {
             if b.until.is_some_and(|u| u <= now) || b.extension.as_ref().is_some_and(|e| e != ext) {
                 continue;
             }
-            let covered = match b.limit {
-                None => true,
-                Some(i) => {
+            let number = match &dialled {
+                Dialled::E164(n) => Some(n),
+                _ => None,
+            };
+            let covered = match (b.limit, &b.destinations) {
+                (Some(i), _) => {
                     self.policy.limits[i as usize].filter.matches(dest.country, dest.number_type, dest.risk)
                 }
+                (None, Some(d)) => d.covers(dest.country, dest.risk, number),
+                (None, None) => true,
             };
             if covered {
                 deny = true;
@@ -1274,6 +1312,7 @@ impl Engine {
                     new_blocks.push(ActiveBlock {
                         extension: (limit.scope == ScopeKind::Extension).then(|| ext.to_string()),
                         limit: Some(i as u16),
+                        destinations: None,
                         until: limit.block_for.map(|d| now + d),
                         rule: limit.name.clone(),
                     });
@@ -1861,6 +1900,7 @@ impl Engine {
                         let b = ActiveBlock {
                             extension: (limit.scope == ScopeKind::Extension).then(|| ext.to_string()),
                             limit: Some(li),
+                            destinations: None,
                             until: limit.block_for.map(|d| now + d),
                             rule: limit.name.clone(),
                         };
@@ -1902,14 +1942,23 @@ impl Engine {
 
     fn command(&mut self, c: Command, now: Timestamp, out: &mut Vec<Effect>) {
         match c {
-            Command::Block { account, extension, until, reason } => {
+            Command::Block { account, extension, until, reason, destinations } => {
                 let acct = self.account_id(&account);
-                let rule = format!("operator.block: {reason}");
+                let rule = match &destinations {
+                    Some(d) => format!("operator.block ({}): {reason}", d.describe()),
+                    None => format!("operator.block: {reason}"),
+                };
                 out.push(Effect::Block { account, extension: extension.clone(), rule: rule.clone(), until });
                 if let Some(u) = until {
                     self.due.push(Reverse((u, DUE_BLOCK, acct)));
                 }
-                self.accounts[acct as usize].blocks.push(ActiveBlock { extension, limit: None, until, rule });
+                self.accounts[acct as usize].blocks.push(ActiveBlock {
+                    extension,
+                    limit: None,
+                    destinations,
+                    until,
+                    rule,
+                });
             }
             Command::SetLimits { account, owner, limits } => self.set_limits(&account, owner, limits, now),
             Command::Allow { account, countries, until } => {
@@ -1917,12 +1966,14 @@ impl Engine {
                 self.accounts[acct as usize].memory.allowances =
                     countries.into_iter().map(|c| (c.to_ascii_uppercase(), until)).collect();
             }
-            Command::Unblock { account, extension } => {
+            Command::Unblock { account, extension, automatic_only } => {
                 let Some(&acct) = self.account_ids.get(&account) else { return };
                 let a = &mut self.accounts[acct as usize];
-                let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut a.blocks)
-                    .into_iter()
-                    .partition(|b| extension.is_none() || b.extension == extension);
+                let (gone, kept): (Vec<_>, Vec<_>) =
+                    std::mem::take(&mut a.blocks).into_iter().partition(|b| {
+                        (extension.is_none() || b.extension == extension)
+                            && !(automatic_only && b.limit.is_none())
+                    });
                 a.blocks = kept;
                 for b in gone {
                     out.push(Effect::Unblock {

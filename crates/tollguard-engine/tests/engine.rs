@@ -191,6 +191,7 @@ fn emergency_numbers_are_never_denied() {
             extension: None,
             until: None,
             reason: "test".into(),
+            destinations: None,
         }),
         now,
         &mut vec![],
@@ -204,7 +205,11 @@ fn emergency_numbers_are_never_denied() {
         assert_eq!(d.rules, ["emergency"]);
     }
     let mut out = vec![];
-    e.handle(Event::Command(Command::Unblock { account: "acme".into(), extension: None }), now, &mut out);
+    e.handle(
+        Event::Command(Command::Unblock { account: "acme".into(), extension: None, automatic_only: false }),
+        now,
+        &mut out,
+    );
     assert!(matches!(&out[0], Effect::Unblock { .. }));
     let (d, _) = attempt(&mut e, "y", "210", "0201234567", now);
     assert!(d.allowed);
@@ -456,6 +461,7 @@ fn an_expired_block_is_reported_even_when_an_attempt_comes_first() {
             extension: None,
             until: Some(until),
             reason: "test".into(),
+            destinations: None,
         }),
         now,
         &mut vec![],
@@ -545,4 +551,50 @@ fn a_late_record_corrects_the_cost_of_an_ended_call_and_is_not_counted_twice() {
     e.handle(Event::Record(&c2), t("2026-01-19T09:05:00Z"), &mut vec![]);
     assert_eq!(e.running_calls(), 0);
     assert_eq!(used(&mut e), "7.25");
+}
+
+#[test]
+fn an_operator_blocks_destinations_and_a_customer_lifts_only_automatic_blocks() {
+    use tollguard_engine::Destinations;
+    let mut e = engine("");
+    let now = t("2026-01-19T09:00:00Z");
+    let block = |countries: &[&str], prefixes: &[&str]| {
+        Event::Command(Command::Block {
+            account: "acme".into(),
+            extension: None,
+            until: None,
+            reason: "fraud seen elsewhere".into(),
+            destinations: Some(Destinations {
+                countries: countries.iter().map(|c| c.to_string()).collect(),
+                risks: vec![],
+                prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
+            }),
+        })
+    };
+    e.handle(block(&["TL"], &["4930"]), now, &mut vec![]);
+    let (d, _) = attempt(&mut e, "a", "210", "0067077123456", now);
+    assert!(!d.allowed);
+    assert_eq!(d.rules, ["operator.block (TL, +4930): fraud seen elsewhere"]);
+    let (d, _) = attempt(&mut e, "b", "210", "004930123456", now);
+    assert!(!d.allowed, "Berlin by prefix");
+    let (d, _) = attempt(&mut e, "c", "210", "004989123456", now);
+    assert!(d.allowed, "Munich is not blocked: {d:?}");
+    let (d, _) = attempt(&mut e, "d", "210", "112", now);
+    assert!(d.allowed, "emergency");
+    // A customer's unblock lifts only what tollguard's limits set: the operator's block stays.
+    let mut out = vec![];
+    e.handle(
+        Event::Command(Command::Unblock { account: "acme".into(), extension: None, automatic_only: true }),
+        now,
+        &mut out,
+    );
+    assert!(out.is_empty(), "{out:?}");
+    let (d, _) = attempt(&mut e, "e", "210", "0067077123456", now);
+    assert!(!d.allowed);
+    e.handle(
+        Event::Command(Command::Unblock { account: "acme".into(), extension: None, automatic_only: false }),
+        now,
+        &mut out,
+    );
+    assert_eq!(out.len(), 1);
 }

@@ -1284,6 +1284,47 @@ struct BlockRequest {
     /// RFC 3339; absent: until unblocked.
     until: Option<String>,
     reason: Option<String>,
+    /// Only calls to these countries (ISO alpha-2) ...
+    #[serde(default)]
+    countries: Vec<String>,
+    /// ... or risk tiers ...
+    #[serde(default)]
+    risk: Vec<String>,
+    /// ... or E.164 prefixes (`+4930` or `4930`); all empty: every destination.
+    #[serde(default)]
+    prefixes: Vec<String>,
+}
+
+/// The destinations of a block request, validated; `None`: all destinations.
+pub(crate) fn block_destinations(
+    countries: &[String],
+    risk: &[String],
+    prefixes: &[String],
+) -> Result<Option<tollguard_engine::Destinations>, String> {
+    if countries.is_empty() && risk.is_empty() && prefixes.is_empty() {
+        return Ok(None);
+    }
+    let mut d = tollguard_engine::Destinations::default();
+    for c in countries {
+        if c.len() != 2 || !c.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return Err(format!("countries: {c:?} is not an ISO 3166 alpha-2 code"));
+        }
+        d.countries.push(c.to_ascii_uppercase());
+    }
+    for r in risk {
+        d.risks.push(
+            tollguard_core::numbering::RiskTier::parse(r)
+                .ok_or_else(|| format!("risk: {r:?} is not a risk tier (low, medium, high, critical)"))?,
+        );
+    }
+    for p in prefixes {
+        let digits = p.trim_start_matches('+');
+        if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("prefixes: {p:?} is not an E.164 prefix"));
+        }
+        d.prefixes.push(digits.to_string());
+    }
+    Ok(Some(d))
 }
 
 async fn block(
@@ -1297,14 +1338,17 @@ async fn block(
     let req: BlockRequest = if body.is_empty() { BlockRequest::default() } else { parse_json(&body)? };
     let until = req.until.as_deref().map(|u| parse_time(Some(u))).transpose()?;
     let reason = req.reason.unwrap_or_else(|| format!("by {who}"));
+    let destinations = block_destinations(&req.countries, &req.risk, &req.prefixes).map_err(ApiError::bad)?;
     let cmd = Command::Block {
         account: account.clone(),
         extension: req.extension.clone(),
         until,
         reason: reason.clone(),
+        destinations,
     };
     let payload = json!({ "command": "block", "account": account, "extension": req.extension,
-                          "until": until.map(|u| u.to_string()), "reason": reason });
+                          "until": until.map(|u| u.to_string()), "reason": reason,
+                          "countries": req.countries, "risk": req.risk, "prefixes": req.prefixes });
     command(&s, &auth::who(&s, &headers), "block", &account, cmd, payload.to_string());
     Ok(StatusCode::NO_CONTENT)
 }
@@ -1321,10 +1365,16 @@ async fn unblock(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<StatusCode> {
-    auth::require(&s, &headers, auth::Need::Operator)?;
+    // An operator lifts every block; the account's customer only those tollguard's limits set.
+    let automatic_only = match auth::require(&s, &headers, auth::Need::Read(&account))? {
+        Scope::Operator => false,
+        Scope::Customer(_) => true,
+        Scope::Integration => return Err(auth::forbidden()),
+    };
     let req: UnblockRequest = if body.is_empty() { UnblockRequest::default() } else { parse_json(&body)? };
-    let cmd = Command::Unblock { account: account.clone(), extension: req.extension.clone() };
-    let payload = json!({ "command": "unblock", "account": account, "extension": req.extension });
+    let cmd = Command::Unblock { account: account.clone(), extension: req.extension.clone(), automatic_only };
+    let payload = json!({ "command": "unblock", "account": account, "extension": req.extension,
+                          "automatic_only": automatic_only });
     command(&s, &auth::who(&s, &headers), "unblock", &account, cmd, payload.to_string());
     Ok(StatusCode::NO_CONTENT)
 }

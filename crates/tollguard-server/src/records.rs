@@ -374,7 +374,15 @@ pub(crate) fn rebuild(store: &Store, engine: &mut Engine) -> anyhow::Result<(u64
                     "block" => {
                         let until =
                             v.get("until").and_then(|x| x.as_str()).and_then(|u| u.parse::<Timestamp>().ok());
-                        Command::Block { account, extension, until, reason: str_of("reason") }
+                        let list = |k: &str| -> Vec<String> {
+                            v[k].as_array()
+                                .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                                .unwrap_or_default()
+                        };
+                        let destinations =
+                            crate::block_destinations(&list("countries"), &list("risk"), &list("prefixes"))
+                                .unwrap_or_default();
+                        Command::Block { account, extension, until, reason: str_of("reason"), destinations }
                     }
                     "allow" => Command::Allow {
                         account,
@@ -407,7 +415,11 @@ pub(crate) fn rebuild(store: &Store, engine: &mut Engine) -> anyhow::Result<(u64
                             }
                         }
                     }
-                    _ => Command::Unblock { account, extension },
+                    _ => Command::Unblock {
+                        account,
+                        extension,
+                        automatic_only: v["automatic_only"].as_bool().unwrap_or(false),
+                    },
                 };
                 engine.handle(Event::Command(cmd), now, &mut effects);
             }

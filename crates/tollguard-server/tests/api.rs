@@ -1055,3 +1055,67 @@ async fn a_false_positive_allowance_stops_the_repeat_alert_and_is_logged() {
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn destination_blocks_and_who_may_lift_them() {
+    let f = fixture("dest-blocks");
+    let s = server(&f.db);
+    let app = s.router();
+    let body = |id: &str, to: &str| {
+        let mut b = authorize_body(id, to, "");
+        b.as_object_mut().unwrap().remove("time");
+        b
+    };
+    let (st, v) = call(
+        &app,
+        "POST",
+        "/v1/accounts/acme/block",
+        Some(&f.operator),
+        Some(json!({ "countries": ["TLX"], "reason": "x" })),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    let (st, _) = call(
+        &app,
+        "POST",
+        "/v1/accounts/acme/block",
+        Some(&f.operator),
+        Some(json!({ "countries": ["TL"], "prefixes": ["+4930"], "reason": "IRSF wave" })),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (_, v) =
+        call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body("d1", "0067077123456"))).await;
+    assert_eq!(
+        (v["allow"].as_bool(), v["rules"][0].as_str()),
+        (Some(false), Some("operator.block (TL, +4930): IRSF wave")),
+        "{v}"
+    );
+    let (_, v) =
+        call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body("d2", "0201234567"))).await;
+    assert_eq!(v["allow"], true, "Dutch numbers are not blocked: {v}");
+    // The customer may lift only what tollguard's limits set; the operator's block stays.
+    let (st, _) = call(&app, "POST", "/v1/accounts/acme/unblock", Some(&f.other), None).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = call(&app, "POST", "/v1/accounts/acme/unblock", Some(&f.acme), None).await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (_, v) =
+        call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body("d3", "004930123456"))).await;
+    assert_eq!(v["allow"], false, "{v}");
+    let (st, _) = call(&app, "POST", "/v1/accounts/acme/unblock", Some(&f.operator), None).await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (_, v) =
+        call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body("d4", "004930123457"))).await;
+    assert_eq!(v["allow"], true, "{v}");
+    let (_, v) = call(&app, "GET", "/v1/audit", Some(&f.operator), None).await;
+    let actions: Vec<(&str, &str)> = v["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["actor"].as_str().unwrap(), e["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        actions,
+        [("noc (operator)", "block"), ("acme it (customer:acme)", "unblock"), ("noc (operator)", "unblock")]
+    );
+}
