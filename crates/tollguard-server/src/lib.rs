@@ -31,6 +31,7 @@ use tollguard_engine::{Attempt, Command, Decision, Effect, Engine, Event, Severi
 use tollguard_store::Store;
 
 mod auth;
+pub mod email;
 mod incident;
 mod records;
 mod tls;
@@ -65,6 +66,8 @@ pub struct Options {
     pub kamailio_rpc: Option<String>,
     /// Where alerts are posted (signed), with a persisted outbox.
     pub webhooks: Vec<Webhook>,
+    /// Alerts by e-mail, from the same outbox.
+    pub email: Option<email::Email>,
 }
 
 /// A CDR file `serve` follows.
@@ -91,6 +94,7 @@ impl Default for Options {
             tls: None,
             kamailio_rpc: None,
             webhooks: vec![],
+            email: None,
         }
     }
 }
@@ -220,6 +224,8 @@ pub struct AppState {
     reloader: Mutex<Option<Reloader>>,
     /// Held by the delivery round in progress (one at a time).
     delivering: tokio::sync::Mutex<()>,
+    /// The last e-mail per (account, rule): when, and at what severity (quiet periods).
+    mailed: Mutex<HashMap<(String, String), (std::time::Instant, Severity)>>,
     /// Cuts the switch refused or could not be asked for (shared with the threads that ask).
     cut_failures: Arc<AtomicU64>,
     /// Events handled when the engine was rebuilt at start.
@@ -286,6 +292,7 @@ impl Server {
             tails: tokio::sync::Mutex::new(tails),
             reloader: Mutex::new(None),
             delivering: tokio::sync::Mutex::new(()),
+            mailed: Mutex::new(HashMap::new()),
             cut_failures: Arc::new(AtomicU64::new(0)),
             rebuilt_events,
         });
@@ -615,13 +622,25 @@ impl AppState {
                         _ => self.metrics.alerts_warning.fetch_add(1, Ordering::Relaxed),
                     };
                     let json = serde_json::to_string(&a).unwrap_or_default();
-                    let targets = self
+                    let mut targets: Vec<String> = self
                         .opts
                         .webhooks
                         .iter()
                         .filter(|w| a.severity >= w.min_severity)
                         .map(|w| w.name.clone())
                         .collect();
+                    if let Some(cfg) = &self.opts.email {
+                        // One mail per account and rule in a quiet period, unless it got worse.
+                        let key = (a.account.clone(), a.rule.clone());
+                        let mut mailed = self.mailed.lock().expect("mailed lock");
+                        let quiet = mailed
+                            .get(&key)
+                            .is_some_and(|(at, sev)| at.elapsed() < cfg.quiet && a.severity <= *sev);
+                        if a.severity >= cfg.min_severity && !quiet {
+                            mailed.insert(key, (std::time::Instant::now(), a.severity));
+                            targets.push("email".into());
+                        }
+                    }
                     self.send(Write::Alert { account: a.account.clone(), json, targets });
                 }
                 Effect::Cut { call_id, rule } => {

@@ -76,7 +76,7 @@ fn post(url: &str, secret: &str, body: &str, now: i64) -> Result<(), String> {
 
 /// One delivery round: every due message tried once, outcomes stored before the next round.
 pub(crate) async fn deliver(state: &Arc<AppState>, now: Timestamp) -> usize {
-    if state.opts.webhooks.is_empty() {
+    if state.opts.webhooks.is_empty() && state.opts.email.is_none() {
         return 0;
     }
     let _round = state.delivering.lock().await;
@@ -94,6 +94,17 @@ pub(crate) async fn deliver(state: &Arc<AppState>, now: Timestamp) -> usize {
     };
     let n = due.len();
     for item in due {
+        if item.target == "email" {
+            if let Some(cfg) = state.opts.email.clone() {
+                let alert: serde_json::Value = serde_json::from_str(&item.body).unwrap_or_default();
+                let result = tokio::task::spawn_blocking(move || crate::email::send(&cfg, &alert))
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()));
+                let max = state.opts.email.as_ref().map_or(1, |c| c.max_tries);
+                record_try(state, &item, result, now, max);
+                continue;
+            }
+        }
         let Some(hook) = state.opts.webhooks.iter().find(|w| w.name == item.target).cloned() else {
             state.send(Write::Tried {
                 id: item.id,
@@ -109,22 +120,33 @@ pub(crate) async fn deliver(state: &Arc<AppState>, now: Timestamp) -> usize {
             tokio::task::spawn_blocking(move || post(&hook.url, &hook.secret, &body, now.as_second()))
                 .await
                 .unwrap_or_else(|e| Err(e.to_string()));
-        let tries = item.attempts as u32 + 1;
-        let dead = result.is_err() && tries >= hook.max_tries;
-        let next = now + jiff::SignedDuration::try_from(backoff(tries)).unwrap_or_default();
-        if let Err(e) = &result {
-            eprintln!("warning: webhook {} (alert outbox {}), try {tries}: {e}", hook.name, item.id);
-        }
-        state.send(Write::Tried {
-            id: item.id,
-            ok: result.is_ok(),
-            error: result.err().unwrap_or_default(),
-            next_ns: ns(next),
-            dead,
-        });
+        record_try(state, &item, result, now, hook.max_tries);
     }
     flush(state).await;
     n
+}
+
+/// Stores the outcome of a try: delivered, retried after the backoff, or dead.
+fn record_try(
+    state: &AppState,
+    item: &tollguard_store::OutboxItem,
+    result: Result<(), String>,
+    now: Timestamp,
+    max_tries: u32,
+) {
+    let tries = item.attempts as u32 + 1;
+    let dead = result.is_err() && tries >= max_tries;
+    let next = now + jiff::SignedDuration::try_from(backoff(tries)).unwrap_or_default();
+    if let Err(e) = &result {
+        eprintln!("warning: delivery to {} (alert outbox {}), try {tries}: {e}", item.target, item.id);
+    }
+    state.send(Write::Tried {
+        id: item.id,
+        ok: result.is_ok(),
+        error: result.err().unwrap_or_default(),
+        next_ns: ns(next),
+        dead,
+    });
 }
 
 #[derive(Debug, Deserialize)]

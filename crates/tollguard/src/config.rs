@@ -81,6 +81,51 @@ pub struct ServerSection {
     /// Where alerts are posted: `[[server.webhook]]`.
     #[serde(default)]
     pub webhook: Vec<WebhookSection>,
+    /// Alerts by e-mail: `[server.email]`.
+    pub email: Option<EmailSection>,
+}
+
+/// `[server.email]`: alert e-mails over SMTP.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailSection {
+    /// SMTP server (the name its TLS certificate carries).
+    pub smtp_host: String,
+    /// Port. Default 587.
+    pub smtp_port: Option<u16>,
+    /// `required` (default), `opportunistic` or `never` (a relay on loopback).
+    pub starttls: Option<String>,
+    /// A PEM certificate authority to trust besides the public ones (a private relay).
+    pub ca_file: Option<PathBuf>,
+    /// Login name, if the server wants one.
+    pub username: Option<String>,
+    /// Password for `username`.
+    pub password: Option<String>,
+    /// The sender, e.g. `tollguard <tollguard@carrier.example>`.
+    pub from: String,
+    /// The carrier's NOC: every alert of at least `min_severity`.
+    #[serde(default)]
+    pub noc: Vec<String>,
+    /// Each account's contact: `[server.email.accounts] acme = ["it@acme.example"]`.
+    #[serde(default)]
+    pub accounts: BTreeMap<String, Vec<String>>,
+    /// `info`, `warning` (default) or `critical`.
+    pub min_severity: Option<String>,
+    /// A rule is mailed again for an account only after this long, unless it got worse. Default `30m`.
+    pub quiet: Option<String>,
+    /// How people reach `tollguard serve`, for the links in the mail.
+    pub public_url: String,
+    /// Tries before a mail is dead-lettered. Default 8.
+    pub max_tries: Option<u32>,
+}
+
+fn severity(at: &str, s: Option<&str>) -> Result<tollguard_engine::Severity> {
+    Ok(match s.unwrap_or("warning") {
+        "info" => tollguard_engine::Severity::Info,
+        "warning" => tollguard_engine::Severity::Warning,
+        "critical" => tollguard_engine::Severity::Critical,
+        other => bail!("{at}: min_severity must be info, warning or critical, found {other:?}"),
+    })
 }
 
 /// `[[server.webhook]]`: alerts posted as signed JSON, from a persisted outbox.
@@ -324,18 +369,49 @@ fn server_settings(s: &ServerSection, base: &Path, tz: &TimeZone) -> Result<Serv
         if w.secret.len() < 16 {
             bail!("{at}: secret must be at least 16 characters");
         }
-        let min_severity = match w.min_severity.as_deref().unwrap_or("warning") {
-            "info" => tollguard_engine::Severity::Info,
-            "warning" => tollguard_engine::Severity::Warning,
-            "critical" => tollguard_engine::Severity::Critical,
-            other => bail!("{at}: min_severity must be info, warning or critical, found {other:?}"),
-        };
+        let min_severity = severity(&at, w.min_severity.as_deref())?;
         options.webhooks.push(tollguard_server::Webhook {
             name: w.name.clone(),
             url: w.url.clone(),
             secret: w.secret.clone(),
             min_severity,
             max_tries: w.max_tries.unwrap_or(8).max(1),
+        });
+    }
+    if let Some(e) = &s.email {
+        use tollguard_server::email::StartTls;
+        let at = "[server.email]";
+        let starttls = match e.starttls.as_deref().unwrap_or("required") {
+            "required" => StartTls::Required,
+            "opportunistic" => StartTls::Opportunistic,
+            "never" => StartTls::Never,
+            other => bail!("{at}: starttls must be required, opportunistic or never, found {other:?}"),
+        };
+        let ca_pem = match &e.ca_file {
+            Some(f) => {
+                let p = base.join(f);
+                Some(
+                    std::fs::read(&p)
+                        .with_context(|| format!("{at} ca_file: cannot read {}", p.display()))?,
+                )
+            }
+            None => None,
+        };
+        let quiet = tollguard_engine::policy::parse_duration(e.quiet.as_deref().unwrap_or("30m"))
+            .map_err(|err| anyhow!("{at} quiet: {err}"))?;
+        options.email = Some(tollguard_server::email::Email {
+            host: e.smtp_host.clone(),
+            port: e.smtp_port.unwrap_or(587),
+            starttls,
+            ca_pem,
+            credentials: e.username.clone().map(|u| (u, e.password.clone().unwrap_or_default())),
+            from: e.from.clone(),
+            noc: e.noc.clone(),
+            accounts: e.accounts.clone(),
+            min_severity: severity(at, e.min_severity.as_deref())?,
+            quiet: quiet.unsigned_abs(),
+            public_url: e.public_url.clone(),
+            max_tries: e.max_tries.unwrap_or(8).max(1),
         });
     }
     if let Some(url) = &s.kamailio_rpc {

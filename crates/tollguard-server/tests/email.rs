@@ -1,0 +1,151 @@
+//! Alert e-mails through a real SMTP server (Python's aiosmtpd, from PyPI) with STARTTLS.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Smtp(Child);
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_is_mailed_over_starttls_to_the_noc_and_the_account() {
+    let dir = std::env::temp_dir().join(format!("tollguard-email-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    if Command::new("python3").args(["-c", "import aiosmtpd"]).status().map_or(true, |s| !s.success()) {
+        eprintln!("skipped: Python's aiosmtpd is not installed (.ci/run installs it: pip install aiosmtpd)");
+        return;
+    }
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let maildir = dir.join("mail");
+    let _smtp = Smtp(
+        Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .arg("--tlscert")
+            .arg(&cert)
+            .arg("--tlskey")
+            .arg(&key)
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "aiosmtpd did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let email = tollguard_server::email::Email {
+        host: "localhost".into(),
+        port,
+        starttls: tollguard_server::email::StartTls::Required,
+        ca_pem: Some(std::fs::read(&cert).unwrap()),
+        credentials: None,
+        from: "tollguard <tollguard@carrier.example>".into(),
+        noc: vec!["noc@carrier.example".into()],
+        accounts: BTreeMap::from([("acme".to_string(), vec!["it@acme.example".to_string()])]),
+        min_severity: tollguard_engine::Severity::Warning,
+        quiet: Duration::from_secs(600),
+        public_url: "https://tollguard.carrier.example".into(),
+        max_tries: 3,
+    };
+    let opts =
+        tollguard_server::Options { database: dir.join("tg.db"), email: Some(email), ..Default::default() };
+    let server =
+        tollguard_server::Server::start(rater(), tollguard_engine::policy::Policy::builtin(), opts).unwrap();
+    let token =
+        tollguard_server::create_token(&dir.join("tg.db"), "pbx", &tollguard_server::Scope::Integration)
+            .unwrap();
+    let app = server.router();
+    use tower::ServiceExt;
+    let req = axum::http::Request::builder()
+        .method("POST")
+        .uri("/v1/authorize")
+        .header("authorization", format!("Bearer {token}"))
+        .body(axum::body::Body::from(
+            r#"{"call_id":"m1","account":"acme","from":"210","to":"0067077123456","time":"2011-06-11T23:10:00+02:00"}"#,
+        ))
+        .unwrap();
+    let resp = app.oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    server.flush().await;
+    assert_eq!(server.deliver(jiff::Timestamp::now()).await, 1);
+    let new = maildir.join("new");
+    let mails: Vec<_> = std::fs::read_dir(&new)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert_eq!(mails.len(), 1, "one mail to both recipients");
+    // Headers unfolded, quoted-printable soft line breaks joined.
+    let m = &mails[0].replace("\r\n", "\n").replace("\n ", " ").replace("=\n", "");
+    assert!(
+        m.contains("Subject: [tollguard] critical: default.new_critical_destination_night on acme"),
+        "{m}"
+    );
+    assert!(m.contains("noc@carrier.example") && m.contains("it@acme.example"), "{m}");
+    assert!(m.contains("Content-Type: text/plain") && m.contains("Content-Type: text/html"), "{m}");
+    let m = &m.replace("=3D", "=");
+    assert!(m.contains("What was done: tollguard refused the call."), "{m}");
+    assert!(m.contains("https://tollguard.carrier.example/v1/incidents?account=acme"), "{m}");
+    // Delivered: nothing left to send.
+    assert_eq!(server.deliver(jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60)).await, 0);
+}
+
+fn rater() -> Arc<tollguard_core::rater::Rater> {
+    use tollguard_core::rater::{AccountSetup, DirectionRules, Rater};
+    let deck = tollguard_core::rating::RateDeck::parse(
+        "deck.csv",
+        "deck",
+        "prefix,destination,rate_per_minute,connection_fee,initial_increment_s,subsequent_increment_s\n670,East Timor,1.4500,0,60,60\n"
+            .as_bytes(),
+        &Default::default(),
+        tollguard_core::money::Currency::EUR,
+    )
+    .unwrap();
+    let setup = AccountSetup {
+        plan: Arc::new(tollguard_core::numbering::DialPlan::for_country("NL").unwrap()),
+        tz: jiff::tz::TimeZone::get("Europe/Amsterdam").unwrap(),
+    };
+    Arc::new(
+        Rater::new(
+            Arc::new(tollguard_core::numbering::Numbering::builtin().clone()),
+            vec![deck],
+            Default::default(),
+            Default::default(),
+            setup,
+            DirectionRules::default(),
+        )
+        .unwrap(),
+    )
+}
