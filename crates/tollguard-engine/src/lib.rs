@@ -191,6 +191,9 @@ pub struct Decision {
     pub rules: Vec<String>,
     /// The figures behind each rule, for people.
     pub explanation: Vec<String>,
+    /// The destination's price per minute in the first deck, ten-thousandths (what a refused
+    /// call would have cost for each minute it ran); `None` when unpriced or not outbound.
+    pub rate_per_minute_units: Option<i64>,
 }
 
 /// How bad an alert is.
@@ -273,6 +276,16 @@ pub enum Effect {
         call_id: String,
         /// Rule.
         rule: String,
+    },
+    /// What a call that ended (or a record, or a correction) added to the account's spend, in
+    /// ten-thousandths of the first deck's currency.
+    Charged {
+        /// Account.
+        account: String,
+        /// Call id.
+        call_id: String,
+        /// Amount (negative for a correction down).
+        units: i64,
     },
 }
 
@@ -856,6 +869,11 @@ impl Engine {
             if delta != 0 {
                 e.units = units;
                 let (at, acct, states) = (e.at, e.account, e.states.clone());
+                out.push(Effect::Charged {
+                    account: self.accounts[acct as usize].name.clone(),
+                    call_id: c.call_id.clone(),
+                    units: delta,
+                });
                 let local = self.accounts[acct as usize].local(at);
                 for &k in &states {
                     if let Some(w) = self.states[k as usize].window.as_mut() {
@@ -913,6 +931,9 @@ impl Engine {
         }
         self.scratch_limits = limits;
         self.remember_ended(&c.call_id, acct, dest.rate, &states, units, at);
+        if units != 0 {
+            out.push(Effect::Charged { account: c.account.clone(), call_id: c.call_id.clone(), units });
+        }
         // The limits it counts in, checked now as a tick would.
         let learning = self.learn_until.is_some_and(|t| now < t);
         for sid in states {
@@ -1085,6 +1106,7 @@ impl Engine {
             max_duration_s: None,
             rules: vec![],
             explanation: vec![],
+            rate_per_minute_units: dest.rate.as_ref().map(|r| r.rate_u),
         };
         // Safety rule no policy overrides.
         if dialled == Dialled::Emergency {
@@ -1637,6 +1659,10 @@ impl Engine {
         }
         let (acct, rate) = (self.slots[slot as usize].account, self.slots[slot as usize].rate);
         self.remember_ended(call_id, acct, rate, &states, units, now);
+        if units != 0 {
+            let account = self.accounts[acct as usize].name.clone();
+            out.push(Effect::Charged { account, call_id: call_id.to_string(), units });
+        }
         self.slots[slot as usize].states = states;
         self.slots[slot as usize].states.clear();
         let a = &mut self.accounts[acct as usize];

@@ -64,7 +64,21 @@ pub(crate) fn on_denial(b: &mut Batch<'_>, account: &str, decision: &Value, now_
     }
     d["last_denial"] = entry;
     d["denials"] = json!(d["denials"].as_i64().unwrap_or(0) + 1);
+    let rate = decision["rate_per_minute_units"].as_i64().unwrap_or(0);
+    d["refused_rate_units"] = json!(d["refused_rate_units"].as_i64().unwrap_or(0) + rate);
     b.update_incident(id, now_ns, None, &d.to_string())
+}
+
+/// A call of the account was charged: its cost adds to the open incident's exposure.
+pub(crate) fn on_charged(b: &mut Batch<'_>, account: &str, units: i64, now_ns: i64) -> StoreResult<()> {
+    let Some((id, data)) = b.active_incident(account)? else { return Ok(()) };
+    let mut d: Value = serde_json::from_str(&data).unwrap_or_default();
+    d["exposure_units"] = json!(d["exposure_units"].as_i64().unwrap_or(0) + units);
+    b.update_incident(id, now_ns, None, &d.to_string())
+}
+
+fn money(units: i64) -> String {
+    format!("{:.2}", rust_decimal::Decimal::new(units, 4))
 }
 
 /// tollguard blocked the account: the first block goes on the timeline.
@@ -119,6 +133,16 @@ fn view(i: &tollguard_store::Incident) -> Value {
     v["state"] = json!(i.state);
     v["opened"] = json!(time(i.opened_ns));
     v["updated"] = json!(time(i.updated_ns));
+    // Money as strings: what the account's calls cost while the incident was open, and what the
+    // calls tollguard refused would have cost together per minute they ran.
+    let (exposure, refused) =
+        (v["exposure_units"].as_i64().unwrap_or(0), v["refused_rate_units"].as_i64().unwrap_or(0));
+    v["exposure_so_far"] = json!(money(exposure));
+    v["refused_per_minute"] = json!(money(refused));
+    if let Some(o) = v.as_object_mut() {
+        o.remove("exposure_units");
+        o.remove("refused_rate_units");
+    }
     v
 }
 

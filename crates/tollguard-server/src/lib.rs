@@ -131,6 +131,11 @@ enum Write {
         reason: String,
         done: IncidentDone,
     },
+    /// A call's cost counted for an account (for its open incident).
+    Charged {
+        account: String,
+        units: i64,
+    },
     /// An audit log entry.
     Audit {
         time_ns: i64,
@@ -516,6 +521,9 @@ fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>) {
                             incident::on_block(b, &account, &d, time_ns)?;
                         }
                     }
+                    Write::Charged { account, units } => {
+                        incident::on_charged(b, &account, units, time_now_ns())?
+                    }
                     Write::IncidentStep { id, to, by, reason, done } => {
                         let r = incident::change(b, id, to, &by, &reason, time_now_ns())?;
                         steps.push((done, r));
@@ -660,6 +668,7 @@ impl AppState {
                     &account,
                     json!({ "extension": extension, "rule": rule }),
                 ),
+                Effect::Charged { account, units, .. } => self.send(Write::Charged { account, units }),
                 Effect::Decision(_) => {}
             }
         }
@@ -1008,6 +1017,7 @@ async fn authorize(
     };
     let mut effects = vec![];
     // One critical section: a retransmission racing the first ask gets the first answer.
+    let rate;
     let answer = {
         let mut core = s.core.lock().expect("engine lock");
         if let Some((_, answer)) = core.decided.get(&req.call_id) {
@@ -1027,6 +1037,7 @@ async fn authorize(
                 },
             );
         }
+        rate = d.rate_per_minute_units;
         let answer = AuthorizeResponse {
             call_id: d.call_id,
             allow: d.allowed,
@@ -1062,6 +1073,7 @@ async fn authorize(
         max_duration_s: answer.max_duration_s,
         rules: &answer.rules,
         explanation: &answer.explanation,
+        rate_per_minute_units: rate,
     })
     .unwrap_or_default();
     // Alerts first: an alert opens the account's incident, which the denial then joins.
@@ -1099,6 +1111,8 @@ struct StoredDecision<'a> {
     max_duration_s: Option<u32>,
     rules: &'a [String],
     explanation: &'a [String],
+    /// The destination's price per minute, ten-thousandths.
+    rate_per_minute_units: Option<i64>,
 }
 
 fn take_decision(effects: &mut Vec<Effect>, call_id: &str) -> Option<Decision> {

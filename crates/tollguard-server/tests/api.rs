@@ -886,9 +886,40 @@ async fn alerts_group_into_an_incident_with_its_timeline_until_an_operator_close
         .await;
         assert_eq!(v["allow"], false);
     }
+    // While it is open, an ordinary call of the account runs and ends: its cost is exposure.
+    call(
+        &app,
+        "POST",
+        "/v1/authorize",
+        Some(&f.integration),
+        Some(authorize_body("nl1", "0201234567", "2011-06-11T23:13:00+02:00")),
+    )
+    .await;
+    call(
+        &app,
+        "POST",
+        "/v1/calls/nl1/answer",
+        Some(&f.integration),
+        Some(json!({"time": "2011-06-11T23:13:05+02:00"})),
+    )
+    .await;
+    call(
+        &app,
+        "POST",
+        "/v1/calls/nl1/end",
+        Some(&f.integration),
+        Some(json!({"billsec": 1500, "time": "2011-06-11T23:38:05+02:00"})),
+    )
+    .await;
     let (st, v) = call(&app, "GET", "/v1/incidents?state=open", Some(&f.operator), None).await;
     assert_eq!(st, StatusCode::OK);
     let list = v["incidents"].as_array().unwrap();
+    // 25 minutes at EUR 0.012; the two refused calls to East Timor, EUR 1.45 a minute each.
+    assert_eq!(
+        (list[0]["exposure_so_far"].as_str(), list[0]["refused_per_minute"].as_str()),
+        (Some("0.30"), Some("2.90")),
+        "{v}"
+    );
     assert_eq!(list.len(), 1, "{v}");
     let inc = &list[0];
     assert_eq!(inc["account"], "acme");
