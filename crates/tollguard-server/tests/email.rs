@@ -14,7 +14,7 @@ impl Drop for Smtp {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_alert_is_mailed_over_starttls_to_the_noc_and_the_account() {
+async fn an_alert_is_mailed_over_starttls_to_the_noc_and_the_account_after_a_failed_try_and_a_restart() {
     let dir = std::env::temp_dir().join(format!("tollguard-email-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -46,6 +46,46 @@ async fn an_alert_is_mailed_over_starttls_to_the_noc_and_the_account() {
     assert!(made.status.success());
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let maildir = dir.join("mail");
+    let email = tollguard_server::email::Email {
+        host: "localhost".into(),
+        port,
+        starttls: tollguard_server::email::StartTls::Required,
+        ca_pem: Some(std::fs::read(&cert).unwrap()),
+        credentials: None,
+        from: "tollguard <tollguard@carrier.example>".into(),
+        noc: vec!["noc@carrier.example".into()],
+        accounts: BTreeMap::from([("acme".to_string(), vec!["it@acme.example".to_string()])]),
+        min_severity: tollguard_engine::Severity::Warning,
+        quiet: Duration::from_secs(600),
+        public_url: "https://tollguard.carrier.example".into(),
+        max_tries: 3,
+    };
+    let opts =
+        tollguard_server::Options { database: dir.join("tg.db"), email: Some(email), ..Default::default() };
+    let server =
+        tollguard_server::Server::start(rater(), tollguard_engine::policy::Policy::builtin(), opts.clone())
+            .unwrap();
+    let token =
+        tollguard_server::create_token(&dir.join("tg.db"), "pbx", &tollguard_server::Scope::Integration)
+            .unwrap();
+    let app = server.router();
+    use tower::ServiceExt;
+    let req = axum::http::Request::builder()
+        .method("POST")
+        .uri("/v1/authorize")
+        .header("authorization", format!("Bearer {token}"))
+        .body(axum::body::Body::from(
+            r#"{"call_id":"m1","account":"acme","from":"210","to":"0067077123456","time":"2011-06-11T23:10:00+02:00"}"#,
+        ))
+        .unwrap();
+    let resp = app.oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    server.flush().await;
+    // The mail server is down: the try fails and the mail waits in the outbox.
+    let t0 = jiff::Timestamp::now();
+    assert_eq!(server.deliver(t0).await, 1);
+    assert_eq!(server.deliver(t0).await, 0, "not again before the backoff");
+    drop(server);
     let _smtp = Smtp(
         Command::new("python3")
             .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
@@ -66,41 +106,10 @@ async fn an_alert_is_mailed_over_starttls_to_the_noc_and_the_account() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    let email = tollguard_server::email::Email {
-        host: "localhost".into(),
-        port,
-        starttls: tollguard_server::email::StartTls::Required,
-        ca_pem: Some(std::fs::read(&cert).unwrap()),
-        credentials: None,
-        from: "tollguard <tollguard@carrier.example>".into(),
-        noc: vec!["noc@carrier.example".into()],
-        accounts: BTreeMap::from([("acme".to_string(), vec!["it@acme.example".to_string()])]),
-        min_severity: tollguard_engine::Severity::Warning,
-        quiet: Duration::from_secs(600),
-        public_url: "https://tollguard.carrier.example".into(),
-        max_tries: 3,
-    };
-    let opts =
-        tollguard_server::Options { database: dir.join("tg.db"), email: Some(email), ..Default::default() };
+    // tollguard restarted, the mail server up: the mail goes on the next try.
     let server =
         tollguard_server::Server::start(rater(), tollguard_engine::policy::Policy::builtin(), opts).unwrap();
-    let token =
-        tollguard_server::create_token(&dir.join("tg.db"), "pbx", &tollguard_server::Scope::Integration)
-            .unwrap();
-    let app = server.router();
-    use tower::ServiceExt;
-    let req = axum::http::Request::builder()
-        .method("POST")
-        .uri("/v1/authorize")
-        .header("authorization", format!("Bearer {token}"))
-        .body(axum::body::Body::from(
-            r#"{"call_id":"m1","account":"acme","from":"210","to":"0067077123456","time":"2011-06-11T23:10:00+02:00"}"#,
-        ))
-        .unwrap();
-    let resp = app.oneshot(req).await.unwrap();
-    assert_eq!(resp.status(), 200);
-    server.flush().await;
-    assert_eq!(server.deliver(jiff::Timestamp::now()).await, 1);
+    assert_eq!(server.deliver(t0 + jiff::SignedDuration::from_secs(5)).await, 1);
     let new = maildir.join("new");
     let mails: Vec<_> = std::fs::read_dir(&new)
         .unwrap()
@@ -119,7 +128,7 @@ async fn an_alert_is_mailed_over_starttls_to_the_noc_and_the_account() {
     assert!(m.contains("What was done: tollguard refused the call."), "{m}");
     assert!(m.contains("https://tollguard.carrier.example/v1/incidents?account=acme"), "{m}");
     // Delivered: nothing left to send.
-    assert_eq!(server.deliver(jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60)).await, 0);
+    assert_eq!(server.deliver(t0 + jiff::SignedDuration::from_secs(600)).await, 0);
 }
 
 fn rater() -> Arc<tollguard_core::rater::Rater> {
