@@ -469,6 +469,12 @@ const COMMIT_EVERY: Duration = Duration::from_millis(2);
 /// The writer thread: commits what arrives in batches, one transaction for what came within
 /// [`COMMIT_EVERY`] of the first (at most 4,096 writes).
 fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>) {
+    // Accounts with an open or acknowledged incident: only their calls touch the incidents table.
+    let mut active: std::collections::HashSet<String> = ["open", "acknowledged"]
+        .iter()
+        .flat_map(|st| store.incidents(None, Some(st), u32::MAX).unwrap_or_default())
+        .map(|i| i.account)
+        .collect();
     let mut stop = false;
     while !stop {
         let Ok(first) = rx.recv() else { break };
@@ -493,7 +499,7 @@ fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>) {
                     Write::Authorized { time_ns, attempt, call_id, account, decision } => {
                         b.append_event(time_ns, "attempt", &attempt)?;
                         b.put_decision(&call_id, &account, time_ns, &decision)?;
-                        if decision.contains("\"allow\":false") {
+                        if active.contains(&account) && decision.contains("\"allow\":false") {
                             let d: serde_json::Value = serde_json::from_str(&decision).unwrap_or_default();
                             incident::on_denial(b, &account, &d, time_ns)?;
                         }
@@ -502,6 +508,7 @@ fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>) {
                         let id = b.add_alert(&account, &json)?;
                         let alert: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
                         incident::on_alert(b, id, &alert, time_now_ns())?;
+                        active.insert(account.clone());
                         if !targets.is_empty() {
                             let mut v = alert.clone();
                             v["id"] = json!(id);
@@ -516,16 +523,21 @@ fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>) {
                     }
                     Write::Audit { time_ns, actor, action, account, details } => {
                         b.audit(time_ns, &actor, action, &account, &details)?;
-                        if actor == "tollguard" && action == "block" {
+                        if actor == "tollguard" && action == "block" && active.contains(&account) {
                             let d: serde_json::Value = serde_json::from_str(&details).unwrap_or_default();
                             incident::on_block(b, &account, &d, time_ns)?;
                         }
                     }
                     Write::Charged { account, units } => {
-                        incident::on_charged(b, &account, units, time_now_ns())?
+                        if active.contains(&account) {
+                            incident::on_charged(b, &account, units, time_now_ns())?
+                        }
                     }
                     Write::IncidentStep { id, to, by, reason, done } => {
                         let r = incident::change(b, id, to, &by, &reason, time_now_ns())?;
+                        if let (Ok(account), "resolved" | "false_positive") = (&r, to) {
+                            active.remove(account);
+                        }
                         steps.push((done, r));
                     }
                     Write::Records { time_ns, records, checkpoint, done } => {
