@@ -338,6 +338,15 @@ impl Server {
                 if let Err(e) = poll_tails(&state).await {
                     eprintln!("error: following CDR files: {e:#}");
                 }
+            }
+        });
+        // Deliveries on a loop of their own: a slow webhook or mail server never delays a tick.
+        let state = self.state.clone();
+        let deliverer = tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_secs(1));
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                interval.tick().await;
                 webhook::deliver(&state, Timestamp::now()).await;
             }
         });
@@ -357,6 +366,7 @@ impl Server {
             }
         }
         ticker.abort();
+        deliverer.abort();
         self.state.ready.store(false, Ordering::SeqCst);
         self.close();
         Ok(())
