@@ -56,7 +56,7 @@ fail() { echo "FAIL: $*"; echo "-- logs in $OUT"; tail -n 30 "$OUT/kamailio.log"
 # tollguard
 cp "$HERE/tollguard.toml" "$OUT/tollguard.toml"
 cp "$HERE/rates.csv" "$OUT/rates.csv"
-printf '\n[server]\nkamailio_rpc = "http://127.0.0.1:%s/RPC"\n' "$RPC_PORT" >>"$OUT/tollguard.toml"
+printf '\n[server]\nkamailio_rpc = "http://127.0.0.1:%s/RPC"\ntick_ms = 250\n' "$RPC_PORT" >>"$OUT/tollguard.toml"
 INTEGRATION=$("$TG" token create --database "$OUT/tollguard.db" --name kamailio --scope integration 2>/dev/null)
 OPERATOR=$("$TG" token create --database "$OUT/tollguard.db" --name noc --scope operator 2>/dev/null)
 "$TG" serve --config "$OUT/tollguard.toml" --database "$OUT/tollguard.db" --listen "127.0.0.1:$HTTP_PORT" \
@@ -122,14 +122,15 @@ t0=$(date +%s.%N)
 uac uac_capped.xml cutme 0067077123456 1 || fail "the call was not cut with a BYE"
 t1=$(date +%s.%N)
 took=$(python3 -c "print(round($t1 - $t0, 2))")
-# EUR 0.10 at EUR 1.45 a minute is crossed 4.14 s after the answer; the tick (1 s) and the RPC
-# follow: the BYE must come within two seconds of the crossing.
-python3 - "$took" <<'PY' || fail "the cut came ${took} s after the INVITE, not within 2 s of the crossing (4.1 s)"
+# EUR 0.10 at EUR 1.45 a minute, billed by the second: 4 s cost 0.0967, the 5th second makes it
+# 0.1208, so the limit is crossed 5 s after the answer (talk is counted in whole seconds); the
+# tick (250 ms here) and the RPC follow: the BYE must come within two seconds of the crossing.
+python3 - "$took" <<'PY' || fail "the cut came ${took} s after the INVITE, not within 2 s of the crossing (5 s)"
 import sys
 took = float(sys.argv[1])
-sys.exit(0 if 4.0 <= took <= 6.2 else 1)
+sys.exit(0 if 4.9 <= took <= 7.0 else 1)
 PY
-echo "   cut by BYE ${took} s after the INVITE (the limit is crossed at 4.1 s of talk)"
+echo "   cut by BYE ${took} s after the INVITE (the limit is crossed at 5 s of talk)"
 
 echo "== 5. tollguard saw it all"
 sleep 1

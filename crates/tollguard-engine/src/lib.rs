@@ -1874,8 +1874,9 @@ impl Engine {
         let learning = self.learn_until.is_some_and(|t| now < t);
         for sid in due_states {
             self.tick_state(sid, now, learning, out);
-            // Not before the next second: a tick does not look at the same state twice.
-            self.reschedule(sid, now, now + SignedDuration::from_secs(1));
+            // After this tick: a tick does not look at the same state twice (the next tick, or
+            // replay's next grid step, looks again).
+            self.reschedule(sid, now, now + SignedDuration::from_nanos(1));
         }
     }
 
