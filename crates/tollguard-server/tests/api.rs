@@ -1150,3 +1150,90 @@ async fn destination_blocks_and_who_may_lift_them() {
         [("noc (operator)", "block"), ("acme it (customer:acme)", "unblock"), ("noc (operator)", "unblock")]
     );
 }
+
+/// Every endpoint against every kind of caller: no token, integration, operator, the account's
+/// customer, another customer. `A`: allowed (any status but 401/403), `U`: 401, `F`: 403,
+/// `N`: 404 (another customer's data is not there).
+#[tokio::test]
+async fn every_endpoint_and_every_scope() {
+    let f = fixture("matrix");
+    let s = server(&f.db);
+    let app = s.router();
+    // An account with a decision, a running call and an incident.
+    call(
+        &app,
+        "POST",
+        "/v1/authorize",
+        Some(&f.integration),
+        Some(authorize_body("c0", "0067077123456", "2011-06-11T23:10:00+02:00")),
+    )
+    .await;
+    let mut live = authorize_body("c1", "0201234567", "");
+    live.as_object_mut().unwrap().remove("time");
+    call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(live)).await;
+    s.flush().await;
+    let (_, v) = call(&app, "GET", "/v1/incidents", Some(&f.operator), None).await;
+    let inc = v["incidents"][0]["id"].as_i64().unwrap();
+    let record = json!([{"call_id": "r9", "account": "acme", "extension": "201", "to": "0201234567",
+                         "start": "2026-01-19T09:00:00Z", "billsec": 0}]);
+    let fs = r#"{"variables":{"uuid":"u1","accountcode":"acme","caller_id_number":"201","destination_number":"0201234567","start_epoch":"1700000000","billsec":"0"}}"#;
+    let limits = json!({"limits": [{"name": "own", "metric": "calls", "window": "day", "max": "10"}]});
+    let cases: Vec<(&str, String, Option<Value>, &str)> = vec![
+        // method, path, body, expected for [none, integration, operator, acme, other]
+        (
+            "POST",
+            "/v1/authorize".into(),
+            Some(authorize_body("m1", "0201234567", "2026-01-19T10:00:00+01:00")),
+            "UAAFF",
+        ),
+        ("POST", "/v1/calls/c1/answer".into(), Some(json!({})), "UAAFF"),
+        ("POST", "/v1/calls/zz/end".into(), Some(json!({})), "UAAFF"),
+        ("POST", "/v1/cdrs".into(), Some(record), "UAAFF"),
+        ("POST", "/v1/cdrs/freeswitch".into(), Some(serde_json::from_str(fs).unwrap()), "UAAFF"),
+        ("GET", "/v1/accounts/acme".into(), None, "UFAAF"),
+        ("PUT", "/v1/accounts/acme/limits".into(), Some(limits), "UFAAF"),
+        ("POST", "/v1/accounts/acme/block".into(), Some(json!({"countries": ["CU"]})), "UFAFF"),
+        ("POST", "/v1/accounts/acme/unblock".into(), Some(json!({})), "UFAAF"),
+        ("GET", "/v1/alerts".into(), None, "UFAAA"),
+        ("GET", "/v1/decisions/c0".into(), None, "UFAAN"),
+        ("POST", "/v1/admin/reload".into(), None, "UFAFF"),
+        ("GET", "/v1/deliveries".into(), None, "UFAFF"),
+        ("GET", "/v1/audit".into(), None, "UFAAA"),
+        ("GET", "/v1/incidents".into(), None, "UFAAA"),
+        ("GET", format!("/v1/incidents/{inc}"), None, "UFAAN"),
+        ("POST", format!("/v1/incidents/{inc}/acknowledge"), None, "UFAFF"),
+        ("GET", "/healthz".into(), None, "AAAAA"),
+        ("GET", "/readyz".into(), None, "AAAAA"),
+        ("GET", "/metrics".into(), None, "AAAAA"),
+        ("GET", "/openapi.json".into(), None, "AAAAA"),
+    ];
+    let tokens = [
+        None,
+        Some(f.integration.as_str()),
+        Some(f.operator.as_str()),
+        Some(f.acme.as_str()),
+        Some(f.other.as_str()),
+    ];
+    let mut wrong = vec![];
+    for (method, path, body, want) in &cases {
+        for (tok, w) in tokens.iter().zip(want.chars()) {
+            let (st, v) = call(&app, method, path, *tok, body.clone()).await;
+            let ok = match w {
+                'A' => {
+                    st != StatusCode::UNAUTHORIZED
+                        && st != StatusCode::FORBIDDEN
+                        && st != StatusCode::NOT_FOUND
+                        || (st == StatusCode::NOT_FOUND && path.contains("/calls/zz/"))
+                }
+                'U' => st == StatusCode::UNAUTHORIZED,
+                'F' => st == StatusCode::FORBIDDEN,
+                'N' => st == StatusCode::NOT_FOUND,
+                _ => false,
+            };
+            if !ok {
+                wrong.push(format!("{method} {path} as {:?}: {st} {v}", tok.map(|t| &t[..6])));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
