@@ -74,10 +74,12 @@ impl Window {
         Window::Rolling { step_s, ring: Box::new([Bucket::default(); 24]), steps }
     }
 
+    /// Moves to the period of `local`; never back (a time before the current period, e.g. a
+    /// request's own time in the past, reads the current period).
     fn roll(&mut self, local: DateTime) {
         if let Window::Calendar { kind, key, spend, calls } = self {
             let k = calendar_key(*kind, local);
-            if k != *key {
+            if k > *key {
                 *key = k;
                 *spend = 0;
                 *calls = 0;

@@ -1237,3 +1237,49 @@ async fn every_endpoint_and_every_scope() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+#[tokio::test]
+async fn a_call_whose_end_never_arrives_is_closed_and_a_later_record_corrects_it() {
+    let f = fixture("lost");
+    let s = server(&f.db);
+    let app = s.router();
+    let now = jiff::Timestamp::now();
+    let ago = |secs: i64| now - jiff::SignedDuration::from_secs(secs);
+    // A call to a Dutch number (EUR 0.012 a minute, whole minutes), answered 4 h 10 s ago.
+    let mut body = authorize_body("lost1", "0201234567", "");
+    body["time"] = json!(ago(4 * 3600 + 20).to_string());
+    let (_, v) = call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body)).await;
+    assert_eq!((v["allow"].as_bool(), v["max_duration_s"].as_u64()), (Some(true), None));
+    call(
+        &app,
+        "POST",
+        "/v1/calls/lost1/answer",
+        Some(&f.integration),
+        Some(json!({"time": ago(4 * 3600 + 10).to_string()})),
+    )
+    .await;
+    // Three and a half hours after the answer: still running (the rule is 4 hours).
+    s.tick(ago(1800));
+    let (_, v) = call(&app, "GET", "/v1/accounts/acme", Some(&f.operator), None).await;
+    assert_eq!(v["running_calls"], 1);
+    // Past four hours: closed, counted as talking until then (240 minutes: EUR 2.88).
+    s.tick(now);
+    let (_, v) = call(&app, "GET", "/v1/accounts/acme", Some(&f.operator), None).await;
+    assert_eq!(v["running_calls"], 0, "{v}");
+    let (_, m) = call(&app, "GET", "/metrics", None, None).await;
+    assert!(m.as_str().unwrap().contains("tollguard_lost_calls_total 1"), "{m}");
+    let day = |v: &Value| {
+        v["limits"].as_array().unwrap().iter().find(|l| l["limit"] == "default.spend_day").unwrap()["used"]
+            .clone()
+    };
+    let (_, v) = call(&app, "GET", "/v1/accounts/acme", Some(&f.operator), None).await;
+    assert_eq!(day(&v), "2.89", "{v}");
+    // The switch's record arrives (within the grace after the close): the record wins, 300 s.
+    let record = json!([{"call_id": "lost1", "account": "acme", "extension": "210", "to": "0201234567",
+                         "start": ago(4 * 3600 + 20).to_string(), "answer": ago(4 * 3600 + 10).to_string(),
+                         "end": ago(4 * 3600 - 290).to_string(), "billsec": 300}]);
+    let (_, v) = call(&app, "POST", "/v1/cdrs", Some(&f.integration), Some(record)).await;
+    assert_eq!(v["new"], 1);
+    let (_, v) = call(&app, "GET", "/v1/accounts/acme", Some(&f.operator), None).await;
+    assert_eq!(day(&v), "0.06", "{v}");
+}
