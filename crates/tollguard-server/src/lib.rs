@@ -233,6 +233,9 @@ pub struct AppState {
     mailed: Mutex<HashMap<(String, String), (std::time::Instant, Severity)>>,
     /// Cuts the switch refused or could not be asked for (shared with the threads that ask).
     cut_failures: Arc<AtomicU64>,
+    /// Calls the switch no longer knows (Kamailio answered a cut with 404): they ended, their
+    /// end report was lost; the next tick ends them here.
+    gone: Arc<Mutex<Vec<String>>>,
     /// Events handled when the engine was rebuilt at start.
     pub rebuilt_events: u64,
 }
@@ -299,6 +302,7 @@ impl Server {
             delivering: tokio::sync::Mutex::new(()),
             mailed: Mutex::new(HashMap::new()),
             cut_failures: Arc::new(AtomicU64::new(0)),
+            gone: Arc::new(Mutex::new(Vec::new())),
             rebuilt_events,
         });
         Ok(Server { state, writer: Some(writer) })
@@ -611,9 +615,14 @@ impl AppState {
         };
         let body = json!({ "jsonrpc": "2.0", "method": "dlg.end_dlg", "params": [h_entry, h_id], "id": 1 })
             .to_string();
-        let (call_id, state_metrics) = (call_id.to_string(), self.cut_failures.clone());
-        std::thread::spawn(move || {
-            if let Err(e) = rpc_post(&url, &body) {
+        let (call_id, state_metrics, gone) =
+            (call_id.to_string(), self.cut_failures.clone(), self.gone.clone());
+        std::thread::spawn(move || match rpc_post(&url, &body) {
+            Ok(()) => {}
+            // No such dialog: the call already ended at the switch (its own timeout, say)
+            // and its end did not reach us.
+            Err(e) if e.to_string().contains(" 404") => gone.lock().expect("gone lock").push(call_id),
+            Err(e) => {
                 eprintln!("error: cutting call {call_id} through {url}: {e}");
                 state_metrics.fetch_add(1, Ordering::Relaxed);
             }
@@ -753,6 +762,15 @@ fn tick(state: &AppState, now: Timestamp) {
             state.metrics.lost_calls.fetch_add(1, Ordering::Relaxed);
             let payload = json!({ "call_id": id, "lost": true }).to_string();
             state.send(Write::Event { time_ns: ns(now), kind: "end", payload });
+        }
+        // Calls the switch said it no longer has: ended now.
+        let gone = std::mem::take(&mut *state.gone.lock().expect("gone lock"));
+        for id in gone {
+            if core.live.remove(&id).is_some() {
+                core.engine.handle(Event::End { call_id: &id, billsec: None }, now, &mut effects);
+                let payload = json!({ "call_id": id, "gone_at_switch": true }).to_string();
+                state.send(Write::Event { time_ns: ns(now), kind: "end", payload });
+            }
         }
     }
     state.store_effects(&mut effects);

@@ -1283,3 +1283,61 @@ async fn a_call_whose_end_never_arrives_is_closed_and_a_later_record_corrects_it
     let (_, v) = call(&app, "GET", "/v1/accounts/acme", Some(&f.operator), None).await;
     assert_eq!(day(&v), "0.06", "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_the_switch_answers_with_no_such_dialog_ends_the_call_here() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A stand-in for Kamailio's JSON-RPC that no longer has the dialog.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let asked = Arc::new(std::sync::Mutex::new(vec![]));
+    let seen = asked.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let n = s.read(&mut buf).await.unwrap();
+            seen.lock().unwrap().push(String::from_utf8_lossy(&buf[..n]).to_string());
+            s.write_all(b"HTTP/1.1 404 Dialog not found\r\nContent-Length: 0\r\n\r\n").await.unwrap();
+        }
+    });
+    let f = fixture("gone");
+    let opts = Options {
+        database: f.db.clone(),
+        kamailio_rpc: Some(format!("http://127.0.0.1:{port}/RPC")),
+        ..Options::default()
+    };
+    let s = Server::start(rater(), Policy::builtin(), opts).unwrap();
+    let app = s.router();
+    let limits = json!({ "limits": [{ "name": "tiny", "metric": "spend", "window": "rolling_24h", "max": "0.10",
+                                      "on_critical": ["alert", "deny", "cut"] }] });
+    call(&app, "PUT", "/v1/accounts/acme/limits", Some(&f.operator), Some(limits)).await;
+    let now = jiff::Timestamp::now();
+    let mut body = authorize_body("k1", "0067077123456", "");
+    body["time"] = json!((now - jiff::SignedDuration::from_secs(20)).to_string());
+    let (_, v) = call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body)).await;
+    assert_eq!(v["allow"], true, "{v}");
+    call(&app, "POST", "/v1/calls/k1/answer", Some(&f.integration),
+        Some(json!({ "time": (now - jiff::SignedDuration::from_secs(10)).to_string(), "kamailio_h_entry": 342, "kamailio_h_id": 56 }))).await;
+    // Ten seconds of East Timor cost a minute, EUR 1.45: over the limit: cut.
+    s.tick(now);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while asked.lock().unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "tollguard never asked the switch");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let req = asked.lock().unwrap()[0].clone();
+    assert!(
+        req.starts_with("POST /RPC HTTP/1.1")
+            && req.contains(r#""method":"dlg.end_dlg""#)
+            && req.contains("[342,56]"),
+        "{req}"
+    );
+    // The switch no longer has the dialog: the next tick ends the call here.
+    s.tick(now + jiff::SignedDuration::from_secs(1));
+    let (_, v) = call(&app, "GET", "/v1/accounts/acme", Some(&f.operator), None).await;
+    assert_eq!(v["running_calls"], 0, "{v}");
+    let (_, m) = call(&app, "GET", "/metrics", None, None).await;
+    assert!(m.as_str().unwrap().contains("tollguard_cuts_failed_total 0"), "not a failure: {m}");
+}
