@@ -167,13 +167,7 @@ pub(crate) async fn list(
     };
     flush(&s).await;
     let limit = q.limit.unwrap_or(100).min(1000);
-    let st = s.clone();
-    let rows = tokio::task::spawn_blocking(move || {
-        st.reader.lock().expect("reader lock").incidents(account.as_deref(), q.state.as_deref(), limit)
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))?
-    .map_err(|e| ApiError::internal(e.to_string()))?;
+    let rows = s.read(move |r| r.incidents(account.as_deref(), q.state.as_deref(), limit)).await?;
     Ok(Json(json!({ "incidents": rows.iter().map(view).collect::<Vec<_>>() })))
 }
 
@@ -185,11 +179,7 @@ pub(crate) async fn get_one(
 ) -> ApiResult<Json<Value>> {
     let scope = auth::scope(&s, &headers)?;
     flush(&s).await;
-    let st = s.clone();
-    let row = tokio::task::spawn_blocking(move || st.reader.lock().expect("reader lock").incident(id))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let row = s.read(move |r| r.incident(id)).await?;
     let Some(i) = row else { return Err(ApiError::not_found(format!("no incident {id}"))) };
     match scope {
         crate::Scope::Operator => {}
@@ -230,7 +220,7 @@ pub(crate) async fn step(
         "false-positive" => "false_positive",
         _ => return Err(ApiError::not_found("no such step: acknowledge, resolve or false-positive")),
     };
-    let req: StepRequest = if body.is_empty() { StepRequest::default() } else { crate::parse_json(&body)? };
+    let req: StepRequest = crate::parse_json_or_default(&body)?;
     if req.allow.is_some() && to != "false_positive" {
         return Err(ApiError::bad("allow goes with false-positive only"));
     }

@@ -601,6 +601,18 @@ fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>) {
 }
 
 impl AppState {
+    /// Runs a read on the store's reader connection, off the async workers.
+    pub(crate) async fn read<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Store) -> tollguard_store::Result<T> + Send + 'static,
+    ) -> ApiResult<T> {
+        let st = self.clone();
+        tokio::task::spawn_blocking(move || f(&st.reader.lock().expect("reader lock")))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .map_err(|e| ApiError::internal(e.to_string()))
+    }
+
     /// Ends a running call at the switch: Kamailio's `dlg.end_dlg` when the call reported its
     /// dialog and a JSON-RPC address is configured. Done on a thread of its own (the call path
     /// does not wait for Kamailio).
@@ -709,24 +721,42 @@ impl AppState {
 /// A JSON-RPC request over plain HTTP/1.1 (Kamailio's `xhttp` on loopback); an error unless
 /// the answer is 200 with a `result`.
 fn rpc_post(url: &str, body: &str) -> Result<()> {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").ok_or_else(|| anyhow::anyhow!("only http:// addresses: {url}"))?;
-    let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
-    let mut s = std::net::TcpStream::connect(host)?;
-    s.set_read_timeout(Some(Duration::from_secs(2)))?;
-    s.set_nodelay(true)?;
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    if out.starts_with("HTTP/1.1 200") && out.contains("\"result\"") {
+    let (status, answer) = http_post(url, "", body, Duration::from_secs(2)).map_err(anyhow::Error::msg)?;
+    if status.starts_with("HTTP/1.1 200") && answer.contains("\"result\"") {
         Ok(())
     } else {
-        Err(anyhow::anyhow!("unexpected answer: {}", out.lines().next().unwrap_or("(none)")))
+        Err(anyhow::anyhow!("unexpected answer: {}", if status.is_empty() { "(none)" } else { &status }))
     }
+}
+
+/// One JSON POST over plain HTTP/1.1 (`http://host:port/path`; `headers` are extra header
+/// lines, each ending in CRLF), the connection closed after: the answer's status line and the
+/// whole answer. Webhooks and Kamailio's JSON-RPC, both on trusted networks.
+pub(crate) fn http_post(
+    url: &str,
+    headers: &str,
+    body: &str,
+    timeout: Duration,
+) -> Result<(String, String), String> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").ok_or_else(|| format!("only http:// addresses: {url}"))?;
+    let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let mut s = std::net::TcpStream::connect(host).map_err(|e| format!("connect {host}: {e}"))?;
+    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    let _ = s.set_nodelay(true);
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{headers}\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| format!("send: {e}"))?;
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let answer = String::from_utf8_lossy(&out).into_owned();
+    let status = answer.lines().next().unwrap_or("").to_string();
+    Ok((status, answer))
 }
 
 fn tick(state: &AppState, now: Timestamp) {
@@ -879,13 +909,7 @@ async fn audit_log(
     };
     flush(&s).await;
     let limit = q.limit.unwrap_or(1000).min(100_000);
-    let st = s.clone();
-    let rows = tokio::task::spawn_blocking(move || {
-        st.reader.lock().expect("reader lock").audit(account.as_deref(), q.after.unwrap_or(0), limit)
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))?
-    .map_err(|e| ApiError::internal(e.to_string()))?;
+    let rows = s.read(move |r| r.audit(account.as_deref(), q.after.unwrap_or(0), limit)).await?;
     let time = |ns: i64| Timestamp::from_nanosecond(ns as i128).map(|t| t.to_string()).unwrap_or_default();
     if csv {
         let quote = |v: &str| format!("\"{}\"", v.replace('"', "\"\""));
@@ -1167,6 +1191,15 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("request body: {e}")))
 }
 
+/// A request body whose fields are all optional: an empty body is the default.
+pub(crate) fn parse_json_or_default<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> ApiResult<T> {
+    if body.is_empty() {
+        Ok(T::default())
+    } else {
+        parse_json(body)
+    }
+}
+
 /// `POST /v1/calls/{id}/answer`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1185,7 +1218,7 @@ async fn answer(
     body: axum::body::Bytes,
 ) -> ApiResult<StatusCode> {
     auth::require(&s, &headers, auth::Need::Integration)?;
-    let req: AnswerRequest = if body.is_empty() { AnswerRequest::default() } else { parse_json(&body)? };
+    let req: AnswerRequest = parse_json_or_default(&body)?;
     let now = parse_time(req.time.as_deref())?;
     let mut effects = vec![];
     {
@@ -1224,7 +1257,7 @@ async fn end(
     body: axum::body::Bytes,
 ) -> ApiResult<StatusCode> {
     auth::require(&s, &headers, auth::Need::Integration)?;
-    let req: EndRequest = if body.is_empty() { EndRequest::default() } else { parse_json(&body)? };
+    let req: EndRequest = parse_json_or_default(&body)?;
     let now = parse_time(req.time.as_deref())?;
     let mut effects = vec![];
     {
@@ -1408,7 +1441,7 @@ async fn block(
 ) -> ApiResult<StatusCode> {
     auth::require(&s, &headers, auth::Need::Operator)?;
     let who = auth::who(&s, &headers);
-    let req: BlockRequest = if body.is_empty() { BlockRequest::default() } else { parse_json(&body)? };
+    let req: BlockRequest = parse_json_or_default(&body)?;
     let until = req.until.as_deref().map(|u| parse_time(Some(u))).transpose()?;
     let reason = req.reason.unwrap_or_else(|| format!("by {who}"));
     let destinations = block_destinations(&req.countries, &req.risk, &req.prefixes).map_err(ApiError::bad)?;
@@ -1422,7 +1455,7 @@ async fn block(
     let payload = json!({ "command": "block", "account": account, "extension": req.extension,
                           "until": until.map(|u| u.to_string()), "reason": reason,
                           "countries": req.countries, "risk": req.risk, "prefixes": req.prefixes });
-    command(&s, &auth::who(&s, &headers), "block", &account, cmd, payload.to_string());
+    command(&s, &who, "block", &account, cmd, payload.to_string());
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1444,7 +1477,7 @@ async fn unblock(
         Scope::Customer(_) => true,
         Scope::Integration => return Err(auth::forbidden()),
     };
-    let req: UnblockRequest = if body.is_empty() { UnblockRequest::default() } else { parse_json(&body)? };
+    let req: UnblockRequest = parse_json_or_default(&body)?;
     let cmd = Command::Unblock { account: account.clone(), extension: req.extension.clone(), automatic_only };
     let payload = json!({ "command": "unblock", "account": account, "extension": req.extension,
                           "automatic_only": automatic_only });
@@ -1495,13 +1528,7 @@ async fn alerts(
         Scope::Integration => return Err(auth::forbidden()),
     };
     let limit = q.limit.unwrap_or(100).min(1000);
-    let st = s.clone();
-    let rows = tokio::task::spawn_blocking(move || {
-        st.reader.lock().expect("reader lock").alerts(account.as_deref(), q.after.unwrap_or(0), limit)
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))?
-    .map_err(|e| ApiError::internal(e.to_string()))?;
+    let rows = s.read(move |r| r.alerts(account.as_deref(), q.after.unwrap_or(0), limit)).await?;
     let items: Vec<serde_json::Value> = rows
         .into_iter()
         .map(|r| {
@@ -1524,12 +1551,8 @@ async fn decision(
     }
     // A decision made a moment ago may still be on its way to the store.
     flush(&s).await;
-    let st = s.clone();
     let id = call_id.clone();
-    let row = tokio::task::spawn_blocking(move || st.reader.lock().expect("reader lock").decision(&id))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let row = s.read(move |r| r.decision(&id)).await?;
     let Some((account, json)) = row else {
         return Err(ApiError::not_found(format!("no decision for call {call_id}")));
     };

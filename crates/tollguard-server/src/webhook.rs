@@ -48,29 +48,16 @@ pub fn backoff(tries: u32) -> Duration {
 }
 
 fn post(url: &str, secret: &str, body: &str, now: i64) -> Result<(), String> {
-    use std::io::{Read, Write as _};
-    let rest = url.strip_prefix("http://").ok_or_else(|| format!("only http:// addresses: {url}"))?;
-    let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
-    let mut s = std::net::TcpStream::connect(host).map_err(|e| format!("connect {host}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nUser-Agent: tollguard\r\n\
-         X-Tollguard-Timestamp: {now}\r\nX-Tollguard-Signature: {}\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{body}",
-        signature(secret, now, body),
-        body.len()
-    )
-    .map_err(|e| format!("send: {e}"))?;
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let head = String::from_utf8_lossy(&out[..out.len().min(200)]).into_owned();
-    let status: u16 = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    if (200..300).contains(&status) {
+    let headers = format!(
+        "User-Agent: tollguard\r\nX-Tollguard-Timestamp: {now}\r\nX-Tollguard-Signature: {}\r\n",
+        signature(secret, now, body)
+    );
+    let (status, _) = crate::http_post(url, &headers, body, Duration::from_secs(5))?;
+    let code: u16 = status.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    if (200..300).contains(&code) {
         Ok(())
     } else {
-        Err(format!("answered {}", head.lines().next().unwrap_or("nothing")))
+        Err(format!("answered {}", if status.is_empty() { "nothing" } else { &status }))
     }
 }
 
@@ -80,18 +67,8 @@ pub(crate) async fn deliver(state: &Arc<AppState>, now: Timestamp) -> usize {
         return 0;
     }
     let _round = state.delivering.lock().await;
-    let due = {
-        let st = state.clone();
-        let now_ns = ns(now);
-        match tokio::task::spawn_blocking(move || {
-            st.reader.lock().expect("reader lock").outbox_due(now_ns, 100)
-        })
-        .await
-        {
-            Ok(Ok(d)) => d,
-            _ => return 0,
-        }
-    };
+    let now_ns = ns(now);
+    let Ok(due) = state.read(move |r| r.outbox_due(now_ns, 100)).await else { return 0 };
     let n = due.len();
     for item in due {
         if item.target == "email" {
@@ -169,12 +146,7 @@ pub(crate) async fn deliveries(
     }
     flush(&s).await;
     let limit = q.limit.unwrap_or(100).min(1000);
-    let st = s.clone();
-    let rows =
-        tokio::task::spawn_blocking(move || st.reader.lock().expect("reader lock").outbox_in(&which, limit))
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+    let rows = s.read(move |r| r.outbox_in(&which, limit)).await?;
     let items: Vec<serde_json::Value> = rows
         .into_iter()
         .map(|r| {
