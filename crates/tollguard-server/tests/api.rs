@@ -7,42 +7,14 @@ use base64::Engine as _;
 use http_body_util::BodyExt;
 use jiff::tz::TimeZone;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tollguard_core::money::Currency;
-use tollguard_core::numbering::{DialPlan, Numbering};
-use tollguard_core::rater::{AccountSetup, DirectionRules, Rater};
-use tollguard_core::rating::{RateDeck, TimeBands};
 use tollguard_engine::policy::Policy;
 use tollguard_server::{create_token, Options, Scope, Server};
 use tower::ServiceExt;
 
-const DECK: &str =
-    "prefix,destination,rate_per_minute,connection_fee,initial_increment_s,subsequent_increment_s
-31,Netherlands,0.0120,0,60,60
-670,East Timor,1.4500,0,60,60
-";
-
-fn rater() -> Arc<Rater> {
-    let deck =
-        RateDeck::parse("deck.csv", "deck", DECK.as_bytes(), &TimeBands::default(), Currency::EUR).unwrap();
-    let default = AccountSetup {
-        plan: Arc::new(DialPlan::for_country("NL").unwrap()),
-        tz: TimeZone::get("Europe/Amsterdam").unwrap(),
-    };
-    Arc::new(
-        Rater::new(
-            Arc::new(Numbering::builtin().clone()),
-            vec![deck],
-            TimeBands::default(),
-            HashMap::new(),
-            default,
-            DirectionRules::default(),
-        )
-        .unwrap(),
-    )
-}
+mod common;
+use common::rater;
 
 struct Fixture {
     db: PathBuf,
@@ -53,10 +25,7 @@ struct Fixture {
 }
 
 fn fixture(name: &str) -> Fixture {
-    let dir = std::env::temp_dir().join(format!("tollguard-api-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let db = dir.join("tollguard.db");
+    let db = common::temp_dir(&format!("api-{name}")).join("tollguard.db");
     Fixture {
         integration: create_token(&db, "kamailio", &Scope::Integration).unwrap(),
         operator: create_token(&db, "noc", &Scope::Operator).unwrap(),

@@ -2,8 +2,9 @@
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod common;
 
 struct Smtp(Child);
 impl Drop for Smtp {
@@ -15,35 +16,12 @@ impl Drop for Smtp {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alert_is_mailed_over_starttls_to_the_noc_and_the_account_after_a_failed_try_and_a_restart() {
-    let dir = std::env::temp_dir().join(format!("tollguard-email-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::temp_dir("email");
     if Command::new("python3").args(["-c", "import aiosmtpd"]).status().map_or(true, |s| !s.success()) {
         eprintln!("skipped: Python's aiosmtpd is not installed (.ci/run installs it: pip install aiosmtpd)");
         return;
     }
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-        ])
-        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(made.status.success());
+    let Some((cert, key)) = common::test_cert(&dir) else { return };
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let maildir = dir.join("mail");
     let email = tollguard_server::email::Email {
@@ -62,9 +40,12 @@ async fn an_alert_is_mailed_over_starttls_to_the_noc_and_the_account_after_a_fai
     };
     let opts =
         tollguard_server::Options { database: dir.join("tg.db"), email: Some(email), ..Default::default() };
-    let server =
-        tollguard_server::Server::start(rater(), tollguard_engine::policy::Policy::builtin(), opts.clone())
-            .unwrap();
+    let server = tollguard_server::Server::start(
+        common::rater(),
+        tollguard_engine::policy::Policy::builtin(),
+        opts.clone(),
+    )
+    .unwrap();
     let token =
         tollguard_server::create_token(&dir.join("tg.db"), "pbx", &tollguard_server::Scope::Integration)
             .unwrap();
@@ -108,7 +89,8 @@ async fn an_alert_is_mailed_over_starttls_to_the_noc_and_the_account_after_a_fai
 
     // tollguard restarted, the mail server up: the mail goes on the next try.
     let server =
-        tollguard_server::Server::start(rater(), tollguard_engine::policy::Policy::builtin(), opts).unwrap();
+        tollguard_server::Server::start(common::rater(), tollguard_engine::policy::Policy::builtin(), opts)
+            .unwrap();
     assert_eq!(server.deliver(t0 + jiff::SignedDuration::from_secs(5)).await, 1);
     let new = maildir.join("new");
     let mails: Vec<_> = std::fs::read_dir(&new)
@@ -129,32 +111,4 @@ async fn an_alert_is_mailed_over_starttls_to_the_noc_and_the_account_after_a_fai
     assert!(m.contains("https://tollguard.carrier.example/v1/incidents?account=acme"), "{m}");
     // Delivered: nothing left to send.
     assert_eq!(server.deliver(t0 + jiff::SignedDuration::from_secs(600)).await, 0);
-}
-
-fn rater() -> Arc<tollguard_core::rater::Rater> {
-    use tollguard_core::rater::{AccountSetup, DirectionRules, Rater};
-    let deck = tollguard_core::rating::RateDeck::parse(
-        "deck.csv",
-        "deck",
-        "prefix,destination,rate_per_minute,connection_fee,initial_increment_s,subsequent_increment_s\n670,East Timor,1.4500,0,60,60\n"
-            .as_bytes(),
-        &Default::default(),
-        tollguard_core::money::Currency::EUR,
-    )
-    .unwrap();
-    let setup = AccountSetup {
-        plan: Arc::new(tollguard_core::numbering::DialPlan::for_country("NL").unwrap()),
-        tz: jiff::tz::TimeZone::get("Europe/Amsterdam").unwrap(),
-    };
-    Arc::new(
-        Rater::new(
-            Arc::new(tollguard_core::numbering::Numbering::builtin().clone()),
-            vec![deck],
-            Default::default(),
-            Default::default(),
-            setup,
-            DirectionRules::default(),
-        )
-        .unwrap(),
-    )
 }

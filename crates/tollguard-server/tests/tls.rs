@@ -1,58 +1,17 @@
 //! `tollguard serve` over TLS, with a certificate made by openssl for the test.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::rustls;
 
+mod common;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_https_with_a_configured_certificate() {
-    let dir = std::env::temp_dir().join(format!("tollguard-tls-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-        ])
-        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output();
-    if !made.as_ref().is_ok_and(|o| o.status.success()) {
-        eprintln!("skipped: openssl could not make a test certificate ({made:?})");
-        return;
-    }
-    let rater = {
-        use tollguard_core::rater::{AccountSetup, DirectionRules, Rater};
-        let setup = AccountSetup {
-            plan: Arc::new(tollguard_core::numbering::DialPlan::for_country("NL").unwrap()),
-            tz: jiff::tz::TimeZone::UTC,
-        };
-        Arc::new(
-            Rater::new(
-                Arc::new(tollguard_core::numbering::Numbering::builtin().clone()),
-                vec![],
-                Default::default(),
-                Default::default(),
-                setup,
-                DirectionRules::default(),
-            )
-            .unwrap(),
-        )
-    };
+    let dir = common::temp_dir("tls");
+    let Some((cert, key)) = common::test_cert(&dir) else { return };
+    let rater = common::rater();
     let opts = tollguard_server::Options {
         database: dir.join("tg.db"),
         tls: Some((cert.clone(), key.clone())),
