@@ -195,7 +195,6 @@ struct Metrics {
     alerts_warning: AtomicU64,
     alerts_critical: AtomicU64,
     cuts: AtomicU64,
-    cuts_failed: AtomicU64,
     lost_calls: AtomicU64,
     authorize_ns: AtomicU64,
 }
@@ -622,7 +621,7 @@ impl AppState {
             self.core.lock().expect("engine lock").live.get(call_id).and_then(|l| l.kamailio),
         ) else {
             eprintln!("warning: call {call_id} must be cut ({rule}) but its switch gave no way to end it");
-            self.metrics.cuts_failed.fetch_add(1, Ordering::Relaxed);
+            self.cut_failures.fetch_add(1, Ordering::Relaxed);
             return;
         };
         let body = json!({ "jsonrpc": "2.0", "method": "dlg.end_dlg", "params": [h_entry, h_id], "id": 1 })
@@ -1000,7 +999,7 @@ async fn metrics(State(s): State<Arc<AppState>>) -> String {
         g(&m.alerts_warning),
         g(&m.alerts_critical),
         g(&m.cuts),
-        g(&m.cuts_failed) + s.cut_failures.load(Ordering::Relaxed),
+        s.cut_failures.load(Ordering::Relaxed),
         g(&m.lost_calls),
     )
 }
