@@ -8,6 +8,7 @@
 //!   lookup in a digit trie that gives country, number type and risk tier ([`numbering::Numbering`]);
 //! - [`rating`]: A-Z rate decks with effective dates, time bands and currencies, and the exact
 //!   cost rule of the contract ([`rating::RateDeck`]);
+//! - [`cgrates`]: CGRateS tariff-plan folders, priced as CGRateS prices them ([`cgrates::Plan`]);
 //!
 //! Nothing here reads a clock, opens a socket or starts a thread. Files are read only by the
 //! explicit `load` functions used at start-up.
@@ -23,6 +24,7 @@
 //! ```
 
 pub mod cdr;
+pub mod cgrates;
 pub mod money;
 pub mod numbering;
 pub mod rater;

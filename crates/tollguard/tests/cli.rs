@@ -245,6 +245,44 @@ fn price_one_call() {
 }
 
 #[test]
+fn price_on_a_cgrates_plan() {
+    let Some(dir) = fixture("cgrates/tariffplans") else { return };
+    let plan = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let tutorial = plan("tutorial");
+    let price = |p: &str, extra: &[&str]| {
+        let mut args = vec!["price", "--cgrates-plan", p, "--time", "2024-05-15T12:00:00Z"];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    // T1 of CGRateS's own tests: 0.4 connect + 0.2 + 60 x 0.00167.
+    let out = price(
+        &tutorial,
+        &["--category", "call", "--subject", "1001", "--destination", "1002", "--usage", "120s"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "0.7002\n");
+    // The same call summed exactly, rounded once.
+    let out = price(
+        &tutorial,
+        &["--subject", "1001", "--destination", "1002", "--usage", "120s", "--rounding", "total"],
+    );
+    assert_eq!(text(&out.stdout), "0.7000\n");
+    // T4: *disconnect leaves the cost alone.
+    let out =
+        price(&tutorial, &["--rating-plans", "RP_1001;RP_1002", "--destination", "1003", "--usage", "1h"]);
+    assert_eq!(text(&out.stdout), "36.0000\n");
+    let out = price(&plan("tutorial2"), &["--subject", "1001", "--destination", "4003", "--usage", "1m"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(text(&out.stderr), "error: UNAUTHORIZED_DESTINATION\n");
+    let out = price(
+        &tutorial,
+        &["--tenant", "nobody.org", "--subject", "1001", "--destination", "1002", "--usage", "1m"],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(text(&out.stderr), "error: RATING_PLAN_NOT_FOUND\n");
+}
+
+#[test]
 fn bad_input_names_file_and_line() {
     let deck = write_tmp(
         "bad-deck.csv",

@@ -1,0 +1,798 @@
+//! CGRateS tariff plans: read a plan folder as `cgr-loader` would, and price calls as CGRateS
+//! does, to the last decimal.
+//!
+//! ## What is read
+//!
+//! `Timings.csv`, `Destinations.csv`, `Rates.csv`, `DestinationRates.csv`, `RatingPlans.csv` and
+//! `RatingProfiles.csv` of one folder (`Timings` and `Destinations` may be absent when nothing
+//! refers to them). Lines starting with `#` and blank lines are skipped. Durations are Go
+//! durations (`60s`, `1m`); a plain number is nanoseconds, as in CGRateS (data and SMS plans
+//! count units that way).
+//!
+//! ## How a call is priced (see docs/integrations/cgrates.md)
+//!
+//! 1. **Profile.** `tenant, category, subject`; a subject without a profile uses the `*any`
+//!    subject. Of the profile's activations, the newest at or before the call's start applies
+//!    to the whole call (CGRateS splits a call at a later activation but keeps the earlier
+//!    plan's rates). A call before the first activation, or one whose plan has no rate for the
+//!    destination, goes through the fallback subjects (`FallbackSubject`, `;`-separated, at most
+//!    three levels deep); without one it is refused with `UNAUTHORIZED_DESTINATION`.
+//! 2. **Destination.** The longest prefix of the dialled string that some destination of the
+//!    plan holds wins; when several destinations hold that prefix, the one with an interval active
+//!    at the call's start and the highest weight wins. No prefix: the plan's `*any` rates. A
+//!    leading `+` is ignored on both sides, so `+49` and `49` are the same prefix.
+//! 3. **Interval.** Of the destination's rate intervals active at an instant (timing: years,
+//!    months, month days, weekdays, from its start time to the end of the day), the highest
+//!    weight wins, then the latest start time. The call is split where the winner changes and at
+//!    midnight.
+//! 4. **Slices.** Within an interval, the rate row whose `GroupIntervalStart` is the largest not
+//!    after the time already talked applies; the call is split at each later row's start.
+//! 5. **Increments.** Each piece is rounded up to whole increments of its row. A piece rounded
+//!    past the next split pushes the next piece back.
+//! 6. **Cost** ([`Rounding`]): per increment (CGRateS): each piece costs
+//!    `n x round(round(n x increment x rate / unit, D) / n, D)`, half up, `D` = 5 by default;
+//!    or total (our A-Z rule): the exact sum. The connect fee of the first piece's rate is
+//!    added once; `MaxCost` with `*free` caps the total; the total is rounded with the rounding
+//!    method and decimals of the destination rate with the most decimals among the pieces.
+//!    Zero usage costs zero.
+//! 7. **`*disconnect`** leaves the cost alone; [`Plan::max_usage`] gives the talk time at which
+//!    the increments paid (connect fee excluded) reach `MaxCost`.
+//!
+//! CGRateS computes in binary floating point; we compute in exact decimals. The two agree except
+//! where a float's representation error decides a half-way rounding.
+
+mod load;
+
+pub use load::{load, parse_duration, PlanError};
+
+use jiff::civil::DateTime;
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+use rust_decimal::Decimal;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const NS: u64 = 1_000_000_000;
+const DAY_NS: u64 = 86_400 * NS;
+
+/// How fallback subjects may nest.
+const FALLBACK_DEPTH: usize = 3;
+
+/// A rounding method of `DestinationRates.csv`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoundingMethod {
+    /// `*up`: away from zero on any remainder.
+    Up,
+    /// `*down`: toward zero.
+    Down,
+    /// `*middle`: half away from zero.
+    Middle,
+}
+
+/// How a plan's pieces are summed: the rounding mode of the plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rounding {
+    /// CGRateS: each increment's cost rounded half up to `decimals` before summing.
+    PerIncrement {
+        /// CGRateS `general.rounding_decimals` (5 in its shipped configuration).
+        decimals: u32,
+    },
+    /// Exact sum of `rate x billed / unit`, rounded once at the end (the A-Z deck rule).
+    Total,
+}
+
+impl Default for Rounding {
+    fn default() -> Self {
+        Rounding::PerIncrement { decimals: 5 }
+    }
+}
+
+/// What happens at `MaxCost`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaxCostStrategy {
+    /// The cost stops growing.
+    Free,
+    /// The cost is not capped; the call may last only until it is reached.
+    Disconnect,
+}
+
+/// `MaxCost` and its strategy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaxCost {
+    /// The amount.
+    pub amount: Decimal,
+    /// What happens there.
+    pub strategy: MaxCostStrategy,
+}
+
+/// A timing of `Timings.csv`.
+#[derive(Clone, Debug)]
+pub(crate) struct Timing {
+    #[allow(dead_code)]
+    id: String,
+    years: Option<Vec<u32>>,
+    months: Option<Vec<u32>>,
+    month_days: Option<Vec<u32>>,
+    /// 1 = Monday .. 7 = Sunday.
+    week_days: Option<Vec<u32>>,
+    /// Start, seconds after midnight; the timing runs to the end of the day.
+    start_s: u32,
+}
+
+impl Timing {
+    fn day_matches(&self, d: &DateTime) -> bool {
+        let has = |l: &Option<Vec<u32>>, v: u32| l.as_ref().is_none_or(|l| l.contains(&v));
+        has(&self.years, d.year() as u32)
+            && has(&self.months, d.month() as u32)
+            && has(&self.month_days, d.day() as u32)
+            && has(&self.week_days, d.weekday().to_monday_one_offset() as u32)
+    }
+}
+
+/// One row of a rate: a slice of the call from `group_start_ns` on.
+#[derive(Clone, Debug)]
+pub(crate) struct Slice {
+    group_start_ns: u64,
+    rate: Decimal,
+    unit_ns: u64,
+    increment_ns: u64,
+}
+
+/// A rate of `Rates.csv`: connect fee and slices by group interval start.
+#[derive(Clone, Debug)]
+pub(crate) struct Rating {
+    id: String,
+    connect_fee: Decimal,
+    slices: Vec<Slice>,
+}
+
+impl Rating {
+    fn slice_at(&self, elapsed_ns: u64) -> (&Slice, Option<u64>) {
+        let k = self.slices.partition_point(|s| s.group_start_ns <= elapsed_ns).saturating_sub(1);
+        (&self.slices[k], self.slices.get(k + 1).map(|s| s.group_start_ns))
+    }
+}
+
+/// A rate interval: one destination rate of a rating plan under one timing.
+#[derive(Clone, Debug)]
+pub(crate) struct Interval {
+    timing: Option<u32>,
+    weight: Decimal,
+    rating: u32,
+    method: RoundingMethod,
+    decimals: u32,
+    max_cost: Option<MaxCost>,
+    dest_rate: Arc<str>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum DestKey {
+    Any,
+    Id(u32),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct RatingPlan {
+    id: String,
+    by_dest: HashMap<u32, Vec<Interval>>,
+    any: Vec<Interval>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Activation {
+    at: Timestamp,
+    plan: u32,
+    fallback: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Profile {
+    activations: Vec<Activation>,
+}
+
+/// The profile map key.
+fn profile_key(tenant: &str, category: &str, subject: &str) -> String {
+    format!("{tenant}\u{0}{category}\u{0}{subject}")
+}
+
+/// A destination or prefix as matched: a leading `+` is ignored.
+fn prefix_key(s: &str) -> &str {
+    s.strip_prefix('+').unwrap_or(s)
+}
+
+/// Why a call cannot be priced, with CGRateS's error code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PriceError {
+    /// No profile for the subject, nor for `*any`.
+    RatingPlanNotFound,
+    /// The plans that apply have no rate for the destination at that time.
+    UnauthorizedDestination,
+    /// A named rating plan is not in the folder.
+    UnknownRatingPlan(String),
+}
+
+impl PriceError {
+    /// The CGRateS error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PriceError::RatingPlanNotFound => "RATING_PLAN_NOT_FOUND",
+            PriceError::UnauthorizedDestination => "UNAUTHORIZED_DESTINATION",
+            PriceError::UnknownRatingPlan(_) => "RATING_PLAN_NOT_FOUND",
+        }
+    }
+}
+
+impl std::fmt::Display for PriceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PriceError::UnknownRatingPlan(p) => write!(f, "RATING_PLAN_NOT_FOUND: no rating plan {p}"),
+            e => f.write_str(e.code()),
+        }
+    }
+}
+
+impl std::error::Error for PriceError {}
+
+/// The rates that apply to one call: a destination of one rating plan. Cheap to copy; priced
+/// with [`Plan::cost`] and [`Plan::max_usage`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tariff {
+    plan: u32,
+    dest: DestKey,
+    /// Length of the matched prefix (0 for `*any`).
+    pub prefix_len: u16,
+}
+
+/// A loaded tariff plan folder.
+#[derive(Debug)]
+pub struct Plan {
+    dir: PathBuf,
+    timings: Vec<Timing>,
+    dest_names: Vec<String>,
+    /// Prefix (without `+`) -> destination ids.
+    reverse: HashMap<Box<str>, Vec<u32>>,
+    /// Bit `n` set: some prefix has `n` bytes.
+    prefix_lens: u64,
+    ratings: Vec<Rating>,
+    plans: Vec<RatingPlan>,
+    plan_ids: HashMap<String, u32>,
+    profiles: HashMap<String, Profile>,
+    /// The zone timings are read in (CGRateS: the server's; UTC by default).
+    pub tz: TimeZone,
+    /// How pieces are summed.
+    pub rounding: Rounding,
+}
+
+impl Plan {
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        dir: PathBuf,
+        timings: Vec<Timing>,
+        dest_names: Vec<String>,
+        prefixes: Vec<(String, u32)>,
+        ratings: Vec<Rating>,
+        plans: Vec<RatingPlan>,
+        plan_ids: HashMap<String, u32>,
+        profiles: HashMap<String, Profile>,
+    ) -> Plan {
+        let mut reverse: HashMap<Box<str>, Vec<u32>> = HashMap::new();
+        let mut prefix_lens = 0u64;
+        for (p, d) in prefixes {
+            prefix_lens |= 1u64 << p.len().min(63);
+            let v = reverse.entry(p.into_boxed_str()).or_default();
+            if !v.contains(&d) {
+                v.push(d);
+            }
+        }
+        Plan {
+            dir,
+            timings,
+            dest_names,
+            reverse,
+            prefix_lens,
+            ratings,
+            plans,
+            plan_ids,
+            profiles,
+            tz: TimeZone::UTC,
+            rounding: Rounding::default(),
+        }
+    }
+
+    /// Loads a plan folder.
+    pub fn load(dir: &Path) -> Result<Plan, PlanError> {
+        load::load(dir)
+    }
+
+    /// The folder the plan was read from.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Number of destination prefixes.
+    pub fn prefixes(&self) -> usize {
+        self.reverse.len()
+    }
+
+    /// The rates for a call of `subject` to `destination` starting at `start`, found through the
+    /// profiles (with `*any` and fallback subjects).
+    pub fn tariff(
+        &self,
+        tenant: &str,
+        category: &str,
+        subject: &str,
+        destination: &str,
+        start: Timestamp,
+    ) -> Result<Tariff, PriceError> {
+        let mut key = String::with_capacity(tenant.len() + category.len() + subject.len() + 2);
+        self.tariff_into(&mut key, tenant, category, subject, destination, start)
+    }
+
+    /// [`Plan::tariff`] with a reusable key buffer (no allocation once it has grown).
+    pub fn tariff_into(
+        &self,
+        key: &mut String,
+        tenant: &str,
+        category: &str,
+        subject: &str,
+        destination: &str,
+        start: Timestamp,
+    ) -> Result<Tariff, PriceError> {
+        let set_key = |key: &mut String, s: &str| {
+            key.clear();
+            key.push_str(tenant);
+            key.push('\0');
+            key.push_str(category);
+            key.push('\0');
+            key.push_str(s);
+        };
+        set_key(key, subject);
+        let profile = match self.profiles.get(key.as_str()) {
+            Some(p) => p,
+            None => {
+                set_key(key, "*any");
+                self.profiles.get(key.as_str()).ok_or(PriceError::RatingPlanNotFound)?
+            }
+        };
+        self.through_profile(profile, destination, start, 0, &mut |s| {
+            set_key(key, s);
+            self.profiles.get(key.as_str())
+        })
+    }
+
+    fn through_profile<'p>(
+        &'p self,
+        profile: &'p Profile,
+        destination: &str,
+        start: Timestamp,
+        depth: usize,
+        lookup: &mut dyn FnMut(&str) -> Option<&'p Profile>,
+    ) -> Result<Tariff, PriceError> {
+        let acts = &profile.activations;
+        let k = acts.partition_point(|a| a.at <= start);
+        // Before the first activation CGRateS falls back to the `*any` subject.
+        let (found, fallback): (Option<Tariff>, &[String]) = if k == 0 {
+            (None, &[])
+        } else {
+            let a = &acts[k - 1];
+            (self.match_destination(a.plan, destination, start), &a.fallback)
+        };
+        if let Some(t) = found {
+            return Ok(t);
+        }
+        if depth < FALLBACK_DEPTH {
+            let any = ["*any"];
+            let keys = if k == 0 { &any[..] } else { &[][..] }
+                .iter()
+                .copied()
+                .chain(fallback.iter().map(String::as_str));
+            for s in keys {
+                if let Some(p) = lookup(s) {
+                    if let Ok(t) = self.through_profile(p, destination, start, depth + 1, lookup) {
+                        return Ok(t);
+                    }
+                }
+            }
+        }
+        Err(PriceError::UnauthorizedDestination)
+    }
+
+    /// The rates for `destination` in the named rating plans, the first that has them (as
+    /// CGRateS's `GetRatingPlansCost`).
+    pub fn tariff_in_plans(
+        &self,
+        plans: &[&str],
+        destination: &str,
+        start: Timestamp,
+    ) -> Result<Tariff, PriceError> {
+        for p in plans {
+            let &i = self.plan_ids.get(*p).ok_or_else(|| PriceError::UnknownRatingPlan(p.to_string()))?;
+            if let Some(t) = self.match_destination(i, destination, start) {
+                return Ok(t);
+            }
+        }
+        Err(PriceError::UnauthorizedDestination)
+    }
+
+    fn match_destination(&self, plan: u32, destination: &str, start: Timestamp) -> Option<Tariff> {
+        let rp = &self.plans[plan as usize];
+        let dest = prefix_key(destination);
+        if !dest.is_empty() && dest != "*any" {
+            let local = self.tz.to_datetime(start);
+            for len in (1..=dest.len().min(63)).rev() {
+                if self.prefix_lens & (1u64 << len) == 0 || !dest.is_char_boundary(len) {
+                    continue;
+                }
+                let Some(ids) = self.reverse.get(&dest[..len]) else { continue };
+                let mut best: Option<(Decimal, u32)> = None;
+                for &d in ids {
+                    let Some(ivs) = rp.by_dest.get(&d) else { continue };
+                    if !ivs.iter().any(|iv| self.active(iv, &local)) {
+                        continue;
+                    }
+                    let w = ivs.iter().map(|iv| iv.weight).max().unwrap_or_default().max(Decimal::ZERO);
+                    if best.is_none_or(|(bw, _)| w > bw) {
+                        best = Some((w, d));
+                    }
+                }
+                if let Some((_, d)) = best {
+                    return Some(Tariff { plan, dest: DestKey::Id(d), prefix_len: len as u16 });
+                }
+            }
+        }
+        (!rp.any.is_empty()).then_some(Tariff { plan, dest: DestKey::Any, prefix_len: 0 })
+    }
+
+    fn intervals(&self, t: &Tariff) -> &[Interval] {
+        let rp = &self.plans[t.plan as usize];
+        match t.dest {
+            DestKey::Any => &rp.any,
+            DestKey::Id(d) => rp.by_dest.get(&d).map_or(&[], Vec::as_slice),
+        }
+    }
+
+    fn active(&self, iv: &Interval, local: &DateTime) -> bool {
+        match iv.timing {
+            None => true,
+            Some(t) => {
+                let t = &self.timings[t as usize];
+                t.day_matches(local) && seconds_of_day(local) >= t.start_s
+            }
+        }
+    }
+
+    /// The interval that applies at `local`, and how long (ns) until the choice may change
+    /// (the next start time of an interval later that day, or midnight).
+    fn select<'a>(&self, ivs: &'a [Interval], local: &DateTime) -> (Option<&'a Interval>, u64) {
+        let now_s = seconds_of_day(local);
+        let into_day_ns = now_s as u64 * NS + local.subsec_nanosecond() as u64;
+        let mut next_ns = DAY_NS - into_day_ns;
+        let mut best: Option<(&Interval, u32)> = None;
+        for iv in ivs {
+            let start_s = iv.timing.map_or(0, |t| self.timings[t as usize].start_s);
+            if start_s > now_s {
+                next_ns = next_ns.min(start_s as u64 * NS - into_day_ns);
+                continue;
+            }
+            if !self.active(iv, local) {
+                continue;
+            }
+            let better = match best {
+                None => true,
+                Some((b, bs)) => iv.weight > b.weight || iv.weight == b.weight && start_s > bs,
+            };
+            if better {
+                best = Some((iv, start_s));
+            }
+        }
+        (best.map(|b| b.0), next_ns.max(1))
+    }
+
+    /// The pieces of a call: (interval, slice, billed ns, increments), in order. `f` sees each;
+    /// returning `false` stops the walk.
+    fn walk<'a>(
+        &'a self,
+        t: &Tariff,
+        start: Timestamp,
+        usage_ns: u64,
+        mut f: impl FnMut(&'a Interval, &'a Rating, &'a Slice, u64) -> bool,
+    ) -> Result<(), PriceError> {
+        let ivs = self.intervals(t);
+        let mut pos = 0u64;
+        while pos < usage_ns {
+            let at = start
+                .checked_add(jiff::SignedDuration::from_nanos(pos.min(i64::MAX as u64) as i64))
+                .map_err(|_| PriceError::UnauthorizedDestination)?;
+            let local = self.tz.to_datetime(at);
+            let (iv, change_in) = self.select(ivs, &local);
+            let iv = iv.ok_or(PriceError::UnauthorizedDestination)?;
+            let rating = &self.ratings[iv.rating as usize];
+            let (slice, next_group) = rating.slice_at(pos);
+            let mut end = usage_ns.min(pos.saturating_add(change_in));
+            if let Some(g) = next_group {
+                end = end.min(g);
+            }
+            let dur = end - pos;
+            let n = dur.div_ceil(slice.increment_ns);
+            if !f(iv, rating, slice, n) {
+                break;
+            }
+            pos = pos.saturating_add(n.saturating_mul(slice.increment_ns));
+        }
+        Ok(())
+    }
+
+    /// What a piece of `n` increments of `slice` costs, at scale `D` for per-increment rounding.
+    fn piece_cost(&self, slice: &Slice, n: u64) -> Decimal {
+        if slice.rate.is_zero() || n == 0 {
+            return Decimal::ZERO;
+        }
+        let num = slice.rate.mantissa() * (n as i128) * (slice.increment_ns as i128);
+        let den = (slice.unit_ns as i128) * 10i128.pow(slice.rate.scale());
+        match self.rounding {
+            Rounding::PerIncrement { decimals } => {
+                let p = 10i128.pow(decimals);
+                let base = div_half_up(num * p, den);
+                let each = div_half_up(base, n as i128);
+                Decimal::from_i128_with_scale(each * n as i128, decimals)
+            }
+            Rounding::Total => {
+                // Exact while it fits 28 digits; the total is rounded once at the end.
+                Decimal::from_i128_with_scale(num, 0) / Decimal::from_i128_with_scale(den, 0)
+            }
+        }
+    }
+
+    /// The cost of a call on `t` starting at `start` with `usage_ns` of talk time.
+    pub fn cost(&self, t: &Tariff, start: Timestamp, usage_ns: u64) -> Result<Decimal, PriceError> {
+        if usage_ns == 0 {
+            return Ok(Decimal::ZERO);
+        }
+        let mut total = Decimal::ZERO;
+        let mut first = true;
+        let mut round: Option<(u32, RoundingMethod)> = None;
+        self.walk(t, start, usage_ns, |iv, rating, slice, n| {
+            if first {
+                total += rating.connect_fee;
+                first = false;
+            }
+            total += self.piece_cost(slice, n);
+            if let Some(MaxCost { amount, strategy: MaxCostStrategy::Free }) = iv.max_cost {
+                total = total.min(amount);
+            }
+            if round.is_none_or(|(d, _)| iv.decimals > d) {
+                round = Some((iv.decimals, iv.method));
+            }
+            true
+        })?;
+        Ok(match round {
+            Some((d, m)) if d > 0 => round_to(total, d, m),
+            _ => total,
+        })
+    }
+
+    /// The longest talk time (ns, at most `limit_ns`) a call on `t` may have before `MaxCost`
+    /// with `*disconnect` is reached: increments are counted while the cost paid so far (connect
+    /// fee excluded) is below it. `None` when no `*disconnect` applies.
+    pub fn max_usage(&self, t: &Tariff, start: Timestamp, limit_ns: u64) -> Option<u64> {
+        let mut seen = false;
+        let mut allowed = 0u64;
+        let mut paid = Decimal::ZERO;
+        let mut stopped = false;
+        let _ = self.walk(t, start, limit_ns, |iv, _, slice, n| {
+            let Some(MaxCost { amount, strategy: MaxCostStrategy::Disconnect }) = iv.max_cost else {
+                allowed += n * slice.increment_ns;
+                paid += self.piece_cost(slice, n);
+                return true;
+            };
+            seen = true;
+            let each = self.piece_cost(slice, 1);
+            let left = amount - paid;
+            if left <= Decimal::ZERO {
+                stopped = true;
+                return false;
+            }
+            let k = if each.is_zero() { n } else { (left / each).ceil().to_u64().unwrap_or(u64::MAX).min(n) };
+            allowed += k * slice.increment_ns;
+            paid += each * Decimal::from(k);
+            if k < n || paid >= amount {
+                stopped = true;
+                return false;
+            }
+            true
+        });
+        let _ = stopped;
+        seen.then_some(allowed.min(limit_ns))
+    }
+
+    /// What [`Plan::cost`] used, for explanations: the destination's name, the matched prefix's
+    /// destination rate and rate at the call's start.
+    pub fn describe(&self, t: &Tariff, start: Timestamp) -> (String, String, String) {
+        let dest = match t.dest {
+            DestKey::Any => "*any".to_string(),
+            DestKey::Id(d) => self.dest_names[d as usize].clone(),
+        };
+        let local = self.tz.to_datetime(start);
+        let (iv, _) = self.select(self.intervals(t), &local);
+        match iv {
+            Some(iv) => (dest, iv.dest_rate.to_string(), self.ratings[iv.rating as usize].id.clone()),
+            None => (dest, String::new(), String::new()),
+        }
+    }
+
+    /// The name of the tariff's rating plan.
+    pub fn plan_name(&self, t: &Tariff) -> &str {
+        &self.plans[t.plan as usize].id
+    }
+
+    /// Bounds for live accounting: (connect fee, most per minute, longest increment in seconds)
+    /// over every rate the tariff may use. The cost of `s` seconds is at most
+    /// `fee + per_minute x (s + increment) / 60`.
+    pub fn bounds(&self, t: &Tariff) -> (Decimal, Decimal, u32) {
+        let (mut fee, mut per_minute, mut inc) = (Decimal::ZERO, Decimal::ZERO, 1u64);
+        for iv in self.intervals(t) {
+            let r = &self.ratings[iv.rating as usize];
+            fee = fee.max(r.connect_fee);
+            for s in &r.slices {
+                // One increment's cost as charged, spread over a minute (rounded up).
+                let one = self.piece_cost(s, 1);
+                let rounded = match self.rounding {
+                    Rounding::PerIncrement { decimals } => one + Decimal::new(1, decimals),
+                    Rounding::Total => one,
+                };
+                let pm = rounded * Decimal::from(60 * NS) / Decimal::from(s.increment_ns);
+                per_minute = per_minute.max(pm);
+                inc = inc.max(s.increment_ns);
+            }
+        }
+        (fee, per_minute, inc.div_ceil(NS).min(u32::MAX as u64) as u32)
+    }
+}
+
+use rust_decimal::prelude::ToPrimitive;
+
+fn seconds_of_day(d: &DateTime) -> u32 {
+    d.hour() as u32 * 3600 + d.minute() as u32 * 60 + d.second() as u32
+}
+
+/// `num / den` rounded half away from zero (`den > 0`).
+fn div_half_up(num: i128, den: i128) -> i128 {
+    let q = num / den;
+    let r = num % den;
+    if 2 * r.abs() >= den {
+        q + num.signum()
+    } else {
+        q
+    }
+}
+
+/// Rounds as CGRateS's `utils.Round`, in exact decimals.
+pub fn round_to(v: Decimal, decimals: u32, method: RoundingMethod) -> Decimal {
+    use rust_decimal::RoundingStrategy as S;
+    let s = match method {
+        RoundingMethod::Up => S::AwayFromZero,
+        RoundingMethod::Down => S::ToZero,
+        RoundingMethod::Middle => S::MidpointAwayFromZero,
+    };
+    let mut r = v.round_dp_with_strategy(decimals, s);
+    r.rescale(decimals);
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A plan written to a fresh folder: tutorial2's shape (peak and off-peak timings), a
+    /// `*free` and a `*disconnect` destination.
+    fn plan(rounding: Rounding) -> Plan {
+        let dir = std::env::temp_dir().join(format!(
+            "tg-cgr-unit-{}-{}",
+            std::process::id(),
+            std::thread::current().name().unwrap_or("t").replace(':', "_")
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let files = [
+            (
+                "Timings.csv",
+                "#ID,Years,Months,MonthDays,WeekDays,Time\nPEAK,*any,*any,*any,1;2;3;4;5,08:00:00\n\
+                 OFFPEAK_MORNING,*any,*any,*any,1;2;3;4;5,00:00:00\nOFFPEAK_EVENING,*any,*any,*any,1;2;3;4;5,19:00:00\n\
+                 OFFPEAK_WEEKEND,*any,*any,*any,6;7,00:00:00\n",
+            ),
+            ("Destinations.csv", "DST_10,10\nDST_FREE,+44\nDST_DISC,+670\nDST_LON,+4420\n"),
+            (
+                "Rates.csv",
+                "RT_120C,0.2,1.2,1m,1m,0\nRT_120C,,1.2,1m,1s,1m\nRT_60C,0.1,0.01,1s,1s,0\n\
+                 RT_20CNT,0.4,0.2,60s,60s,0s\nRT_20CNT,0,0.1,60s,1s,60s\nRT_SEC,0,0.01,1s,1s,0\n",
+            ),
+            (
+                "DestinationRates.csv",
+                "DR_PEAK,DST_10,RT_120C,*up,4,,\nDR_OFF,DST_10,RT_60C,*up,4,,\n\
+                 DR_FREE,DST_FREE,RT_20CNT,*up,4,0.5,*free\nDR_DISC,DST_DISC,RT_SEC,*up,4,0.12,*disconnect\nDR_LON,DST_LON,RT_20CNT,*up,4,,\n",
+            ),
+            (
+                "RatingPlans.csv",
+                "RP,DR_PEAK,PEAK,10\nRP,DR_OFF,OFFPEAK_MORNING,10\nRP,DR_OFF,OFFPEAK_EVENING,10\n\
+                 RP,DR_OFF,OFFPEAK_WEEKEND,10\nRP,DR_FREE,*any,10\nRP,DR_DISC,*any,10\nRP,DR_LON,*any,10\n",
+            ),
+            ("RatingProfiles.csv", "cgrates.org,call,*any,2019-03-01T00:00:00Z,RP,\n"),
+        ];
+        for (f, text) in files {
+            std::fs::write(dir.join(f), text).unwrap();
+        }
+        let mut p = Plan::load(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        p.rounding = rounding;
+        p
+    }
+
+    fn price(p: &Plan, dest: &str, at: &str, secs: u64) -> Result<Decimal, PriceError> {
+        let at: Timestamp = at.parse().unwrap();
+        let t = p.tariff("cgrates.org", "call", "1001", dest, at)?;
+        p.cost(&t, at, secs * NS)
+    }
+
+    #[test]
+    fn latest_start_wins_and_a_call_is_split_where_the_timing_changes() {
+        let p = plan(Rounding::default());
+        // Monday 09:00: PEAK (08:00) beats OFFPEAK_MORNING (00:00): 0.2 + one minute at 1.2.
+        assert_eq!(price(&p, "1003", "2019-03-11T09:00:00Z", 45).unwrap(), Decimal::new(14, 1));
+        // Monday 21:00: OFFPEAK_EVENING: 0.1 + 45 x 0.01.
+        assert_eq!(price(&p, "1003", "2019-03-11T21:00:00Z", 45).unwrap(), Decimal::new(55, 2));
+        // 18:59:30 for 90 s: 30 s of peak rounded to its one-minute increment (1.2, fee 0.2),
+        // then the last 30 s at the evening's 0.01 a second.
+        assert_eq!(price(&p, "1003", "2019-03-11T18:59:30Z", 90).unwrap(), Decimal::new(170, 2));
+    }
+
+    #[test]
+    fn the_rounding_mode_is_the_plans() {
+        // 120 s on RT_20CNT: 0.4 + 0.2 + 60 x round5(0.1 / 60) = 0.7002 per increment (CGRateS),
+        // 0.7000 summed exactly.
+        let at = "2024-05-15T12:00:00Z";
+        assert_eq!(
+            price(&plan(Rounding::default()), "+442071234567", at, 120).unwrap().to_string(),
+            "0.7002"
+        );
+        assert_eq!(price(&plan(Rounding::Total), "+442071234567", at, 120).unwrap().to_string(), "0.7000");
+        // *free: 0.4 fee + 0.2 for the first minute + 0.1 for the next would be 0.7; capped at 0.5.
+        assert_eq!(price(&plan(Rounding::default()), "+447700900123", at, 120).unwrap(), Decimal::new(5, 1));
+        assert_eq!(price(&plan(Rounding::default()), "+447700900123", at, 0).unwrap(), Decimal::ZERO);
+    }
+
+    #[test]
+    fn disconnect_gives_the_time_at_which_max_cost_is_reached() {
+        let p = plan(Rounding::default());
+        let at: Timestamp = "2024-05-15T12:00:00Z".parse().unwrap();
+        let t = p.tariff("cgrates.org", "call", "x", "+6707000000", at).unwrap();
+        // 0.01 a second, MaxCost 0.12: twelve seconds; the cost itself is not capped.
+        assert_eq!(p.max_usage(&t, at, 3600 * NS), Some(12 * NS));
+        assert_eq!(p.cost(&t, at, 3600 * NS).unwrap(), Decimal::from(36));
+        let t = p.tariff("cgrates.org", "call", "x", "1003", at).unwrap();
+        assert_eq!(p.max_usage(&t, at, 3600 * NS), None);
+    }
+
+    #[test]
+    fn unknown_destinations_are_refused() {
+        let p = plan(Rounding::default());
+        assert_eq!(price(&p, "4003", "2024-05-15T12:00:00Z", 60), Err(PriceError::UnauthorizedDestination));
+    }
+
+    proptest! {
+        #[test]
+        fn cost_never_falls_as_usage_grows(a in 0u64..20_000, b in 0u64..20_000, dest in 0usize..3,
+                                           start in 1_552_000_000i64..1_560_000_000, total in any::<bool>()) {
+            let p = plan(if total { Rounding::Total } else { Rounding::default() });
+            let at = Timestamp::from_second(start).unwrap();
+            let d = ["1003", "+447700900123", "+6707000000"][dest];
+            let t = p.tariff("cgrates.org", "call", "x", d, at).unwrap();
+            let (lo, hi) = (a.min(b), a.max(b));
+            let (cl, ch) = (p.cost(&t, at, lo * NS).unwrap(), p.cost(&t, at, hi * NS).unwrap());
+            prop_assert!(cl <= ch, "{lo} s costs {cl}, {hi} s costs {ch}");
+            if dest == 1 {
+                prop_assert!(ch <= Decimal::new(5, 1), "*free: {ch} above MaxCost");
+            }
+        }
+    }
+}
