@@ -1264,9 +1264,31 @@ async fn a_cut_the_switch_answers_with_no_such_dialog_ends_the_call_here() {
     tokio::spawn(async move {
         loop {
             let (mut s, _) = l.accept().await.unwrap();
-            let mut buf = vec![0u8; 4096];
-            let n = s.read(&mut buf).await.unwrap();
-            seen.lock().unwrap().push(String::from_utf8_lossy(&buf[..n]).to_string());
+            // The whole request: headers and body may come in separate reads.
+            let mut req = vec![];
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = s.read(&mut buf).await.unwrap();
+                req.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&req).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        break;
+                    }
+                }
+                if n == 0 {
+                    break;
+                }
+            }
+            seen.lock().unwrap().push(String::from_utf8_lossy(&req).to_string());
             s.write_all(b"HTTP/1.1 404 Dialog not found\r\nContent-Length: 0\r\n\r\n").await.unwrap();
         }
     });
