@@ -5,9 +5,12 @@
 //! per-call path used by `tollguard rate`, replay and the live server alike.
 
 use crate::cdr::{Cdr, Direction};
+use crate::cgrates::{Plan, Tariff};
+use crate::money::Currency;
 use crate::numbering::{Class, DialPlan, Dialled, Numbering};
 use crate::rating::{RateDeck, RateRow, TimeBands};
 use jiff::tz::TimeZone;
+use jiff::Timestamp;
 use rust_decimal::Decimal;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -101,14 +104,17 @@ pub struct Rated<'a> {
     /// The row of each deck that priced the call (same order as the decks); `None`: unrated in
     /// that deck, or not priced at all (inbound, internal, emergency).
     pub rows: [Option<&'a RateRow>; MAX_DECKS],
-    /// Cost in each deck, for priced calls.
+    /// Cost in each deck, for priced calls (with a CGRateS plan: the plan's cost first).
     pub costs: [Option<Decimal>; MAX_DECKS],
+    /// With a CGRateS plan: the rates that priced the call.
+    pub tariff: Option<Tariff>,
 }
 
 impl Rated<'_> {
-    /// True for an outbound call to a public number that no row of the first deck prices.
+    /// True for an outbound call to a public number that neither the CGRateS plan nor the first
+    /// deck prices.
     pub fn is_unrated(&self) -> bool {
-        self.is_priceable() && self.rows[0].is_none()
+        self.is_priceable() && self.rows[0].is_none() && self.tariff.is_none()
     }
 
     /// True when the call is one that costs money: outbound to a public number.
@@ -120,6 +126,22 @@ impl Rated<'_> {
 /// Most decks one rater prices against.
 pub const MAX_DECKS: usize = 4;
 
+/// A CGRateS tariff plan as the primary price of calls: the subject is the account (or the
+/// subject configured for it).
+#[derive(Clone, Debug)]
+pub struct CgratesPricing {
+    /// The plan.
+    pub plan: Arc<Plan>,
+    /// CGRateS tenant.
+    pub tenant: String,
+    /// CGRateS category.
+    pub category: String,
+    /// Account -> subject, where they differ.
+    pub subjects: HashMap<String, String>,
+    /// Currency of the plan's amounts.
+    pub currency: Currency,
+}
+
 /// Everything needed to rate calls, built once from the configuration.
 #[derive(Clone, Debug)]
 pub struct Rater {
@@ -129,6 +151,7 @@ pub struct Rater {
     accounts: HashMap<String, AccountSetup>,
     default: AccountSetup,
     direction: DirectionRules,
+    cgrates: Option<CgratesPricing>,
 }
 
 impl Rater {
@@ -144,7 +167,40 @@ impl Rater {
         if decks.len() > MAX_DECKS {
             return Err(format!("at most {MAX_DECKS} rate decks, found {}", decks.len()));
         }
-        Ok(Rater { numbering, decks, bands, accounts, default, direction })
+        Ok(Rater { numbering, decks, bands, accounts, default, direction, cgrates: None })
+    }
+
+    /// Prices calls on a CGRateS plan first: `costs[0]` is the plan's, and the decks (if any)
+    /// follow from `costs[1]`. At most `MAX_DECKS - 1` decks then.
+    pub fn with_cgrates(mut self, pricing: CgratesPricing) -> Result<Rater, String> {
+        if self.decks.len() >= MAX_DECKS {
+            return Err(format!("at most {} rate decks beside a CGRateS plan", MAX_DECKS - 1));
+        }
+        self.cgrates = Some(pricing);
+        Ok(self)
+    }
+
+    /// The CGRateS plan, when calls are priced on one.
+    pub fn cgrates(&self) -> Option<&CgratesPricing> {
+        self.cgrates.as_ref()
+    }
+
+    /// What a rated call costs for `billsec` seconds of talk (the primary price: the CGRateS
+    /// plan's, else the first deck's), and in which currency; `None` when it is not priced.
+    pub fn cost_of(&self, r: &Rated<'_>, start: Timestamp, billsec: u32) -> Option<(Currency, Decimal)> {
+        if let (Some(t), Some(c)) = (&r.tariff, &self.cgrates) {
+            return c.plan.cost(t, start, billsec as u64 * 1_000_000_000).ok().map(|d| (c.currency, d));
+        }
+        r.rows[0].map(|row| (row.currency, row.cost(billsec)))
+    }
+
+    /// The matched prefix of a priced call: the deck row's, or the part of the number the
+    /// CGRateS plan matched.
+    pub fn prefix_of<'r>(&'r self, r: &'r Rated<'_>) -> &'r str {
+        if let (Some(t), Dialled::E164(n)) = (&r.tariff, &r.dialled) {
+            return &n.as_str()[..(t.prefix_len as usize).min(n.as_str().len())];
+        }
+        r.rows[0].map_or("", |row| row.prefix.as_str())
     }
 
     /// The decks, in order.
@@ -178,6 +234,7 @@ impl Rater {
             country: "",
             rows: [None; MAX_DECKS],
             costs: [None; MAX_DECKS],
+            tariff: None,
         };
         let Dialled::E164(number) = dialled else { return rated };
         let class = self.numbering.classify(&number);
@@ -186,8 +243,18 @@ impl Rater {
         if direction != Direction::Outbound {
             return rated;
         }
+        let mut first = 0;
+        if let Some(c) = &self.cgrates {
+            first = 1;
+            let subject = c.subjects.get(&cdr.account).map_or(cdr.account.as_str(), String::as_str);
+            if let Ok(t) = c.plan.tariff(&c.tenant, &c.category, subject, number.as_str(), cdr.start) {
+                rated.tariff = Some(t);
+                rated.costs[0] = c.plan.cost(&t, cdr.start, cdr.billsec as u64 * 1_000_000_000).ok();
+            }
+        }
         let mut bands = None;
         for (i, deck) in self.decks.iter().enumerate() {
+            let i = i + first;
             let mask = if deck.uses_bands() {
                 *bands.get_or_insert_with(|| self.bands.active(cdr.start, &setup.tz))
             } else {

@@ -291,82 +291,148 @@ pub enum Effect {
 
 type Map<K, V> = std::collections::HashMap<K, V, rustc_hash::FxBuildHasher>;
 
-/// A call's price, in integers: cost = round(fee + rate x billed / 60) to four decimals,
-/// with fee and rate as mantissas at a common scale.
-#[derive(Clone, Copy, Debug)]
+/// A call's price. `units` is exact; the rest is a linear view for budgets and deadlines:
+/// cost(t) <= fee_up + 1 + rate_up x (t + increment) / 60 in ten-thousandths.
+#[derive(Clone, Debug)]
 struct CallRate {
-    fee_m: i128,
-    rate_m: i128,
-    scale: u32,
-    initial_s: u32,
-    subsequent_s: u32,
+    exact: Exact,
     /// Fee and rate per minute in ten-thousandths, truncated (for caps).
     fee_u: i64,
     rate_u: i64,
     /// The same rounded up, for deadlines.
     fee_up: i128,
     rate_up: i128,
+    /// The longest increment, seconds.
+    increment_s: u32,
+}
+
+/// How the exact cost is computed.
+#[derive(Clone, Debug)]
+enum Exact {
+    /// An A-Z deck row: round(fee + rate x billed / 60) to four decimals, in integers, with fee
+    /// and rate as mantissas at a common scale.
+    Deck { fee_m: i128, rate_m: i128, scale: u32, initial_s: u32, subsequent_s: u32 },
+    /// A CGRateS plan's rates, priced from the call's start by the plan's rounding mode.
+    Plan {
+        plan: Arc<tollguard_core::cgrates::Plan>,
+        tariff: tollguard_core::cgrates::Tariff,
+        start: Timestamp,
+    },
+}
+
+/// Ten-thousandths rounded up.
+fn units_up(d: Decimal) -> i128 {
+    let scale = d.scale();
+    let m = d.mantissa() * 10_000;
+    let den = 10i128.pow(scale);
+    m.div_euclid(den) + i128::from(m.rem_euclid(den) != 0)
 }
 
 impl CallRate {
     fn new(row: &RateRow) -> CallRate {
         let scale = row.connection_fee.scale().max(row.rate_per_minute.scale());
         let at = |d: Decimal| d.mantissa() * 10i128.pow(scale - d.scale());
-        let up = |d: Decimal| {
-            let m = at(d) * 10_000;
-            let den = 10i128.pow(scale);
-            m.div_euclid(den) + i128::from(m.rem_euclid(den) != 0)
-        };
         CallRate {
-            fee_m: at(row.connection_fee),
-            rate_m: at(row.rate_per_minute),
-            scale,
-            initial_s: row.initial_s,
-            subsequent_s: row.subsequent_s,
+            exact: Exact::Deck {
+                fee_m: at(row.connection_fee),
+                rate_m: at(row.rate_per_minute),
+                scale,
+                initial_s: row.initial_s,
+                subsequent_s: row.subsequent_s,
+            },
             fee_u: to_units(row.connection_fee),
             rate_u: to_units(row.rate_per_minute),
-            fee_up: up(row.connection_fee),
-            rate_up: up(row.rate_per_minute),
+            fee_up: units_up(row.connection_fee),
+            rate_up: units_up(row.rate_per_minute),
+            increment_s: row.initial_s.max(row.subsequent_s.max(1)),
         }
     }
 
-    /// Cost in ten-thousandths for `talk` seconds: exactly [`RateRow::cost`], in integers.
+    /// A CGRateS tariff: the linear view takes the highest connect fee and per-minute rate the
+    /// tariff may use (per-increment rounding included), so caps stay inside the budget.
+    fn plan(
+        plan: &Arc<tollguard_core::cgrates::Plan>,
+        tariff: tollguard_core::cgrates::Tariff,
+        start: Timestamp,
+    ) -> CallRate {
+        let (fee, per_minute, increment_s) = plan.bounds(&tariff);
+        CallRate {
+            exact: Exact::Plan { plan: plan.clone(), tariff, start },
+            fee_u: to_units(fee),
+            rate_u: units_up(per_minute).clamp(0, i64::MAX as i128) as i64,
+            fee_up: units_up(fee),
+            rate_up: units_up(per_minute),
+            increment_s,
+        }
+    }
+
+    /// Cost in ten-thousandths for `talk` seconds: exactly the deck row's or the plan's cost.
     fn units(&self, talk: u32) -> i64 {
         if talk == 0 {
             return 0;
         }
-        let billed = tollguard_core::rating::billed_seconds(talk, self.initial_s, self.subsequent_s) as i128;
-        let n = self.fee_m * 60 + self.rate_m * billed;
-        let (num, den) = if self.scale >= 4 {
-            (n, 60 * 10i128.pow(self.scale - 4))
-        } else {
-            (n * 10i128.pow(4 - self.scale), 60)
-        };
-        let mut q = num / den;
-        if 2 * (num % den).abs() >= den {
-            q += num.signum();
+        match &self.exact {
+            Exact::Deck { fee_m, rate_m, scale, initial_s, subsequent_s } => {
+                let billed = tollguard_core::rating::billed_seconds(talk, *initial_s, *subsequent_s) as i128;
+                let n = fee_m * 60 + rate_m * billed;
+                let (num, den) = if *scale >= 4 {
+                    (n, 60 * 10i128.pow(scale - 4))
+                } else {
+                    (n * 10i128.pow(4 - scale), 60)
+                };
+                let mut q = num / den;
+                if 2 * (num % den).abs() >= den {
+                    q += num.signum();
+                }
+                q.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+            }
+            Exact::Plan { plan, tariff, start } => {
+                plan.cost(tariff, *start, talk as u64 * 1_000_000_000).map_or(0, rounded_units)
+            }
         }
-        q.clamp(i64::MIN as i128, i64::MAX as i128) as i64
     }
 
     /// The longest talk time, at most `seconds`, whose billed time is no more than `seconds`: a
     /// cap ends a call at an increment boundary, so the budget is not overrun by the rounding
     /// up of a started increment. 0 when not even the first increment fits.
     fn whole_increments(&self, seconds: u32) -> u32 {
-        let (first, next) = (self.initial_s, self.subsequent_s.max(1));
-        if seconds < first.max(1) {
-            0
-        } else if seconds <= first {
-            first
-        } else {
-            first + (seconds - first) / next * next
+        match &self.exact {
+            Exact::Deck { initial_s, subsequent_s, .. } => {
+                let (first, next) = (*initial_s, (*subsequent_s).max(1));
+                if seconds < first.max(1) {
+                    0
+                } else if seconds <= first {
+                    first
+                } else {
+                    first + (seconds - first) / next * next
+                }
+            }
+            // Whole multiples of the longest increment: never past a boundary of any slice.
+            Exact::Plan { .. } => seconds / self.increment_s.max(1) * self.increment_s.max(1),
+        }
+    }
+
+    /// With a CGRateS `*disconnect` MaxCost: the talk time at which it is reached.
+    fn max_cost_cap(&self) -> Option<u32> {
+        match &self.exact {
+            Exact::Plan { plan, tariff, start } => plan
+                .max_usage(tariff, *start, CAP_HORIZON_S as u64 * 1_000_000_000)
+                .map(|ns| (ns / 1_000_000_000).min(u32::MAX as u64) as u32),
+            Exact::Deck { .. } => None,
         }
     }
 
     /// The longest first or later increment: billed seconds never exceed talk + this.
     fn increment(&self) -> i128 {
-        self.initial_s.max(self.subsequent_s.max(1)) as i128
+        self.increment_s as i128
     }
+}
+
+/// An amount in ten-thousandths, rounded half away from zero.
+fn rounded_units(d: Decimal) -> i64 {
+    let mut r = d.round_dp_with_strategy(4, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+    r.rescale(4);
+    r.mantissa().clamp(i64::MIN as i128, i64::MAX as i128) as i64
 }
 
 /// An amount in ten-thousandths, truncated toward zero.
@@ -864,7 +930,7 @@ impl Engine {
             return;
         }
         if let Some(e) = self.recent.get_mut(c.call_id.as_str()) {
-            let units = e.rate.map_or(0, |r| r.units(c.billsec));
+            let units = e.rate.as_ref().map_or(0, |r| r.units(c.billsec));
             let delta = units - e.units;
             if delta != 0 {
                 e.units = units;
@@ -1078,7 +1144,11 @@ impl Engine {
             region: r.class.map(|c| c.region),
             number_type: r.class.map(|c| c.number_type),
             risk: r.class.map(|c| c.risk),
-            rate: r.rows[0].map(CallRate::new),
+            rate: match (r.rows[0], r.tariff, self.rater.cgrates()) {
+                (Some(row), _, _) => Some(CallRate::new(row)),
+                (None, Some(t), Some(c)) => Some(CallRate::plan(&c.plan, t, now)),
+                _ => None,
+            },
         };
         (r.dialled, r.direction, dest)
     }
@@ -1416,6 +1486,20 @@ impl Engine {
             }
         }
 
+        // A CGRateS destination rate with MaxCost *disconnect: the call may last until it is reached.
+        if let Some(c) = dest.rate.as_ref().and_then(CallRate::max_cost_cap) {
+            if !deny && cap.is_none_or(|old| c < old) {
+                if c == 0 {
+                    deny = true;
+                    deny_rules.push("tariff.max_cost".into());
+                } else {
+                    cap = Some(c);
+                    d.rules.push("tariff.max_cost".into());
+                }
+                d.explanation.push(format!("the tariff's MaxCost (*disconnect) is reached after {c} s"));
+            }
+        }
+
         for b in new_blocks {
             self.set_block(acct, b, now, out);
         }
@@ -1444,8 +1528,9 @@ impl Engine {
             if let Some(region) = dest.region {
                 self.accounts[acct as usize].memory.mark(destination_kind(region, dest.number_type));
             }
-            let slot = self.track(a.call_id, acct, ext, dest.rate, keys);
-            if dest.rate.is_some() {
+            let priced = dest.rate.is_some();
+            let slot = self.track(a.call_id, acct, ext, dest.rate.clone(), keys);
+            if priced {
                 self.accounts[acct as usize].running.push(slot);
             }
             let keys = std::mem::take(&mut self.slots[slot as usize].states);
@@ -1657,7 +1742,7 @@ impl Engine {
         for &k in &states {
             self.reschedule(k, now, now);
         }
-        let (acct, rate) = (self.slots[slot as usize].account, self.slots[slot as usize].rate);
+        let (acct, rate) = (self.slots[slot as usize].account, self.slots[slot as usize].rate.clone());
         self.remember_ended(call_id, acct, rate, &states, units, now);
         if units != 0 {
             let account = self.accounts[acct as usize].name.clone();

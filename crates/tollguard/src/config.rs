@@ -9,9 +9,10 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tollguard_core::cgrates::Plan;
 use tollguard_core::money::Currency;
 use tollguard_core::numbering::{DialPlan, DialPlanSpec, Numbering, RiskList};
-use tollguard_core::rater::{AccountSetup, DirectionRules, Rater};
+use tollguard_core::rater::{AccountSetup, CgratesPricing, DirectionRules, Rater};
 use tollguard_core::rating::{RateDeck, TimeBandSpec, TimeBands};
 use tollguard_engine::policy::{Policy, PolicySpec};
 use tollguard_ingest::generic::GenericMapping;
@@ -35,6 +36,8 @@ pub struct ConfigFile {
     /// Rate decks: `[[decks]]`; the first one is what `cost` means.
     #[serde(default)]
     pub decks: Vec<DeckSection>,
+    /// A CGRateS tariff plan that prices calls before any deck (docs/integrations/cgrates.md).
+    pub cgrates: Option<CgratesSection>,
     /// Time bands for banded deck rows: `[time_bands.peak]`.
     #[serde(default)]
     pub time_bands: BTreeMap<String, TimeBandSpec>,
@@ -49,6 +52,27 @@ pub struct ConfigFile {
     /// `tollguard serve` (docs/api.md).
     #[serde(default)]
     pub server: ServerSection,
+}
+
+/// `[cgrates]`: price calls on a CGRateS tariff-plan folder.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CgratesSection {
+    /// The folder (Rates.csv, DestinationRates.csv, ...), relative to the configuration file.
+    pub plan: Option<PathBuf>,
+    /// Tenant. Default `cgrates.org`.
+    pub tenant: Option<String>,
+    /// Category. Default `call`.
+    pub category: Option<String>,
+    /// `per-increment` (CGRateS, the default) or `total` (exact sum, rounded once).
+    pub rounding: Option<String>,
+    /// Decimals of each increment's cost in `per-increment` rounding. Default 5.
+    pub increment_decimals: Option<u32>,
+    /// Zone the plan's timings are read in. Default UTC.
+    pub timezone: Option<String>,
+    /// Account -> CGRateS subject, where they differ (default: the account is the subject).
+    #[serde(default)]
+    pub subjects: HashMap<String, String>,
 }
 
 /// `[server]`: how `tollguard serve` runs.
@@ -236,6 +260,8 @@ pub struct Overrides {
     pub tz: Option<String>,
     /// `--rates`, in order (they replace the file's decks).
     pub rates: Vec<PathBuf>,
+    /// `--cgrates-plan` (replaces `[cgrates] plan`).
+    pub cgrates_plan: Option<PathBuf>,
 }
 
 /// Parses an IANA zone name.
@@ -313,8 +339,13 @@ pub fn build(file: Option<(&Path, ConfigFile)>, over: &Overrides) -> Result<Setu
             decks.push(deck);
         }
     }
-    if decks.is_empty() {
-        bail!("no rate deck: give --rates DECK.csv or a [[decks]] table in the configuration");
+    let section = cfg.cgrates.unwrap_or_default();
+    let plan_dir = over.cgrates_plan.clone().or(section.plan.as_ref().map(|p| base.join(p)));
+    if decks.is_empty() && plan_dir.is_none() {
+        bail!(
+            "no rates: give --rates DECK.csv or --cgrates-plan DIR, or a [[decks]] or [cgrates] table in the \
+             configuration"
+        );
     }
     let numbering = match &cfg.numbering.risk_file {
         Some(p) => Arc::new(Numbering::with_risk_list(RiskList::load(&base.join(p))?)),
@@ -326,8 +357,28 @@ pub fn build(file: Option<(&Path, ConfigFile)>, over: &Overrides) -> Result<Setu
         outbound_contexts: cfg.direction.outbound_contexts.clone(),
     };
     let default = AccountSetup { plan: default_plan, tz: cdr_tz.clone() };
-    let rater =
+    let mut rater =
         Rater::new(numbering, decks, bands, accounts, default, direction).map_err(|e| anyhow!("{e}"))?;
+    if let Some(dir) = plan_dir {
+        let mut plan = Plan::load(&dir)?;
+        plan.rounding = crate::price::parse_rounding(
+            section.rounding.as_deref().unwrap_or("per-increment"),
+            section.increment_decimals.unwrap_or(5),
+        )
+        .context("[cgrates]")?;
+        if let Some(z) = &section.timezone {
+            plan.tz = zone(z).context("[cgrates] timezone")?;
+        }
+        rater = rater
+            .with_cgrates(CgratesPricing {
+                plan: Arc::new(plan),
+                tenant: section.tenant.unwrap_or_else(|| "cgrates.org".into()),
+                category: section.category.unwrap_or_else(|| "call".into()),
+                subjects: section.subjects,
+                currency,
+            })
+            .map_err(|e| anyhow!("{e}"))?;
+    }
     let policy = Policy::from_spec(&cfg.policy).map_err(|e| anyhow!("[policy]: {e}"))?;
     let server = server_settings(&cfg.server, &base, &cdr_tz)?;
     Ok(Setup { rater, cdr_tz, generic: cfg.generic_csv, policy, server })

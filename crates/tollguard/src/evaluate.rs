@@ -77,6 +77,7 @@ pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
         cdr: vec![args.dir.join("Master.csv")],
         format: Format::Asterisk,
         rates: vec![],
+        cgrates_plan: None,
         config: None,
         tz: None,
         country: None,

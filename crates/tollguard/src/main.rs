@@ -33,6 +33,10 @@ pub struct InputArgs {
     /// A-Z rate deck CSV (repeat for several: the first is `cost`, the others `cost_NAME`).
     #[arg(long = "rates")]
     pub rates: Vec<PathBuf>,
+    /// A CGRateS tariff-plan folder that prices calls (subject: the account); see
+    /// docs/integrations/cgrates.md.
+    #[arg(long)]
+    pub cgrates_plan: Option<PathBuf>,
     /// Configuration file (TOML); see docs/configuration.md.
     #[arg(long)]
     pub config: Option<PathBuf>,

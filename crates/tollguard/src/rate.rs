@@ -108,7 +108,12 @@ pub fn setup(input: &InputArgs) -> Result<Setup> {
         Some(p) => Some((p.as_path(), config::read(p)?)),
         None => None,
     };
-    let over = Overrides { country: input.country.clone(), tz: input.tz.clone(), rates: input.rates.clone() };
+    let over = Overrides {
+        country: input.country.clone(),
+        tz: input.tz.clone(),
+        rates: input.rates.clone(),
+        cgrates_plan: input.cgrates_plan.clone(),
+    };
     config::build(file, &over)
 }
 
@@ -146,7 +151,9 @@ pub fn run(args: RateArgs) -> Result<ExitCode> {
             .split(',')
             .map(String::from)
             .collect();
-    for d in rater.decks().iter().skip(1) {
+    // With a CGRateS plan, `cost` is the plan's and every deck is a `cost_NAME` column.
+    let first_extra = usize::from(rater.cgrates().is_none());
+    for d in rater.decks().iter().skip(first_extra) {
         header.push(format!("cost_{}", d.name));
     }
     for h in &header {
@@ -165,7 +172,7 @@ pub fn run(args: RateArgs) -> Result<ExitCode> {
     let regions = (0..=u16::MAX).take_while(|i| rater.numbering().region(*i).is_some()).count();
     let mut s = Summary { by_country: vec![(0, Decimal::ZERO); regions + 1], ..Summary::default() };
     let (mut e164, mut cost, mut billsec) = (String::new(), String::new(), String::new());
-    let mut extra: Vec<String> = vec![String::new(); rater.decks().len()];
+    let mut extra: Vec<String> = vec![String::new(); rater.decks().len() + 1 - first_extra];
     // Reading and parsing run on a second thread, in batches of records whose buffers go back
     // to it for reuse; rating and writing stay here, in file order.
     let (tx, rx) = mpsc::sync_channel::<Msg>(4);
@@ -220,12 +227,17 @@ pub fn run(args: RateArgs) -> Result<ExitCode> {
                     if let Some(c) = &r.class {
                         s.by_type[c.number_type as usize] += 1;
                     }
-                    match (r.rows[0], r.costs[0]) {
-                        (Some(row), Some(c)) => {
+                    let currency = match (r.rows[0], rater.cgrates()) {
+                        (_, Some(c)) => Some(c.currency),
+                        (Some(row), None) => Some(row.currency),
+                        (None, None) => None,
+                    };
+                    match (currency, r.costs[0]) {
+                        (Some(currency), Some(c)) => {
                             s.priced += 1;
-                            prefix = &row.prefix;
-                            push_fixed(&mut cost, c, COST_DECIMALS);
-                            *s.cost.entry(row.currency).or_default() += c;
+                            prefix = rater.prefix_of(&r);
+                            push_fixed(&mut cost, c, COST_DECIMALS.max(c.scale()));
+                            *s.cost.entry(currency).or_default() += c;
                             let region = r.class.map_or(Class::NO_REGION, |c| c.region);
                             let slot = (region as usize).min(s.by_country.len() - 1);
                             let e = &mut s.by_country[slot];

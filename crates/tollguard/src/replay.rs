@@ -361,10 +361,15 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
         if r.is_unrated() {
             summary.unrated += 1;
         }
-        if let Some(row) = r.rows[0] {
-            *summary.exposure.entry(row.currency).or_default() += row.cost(c.billsec());
+        if let Some((currency, full)) = rater.cost_of(&r, cdr.start, c.billsec()) {
+            *summary.exposure.entry(currency).or_default() += full;
             if o.allowed {
-                *summary.cost.entry(row.currency).or_default() += row.cost(o.talk);
+                let paid = if o.talk == c.billsec() {
+                    full
+                } else {
+                    rater.cost_of(&r, cdr.start, o.talk).map_or(full, |x| x.1)
+                };
+                *summary.cost.entry(currency).or_default() += paid;
             }
         }
         if !o.allowed {

@@ -17,6 +17,9 @@ pub struct ServeArgs {
     /// A-Z rate deck CSV (repeat for several); replaces the file's decks.
     #[arg(long = "rates")]
     rates: Vec<PathBuf>,
+    /// A CGRateS tariff-plan folder that prices calls (replaces `[cgrates] plan`).
+    #[arg(long)]
+    cgrates_plan: Option<PathBuf>,
     /// Zone of accounts the configuration does not place. Default UTC.
     #[arg(long)]
     tz: Option<String>,
@@ -36,6 +39,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         cdr: vec![],
         format: tollguard_ingest::Format::Asterisk,
         rates: args.rates,
+        cgrates_plan: args.cgrates_plan,
         config: args.config,
         tz: args.tz,
         country: args.country,

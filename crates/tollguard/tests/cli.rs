@@ -283,6 +283,67 @@ fn price_on_a_cgrates_plan() {
 }
 
 #[test]
+fn rate_and_replay_on_a_cgrates_plan() {
+    let ex = root().join("examples");
+    let cdr = ex.join("2011-pbx-hack/Master.csv");
+    let plan = ex.join("cgrates-plan");
+    let common =
+        ["--cdr", cdr.to_str().unwrap(), "--format", "asterisk", "--cgrates-plan", plan.to_str().unwrap()];
+    let local = ["--tz", "Europe/Amsterdam", "--country", "NL"];
+    let out = run(&[&["rate"][..], &common, &local].concat());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows = text(&out.stdout);
+    // 2685 s to East Timor: a whole first minute at 1.45, then 2625 s at round5(1.45 / 60).
+    assert!(
+        rows.contains(
+            "1307833500.1443,bouwbedrijf,213,006707757449,+6707757449,TL,mobile,critical,670,2685,64.8963\n"
+        ),
+        "{rows}"
+    );
+    assert!(
+        text(&out.stderr).contains("priced 3891  cost EUR 172399.7148  unrated 45"),
+        "{}",
+        text(&out.stderr)
+    );
+    let (decisions, _, err) = replay(&[&common[..], &local].concat());
+    assert!(err.contains("cost as recorded EUR 172399.7148"), "{err}");
+    assert_eq!(decisions.lines().count(), 4289);
+
+    // MaxCost *disconnect: 0.03 a minute per second, MaxCost 0.06: the call may last 120 s.
+    let dir = std::env::temp_dir().join(format!("tollguard-cgr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["Timings.csv", "Destinations.csv", "Rates.csv", "RatingPlans.csv", "RatingProfiles.csv"] {
+        std::fs::copy(plan.join(f), dir.join(f)).unwrap();
+    }
+    let rates = std::fs::read_to_string(plan.join("DestinationRates.csv")).unwrap();
+    std::fs::write(
+        dir.join("DestinationRates.csv"),
+        rates.replace("DR_EU,DST_DE,RT_EU,*up,4,,", "DR_EU,DST_DE,RT_EU,*up,4,0.06,*disconnect"),
+    )
+    .unwrap();
+    let one = write_tmp(
+        "cgr-one.csv",
+        "\"acme\",\"201\",\"00492211234567\",\"from-internal\",\"\"\"201\"\" <201>\",\"SIP/201-1\",\"SIP/trunk-1\",\"Dial\",\"SIP/trunk/00492211234567\",\"2024-05-15 10:00:00\",\"2024-05-15 10:00:05\",\"2024-05-15 10:05:05\",305,300,\"ANSWERED\",\"DOCUMENTATION\",\"1715767200.1\",\"\"\n",
+    );
+    let (decisions, _, err) = replay(&[
+        "--cdr",
+        one.to_str().unwrap(),
+        "--format",
+        "asterisk",
+        "--cgrates-plan",
+        dir.to_str().unwrap(),
+        "--country",
+        "NL",
+    ]);
+    assert_eq!(
+        decisions.trim(),
+        r#"{"call_id":"1715767200.1","allowed":true,"max_duration_s":120,"rules":["tariff.max_cost"]}"#,
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn bad_input_names_file_and_line() {
     let deck = write_tmp(
         "bad-deck.csv",
