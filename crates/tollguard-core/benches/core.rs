@@ -9,7 +9,10 @@
 //! - `classify`: `Numbering::builtin().classify` over 10 000 E.164 numbers in ~60 countries,
 //!   high-risk ranges included;
 //! - `deck_find_and_cost`: `RateDeck::find` + `RateRow::cost` on a 500-row deck parsed from CSV;
-//! - `rater_rate`: the whole `Rater::rate` per CDR (normalise, direction, classify, find, cost).
+//! - `rater_rate`: the whole `Rater::rate` per CDR (normalise, direction, classify, find, cost);
+//! - `cgrates_price`: `cgrates::Plan::tariff` + `Plan::cost` per call on a 10,000-destination
+//!   CGRateS plan (peak and off-peak timings on a quarter of it), calls starting across the peak
+//!   boundary and midnight, 0 to 400 s; `deck_find_and_cost` is the same work on an A-Z deck.
 //!
 //! Every input is built before the timed closure; each benchmark runs over a batch of inputs and
 //! counts items, so divan reports throughput (items/s) next to the time per batch.
@@ -26,6 +29,9 @@ use tollguard_core::money::Currency;
 use tollguard_core::numbering::{DialPlan, Dialled, Numbering, E164};
 use tollguard_core::rater::{AccountSetup, DirectionRules, Rater};
 use tollguard_core::rating::{RateDeck, TimeBands};
+
+#[path = "../tests/common/cgrates_plan.rs"]
+mod cgrates_plan;
 
 fn main() {
     divan::main();
@@ -357,5 +363,31 @@ fn rater_rate(bencher: Bencher) {
             priced += r.costs[0].is_some() as usize;
         }
         priced
+    });
+}
+
+#[divan::bench]
+fn cgrates_price(bencher: Bencher) {
+    let dir = std::env::temp_dir().join(format!("tg-cgr-bench-{}", std::process::id()));
+    let numbers = cgrates_plan::write(&dir, 10_000, BATCH);
+    let plan = tollguard_core::cgrates::Plan::load(&dir).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let starts: Vec<Timestamp> =
+        ["2024-05-13T07:59:30Z", "2024-05-13T11:00:00Z", "2024-05-13T23:59:00Z", "2024-05-18T12:00:00Z"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+    let calls: Vec<(&str, Timestamp, u64)> = numbers
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), starts[i % starts.len()], (i as u64 * 7919) % 401 * 1_000_000_000))
+        .collect();
+    bencher.counter(ItemsCount::new(calls.len())).bench_local(|| {
+        let mut acc = rust_decimal::Decimal::ZERO;
+        for (n, at, usage) in &calls {
+            let t = plan.tariff("cgrates.org", "call", "acme", black_box(n), *at).unwrap();
+            acc += plan.cost(&t, *at, *usage).unwrap();
+        }
+        acc
     });
 }

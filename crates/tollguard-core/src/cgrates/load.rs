@@ -3,13 +3,13 @@
 //! Each file is comma separated, without quoting in practice; lines starting with `#` and blank
 //! lines are skipped; fields are trimmed. Every error names the file and line.
 
+use super::HashMap;
 use super::{
     Activation, DestKey, Interval, MaxCost, MaxCostStrategy, Plan, Profile, Rating, RoundingMethod, Slice,
     Timing,
 };
 use crate::money::parse_amount;
 use rust_decimal::Decimal;
-use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -189,7 +189,7 @@ pub fn load(dir: &Path) -> Result<Plan, PlanError> {
         return Err(PlanError { file: dir.to_path_buf(), line: 0, message: "not a folder".into() });
     }
     // Timings.
-    let mut timings: HashMap<String, u32> = HashMap::new();
+    let mut timings: HashMap<String, u32> = HashMap::default();
     let mut timing_list: Vec<Timing> = vec![];
     let t = Rows::read(dir, "Timings.csv", false)?;
     for (line, f) in t.each(6, "a timing (ID, Years, Months, MonthDays, WeekDays, Time)")? {
@@ -212,7 +212,7 @@ pub fn load(dir: &Path) -> Result<Plan, PlanError> {
     }
 
     // Destinations: prefix -> destination ids.
-    let mut dest_ids: HashMap<String, u32> = HashMap::new();
+    let mut dest_ids: HashMap<String, u32> = HashMap::default();
     let mut dest_names: Vec<String> = vec![];
     let mut prefixes: Vec<(String, u32)> = vec![];
     let d = Rows::read(dir, "Destinations.csv", false)?;
@@ -231,7 +231,7 @@ pub fn load(dir: &Path) -> Result<Plan, PlanError> {
 
     // Rates: ID -> rating (connect fee, slices).
     let r = Rows::read(dir, "Rates.csv", true)?;
-    let mut rate_rows: HashMap<String, Vec<(u64, Decimal, Slice)>> = HashMap::new();
+    let mut rate_rows: HashMap<String, Vec<(u64, Decimal, Slice)>> = HashMap::default();
     let mut rate_order: Vec<String> = vec![];
     for (line, f) in
         r.each(6, "a rate (ID, ConnectFee, Rate, RateUnit, RateIncrement, GroupIntervalStart)")?
@@ -259,7 +259,7 @@ pub fn load(dir: &Path) -> Result<Plan, PlanError> {
         ));
     }
     let mut ratings: Vec<Rating> = vec![];
-    let mut rating_ids: HashMap<String, u32> = HashMap::new();
+    let mut rating_ids: HashMap<String, u32> = HashMap::default();
     for id in rate_order {
         let mut rows = rate_rows.remove(&id).unwrap_or_default();
         // The connect fee is the first row's, in file order (CGRateS keeps one fee per rate ID).
@@ -287,7 +287,7 @@ pub fn load(dir: &Path) -> Result<Plan, PlanError> {
         max_cost: Option<MaxCost>,
     }
     let dr = Rows::read(dir, "DestinationRates.csv", true)?;
-    let mut dest_rates: HashMap<String, Vec<DestRate>> = HashMap::new();
+    let mut dest_rates: HashMap<String, Vec<DestRate>> = HashMap::default();
     for (line, f) in dr.each(
         5,
         "a destination rate (ID, DestinationsID, RatesID, RoundingMethod, RoundingDecimals, MaxCost, MaxCostStrategy)",
@@ -329,7 +329,7 @@ pub fn load(dir: &Path) -> Result<Plan, PlanError> {
 
     // Rating plans: ID -> destination -> rate intervals.
     let rp = Rows::read(dir, "RatingPlans.csv", true)?;
-    let mut plan_ids: HashMap<String, u32> = HashMap::new();
+    let mut plan_ids: HashMap<String, u32> = HashMap::default();
     let mut plans: Vec<super::RatingPlan> = vec![];
     for (line, f) in rp.each(4, "a rating plan (ID, DestinationRatesID, TimingID, Weight)")? {
         let Some(drs) = dest_rates.get(f[1]) else {
@@ -346,15 +346,22 @@ pub fn load(dir: &Path) -> Result<Plan, PlanError> {
         let w = weight(f[3]).map_err(|m| rp.err(line, m))?;
         let n = plans.len() as u32;
         let idx = *plan_ids.entry(f[0].to_string()).or_insert_with(|| {
-            plans.push(super::RatingPlan { id: f[0].to_string(), by_dest: HashMap::new(), any: vec![] });
+            plans.push(super::RatingPlan {
+                id: f[0].to_string(),
+                by_dest: HashMap::default(),
+                any: Default::default(),
+            });
             n
         });
         let plan = &mut plans[idx as usize];
         for x in drs {
+            let rating = &ratings[x.rating as usize];
             let iv = Interval {
                 timing,
                 weight: w,
                 rating: x.rating,
+                fee: rating.connect_fee,
+                slices: rating.slices.iter().cloned().collect(),
                 method: x.method,
                 decimals: x.decimals,
                 max_cost: x.max_cost,
@@ -369,7 +376,7 @@ pub fn load(dir: &Path) -> Result<Plan, PlanError> {
 
     // Rating profiles: (tenant, category, subject) -> activations.
     let pf = Rows::read(dir, "RatingProfiles.csv", true)?;
-    let mut profiles: HashMap<String, Profile> = HashMap::new();
+    let mut profiles: super::Profiles = HashMap::default();
     for (line, f) in pf.each(
         5,
         "a rating profile (Tenant, Category, Subject, ActivationTime, RatingPlanID, FallbackSubject)",
@@ -383,11 +390,16 @@ pub fn load(dir: &Path) -> Result<Plan, PlanError> {
         };
         let fallback: Vec<String> =
             field(&f, 5).split(';').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
-        let key = super::profile_key(f[0], f[1], f[2]);
-        let p = profiles.entry(key).or_insert_with(|| Profile { activations: vec![] });
+        let p = profiles
+            .entry(f[0].to_string())
+            .or_default()
+            .entry(f[1].to_string())
+            .or_default()
+            .entry(f[2].to_string())
+            .or_insert_with(|| Profile { activations: vec![] });
         p.activations.push(Activation { at, plan, fallback });
     }
-    for p in profiles.values_mut() {
+    for p in profiles.values_mut().flat_map(|c| c.values_mut()).flat_map(|s| s.values_mut()) {
         p.activations.sort_by_key(|a| a.at);
     }
 

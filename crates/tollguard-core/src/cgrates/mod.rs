@@ -45,15 +45,22 @@ mod load;
 
 pub use load::{load, parse_duration, PlanError};
 
+use crate::numbering::trie::DigitTrie;
 use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use rust_decimal::Decimal;
-use std::collections::HashMap;
+use smallvec::SmallVec;
+use std::collections::HashMap as StdMap;
+
+/// Maps on the pricing path: FxHash (the keys are ours, not an attacker's).
+pub(crate) type HashMap<K, V> = StdMap<K, V, rustc_hash::FxBuildHasher>;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 const NS: u64 = 1_000_000_000;
+/// A destination reference naming a list in [`Plan::multi`].
+const MULTI: u32 = 1 << 31;
 const DAY_NS: u64 = 86_400 * NS;
 
 /// How fallback subjects may nest.
@@ -147,11 +154,13 @@ pub(crate) struct Rating {
     slices: Vec<Slice>,
 }
 
-impl Rating {
-    fn slice_at(&self, elapsed_ns: u64) -> (&Slice, Option<u64>) {
-        let k = self.slices.partition_point(|s| s.group_start_ns <= elapsed_ns).saturating_sub(1);
-        (&self.slices[k], self.slices.get(k + 1).map(|s| s.group_start_ns))
-    }
+/// The slices of a rate kept inline with each interval: one fewer memory load per price.
+pub(crate) type Slices = SmallVec<[Slice; 2]>;
+
+/// The slice for `elapsed_ns` into the call, and where the next one starts.
+fn slice_at(slices: &[Slice], elapsed_ns: u64) -> (&Slice, Option<u64>) {
+    let k = slices.partition_point(|s| s.group_start_ns <= elapsed_ns).saturating_sub(1);
+    (&slices[k], slices.get(k + 1).map(|s| s.group_start_ns))
 }
 
 /// A rate interval: one destination rate of a rating plan under one timing.
@@ -160,11 +169,17 @@ pub(crate) struct Interval {
     timing: Option<u32>,
     weight: Decimal,
     rating: u32,
+    /// The rate's connect fee and slices, copied here.
+    fee: Decimal,
+    slices: Slices,
     method: RoundingMethod,
     decimals: u32,
     max_cost: Option<MaxCost>,
     dest_rate: Arc<str>,
 }
+
+/// A destination's intervals in a plan (mostly one).
+pub(crate) type Intervals = SmallVec<[Interval; 1]>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum DestKey {
@@ -175,8 +190,8 @@ pub(crate) enum DestKey {
 #[derive(Clone, Debug)]
 pub(crate) struct RatingPlan {
     id: String,
-    by_dest: HashMap<u32, Vec<Interval>>,
-    any: Vec<Interval>,
+    by_dest: HashMap<u32, Intervals>,
+    any: Intervals,
 }
 
 #[derive(Clone, Debug)]
@@ -191,10 +206,8 @@ pub(crate) struct Profile {
     activations: Vec<Activation>,
 }
 
-/// The profile map key.
-fn profile_key(tenant: &str, category: &str, subject: &str) -> String {
-    format!("{tenant}\u{0}{category}\u{0}{subject}")
-}
+/// Tenant -> category -> subject -> profile.
+pub(crate) type Profiles = HashMap<String, HashMap<String, HashMap<String, Profile>>>;
 
 /// A destination or prefix as matched: a leading `+` is ignored.
 fn prefix_key(s: &str) -> &str {
@@ -250,14 +263,19 @@ pub struct Plan {
     dir: PathBuf,
     timings: Vec<Timing>,
     dest_names: Vec<String>,
-    /// Prefix (without `+`) -> destination ids.
-    reverse: HashMap<Box<str>, Vec<u32>>,
-    /// Bit `n` set: some prefix has `n` bytes.
-    prefix_lens: u64,
+    /// Digit prefixes (without `+`) -> destinations ([`Plan::dests`]).
+    trie: DigitTrie<u32>,
+    /// Prefixes with other characters (`voicemail`) -> destinations.
+    other: HashMap<Box<str>, u32>,
+    /// Bit `n` set: some prefix in `other` has `n` bytes.
+    other_lens: u64,
+    /// Destination lists of prefixes held by more than one destination.
+    multi: Vec<Vec<u32>>,
+    prefix_count: usize,
     ratings: Vec<Rating>,
     plans: Vec<RatingPlan>,
     plan_ids: HashMap<String, u32>,
-    profiles: HashMap<String, Profile>,
+    profiles: Profiles,
     /// The zone timings are read in (CGRateS: the server's; UTC by default).
     pub tz: TimeZone,
     /// How pieces are summed.
@@ -274,23 +292,47 @@ impl Plan {
         ratings: Vec<Rating>,
         plans: Vec<RatingPlan>,
         plan_ids: HashMap<String, u32>,
-        profiles: HashMap<String, Profile>,
+        profiles: Profiles,
     ) -> Plan {
-        let mut reverse: HashMap<Box<str>, Vec<u32>> = HashMap::new();
-        let mut prefix_lens = 0u64;
+        // One destination per prefix is the rule; a prefix shared by several gets a list.
+        let mut lists: HashMap<String, Vec<u32>> = HashMap::default();
+        let mut order = vec![];
         for (p, d) in prefixes {
-            prefix_lens |= 1u64 << p.len().min(63);
-            let v = reverse.entry(p.into_boxed_str()).or_default();
+            let v = lists.entry(p.clone()).or_default();
+            if v.is_empty() {
+                order.push(p);
+            }
             if !v.contains(&d) {
                 v.push(d);
+            }
+        }
+        let (mut trie, mut other, mut other_lens, mut multi) =
+            (DigitTrie::new(), HashMap::default(), 0u64, vec![]);
+        let prefix_count = order.len();
+        for p in order {
+            let ids = lists.remove(&p).unwrap_or_default();
+            let r = if ids.len() == 1 {
+                ids[0]
+            } else {
+                multi.push(ids);
+                MULTI | (multi.len() as u32 - 1)
+            };
+            if p.bytes().all(|b| b.is_ascii_digit()) {
+                trie.insert(p.as_bytes(), r);
+            } else {
+                other_lens |= 1u64 << p.len().min(63);
+                other.insert(p.into_boxed_str(), r);
             }
         }
         Plan {
             dir,
             timings,
             dest_names,
-            reverse,
-            prefix_lens,
+            trie,
+            other,
+            other_lens,
+            multi,
+            prefix_count,
             ratings,
             plans,
             plan_ids,
@@ -312,11 +354,11 @@ impl Plan {
 
     /// Number of destination prefixes.
     pub fn prefixes(&self) -> usize {
-        self.reverse.len()
+        self.prefix_count
     }
 
     /// The rates for a call of `subject` to `destination` starting at `start`, found through the
-    /// profiles (with `*any` and fallback subjects).
+    /// profiles (with `*any` and fallback subjects). Allocates nothing.
     pub fn tariff(
         &self,
         tenant: &str,
@@ -325,40 +367,11 @@ impl Plan {
         destination: &str,
         start: Timestamp,
     ) -> Result<Tariff, PriceError> {
-        let mut key = String::with_capacity(tenant.len() + category.len() + subject.len() + 2);
-        self.tariff_into(&mut key, tenant, category, subject, destination, start)
-    }
-
-    /// [`Plan::tariff`] with a reusable key buffer (no allocation once it has grown).
-    pub fn tariff_into(
-        &self,
-        key: &mut String,
-        tenant: &str,
-        category: &str,
-        subject: &str,
-        destination: &str,
-        start: Timestamp,
-    ) -> Result<Tariff, PriceError> {
-        let set_key = |key: &mut String, s: &str| {
-            key.clear();
-            key.push_str(tenant);
-            key.push('\0');
-            key.push_str(category);
-            key.push('\0');
-            key.push_str(s);
-        };
-        set_key(key, subject);
-        let profile = match self.profiles.get(key.as_str()) {
-            Some(p) => p,
-            None => {
-                set_key(key, "*any");
-                self.profiles.get(key.as_str()).ok_or(PriceError::RatingPlanNotFound)?
-            }
-        };
-        self.through_profile(profile, destination, start, 0, &mut |s| {
-            set_key(key, s);
-            self.profiles.get(key.as_str())
-        })
+        let subjects =
+            self.profiles.get(tenant).and_then(|c| c.get(category)).ok_or(PriceError::RatingPlanNotFound)?;
+        let profile =
+            subjects.get(subject).or_else(|| subjects.get("*any")).ok_or(PriceError::RatingPlanNotFound)?;
+        self.through_profile(profile, destination, start, 0, &mut |s| subjects.get(s))
     }
 
     fn through_profile<'p>(
@@ -419,16 +432,23 @@ impl Plan {
         let rp = &self.plans[plan as usize];
         let dest = prefix_key(destination);
         if !dest.is_empty() && dest != "*any" {
-            let local = self.tz.to_datetime(start);
-            for len in (1..=dest.len().min(63)).rev() {
-                if self.prefix_lens & (1u64 << len) == 0 || !dest.is_char_boundary(len) {
-                    continue;
-                }
-                let Some(ids) = self.reverse.get(&dest[..len]) else { continue };
+            let mut local: Option<DateTime> = None;
+            // Of the destinations holding one prefix: one with an interval active at the start,
+            // the highest weight first.
+            let mut pick = |r: u32| -> Option<u32> {
+                let ids = if r & MULTI != 0 {
+                    &self.multi[(r & !MULTI) as usize][..]
+                } else {
+                    std::slice::from_ref(&r)
+                };
                 let mut best: Option<(Decimal, u32)> = None;
                 for &d in ids {
                     let Some(ivs) = rp.by_dest.get(&d) else { continue };
-                    if !ivs.iter().any(|iv| self.active(iv, &local)) {
+                    let on = ivs.iter().any(|iv| {
+                        iv.timing.is_none()
+                            || self.active(iv, local.get_or_insert_with(|| self.tz.to_datetime(start)))
+                    });
+                    if !on {
                         continue;
                     }
                     let w = ivs.iter().map(|iv| iv.weight).max().unwrap_or_default().max(Decimal::ZERO);
@@ -436,7 +456,23 @@ impl Plan {
                         best = Some((w, d));
                     }
                 }
-                if let Some((_, d)) = best {
+                best.map(|b| b.1)
+            };
+            let digits = dest.bytes().take_while(u8::is_ascii_digit).count();
+            if self.other_lens != 0 {
+                for len in (digits + 1..=dest.len().min(63)).rev() {
+                    if self.other_lens & (1u64 << len) == 0 || !dest.is_char_boundary(len) {
+                        continue;
+                    }
+                    if let Some(d) = self.other.get(&dest[..len]).and_then(|&r| pick(r)) {
+                        return Some(Tariff { plan, dest: DestKey::Id(d), prefix_len: len as u16 });
+                    }
+                }
+            }
+            let mut path = [(0u32, 0u8); 64];
+            let n = self.trie.path(dest.as_bytes(), &mut path);
+            for &(node, len) in path[..n].iter().rev() {
+                if let Some(d) = self.trie.value_at(node).and_then(|&r| pick(r)) {
                     return Some(Tariff { plan, dest: DestKey::Id(d), prefix_len: len as u16 });
                 }
             }
@@ -448,7 +484,7 @@ impl Plan {
         let rp = &self.plans[t.plan as usize];
         match t.dest {
             DestKey::Any => &rp.any,
-            DestKey::Id(d) => rp.by_dest.get(&d).map_or(&[], Vec::as_slice),
+            DestKey::Id(d) => rp.by_dest.get(&d).map_or(&[], |v| v.as_slice()),
         }
     }
 
@@ -496,7 +532,7 @@ impl Plan {
         t: &Tariff,
         start: Timestamp,
         usage_ns: u64,
-        mut f: impl FnMut(&'a Interval, &'a Rating, &'a Slice, u64) -> bool,
+        mut f: impl FnMut(&'a Interval, &'a Slice, u64) -> bool,
     ) -> Result<(), PriceError> {
         let ivs = self.intervals(t);
         let mut pos = 0u64;
@@ -507,15 +543,14 @@ impl Plan {
             let local = self.tz.to_datetime(at);
             let (iv, change_in) = self.select(ivs, &local);
             let iv = iv.ok_or(PriceError::UnauthorizedDestination)?;
-            let rating = &self.ratings[iv.rating as usize];
-            let (slice, next_group) = rating.slice_at(pos);
+            let (slice, next_group) = slice_at(&iv.slices, pos);
             let mut end = usage_ns.min(pos.saturating_add(change_in));
             if let Some(g) = next_group {
                 end = end.min(g);
             }
             let dur = end - pos;
             let n = dur.div_ceil(slice.increment_ns);
-            if !f(iv, rating, slice, n) {
+            if !f(iv, slice, n) {
                 break;
             }
             pos = pos.saturating_add(n.saturating_mul(slice.increment_ns));
@@ -552,9 +587,9 @@ impl Plan {
         let mut total = Decimal::ZERO;
         let mut first = true;
         let mut round: Option<(u32, RoundingMethod)> = None;
-        self.walk(t, start, usage_ns, |iv, rating, slice, n| {
+        self.walk(t, start, usage_ns, |iv, slice, n| {
             if first {
-                total += rating.connect_fee;
+                total += iv.fee;
                 first = false;
             }
             total += self.piece_cost(slice, n);
@@ -580,7 +615,7 @@ impl Plan {
         let mut allowed = 0u64;
         let mut paid = Decimal::ZERO;
         let mut stopped = false;
-        let _ = self.walk(t, start, limit_ns, |iv, _, slice, n| {
+        let _ = self.walk(t, start, limit_ns, |iv, slice, n| {
             let Some(MaxCost { amount, strategy: MaxCostStrategy::Disconnect }) = iv.max_cost else {
                 allowed += n * slice.increment_ns;
                 paid += self.piece_cost(slice, n);
@@ -632,9 +667,8 @@ impl Plan {
     pub fn bounds(&self, t: &Tariff) -> (Decimal, Decimal, u32) {
         let (mut fee, mut per_minute, mut inc) = (Decimal::ZERO, Decimal::ZERO, 1u64);
         for iv in self.intervals(t) {
-            let r = &self.ratings[iv.rating as usize];
-            fee = fee.max(r.connect_fee);
-            for s in &r.slices {
+            fee = fee.max(iv.fee);
+            for s in &iv.slices {
                 // One increment's cost as charged, spread over a minute (rounded up).
                 let one = self.piece_cost(s, 1);
                 let rounded = match self.rounding {
