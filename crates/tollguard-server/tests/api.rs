@@ -1332,3 +1332,51 @@ async fn a_cut_the_switch_answers_with_no_such_dialog_ends_the_call_here() {
     let (_, m) = call(&app, "GET", "/metrics", None, None).await;
     assert!(m.as_str().unwrap().contains("tollguard_cuts_failed_total 0"), "not a failure: {m}");
 }
+
+#[tokio::test]
+async fn a_cgrates_plan_prices_the_calls_and_its_max_cost_caps_them() {
+    let plan_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/cgrates-plan");
+    let plan = tollguard_core::cgrates::Plan::load(&plan_dir).unwrap();
+    let rater = Arc::try_unwrap(rater())
+        .unwrap()
+        .with_cgrates(tollguard_core::rater::CgratesPricing {
+            plan: Arc::new(plan),
+            tenant: "cgrates.org".into(),
+            category: "call".into(),
+            subjects: Default::default(),
+            currency: tollguard_core::money::Currency::EUR,
+        })
+        .unwrap();
+    let f = fixture("cgrates");
+    let opts = Options { database: f.db.clone(), ..Options::default() };
+    // No rules of our own: the tariff's MaxCost is what caps.
+    let spec = tollguard_engine::policy::PolicySpec { defaults: false, ..Default::default() };
+    let s = Server::start(Arc::new(rater), Policy::from_spec(&spec).unwrap(), opts).unwrap();
+    let app = s.router();
+    // Satellite: EUR 0.50 connect fee + 6.50 a minute in whole minutes, MaxCost 20 *disconnect
+    // (connect fee not counted): the fourth minute is the one that reaches it.
+    let body = authorize_body("sat1", "+881612345678", "2026-01-19T10:00:00+01:00");
+    let (_, v) = call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body)).await;
+    assert_eq!(v["allow"], true, "{v}");
+    assert!(v["rules"].as_array().unwrap().iter().any(|r| r == "tariff.max_cost"), "{v}");
+    assert_eq!(v["max_duration_s"], 240, "{v}");
+    // Germany at 0.03 a minute, per second: 125 s cost 125 x round5(0.0005) = 0.0625.
+    let limits = json!({ "limits": [{ "name": "day", "metric": "spend", "window": "rolling_24h", "max": "100",
+                                      "on_critical": ["alert"] }] });
+    call(&app, "PUT", "/v1/accounts/acme/limits", Some(&f.operator), Some(limits)).await;
+    let now = jiff::Timestamp::now();
+    let ago = |s: i64| json!({ "time": (now - jiff::SignedDuration::from_secs(s)).to_string() });
+    let mut body = authorize_body("de1", "+492211234567", "");
+    body["time"] = ago(130)["time"].clone();
+    let (_, v) = call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body)).await;
+    assert_eq!((v["allow"].clone(), v["max_duration_s"].clone()), (json!(true), Value::Null), "{v}");
+    call(&app, "POST", "/v1/calls/de1/answer", Some(&f.integration), Some(ago(125))).await;
+    let mut end = ago(0);
+    end["billsec"] = json!(125);
+    let (st, _) = call(&app, "POST", "/v1/calls/de1/end", Some(&f.integration), Some(end)).await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (_, v) = call(&app, "GET", "/v1/accounts/acme", Some(&f.operator), None).await;
+    let day = v["limits"].as_array().unwrap().iter().find(|l| l["limit"] == "day").unwrap().clone();
+    // Shown to the cent; the test deck has no German rate, so this is the plan's price.
+    assert_eq!(day["used"], "0.06", "{v}");
+}
