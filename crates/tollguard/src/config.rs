@@ -367,7 +367,7 @@ pub fn build(file: Option<(&Path, ConfigFile)>, over: &Overrides) -> Result<Setu
         )
         .context("[cgrates]")?;
         if let Some(z) = &section.timezone {
-            plan.tz = zone(z).context("[cgrates] timezone")?;
+            plan.set_timezone(zone(z).context("[cgrates] timezone")?);
         }
         rater = rater
             .with_cgrates(CgratesPricing {

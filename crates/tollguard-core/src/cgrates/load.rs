@@ -160,6 +160,11 @@ fn time_of_day(s: &str) -> Result<u32, String> {
     if s.is_empty() || s == "*any" || s == "*asap" {
         return Ok(0);
     }
+    if s.contains(';') {
+        return Err(format!(
+            "time {s:?}: CGRateS reads only the start time of a timing (it runs to midnight); give HH:MM:SS"
+        ));
+    }
     let p: Vec<&str> = s.split(':').collect();
     let bad = || format!("time {s:?} is not HH:MM:SS");
     if p.len() != 3 {
@@ -331,6 +336,8 @@ pub fn load(dir: &Path) -> Result<Plan, PlanError> {
     let rp = Rows::read(dir, "RatingPlans.csv", true)?;
     let mut plan_ids: HashMap<String, u32> = HashMap::default();
     let mut plans: Vec<super::RatingPlan> = vec![];
+    // Per plan: destination -> index into its intervals (| TIMED).
+    let mut entries: Vec<HashMap<u32, u32>> = vec![];
     for (line, f) in rp.each(4, "a rating plan (ID, DestinationRatesID, TimingID, Weight)")? {
         let Some(drs) = dest_rates.get(f[1]) else {
             return Err(rp.err(line, format!("destination rate {} is not in DestinationRates.csv", f[1])));
@@ -348,12 +355,16 @@ pub fn load(dir: &Path) -> Result<Plan, PlanError> {
         let idx = *plan_ids.entry(f[0].to_string()).or_insert_with(|| {
             plans.push(super::RatingPlan {
                 id: f[0].to_string(),
-                by_dest: HashMap::default(),
+                by_dest: super::DestIndex::Sparse(HashMap::default()),
+                intervals: vec![],
                 any: Default::default(),
             });
             n
         });
         let plan = &mut plans[idx as usize];
+        if entries.len() <= idx as usize {
+            entries.resize_with(idx as usize + 1, HashMap::default);
+        }
         for x in drs {
             let rating = &ratings[x.rating as usize];
             let iv = Interval {
@@ -369,9 +380,23 @@ pub fn load(dir: &Path) -> Result<Plan, PlanError> {
             };
             match x.dest {
                 DestKey::Any => plan.any.push(iv),
-                DestKey::Id(d) => plan.by_dest.entry(d).or_default().push(iv),
+                DestKey::Id(d) => {
+                    let next = plan.intervals.len() as u32;
+                    let e = entries[idx as usize].entry(d).or_insert(next);
+                    if *e == next {
+                        plan.intervals.push(Default::default());
+                    }
+                    if iv.timing.is_some() {
+                        *e |= super::TIMED;
+                    }
+                    plan.intervals[(*e & !super::TIMED) as usize].push(iv);
+                }
             }
         }
+    }
+
+    for (p, e) in plans.iter_mut().zip(&entries) {
+        p.by_dest = super::DestIndex::build(e, dest_names.len());
     }
 
     // Rating profiles: (tenant, category, subject) -> activations.

@@ -45,7 +45,6 @@ mod load;
 
 pub use load::{load, parse_duration, PlanError};
 
-use crate::numbering::trie::DigitTrie;
 use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
@@ -59,6 +58,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 const NS: u64 = 1_000_000_000;
+/// Digit prefixes up to this long are found in [`Plan::digit_prefixes`].
+const MAX_DIGIT_KEY: usize = 18;
+
+/// The key of a digit prefix: its value, and its length in the top bits (so `031` and `31`
+/// differ).
+fn digit_key(p: &[u8]) -> u64 {
+    let v = p.iter().fold(0u64, |v, &c| v * 10 + u64::from(c - b'0'));
+    v | (p.len() as u64) << 59
+}
+
 /// A destination reference naming a list in [`Plan::multi`].
 const MULTI: u32 = 1 << 31;
 const DAY_NS: u64 = 86_400 * NS;
@@ -187,10 +196,46 @@ pub(crate) enum DestKey {
     Id(u32),
 }
 
+/// Destination id -> index into a plan's intervals, with [`TIMED`] set when some interval has a
+/// timing: enough to choose a destination without reading its intervals. Dense (a vector over
+/// all destination ids) when the plan rates many of them, else a map.
+#[derive(Clone, Debug)]
+pub(crate) enum DestIndex {
+    Dense(Vec<u32>),
+    Sparse(HashMap<u32, u32>),
+}
+
+/// In a [`DestIndex`] value: some interval of the destination has a timing.
+const TIMED: u32 = 1 << 31;
+
+impl DestIndex {
+    fn get(&self, d: u32) -> Option<u32> {
+        match self {
+            DestIndex::Dense(v) => v.get(d as usize).copied().filter(|&k| k != u32::MAX),
+            DestIndex::Sparse(m) => m.get(&d).copied(),
+        }
+    }
+
+    /// Built from (destination, index, timed) of one plan, over `n` destination ids.
+    pub(crate) fn build(entries: &HashMap<u32, u32>, n: usize) -> DestIndex {
+        if entries.len() * 8 >= n {
+            let mut v = vec![u32::MAX; n];
+            for (&d, &k) in entries {
+                v[d as usize] = k;
+            }
+            DestIndex::Dense(v)
+        } else {
+            DestIndex::Sparse(entries.clone())
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct RatingPlan {
     id: String,
-    by_dest: HashMap<u32, Intervals>,
+    /// Destination id -> its intervals.
+    by_dest: DestIndex,
+    intervals: Vec<Intervals>,
     any: Intervals,
 }
 
@@ -263,9 +308,12 @@ pub struct Plan {
     dir: PathBuf,
     timings: Vec<Timing>,
     dest_names: Vec<String>,
-    /// Digit prefixes (without `+`) -> destinations ([`Plan::dests`]).
-    trie: DigitTrie<u32>,
-    /// Prefixes with other characters (`voicemail`) -> destinations.
+    /// Digit prefixes (without `+`) of up to 18 digits -> destinations: keyed by [`digit_key`],
+    /// a table small enough to stay in cache (a trie over 10,000 prefixes does not).
+    digit_prefixes: HashMap<u64, u32>,
+    /// Bit `n` set: some prefix in `digit_prefixes` has `n` digits.
+    digit_lens: u32,
+    /// Other prefixes (`voicemail`, longer than 18 digits) -> destinations.
     other: HashMap<Box<str>, u32>,
     /// Bit `n` set: some prefix in `other` has `n` bytes.
     other_lens: u64,
@@ -277,7 +325,9 @@ pub struct Plan {
     plan_ids: HashMap<String, u32>,
     profiles: Profiles,
     /// The zone timings are read in (CGRateS: the server's; UTC by default).
-    pub tz: TimeZone,
+    tz: TimeZone,
+    /// Its offset in seconds when it has only one: midnights without a zone lookup.
+    fixed_offset_s: Option<i64>,
     /// How pieces are summed.
     pub rounding: Rounding,
 }
@@ -306,8 +356,8 @@ impl Plan {
                 v.push(d);
             }
         }
-        let (mut trie, mut other, mut other_lens, mut multi) =
-            (DigitTrie::new(), HashMap::default(), 0u64, vec![]);
+        let (mut digit_prefixes, mut digit_lens, mut other, mut other_lens, mut multi) =
+            (HashMap::default(), 0u32, HashMap::default(), 0u64, vec![]);
         let prefix_count = order.len();
         for p in order {
             let ids = lists.remove(&p).unwrap_or_default();
@@ -317,8 +367,9 @@ impl Plan {
                 multi.push(ids);
                 MULTI | (multi.len() as u32 - 1)
             };
-            if p.bytes().all(|b| b.is_ascii_digit()) {
-                trie.insert(p.as_bytes(), r);
+            if p.len() <= MAX_DIGIT_KEY && p.bytes().all(|b| b.is_ascii_digit()) {
+                digit_lens |= 1 << p.len();
+                digit_prefixes.insert(digit_key(p.as_bytes()), r);
             } else {
                 other_lens |= 1u64 << p.len().min(63);
                 other.insert(p.into_boxed_str(), r);
@@ -328,7 +379,8 @@ impl Plan {
             dir,
             timings,
             dest_names,
-            trie,
+            digit_prefixes,
+            digit_lens,
             other,
             other_lens,
             multi,
@@ -338,8 +390,15 @@ impl Plan {
             plan_ids,
             profiles,
             tz: TimeZone::UTC,
+            fixed_offset_s: Some(0),
             rounding: Rounding::default(),
         }
+    }
+
+    /// Reads the plan's timings in `tz` (CGRateS uses the server's zone).
+    pub fn set_timezone(&mut self, tz: TimeZone) {
+        self.fixed_offset_s = tz.to_fixed_offset().ok().map(|o| o.seconds() as i64);
+        self.tz = tz;
     }
 
     /// Loads a plan folder.
@@ -443,13 +502,17 @@ impl Plan {
                 };
                 let mut best: Option<(Decimal, u32)> = None;
                 for &d in ids {
-                    let Some(ivs) = rp.by_dest.get(&d) else { continue };
-                    let on = ivs.iter().any(|iv| {
-                        iv.timing.is_none()
-                            || self.active(iv, local.get_or_insert_with(|| self.tz.to_datetime(start)))
-                    });
-                    if !on {
-                        continue;
+                    let Some(e) = rp.by_dest.get(d) else { continue };
+                    if ids.len() == 1 && e & TIMED == 0 {
+                        // The usual case: one destination, rated at any time.
+                        return Some(d);
+                    }
+                    let ivs = &rp.intervals[(e & !TIMED) as usize];
+                    if e & TIMED != 0 {
+                        let local = local.get_or_insert_with(|| self.tz.to_datetime(start));
+                        if !ivs.iter().any(|iv| iv.timing.is_none() || self.active(iv, local)) {
+                            continue;
+                        }
                     }
                     let w = ivs.iter().map(|iv| iv.weight).max().unwrap_or_default().max(Decimal::ZERO);
                     if best.is_none_or(|(bw, _)| w > bw) {
@@ -460,7 +523,8 @@ impl Plan {
             };
             let digits = dest.bytes().take_while(u8::is_ascii_digit).count();
             if self.other_lens != 0 {
-                for len in (digits + 1..=dest.len().min(63)).rev() {
+                let from = if digits > MAX_DIGIT_KEY { MAX_DIGIT_KEY + 1 } else { digits + 1 };
+                for len in (from..=dest.len().min(63)).rev() {
                     if self.other_lens & (1u64 << len) == 0 || !dest.is_char_boundary(len) {
                         continue;
                     }
@@ -469,10 +533,20 @@ impl Plan {
                     }
                 }
             }
-            let mut path = [(0u32, 0u8); 64];
-            let n = self.trie.path(dest.as_bytes(), &mut path);
-            for &(node, len) in path[..n].iter().rev() {
-                if let Some(d) = self.trie.value_at(node).and_then(|&r| pick(r)) {
+            let b = dest.as_bytes();
+            let mut keys = [0u64; MAX_DIGIT_KEY + 1];
+            let n = digits.min(MAX_DIGIT_KEY);
+            let mut v = 0u64;
+            for i in 0..n {
+                v = v * 10 + u64::from(b[i] - b'0');
+                keys[i + 1] = v;
+            }
+            for len in (1..=n).rev() {
+                if self.digit_lens & (1 << len) == 0 {
+                    continue;
+                }
+                let key = keys[len] | (len as u64) << 59;
+                if let Some(d) = self.digit_prefixes.get(&key).and_then(|&r| pick(r)) {
                     return Some(Tariff { plan, dest: DestKey::Id(d), prefix_len: len as u16 });
                 }
             }
@@ -484,7 +558,9 @@ impl Plan {
         let rp = &self.plans[t.plan as usize];
         match t.dest {
             DestKey::Any => &rp.any,
-            DestKey::Id(d) => rp.by_dest.get(&d).map_or(&[], |v| v.as_slice()),
+            DestKey::Id(d) => {
+                rp.by_dest.get(d).map_or(&[], |e| rp.intervals[(e & !TIMED) as usize].as_slice())
+            }
         }
     }
 
@@ -535,13 +611,25 @@ impl Plan {
         mut f: impl FnMut(&'a Interval, &'a Slice, u64) -> bool,
     ) -> Result<(), PriceError> {
         let ivs = self.intervals(t);
+        let untimed = ivs.iter().all(|iv| iv.timing.is_none());
         let mut pos = 0u64;
         while pos < usage_ns {
             let at = start
                 .checked_add(jiff::SignedDuration::from_nanos(pos.min(i64::MAX as u64) as i64))
                 .map_err(|_| PriceError::UnauthorizedDestination)?;
-            let local = self.tz.to_datetime(at);
-            let (iv, change_in) = self.select(ivs, &local);
+            let (iv, change_in) = match self.fixed_offset_s {
+                // Only `*any` timings: the first of the highest weight, until midnight.
+                Some(off) if untimed => {
+                    let into_day =
+                        (at.as_second() + off).rem_euclid(86_400) as u64 * NS + at.subsec_nanosecond() as u64;
+                    let best = ivs.iter().fold(None::<&Interval>, |b, iv| match b {
+                        Some(b) if b.weight >= iv.weight => Some(b),
+                        _ => Some(iv),
+                    });
+                    (best, DAY_NS - into_day)
+                }
+                _ => self.select(ivs, &self.tz.to_datetime(at)),
+            };
             let iv = iv.ok_or(PriceError::UnauthorizedDestination)?;
             let (slice, next_group) = slice_at(&iv.slices, pos);
             let mut end = usage_ns.min(pos.saturating_add(change_in));
@@ -735,7 +823,7 @@ mod tests {
                  OFFPEAK_MORNING,*any,*any,*any,1;2;3;4;5,00:00:00\nOFFPEAK_EVENING,*any,*any,*any,1;2;3;4;5,19:00:00\n\
                  OFFPEAK_WEEKEND,*any,*any,*any,6;7,00:00:00\n",
             ),
-            ("Destinations.csv", "DST_10,10\nDST_FREE,+44\nDST_DISC,+670\nDST_LON,+4420\n"),
+            ("Destinations.csv", "DST_10,10\nDST_FREE,+44\nDST_DISC,+670\nDST_LON,+4420\nDST_VM,voicemail\nDST_VM,0106\n"),
             (
                 "Rates.csv",
                 "RT_120C,0.2,1.2,1m,1m,0\nRT_120C,,1.2,1m,1s,1m\nRT_60C,0.1,0.01,1s,1s,0\n\
@@ -744,12 +832,12 @@ mod tests {
             (
                 "DestinationRates.csv",
                 "DR_PEAK,DST_10,RT_120C,*up,4,,\nDR_OFF,DST_10,RT_60C,*up,4,,\n\
-                 DR_FREE,DST_FREE,RT_20CNT,*up,4,0.5,*free\nDR_DISC,DST_DISC,RT_SEC,*up,4,0.12,*disconnect\nDR_LON,DST_LON,RT_20CNT,*up,4,,\n",
+                 DR_FREE,DST_FREE,RT_20CNT,*up,4,0.5,*free\nDR_DISC,DST_DISC,RT_SEC,*up,4,0.12,*disconnect\nDR_LON,DST_LON,RT_20CNT,*up,4,,\nDR_VM,DST_VM,RT_SEC,*up,4,,\n",
             ),
             (
                 "RatingPlans.csv",
                 "RP,DR_PEAK,PEAK,10\nRP,DR_OFF,OFFPEAK_MORNING,10\nRP,DR_OFF,OFFPEAK_EVENING,10\n\
-                 RP,DR_OFF,OFFPEAK_WEEKEND,10\nRP,DR_FREE,*any,10\nRP,DR_DISC,*any,10\nRP,DR_LON,*any,10\n",
+                 RP,DR_OFF,OFFPEAK_WEEKEND,10\nRP,DR_FREE,*any,10\nRP,DR_DISC,*any,10\nRP,DR_LON,*any,10\nRP,DR_VM,*any,10\n",
             ),
             ("RatingProfiles.csv", "cgrates.org,call,*any,2019-03-01T00:00:00Z,RP,\n"),
         ];
@@ -805,6 +893,21 @@ mod tests {
         assert_eq!(p.cost(&t, at, 3600 * NS).unwrap(), Decimal::from(36));
         let t = p.tariff("cgrates.org", "call", "x", "1003", at).unwrap();
         assert_eq!(p.max_usage(&t, at, 3600 * NS), None);
+    }
+
+    #[test]
+    fn prefixes_digits_and_others() {
+        let p = plan(Rounding::default());
+        let at = "2024-05-13T21:00:00Z";
+        // `voicemail` and `0106` at 0.01 a second; `10...` (not `0106`) off-peak at 0.1 + 0.01 a second.
+        assert_eq!(price(&p, "voicemail", at, 10).unwrap(), Decimal::new(1, 1));
+        assert_eq!(price(&p, "voicemail2", at, 10).unwrap(), Decimal::new(1, 1));
+        assert_eq!(price(&p, "0106123", at, 10).unwrap(), Decimal::new(1, 1));
+        assert_eq!(price(&p, "106123", at, 10).unwrap(), Decimal::new(2, 1));
+        assert_eq!(price(&p, "010", at, 10), Err(PriceError::UnauthorizedDestination));
+        // A leading + is ignored on both sides; 20 digits is past the digit table and still found.
+        assert_eq!(price(&p, "+4420123", at, 60).unwrap(), Decimal::new(6, 1));
+        assert_eq!(price(&p, "44201234567890123456", at, 60).unwrap(), Decimal::new(6, 1));
     }
 
     #[test]
