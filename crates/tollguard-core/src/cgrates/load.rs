@@ -160,10 +160,10 @@ fn time_of_day(s: &str) -> Result<u32, String> {
     if s.is_empty() || s == "*any" || s == "*asap" {
         return Ok(0);
     }
-    if s.contains(';') {
-        return Err(format!(
-            "time {s:?}: CGRateS reads only the start time of a timing (it runs to midnight); give HH:MM:SS"
-        ));
+    // `start;end`: CGRateS keeps only the start (a timing runs to midnight); so do we.
+    let s = s.split(';').next().unwrap_or_default().trim();
+    if s.is_empty() {
+        return Ok(0);
     }
     let p: Vec<&str> = s.split(':').collect();
     let bad = || format!("time {s:?} is not HH:MM:SS");
@@ -181,11 +181,36 @@ fn weight(s: &str) -> Result<Decimal, String> {
     s.parse::<Decimal>().map_err(|_| format!("weight {s:?} is not a number"))
 }
 
+/// An amount: plain decimals, or the exponent form a float column may hold (`1e-3`). At most
+/// 12 decimals, so a price is computed in integers without overflow.
 fn amount(s: &str, what: &str) -> Result<Decimal, String> {
     if s.is_empty() {
         return Ok(Decimal::ZERO);
     }
-    parse_amount(s).map_err(|e| format!("{what}: {e}"))
+    let d = match parse_amount(s) {
+        Ok(d) => d,
+        Err(e) => Decimal::from_scientific(s).map_err(|_| format!("{what}: {e}"))?,
+    }
+    .normalize();
+    if d.scale() > 12 {
+        return Err(format!("{what}: {s} has more than 12 decimals"));
+    }
+    if d > Decimal::from(crate::rating::MAX_AMOUNT) {
+        return Err(format!("{what}: {s} is above {}", crate::rating::MAX_AMOUNT));
+    }
+    Ok(d)
+}
+
+/// An activation time: RFC 3339, or `YYYY-MM-DD[ HH:MM:SS]` read as UTC (CGRateS's default zone).
+fn parse_time(s: &str) -> Result<jiff::Timestamp, String> {
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Ok(t);
+    }
+    let dt: jiff::civil::DateTime = s
+        .parse()
+        .or_else(|_| s.parse::<jiff::civil::Date>().map(|d| d.to_datetime(jiff::civil::Time::midnight())))
+        .map_err(|e| e.to_string())?;
+    jiff::tz::TimeZone::UTC.to_timestamp(dt).map_err(|e| e.to_string())
 }
 
 /// Loads the folder. See the module documentation of [`super`] for what is read.
@@ -311,11 +336,14 @@ pub fn load(dir: &Path) -> Result<Plan, PlanError> {
         let method = match f[3] {
             "*up" => RoundingMethod::Up,
             "*down" => RoundingMethod::Down,
-            "*middle" | "" => RoundingMethod::Middle,
+            "*middle" => RoundingMethod::Middle,
+            // CGRateS reads an empty method as none, and does not round with it.
+            "" => RoundingMethod::None,
             m => return Err(dr.err(line, format!("rounding method {m:?} is not *up, *down or *middle"))),
         };
+        // Empty reads as 0 (CGRateS's CSV loader), which leaves the total unrounded.
         let decimals: u32 = if f[4].is_empty() {
-            4
+            0
         } else {
             f[4].parse().ok().filter(|d| *d <= 20).ok_or_else(|| {
                 dr.err(line, format!("rounding decimals {:?} is not a number from 0 to 20", f[4]))
@@ -408,7 +436,7 @@ pub fn load(dir: &Path) -> Result<Plan, PlanError> {
     )? {
         let at: jiff::Timestamp = match f[3] {
             "" | "*asap" => jiff::Timestamp::UNIX_EPOCH,
-            s => s.parse().map_err(|e| pf.err(line, format!("activation time {s:?}: {e}")))?,
+            s => parse_time(s).map_err(|e| pf.err(line, format!("activation time {s:?}: {e}")))?,
         };
         let Some(&plan) = plan_ids.get(f[4]) else {
             return Err(pf.err(line, format!("rating plan {} is not in RatingPlans.csv", f[4])));

@@ -15,8 +15,9 @@
 //!    subject. Of the profile's activations, the newest at or before the call's start applies
 //!    to the whole call (CGRateS splits a call at a later activation but keeps the earlier
 //!    plan's rates). A call before the first activation, or one whose plan has no rate for the
-//!    destination, goes through the fallback subjects (`FallbackSubject`, `;`-separated, at most
-//!    three levels deep); without one it is refused with `UNAUTHORIZED_DESTINATION`.
+//!    destination, goes through the fallback subjects (`FallbackSubject`, `;`-separated; the
+//!    subject and two levels of fallback, CGRateS's recursion limit of three); without one it is
+//!    refused with `UNAUTHORIZED_DESTINATION`.
 //! 2. **Destination.** The longest prefix of the dialled string that some destination of the
 //!    plan holds wins; when several destinations hold that prefix, the one with an interval active
 //!    at the call's start and the highest weight wins. No prefix: the plan's `*any` rates. A
@@ -24,7 +25,7 @@
 //! 3. **Interval.** Of the destination's rate intervals active at an instant (timing: years,
 //!    months, month days, weekdays, from its start time to the end of the day), the highest
 //!    weight wins, then the latest start time. The call is split where the winner changes and at
-//!    midnight.
+//!    midnight, in the plan's zone (wall-clock times on a day with a clock change).
 //! 4. **Slices.** Within an interval, the rate row whose `GroupIntervalStart` is the largest not
 //!    after the time already talked applies; the call is split at each later row's start.
 //! 5. **Increments.** Each piece is rounded up to whole increments of its row. A piece rounded
@@ -84,6 +85,8 @@ pub enum RoundingMethod {
     Down,
     /// `*middle`: half away from zero.
     Middle,
+    /// Empty: not rounded (CGRateS's `utils.Round` with no method).
+    None,
 }
 
 /// How a plan's pieces are summed: the rounding mode of the plan.
@@ -453,7 +456,8 @@ impl Plan {
         if let Some(t) = found {
             return Ok(t);
         }
-        if depth < FALLBACK_DEPTH {
+        // CGRateS counts the subject itself as the first level.
+        if depth + 1 < FALLBACK_DEPTH {
             let any = ["*any"];
             let keys = if k == 0 { &any[..] } else { &[][..] }
                 .iter()
@@ -478,13 +482,20 @@ impl Plan {
         destination: &str,
         start: Timestamp,
     ) -> Result<Tariff, PriceError> {
+        // As CGRateS, a plan that is not there is passed over like one without the destination.
+        let mut known = false;
         for p in plans {
-            let &i = self.plan_ids.get(*p).ok_or_else(|| PriceError::UnknownRatingPlan(p.to_string()))?;
+            let Some(&i) = self.plan_ids.get(*p) else { continue };
+            known = true;
             if let Some(t) = self.match_destination(i, destination, start) {
                 return Ok(t);
             }
         }
-        Err(PriceError::UnauthorizedDestination)
+        Err(if known {
+            PriceError::UnauthorizedDestination
+        } else {
+            PriceError::UnknownRatingPlan(plans.join(";"))
+        })
     }
 
     fn match_destination(&self, plan: u32, destination: &str, start: Timestamp) -> Option<Tariff> {
@@ -574,17 +585,16 @@ impl Plan {
         }
     }
 
-    /// The interval that applies at `local`, and how long (ns) until the choice may change
-    /// (the next start time of an interval later that day, or midnight).
-    fn select<'a>(&self, ivs: &'a [Interval], local: &DateTime) -> (Option<&'a Interval>, u64) {
+    /// The interval that applies at `local`, and the time of day (seconds; 86,400 = midnight) at
+    /// which the choice may change next: the next start time of an interval later that day.
+    fn select<'a>(&self, ivs: &'a [Interval], local: &DateTime) -> (Option<&'a Interval>, u32) {
         let now_s = seconds_of_day(local);
-        let into_day_ns = now_s as u64 * NS + local.subsec_nanosecond() as u64;
-        let mut next_ns = DAY_NS - into_day_ns;
+        let mut next_s = 86_400;
         let mut best: Option<(&Interval, u32)> = None;
         for iv in ivs {
             let start_s = iv.timing.map_or(0, |t| self.timings[t as usize].start_s);
             if start_s > now_s {
-                next_ns = next_ns.min(start_s as u64 * NS - into_day_ns);
+                next_s = next_s.min(start_s);
                 continue;
             }
             if !self.active(iv, local) {
@@ -598,7 +608,25 @@ impl Plan {
                 best = Some((iv, start_s));
             }
         }
-        (best.map(|b| b.0), next_ns.max(1))
+        (best.map(|b| b.0), next_s)
+    }
+
+    /// Nanoseconds from `at` (whose local time is `local`) to `second_of_day` of the same local
+    /// day (86,400: the next midnight), through the zone, so a day with a clock change is right.
+    fn until(&self, at: Timestamp, local: &DateTime, second_of_day: u32) -> u64 {
+        let date = local.date();
+        let civil = if second_of_day >= 86_400 {
+            date.tomorrow().map(|d| d.to_datetime(jiff::civil::Time::midnight()))
+        } else {
+            let (h, m, s) = (second_of_day / 3600, second_of_day / 60 % 60, second_of_day % 60);
+            jiff::civil::Time::new(h as i8, m as i8, s as i8, 0).map(|t| date.to_datetime(t))
+        };
+        civil
+            .ok()
+            .and_then(|c| self.tz.to_ambiguous_timestamp(c).compatible().ok())
+            .and_then(|b| u64::try_from(at.duration_until(b).as_nanos()).ok())
+            .unwrap_or(DAY_NS)
+            .max(1)
     }
 
     /// The pieces of a call: (interval, slice, billed ns, increments), in order. `f` sees each;
@@ -628,7 +656,11 @@ impl Plan {
                     });
                     (best, DAY_NS - into_day)
                 }
-                _ => self.select(ivs, &self.tz.to_datetime(at)),
+                _ => {
+                    let local = self.tz.to_datetime(at);
+                    let (iv, next_s) = self.select(ivs, &local);
+                    (iv, self.until(at, &local, next_s))
+                }
             };
             let iv = iv.ok_or(PriceError::UnauthorizedDestination)?;
             let (slice, next_group) = slice_at(&iv.slices, pos);
@@ -651,20 +683,28 @@ impl Plan {
         if slice.rate.is_zero() || n == 0 {
             return Decimal::ZERO;
         }
-        let num = slice.rate.mantissa() * (n as i128) * (slice.increment_ns as i128);
         let den = (slice.unit_ns as i128) * 10i128.pow(slice.rate.scale());
-        match self.rounding {
+        let num = slice
+            .rate
+            .mantissa()
+            .checked_mul(n as i128)
+            .and_then(|v| v.checked_mul(slice.increment_ns as i128));
+        let exact = match self.rounding {
             Rounding::PerIncrement { decimals } => {
-                let p = 10i128.pow(decimals);
-                let base = div_half_up(num * p, den);
-                let each = div_half_up(base, n as i128);
-                Decimal::from_i128_with_scale(each * n as i128, decimals)
+                num.and_then(|num| num.checked_mul(10i128.pow(decimals))).and_then(|np| {
+                    let each = div_half_up(div_half_up(np, den), n as i128);
+                    Decimal::try_from_i128_with_scale(each.checked_mul(n as i128)?, decimals).ok()
+                })
             }
-            Rounding::Total => {
-                // Exact while it fits 28 digits; the total is rounded once at the end.
-                Decimal::from_i128_with_scale(num, 0) / Decimal::from_i128_with_scale(den, 0)
-            }
-        }
+            // Exact while it fits 28 digits; the total is rounded once at the end.
+            Rounding::Total => num.and_then(|num| {
+                Decimal::try_from_i128_with_scale(num, 0)
+                    .ok()?
+                    .checked_div(Decimal::try_from_i128_with_scale(den, 0).ok()?)
+            }),
+        };
+        // Only a call of centuries at an absurd rate gets here: the most a price can say.
+        exact.unwrap_or(Decimal::MAX)
     }
 
     /// The cost of a call on `t` starting at `start` with `usage_ns` of talk time.
@@ -796,6 +836,7 @@ pub fn round_to(v: Decimal, decimals: u32, method: RoundingMethod) -> Decimal {
         RoundingMethod::Up => S::AwayFromZero,
         RoundingMethod::Down => S::ToZero,
         RoundingMethod::Middle => S::MidpointAwayFromZero,
+        RoundingMethod::None => return v,
     };
     let mut r = v.round_dp_with_strategy(decimals, s);
     r.rescale(decimals);
@@ -807,15 +848,24 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// A plan written to a fresh folder: tutorial2's shape (peak and off-peak timings), a
-    /// `*free` and a `*disconnect` destination.
-    fn plan(rounding: Rounding) -> Plan {
+    /// A plan written to a fresh folder from (file, text) pairs.
+    fn plan_from(files: &[(&str, &str)]) -> Plan {
         let dir = std::env::temp_dir().join(format!(
             "tg-cgr-unit-{}-{}",
             std::process::id(),
             std::thread::current().name().unwrap_or("t").replace(':', "_")
         ));
         std::fs::create_dir_all(&dir).unwrap();
+        for (f, text) in files {
+            std::fs::write(dir.join(f), text).unwrap();
+        }
+        let p = Plan::load(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        p.unwrap()
+    }
+
+    /// tutorial2's shape (peak and off-peak timings), a `*free` and a `*disconnect` destination.
+    fn plan(rounding: Rounding) -> Plan {
         let files = [
             (
                 "Timings.csv",
@@ -841,11 +891,7 @@ mod tests {
             ),
             ("RatingProfiles.csv", "cgrates.org,call,*any,2019-03-01T00:00:00Z,RP,\n"),
         ];
-        for (f, text) in files {
-            std::fs::write(dir.join(f), text).unwrap();
-        }
-        let mut p = Plan::load(&dir).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
+        let mut p = plan_from(&files);
         p.rounding = rounding;
         p
     }
@@ -908,6 +954,49 @@ mod tests {
         // A leading + is ignored on both sides; 20 digits is past the digit table and still found.
         assert_eq!(price(&p, "+4420123", at, 60).unwrap(), Decimal::new(6, 1));
         assert_eq!(price(&p, "44201234567890123456", at, 60).unwrap(), Decimal::new(6, 1));
+    }
+
+    #[test]
+    fn a_day_with_a_clock_change_splits_at_local_eight() {
+        // 1 an hour off-peak, 10 an hour from 08:00, per second; Berlin springs forward at 02:00.
+        let mut p = plan_from(&[
+            ("Timings.csv", "OFF,*any,*any,*any,*any,00:00:00\nPEAK,*any,*any,*any,*any,08:00:00;18:00:00\n"),
+            ("Destinations.csv", "DST,49\n"),
+            ("Rates.csv", "RT_OFF,0,1,1h,1s,0\nRT_PEAK,0,1e1,1h,1s,0\n"),
+            ("DestinationRates.csv", "DR_OFF,DST,RT_OFF,*up,4,,\nDR_PEAK,DST,RT_PEAK,*up,4,,\n"),
+            ("RatingPlans.csv", "RP,DR_OFF,OFF,10\nRP,DR_PEAK,PEAK,10\n"),
+            ("RatingProfiles.csv", "cgrates.org,call,*any,2014-01-14 00:00:00,RP,\n"),
+        ]);
+        p.set_timezone(TimeZone::get("Europe/Berlin").unwrap());
+        // 01:30 CET for 7 h: 5.5 h off-peak (the clock skips 02:00-03:00), 1.5 h from 08:00 CEST.
+        let at: Timestamp = "2024-03-31T00:30:00Z".parse().unwrap();
+        let t = p.tariff("cgrates.org", "call", "x", "4930123", at).unwrap();
+        // Per second: round5(1 / 3600) = 0.00028 x 19,800 s + round5(10 / 3600) = 0.00278 x 5,400 s.
+        assert_eq!(p.cost(&t, at, 7 * 3600 * NS).unwrap(), Decimal::new(205560, 4));
+    }
+
+    #[test]
+    fn empty_rounding_leaves_the_total_unrounded_and_fallbacks_stop_at_three_levels() {
+        let p = plan_from(&[
+            ("Destinations.csv", "DST,1002\nDST_9,9\n"),
+            ("Rates.csv", "RT,0.4,0.2,60s,60s,0s\nRT,0,0.1,60s,1s,60s\n"),
+            ("DestinationRates.csv", "DR,DST,RT,,,,\nDR_9,DST_9,RT,*up,4,,\n"),
+            ("RatingPlans.csv", "RP,DR,*any,10\nRP_9,DR_9,*any,10\n"),
+            (
+                "RatingProfiles.csv",
+                "cgrates.org,call,A,2014-01-14T00:00:00Z,RP_9,B\ncgrates.org,call,B,2014-01-14T00:00:00Z,RP_9,C\n\
+                 cgrates.org,call,C,2014-01-14T00:00:00Z,RP,\ncgrates.org,call,X,2014-01-14T00:00:00Z,RP_9,A\n",
+            ),
+        ]);
+        let at: Timestamp = "2024-05-15T12:00:00Z".parse().unwrap();
+        // A -> B -> C: the third level prices; X -> A -> B -> C would be the fourth.
+        let t = p.tariff("cgrates.org", "call", "A", "1002", at).unwrap();
+        assert_eq!(
+            p.tariff("cgrates.org", "call", "X", "1002", at),
+            Err(PriceError::UnauthorizedDestination)
+        );
+        // 61 s: 0.4 + 0.2 + 0.00167, not rounded to 4 decimals (no method, no decimals).
+        assert_eq!(p.cost(&t, at, 61 * NS).unwrap(), Decimal::new(60167, 5));
     }
 
     #[test]
