@@ -74,6 +74,17 @@ fn authorize_body(call_id: &str, to: &str, time: &str) -> Value {
     json!({ "call_id": call_id, "account": "acme", "extension": "210", "from": "+31201234567", "to": to, "time": time })
 }
 
+/// Makes East Timor a country acme has called before (a record ten days old), so the first-call
+/// rules, which differ between day and night, do not decide a test that runs on the wall clock.
+async fn acme_has_called_east_timor(app: &Router, f: &Fixture) {
+    let t = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(240);
+    let at = |s: i64| (t + jiff::SignedDuration::from_secs(s)).to_string();
+    let batch = json!([{"call_id": "history-tl", "account": "acme", "extension": "201", "to": "0067077123456",
+                        "start": at(0), "answer": at(5), "end": at(65), "billsec": 60}]);
+    let (st, v) = call(app, "POST", "/v1/cdrs", Some(&f.integration), Some(batch)).await;
+    assert_eq!((st, v["new"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
+}
+
 #[tokio::test]
 async fn authorize_needs_a_token_with_the_right_scope() {
     let f = fixture("scopes");
@@ -391,6 +402,7 @@ async fn the_same_call_id_asked_again_gets_the_same_answer_and_is_counted_once()
     let f = fixture("idempotent");
     let s = server(&f.db);
     let app = s.router();
+    acme_has_called_east_timor(&app, &f).await;
     let mut body = authorize_body("dup", "0067077123456", "");
     body.as_object_mut().unwrap().remove("time"); // the server's clock: counted in the last hour
     let (_, first) = call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body.clone())).await;
@@ -550,6 +562,7 @@ async fn limits_set_by_the_operator_and_the_customer_within_its_ceiling() {
             call(&app, "PUT", "/v1/accounts/acme/limits", Some(&f.acme), Some(spend_day("1.00"))).await;
         assert_eq!(st, StatusCode::OK, "{v}");
         // EUR 1.00 left: not a whole minute to East Timor at EUR 1.45.
+        acme_has_called_east_timor(&app, &f).await;
         let mut body = authorize_body("lim1", "0067077123456", "");
         body.as_object_mut().unwrap().remove("time");
         let (_, v) = call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body)).await;
@@ -1303,6 +1316,7 @@ async fn a_cut_the_switch_answers_with_no_such_dialog_ends_the_call_here() {
     let limits = json!({ "limits": [{ "name": "tiny", "metric": "spend", "window": "rolling_24h", "max": "0.10",
                                       "on_critical": ["alert", "deny", "cut"] }] });
     call(&app, "PUT", "/v1/accounts/acme/limits", Some(&f.operator), Some(limits)).await;
+    acme_has_called_east_timor(&app, &f).await;
     let now = jiff::Timestamp::now();
     let mut body = authorize_body("k1", "0067077123456", "");
     body["time"] = json!((now - jiff::SignedDuration::from_secs(20)).to_string());
