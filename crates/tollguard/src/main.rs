@@ -9,6 +9,7 @@ mod config;
 mod evaluate;
 mod price;
 mod rate;
+mod reconcile;
 mod replay;
 mod serve;
 mod simulate;
@@ -60,6 +61,9 @@ enum Command {
     Evaluate(evaluate::EvaluateArgs),
     /// Generate a seeded month of PBX traffic with labelled fraud (Master.csv, labels.csv).
     Simulate(simulate::SimulateArgs),
+    /// Two sets of records of the same traffic side by side: calls missing on either side,
+    /// duration and cost differences, totals per day.
+    Reconcile(reconcile::ReconcileArgs),
     /// The live service: HTTP API for authorization, call events and records (docs/api.md).
     Serve(serve::ServeArgs),
     /// API tokens.
@@ -75,6 +79,7 @@ fn main() -> ExitCode {
         Command::Replay(a) => replay::run(a),
         Command::Evaluate(a) => evaluate::run(a),
         Command::Simulate(a) => simulate::run(a),
+        Command::Reconcile(a) => reconcile::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Token(c) => serve::token(c),
     };

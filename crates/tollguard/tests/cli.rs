@@ -344,6 +344,102 @@ fn rate_and_replay_on_a_cgrates_plan() {
 }
 
 #[test]
+fn reconcile_the_pbx_records_with_an_incomplete_carrier_export() {
+    // Left: the 2011 example's PBX records (Asterisk, Amsterdam local time). Right: the carrier's
+    // export of the same traffic in its own layout (its own ids, UTC epoch times, clocks 2 s
+    // apart), with the East Timor calls of 12 June missing and some durations rounded otherwise.
+    let ex = root().join("examples/2011-pbx-hack");
+    let master = std::fs::read_to_string(ex.join("Master.csv")).unwrap();
+    let tz = jiff::tz::TimeZone::get("Europe/Amsterdam").unwrap();
+    let mut right = String::from("uuid,account,caller,called,start_epoch,duration,billsec,status\n");
+    let (mut left_calls, mut dropped, mut longer, mut dropped_billsec) = (0u64, 0u64, 0u64, 0u64);
+    let mut rd = csv::ReaderBuilder::new().has_headers(false).from_reader(master.as_bytes());
+    for (n, rec) in rd.records().enumerate() {
+        let r = rec.unwrap();
+        left_calls += 1;
+        let start: jiff::civil::DateTime = r[9].parse().unwrap();
+        let epoch = tz.to_timestamp(start).unwrap().as_second() + 2;
+        let billsec: u32 = r[13].parse().unwrap();
+        if r[2].starts_with("00670") && r[9].starts_with("2011-06-12") {
+            dropped += 1;
+            dropped_billsec += billsec as u64;
+            continue;
+        }
+        // Every 50th call is 30 s longer at the carrier; every 7th 1 s longer (within tolerance).
+        let b = if n % 50 == 0 && billsec > 0 {
+            longer += 1;
+            billsec + 30
+        } else if n % 7 == 0 && billsec > 0 {
+            billsec + 1
+        } else {
+            billsec
+        };
+        right.push_str(&format!(
+            "carrier-{n},{},{},{},{epoch},{},{b},{}\n",
+            &r[0],
+            &r[1],
+            &r[2],
+            b + 8,
+            &r[14]
+        ));
+    }
+    assert!(dropped > 100 && longer > 10);
+    let carrier = write_tmp("carrier.csv", &right);
+    let cfg = write_tmp(
+        "reconcile.toml",
+        "[generic_csv]\ncall_id = \"uuid\"\naccount = \"account\"\nsource = \"caller\"\ndialled = \"called\"\n\
+         start = \"start_epoch\"\nduration = \"duration\"\nbillsec = \"billsec\"\ndisposition = \"status\"\ntime_format = \"epoch\"\n",
+    );
+    let dir = std::env::temp_dir().join(format!("tollguard-reconcile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (calls, days) = (dir.join("calls.csv"), dir.join("days.csv"));
+    let out = run(&[
+        "reconcile",
+        "--left",
+        ex.join("Master.csv").to_str().unwrap(),
+        "--left-format",
+        "asterisk",
+        "--right",
+        carrier.to_str().unwrap(),
+        "--right-format",
+        "generic",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--rates",
+        ex.join("rates.csv").to_str().unwrap(),
+        "--tz",
+        "Europe/Amsterdam",
+        "--country",
+        "NL",
+        "--out",
+        calls.to_str().unwrap(),
+        "--days-out",
+        days.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let days = std::fs::read_to_string(&days).unwrap();
+    let total: Vec<&str> = days.lines().last().unwrap().split(',').collect();
+    assert_eq!(total[0], "total");
+    let n = |i: usize| total[i].parse::<u64>().unwrap();
+    assert_eq!((n(1), n(2)), (left_calls, left_calls - dropped), "{days}");
+    assert_eq!((n(3), n(4), n(5), n(6)), (left_calls - dropped, longer, dropped, 0), "{days}");
+    let june12 = days.lines().find(|l| l.starts_with("2011-06-12,")).unwrap();
+    assert!(june12.split(',').nth(5).unwrap().parse::<u64>().unwrap() == dropped, "{june12}");
+    let rows = std::fs::read_to_string(&calls).unwrap();
+    assert_eq!(rows.lines().filter(|l| l.starts_with("left_only,")).count() as u64, dropped);
+    // The cost of the gap is what the missing calls cost at the deck's rates: East Timor at 1.45 a
+    // started minute.
+    let missing: rust_decimal::Decimal = rows
+        .lines()
+        .filter(|l| l.starts_with("left_only,"))
+        .map(|l| l.split(',').nth(8).unwrap().parse::<rust_decimal::Decimal>().unwrap())
+        .sum();
+    assert!(missing > rust_decimal::Decimal::from(dropped_billsec / 60) * rust_decimal::Decimal::new(145, 2));
+    assert!(text(&out.stdout).starts_with("day "), "{}", text(&out.stdout));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn bad_input_names_file_and_line() {
     let deck = write_tmp(
         "bad-deck.csv",
