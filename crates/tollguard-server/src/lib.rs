@@ -34,6 +34,7 @@ mod auth;
 pub mod email;
 mod incident;
 mod records;
+pub mod report;
 mod tls;
 mod webhook;
 

@@ -596,6 +596,7 @@ async fn a_record_long_after_the_end_of_an_authorized_call_is_not_counted_again(
     {
         let s = server(&f.db);
         let app = s.router();
+        acme_has_called_east_timor(&app, &f).await;
         let mut body = authorize_body("old1", "0067077123456", "");
         body["time"] = json!(at(600));
         let (_, v) = call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body)).await;

@@ -141,6 +141,9 @@ CREATE TABLE IF NOT EXISTS alerts (
     json TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS alerts_account ON alerts(account, id);
+CREATE INDEX IF NOT EXISTS decisions_account ON decisions(account, time_ns);
+CREATE INDEX IF NOT EXISTS cdrs_account ON cdrs(account);
+CREATE INDEX IF NOT EXISTS events_time ON events(time_ns);
 CREATE TABLE IF NOT EXISTS tokens (
     hash TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -229,6 +232,58 @@ impl Store {
             n += 1;
         }
         Ok(n)
+    }
+
+    /// Events with `from_ns <= time_ns <= to_ns`, in log order, to `f`.
+    pub fn for_each_event_between(
+        &self,
+        from_ns: i64,
+        to_ns: i64,
+        mut f: impl FnMut(StoredEvent),
+    ) -> Result<u64> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT seq, time_ns, kind, payload FROM events WHERE time_ns BETWEEN ?1 AND ?2 ORDER BY seq",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt.query(params![from_ns, to_ns]).map_err(|e| self.err(e))?;
+        let mut n = 0;
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            f(StoredEvent {
+                seq: r.get(0).map_err(|e| self.err(e))?,
+                time_ns: r.get(1).map_err(|e| self.err(e))?,
+                kind: r.get(2).map_err(|e| self.err(e))?,
+                payload: r.get(3).map_err(|e| self.err(e))?,
+            });
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Decisions of one account made from `from_ns` to `to_ns`: (time, JSON), oldest first.
+    pub fn decisions_of(&self, account: &str, from_ns: i64, to_ns: i64) -> Result<Vec<(i64, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT time_ns, json FROM decisions WHERE account = ?1 AND time_ns BETWEEN ?2 AND ?3
+                 ORDER BY time_ns, call_id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![account, from_ns, to_ns], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Call records of one account (JSON), in the order received.
+    pub fn cdrs_of(&self, account: &str) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT json FROM cdrs WHERE account = ?1 ORDER BY received_ns, call_id")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt.query_map(params![account], |r| r.get(0)).map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
     /// A decision by call id.

@@ -11,6 +11,7 @@ mod price;
 mod rate;
 mod reconcile;
 mod replay;
+mod report;
 mod serve;
 mod simulate;
 
@@ -64,6 +65,9 @@ enum Command {
     /// Two sets of records of the same traffic side by side: calls missing on either side,
     /// duration and cost differences, totals per day.
     Reconcile(reconcile::ReconcileArgs),
+    /// Reports from the live service's store.
+    #[command(subcommand)]
+    Report(report::ReportCommand),
     /// The live service: HTTP API for authorization, call events and records (docs/api.md).
     Serve(serve::ServeArgs),
     /// API tokens.
@@ -80,6 +84,7 @@ fn main() -> ExitCode {
         Command::Evaluate(a) => evaluate::run(a),
         Command::Simulate(a) => simulate::run(a),
         Command::Reconcile(a) => reconcile::run(a),
+        Command::Report(c) => report::run(c),
         Command::Serve(a) => serve::run(a),
         Command::Token(c) => serve::token(c),
     };

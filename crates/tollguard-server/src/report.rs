@@ -1,0 +1,622 @@
+//! Reports read from the store: the incident report, the evidence pack a dispute needs.
+//!
+//! What the 2011 invoice lacked: which calls (call id, time, extension, number dialled and as E.164,
+//! country, type, risk, billed seconds, the rate used, cost), when it started and when it was noticed
+//! (first call, first alert, first denial, block), which rules fired with their figures, totals
+//! excluding and including VAT, and how every total was computed.
+//!
+//! The calls are every call of the account from the incident's first suspicious call (or its first
+//! alert) to its end (closed: when it was closed; open: the time the report is made), whether a
+//! rule fired on it or not: the report shows what happened, not only what tollguard noticed.
+//! Billed seconds come from the call record where there is one (the record wins), else from the end
+//! event; a lost call (no end) is counted from its answer to when tollguard closed it.
+
+use anyhow::{anyhow, Result};
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+use rust_decimal::Decimal;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use tollguard_core::cdr::{Cdr, Direction};
+use tollguard_core::numbering::Dialled;
+use tollguard_core::rater::Rater;
+use tollguard_store::Store;
+
+/// One call of an incident report.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct CallLine {
+    /// The switch's call id.
+    pub call_id: String,
+    /// When it was attempted, in the account's zone.
+    pub time: String,
+    /// The calling extension.
+    pub extension: String,
+    /// The number as dialled.
+    pub dialled: String,
+    /// As E.164 (`+...`), or what it is (`internal`, `emergency`, `invalid`).
+    pub e164: String,
+    /// ISO country code of the destination.
+    pub country: String,
+    /// Number type.
+    pub number_type: String,
+    /// Risk tier.
+    pub risk: String,
+    /// `allowed`, `allowed, capped at N s` or `denied`.
+    pub decision: String,
+    /// Rules that fired on it.
+    pub rules: String,
+    /// Billed seconds (empty: never answered).
+    pub billsec: String,
+    /// Where the billed seconds come from: `record`, `end`, `lost`, `not answered`, `denied`.
+    pub billsec_from: String,
+    /// The rate used: deck row or CGRateS tariff.
+    pub rate: String,
+    /// Cost, four decimals (empty: not priced).
+    pub cost: String,
+}
+
+/// Totals of an incident report, as strings (money at four decimals, VAT at the cent).
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Totals {
+    /// Calls in the report.
+    pub calls: u64,
+    /// Allowed.
+    pub allowed: u64,
+    /// Denied.
+    pub denied: u64,
+    /// Answered (billed seconds > 0).
+    pub answered: u64,
+    /// Billed seconds.
+    pub billsec: u64,
+    /// Calls on which a rule fired.
+    pub flagged: u64,
+    /// Cost of every call, excluding VAT.
+    pub cost: String,
+    /// Cost of the calls a rule fired on, excluding VAT.
+    pub flagged_cost: String,
+    /// VAT on `cost`.
+    pub vat: String,
+    /// `cost + vat`.
+    pub cost_incl_vat: String,
+    /// The currency.
+    pub currency: String,
+}
+
+/// One rule that fired, with how often and the figures of its first firing.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct RuleLine {
+    /// The rule.
+    pub rule: String,
+    /// Calls it fired on.
+    pub calls: u64,
+    /// Alerts it raised.
+    pub alerts: u64,
+    /// When it first fired.
+    pub first: String,
+    /// Its figures, as the engine explained them the first time.
+    pub figures: String,
+}
+
+/// One alert in the report.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct AlertLine {
+    /// When.
+    pub time: String,
+    /// Severity.
+    pub severity: String,
+    /// Rule.
+    pub rule: String,
+    /// Action taken.
+    pub action: String,
+    /// The call that raised it.
+    pub call_id: String,
+    /// What it said.
+    pub message: String,
+}
+
+/// A moment of the timeline.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Moment {
+    /// What.
+    pub what: String,
+    /// When (empty: not yet).
+    pub time: String,
+    /// Detail.
+    pub detail: String,
+}
+
+/// The incident report.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct IncidentReport {
+    /// Incident id.
+    pub id: i64,
+    /// The account.
+    pub account: String,
+    /// `open`, `acknowledged`, `resolved`, `false_positive`.
+    pub state: String,
+    /// The zone times are shown in.
+    pub zone: String,
+    /// The calls' period: from.
+    pub from: String,
+    /// To.
+    pub to: String,
+    /// First call, first alert, first denial, block, closing.
+    pub timeline: Vec<Moment>,
+    /// Rules that fired.
+    pub rules: Vec<RuleLine>,
+    /// Alerts of the account in the period.
+    pub alerts: Vec<AlertLine>,
+    /// Every call of the account in the period.
+    pub calls: Vec<CallLine>,
+    /// Totals.
+    pub totals: Totals,
+    /// VAT rate, percent.
+    pub vat_percent: String,
+    /// How each total was computed.
+    pub method: Vec<String>,
+    /// The incident's state changes (who, when, why).
+    pub history: Vec<Moment>,
+}
+
+fn ns_to(ts: i64) -> Timestamp {
+    Timestamp::from_nanosecond(ts as i128).unwrap_or_default()
+}
+
+fn show(t: Timestamp, tz: &TimeZone) -> String {
+    tz.to_datetime(t).strftime("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+fn four(d: Decimal) -> String {
+    format!("{:.4}", d.round_dp_with_strategy(4, rust_decimal::RoundingStrategy::MidpointAwayFromZero))
+}
+
+/// What is known of one call from the store.
+#[derive(Default)]
+struct Known {
+    decision: Option<(Timestamp, Value)>,
+    record: Option<Value>,
+    answered: Option<Timestamp>,
+    ended: Option<(Timestamp, Value)>,
+}
+
+/// Builds incident `id`'s report. `until`: the end of the period for an incident still open
+/// (normally now). `vat_percent`: e.g. 21.
+pub fn incident_report(
+    store: &Store,
+    rater: &Rater,
+    id: i64,
+    until: Timestamp,
+    vat_percent: Decimal,
+) -> Result<IncidentReport> {
+    let inc = store.incident(id)?.ok_or_else(|| anyhow!("no incident {id}"))?;
+    let data: Value = serde_json::from_str(&inc.data).unwrap_or_default();
+    let account = inc.account.clone();
+    let tz = rater.account(&account).tz.clone();
+    let parse = |v: &Value| v.as_str().and_then(|s| s.parse::<Timestamp>().ok());
+    // The period: from the first suspicious call (or the first alert) to the closing (or `until`).
+    let first_alert_at = parse(&data["first_alert"]["time"]).unwrap_or(ns_to(inc.opened_ns));
+    let first_call_id = data["first_suspicious_call"].as_str().unwrap_or("").to_string();
+    let first_call_at = match store.decision(&first_call_id)? {
+        Some((_, json)) => serde_json::from_str::<Value>(&json).ok().and_then(|v| parse(&v["time"])),
+        None => None,
+    };
+    let from = first_call_at.unwrap_or(first_alert_at).min(first_alert_at);
+    let history: Vec<Value> = data["history"].as_array().cloned().unwrap_or_default();
+    let closed = matches!(inc.state.as_str(), "resolved" | "false_positive");
+    let to = if closed {
+        history.last().and_then(|h| parse(&h["time"])).unwrap_or(ns_to(inc.updated_ns))
+    } else {
+        until
+    };
+    let (from_ns, to_ns) = (from.as_nanosecond() as i64, to.as_nanosecond() as i64);
+
+    // What the store knows of each call of the account in the period.
+    let mut calls: BTreeMap<String, Known> = BTreeMap::new();
+    for (t, json) in store.decisions_of(&account, from_ns, to_ns)? {
+        let v: Value = serde_json::from_str(&json).unwrap_or_default();
+        let id = v["call_id"].as_str().unwrap_or("").to_string();
+        calls.entry(id).or_default().decision = Some((ns_to(t), v));
+    }
+    for json in store.cdrs_of(&account)? {
+        let v: Value = serde_json::from_str(&json).unwrap_or_default();
+        let Some(start) = parse(&v["start"]) else { continue };
+        let id = v["call_id"].as_str().unwrap_or("").to_string();
+        if (from..=to).contains(&start) || calls.contains_key(&id) {
+            calls.entry(id).or_default().record = Some(v);
+        }
+    }
+    // Answers and ends may come after the period's end (a call running at the closing).
+    let horizon = to_ns.saturating_add(86_400 * 1_000_000_000);
+    store.for_each_event_between(from_ns, horizon, |e| {
+        if e.kind != "answer" && e.kind != "end" {
+            return;
+        }
+        let v: Value = serde_json::from_str(&e.payload).unwrap_or_default();
+        let Some(k) = v["call_id"].as_str().and_then(|id| calls.get_mut(id)) else { return };
+        if e.kind == "answer" {
+            k.answered.get_or_insert(ns_to(e.time_ns));
+        } else if k.ended.is_none() {
+            k.ended = Some((ns_to(e.time_ns), v));
+        }
+    })?;
+
+    // Each call: rated as the live service rated it.
+    let currency = rater
+        .cgrates()
+        .map(|c| c.currency)
+        .or_else(|| rater.decks().first().map(|d| d.currency))
+        .unwrap_or_default()
+        .to_string();
+    let mut lines: Vec<(Timestamp, CallLine, Decimal, bool)> = vec![];
+    let mut rule_lines: HashMap<String, RuleLine> = HashMap::new();
+    let mut rule_order: Vec<String> = vec![];
+    let mut totals = Totals { currency: currency.clone(), ..Totals::default() };
+    let (mut cost, mut flagged_cost) = (Decimal::ZERO, Decimal::ZERO);
+    let mut cdr = Cdr::default();
+    for (call_id, k) in &calls {
+        let d = k.decision.as_ref().map(|(_, v)| v);
+        let r = k.record.as_ref();
+        let start = k
+            .decision
+            .as_ref()
+            .map(|(t, _)| *t)
+            .or_else(|| r.and_then(|r| parse(&r["start"])))
+            .unwrap_or(from);
+        let field = |name: &str, alt: &str| -> String {
+            d.and_then(|d| d[name].as_str())
+                .or_else(|| r.and_then(|r| r[alt].as_str()))
+                .unwrap_or("")
+                .to_string()
+        };
+        let allowed = d.is_none_or(|d| d["allow"].as_bool().unwrap_or(true));
+        let (billsec, billsec_from): (Option<u32>, &str) = if let Some(r) = r {
+            (r["billsec"].as_u64().map(|b| b as u32), "record")
+        } else if !allowed {
+            (None, "denied")
+        } else if let Some((at, end)) = &k.ended {
+            match (end["billsec"].as_u64(), k.answered) {
+                (Some(b), _) => (Some(b as u32), "end"),
+                (None, Some(ans)) => (Some(at.duration_since(ans).as_secs().max(0) as u32), "lost"),
+                (None, None) => (None, "not answered"),
+            }
+        } else {
+            (None, if closed { "not answered" } else { "running or not answered" })
+        };
+        cdr.clear();
+        cdr.call_id.push_str(call_id);
+        cdr.account.push_str(&account);
+        cdr.source.push_str(&field("extension", "extension"));
+        cdr.dialled.push_str(&field("to", "to"));
+        cdr.start = start;
+        cdr.billsec = billsec.unwrap_or(0);
+        if let Some(t) = r.and_then(|r| r["trunk"].as_str()) {
+            cdr.dst_channel.push_str(t);
+        }
+        let rated = rater.rate(&cdr);
+        let (e164, country, number_type, risk) = match (&rated.dialled, &rated.class) {
+            (Dialled::E164(n), Some(c)) => (
+                format!("+{}", n.as_str()),
+                rated.country.to_string(),
+                c.number_type.as_str().to_string(),
+                c.risk.as_str().to_string(),
+            ),
+            (other, _) => (other.kind().to_string(), String::new(), String::new(), String::new()),
+        };
+        let priced = rated.direction == Direction::Outbound && billsec.is_some();
+        let call_cost = if priced { rater.cost_of(&rated, start, cdr.billsec).map(|c| c.1) } else { None };
+        let rate = describe_rate(rater, &rated, start);
+        let rules: Vec<String> = d
+            .and_then(|d| d["rules"].as_array())
+            .map(|a| a.iter().filter_map(|r| r.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        let explanation: Vec<String> = d
+            .and_then(|d| d["explanation"].as_array())
+            .map(|a| a.iter().filter_map(|r| r.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        for (i, rule) in rules.iter().enumerate() {
+            let line = rule_lines.entry(rule.clone()).or_insert_with(|| {
+                rule_order.push(rule.clone());
+                RuleLine {
+                    rule: rule.clone(),
+                    calls: 0,
+                    alerts: 0,
+                    first: show(start, &tz),
+                    figures: explanation.get(i).cloned().unwrap_or_else(|| explanation.join("; ")),
+                }
+            });
+            line.calls += 1;
+        }
+        let decision = match (allowed, d.and_then(|d| d["max_duration_s"].as_u64())) {
+            (false, _) => "denied".to_string(),
+            (true, Some(cap)) => format!("allowed, capped at {cap} s"),
+            (true, None) if d.is_none() => "record only".to_string(),
+            (true, None) => "allowed".to_string(),
+        };
+        let flagged = !rules.is_empty();
+        totals.calls += 1;
+        if allowed {
+            totals.allowed += 1;
+        } else {
+            totals.denied += 1;
+        }
+        if billsec.is_some_and(|b| b > 0) {
+            totals.answered += 1;
+        }
+        totals.billsec += u64::from(billsec.unwrap_or(0));
+        totals.flagged += u64::from(flagged);
+        let c = call_cost.unwrap_or_default();
+        cost += c;
+        if flagged {
+            flagged_cost += c;
+        }
+        lines.push((
+            start,
+            CallLine {
+                call_id: call_id.clone(),
+                time: show(start, &tz),
+                extension: cdr.source.clone(),
+                dialled: cdr.dialled.clone(),
+                e164,
+                country,
+                number_type,
+                risk,
+                decision,
+                rules: rules.join(" "),
+                billsec: billsec.map(|b| b.to_string()).unwrap_or_default(),
+                billsec_from: billsec_from.to_string(),
+                rate,
+                cost: call_cost.map(four).unwrap_or_default(),
+            },
+            c,
+            flagged,
+        ));
+    }
+    lines.sort_by(|a, b| (a.0, &a.1.call_id).cmp(&(b.0, &b.1.call_id)));
+
+    // Alerts of the account in the period.
+    let mut alerts = vec![];
+    for a in store.alerts(Some(&account), 0, u32::MAX)? {
+        let v: Value = serde_json::from_str(&a.json).unwrap_or_default();
+        let Some(t) = parse(&v["time"]) else { continue };
+        if t < from || t > to {
+            continue;
+        }
+        let rule = v["rule"].as_str().unwrap_or("").to_string();
+        let line = rule_lines.entry(rule.clone()).or_insert_with(|| {
+            rule_order.push(rule.clone());
+            RuleLine {
+                rule: rule.clone(),
+                calls: 0,
+                alerts: 0,
+                first: show(t, &tz),
+                figures: v["message"].as_str().unwrap_or("").to_string(),
+            }
+        });
+        line.alerts += 1;
+        let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
+        alerts.push(AlertLine {
+            time: show(t, &tz),
+            severity: s("severity"),
+            rule,
+            action: s("action"),
+            call_id: s("call_id"),
+            message: s("message"),
+        });
+    }
+
+    // VAT at the cent on the total, the way an invoice does it.
+    let vat = (cost * vat_percent / Decimal::from(100))
+        .round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+    totals.cost = four(cost);
+    totals.flagged_cost = four(flagged_cost);
+    totals.vat = four(vat);
+    totals.cost_incl_vat = four(cost + vat);
+
+    let moment = |what: &str, v: &Value, detail: String| Moment {
+        what: what.into(),
+        time: parse(&v["time"]).map(|t| show(t, &tz)).unwrap_or_default(),
+        detail,
+    };
+    let first_call = lines.first().map(|l| l.1.clone());
+    let mut timeline = vec![Moment {
+        what: "first call of the period".into(),
+        time: first_call.as_ref().map(|c| c.time.clone()).unwrap_or_default(),
+        detail: first_call
+            .map(|c| format!("{} to {} ({})", c.call_id, c.e164, c.decision))
+            .unwrap_or_default(),
+    }];
+    timeline.push(moment(
+        "first alert",
+        &data["first_alert"],
+        format!(
+            "{} ({}): {}",
+            data["first_alert"]["rule"].as_str().unwrap_or(""),
+            data["first_alert"]["severity"].as_str().unwrap_or(""),
+            data["first_alert"]["message"].as_str().unwrap_or("")
+        ),
+    ));
+    timeline.push(moment(
+        "first call denied",
+        &data["first_denial"],
+        format!(
+            "{} to {}",
+            data["first_denial"]["call_id"].as_str().unwrap_or(""),
+            data["first_denial"]["to"].as_str().unwrap_or("")
+        ),
+    ));
+    let block_detail = if data["block"].is_null() {
+        String::new()
+    } else {
+        data["block"]["reason"].as_str().or(data["block"]["rule"].as_str()).unwrap_or("blocked").to_string()
+    };
+    timeline.push(moment("account blocked", &data["block"], block_detail));
+    if closed {
+        timeline.push(Moment {
+            what: format!("incident {}", inc.state.replace('_', " ")),
+            time: show(to, &tz),
+            detail: String::new(),
+        });
+    }
+    let history = history
+        .iter()
+        .map(|h| Moment {
+            what: h["state"].as_str().unwrap_or("").to_string(),
+            time: parse(&h["time"]).map(|t| show(t, &tz)).unwrap_or_default(),
+            detail: format!(
+                "by {}{}",
+                h["by"].as_str().unwrap_or(""),
+                h["reason"].as_str().map(|r| format!(": {r}")).unwrap_or_default()
+            ),
+        })
+        .collect();
+
+    let pricing = if rater.cgrates().is_some() {
+        "the CGRateS tariff plan's price of the billed seconds (docs/integrations/cgrates.md)"
+    } else {
+        "fee + rate per minute x billed seconds / 60, billed seconds rounded up to the row's increments, \
+         rounded once to 4 decimals (docs/rating.md)"
+    };
+    let method = vec![
+        format!(
+            "Calls: every call of account {account} attempted from {} to {} ({}), whether a rule fired on it or not.",
+            show(from, &tz),
+            show(to, &tz),
+            tz.iana_name().unwrap_or("the account's zone")
+        ),
+        "Billed seconds: from the call record where there is one (the record wins); else from the end the \
+         switch reported; a call whose end never came is counted from its answer to when tollguard closed it; \
+         a denied call has none."
+            .to_string(),
+        format!("Cost of a call: {pricing}; inbound, internal and emergency calls are not priced."),
+        format!(
+            "Cost excluding VAT: the sum of the calls' costs, {} {} over {} calls ({} answered, {} billed seconds).",
+            currency, totals.cost, totals.calls, totals.answered, totals.billsec
+        ),
+        format!(
+            "Of which the calls a rule fired on: {} {} over {} calls.",
+            currency, totals.flagged_cost, totals.flagged
+        ),
+        format!(
+            "VAT: {vat_percent}% of the cost excluding VAT, rounded half up to the cent: {currency} {}; including VAT: \
+             {currency} {}.",
+            totals.vat, totals.cost_incl_vat
+        ),
+    ];
+    let mut rules: Vec<RuleLine> = rule_order.iter().filter_map(|r| rule_lines.remove(r)).collect();
+    rules.sort_by(|a, b| a.first.cmp(&b.first).then(a.rule.cmp(&b.rule)));
+
+    Ok(IncidentReport {
+        id,
+        account,
+        state: inc.state,
+        zone: tz.iana_name().unwrap_or("").to_string(),
+        from: show(from, &tz),
+        to: show(to, &tz),
+        timeline,
+        rules,
+        alerts,
+        calls: lines.into_iter().map(|l| l.1).collect(),
+        totals,
+        vat_percent: vat_percent.normalize().to_string(),
+        method,
+        history,
+    })
+}
+
+/// The rate that priced a call, in words.
+fn describe_rate(rater: &Rater, r: &tollguard_core::rater::Rated<'_>, start: Timestamp) -> String {
+    if let (Some(t), Some(c)) = (&r.tariff, rater.cgrates()) {
+        let (dest, dr, rate) = c.plan.describe(t, start);
+        return format!("{} {dest} {dr} {rate}", c.plan.plan_name(t));
+    }
+    match r.rows[0] {
+        Some(row) => format!(
+            "{} {} {}/min fee {} {}/{} s",
+            row.prefix,
+            row.destination,
+            row.rate_per_minute,
+            row.connection_fee,
+            row.initial_s,
+            row.subsequent_s
+        ),
+        None if r.is_unrated() => "unrated".into(),
+        None => String::new(),
+    }
+}
+
+/// The report as CSV: one line per call, then the totals as `# ` lines.
+pub fn incident_csv(r: &IncidentReport) -> Result<String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "call_id",
+        "time",
+        "extension",
+        "dialled",
+        "e164",
+        "country",
+        "number_type",
+        "risk",
+        "decision",
+        "rules",
+        "billsec",
+        "billsec_from",
+        "rate",
+        "cost",
+    ])?;
+    for c in &r.calls {
+        w.write_record([
+            &c.call_id,
+            &c.time,
+            &c.extension,
+            &c.dialled,
+            &c.e164,
+            &c.country,
+            &c.number_type,
+            &c.risk,
+            &c.decision,
+            &c.rules,
+            &c.billsec,
+            &c.billsec_from,
+            &c.rate,
+            &c.cost,
+        ])?;
+    }
+    let mut out = String::from_utf8(w.into_inner().map_err(|e| anyhow!("{e}"))?)?;
+    let t = &r.totals;
+    out.push_str(&format!(
+        "# incident {} account {} ({}) {} to {} {}\n# calls {} allowed {} denied {} answered {} billsec {} flagged {}\n\
+         # cost excl. VAT {} {}; flagged calls {} {}; VAT {}% {} {}; cost incl. VAT {} {}\n",
+        r.id,
+        r.account,
+        r.state,
+        r.from,
+        r.to,
+        r.zone,
+        t.calls,
+        t.allowed,
+        t.denied,
+        t.answered,
+        t.billsec,
+        t.flagged,
+        t.currency,
+        t.cost,
+        t.currency,
+        t.flagged_cost,
+        r.vat_percent,
+        t.currency,
+        t.vat,
+        t.currency,
+        t.cost_incl_vat
+    ));
+    Ok(out)
+}
+
+/// The report as a self-contained HTML page (printable; the PDF is printed from it).
+pub fn incident_html(r: &IncidentReport) -> Result<String> {
+    let mut env = minijinja::Environment::new();
+    env.add_template("incident.html", include_str!("templates/incident.html"))?;
+    Ok(env
+        .get_template("incident.html")?
+        .render(minijinja::context! { r => minijinja::Value::from(minijinja::value::Serde(r)) })?)
+}

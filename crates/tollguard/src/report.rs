@@ -1,0 +1,151 @@
+//! `tollguard report incident ID`: the evidence pack of an incident, from the live service's store.
+
+use crate::rate::setup;
+use crate::InputArgs;
+use anyhow::{anyhow, bail, Context, Result};
+use rust_decimal::Decimal;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use tollguard_server::report::{incident_csv, incident_html, incident_report};
+
+/// `tollguard report ...`.
+#[derive(clap::Subcommand, Debug)]
+pub enum ReportCommand {
+    /// The evidence pack of an incident: timeline, rules with their figures, every call with its
+    /// rate and cost, totals excluding and including VAT, and how each total was computed.
+    Incident(IncidentArgs),
+}
+
+/// Arguments of `tollguard report incident`.
+#[derive(clap::Args, Debug)]
+pub struct IncidentArgs {
+    /// The incident's id (`GET /v1/incidents`).
+    id: i64,
+    /// `html`, `csv` or `pdf` (printed from the HTML by headless Chromium).
+    #[arg(long, default_value = "html")]
+    format: String,
+    /// Write here (default: standard output; a PDF needs `--out`).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// VAT rate in percent (e.g. 21).
+    #[arg(long, default_value = "0")]
+    vat_percent: Decimal,
+    /// The service's configuration (rates, accounts, `[server] database`).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The SQLite store (overrides `[server] database`).
+    #[arg(long)]
+    database: Option<PathBuf>,
+    /// A-Z rate deck (replaces the configuration's decks).
+    #[arg(long = "rates")]
+    rates: Vec<PathBuf>,
+    /// A CGRateS tariff plan (replaces `[cgrates] plan`).
+    #[arg(long)]
+    cgrates_plan: Option<PathBuf>,
+    /// Zone of accounts the configuration does not place. Default UTC.
+    #[arg(long)]
+    tz: Option<String>,
+    /// Dialling plan country of accounts the configuration does not place.
+    #[arg(long)]
+    country: Option<String>,
+}
+
+pub fn run(c: ReportCommand) -> Result<ExitCode> {
+    match c {
+        ReportCommand::Incident(a) => incident(a),
+    }
+}
+
+fn incident(a: IncidentArgs) -> Result<ExitCode> {
+    if a.vat_percent.is_sign_negative() || a.vat_percent > Decimal::from(100) {
+        bail!("--vat-percent must be from 0 to 100");
+    }
+    let input = InputArgs {
+        cdr: vec![],
+        format: tollguard_ingest::Format::Asterisk,
+        rates: a.rates.clone(),
+        cgrates_plan: a.cgrates_plan.clone(),
+        config: a.config.clone(),
+        tz: a.tz.clone(),
+        country: a.country.clone(),
+    };
+    let setup = setup(&input)?;
+    let db = a.database.clone().unwrap_or_else(|| setup.server.options.database.clone());
+    if !db.exists() {
+        bail!("{}: no such store (give --database or the service's --config)", db.display());
+    }
+    let store = tollguard_store::Store::open(&db)?;
+    let r = incident_report(&store, &setup.rater, a.id, jiff::Timestamp::now(), a.vat_percent)?;
+    let out = a.out.as_deref();
+    match a.format.as_str() {
+        "csv" => write(out, incident_csv(&r)?.as_bytes())?,
+        "html" => write(out, incident_html(&r)?.as_bytes())?,
+        "pdf" => {
+            let Some(out) = out else { bail!("--format pdf needs --out FILE.pdf") };
+            print_pdf(&incident_html(&r)?, out)?;
+        }
+        f => bail!("--format must be html, csv or pdf, found {f:?}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write(out: Option<&Path>, bytes: &[u8]) -> Result<()> {
+    match out {
+        Some(p) => std::fs::write(p, bytes).with_context(|| format!("cannot write {}", p.display())),
+        None => {
+            use std::io::Write;
+            std::io::stdout().write_all(bytes)?;
+            Ok(())
+        }
+    }
+}
+
+/// The Chromium to print with: `TOLLGUARD_CHROMIUM`, else `chromium` or `chromium-browser` on the
+/// path.
+fn chromium() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("TOLLGUARD_CHROMIUM") {
+        return Ok(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        for name in ["chromium", "chromium-browser", "google-chrome"] {
+            let p = dir.join(name);
+            if p.is_file() {
+                return Ok(p);
+            }
+        }
+    }
+    Err(anyhow!(
+        "a PDF is printed by headless Chromium, and none was found: install it (apt-get install -y chromium) or set \
+         TOLLGUARD_CHROMIUM"
+    ))
+}
+
+/// Prints `html` to `out` as PDF with headless Chromium (A4, the page's print styles).
+pub fn print_pdf(html: &str, out: &Path) -> Result<()> {
+    let browser = chromium()?;
+    let dir = std::env::temp_dir().join(format!("tollguard-pdf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let page = dir.join("report.html");
+    std::fs::write(&page, html)?;
+    let out_abs = if out.is_absolute() { out.to_path_buf() } else { std::env::current_dir()?.join(out) };
+    let result = Command::new(&browser)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        .args(["--disable-component-update", "--disable-sync", "--no-pdf-header-footer"])
+        .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+        .arg(format!("--print-to-pdf={}", out_abs.display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .with_context(|| format!("cannot run {}", browser.display()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let output = result?;
+    if !output.status.success() || !out_abs.is_file() {
+        bail!(
+            "{} could not print the PDF ({}): {}",
+            browser.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or("")
+        );
+    }
+    Ok(())
+}
