@@ -209,170 +209,44 @@ pub fn incident_report(
     } else {
         until
     };
-    let (from_ns, to_ns) = (from.as_nanosecond() as i64, to.as_nanosecond() as i64);
-
-    // What the store knows of each call of the account in the period.
-    let mut calls: BTreeMap<String, Known> = BTreeMap::new();
-    for (t, json) in store.decisions_of(&account, from_ns, to_ns)? {
-        let v: Value = serde_json::from_str(&json).unwrap_or_default();
-        let id = v["call_id"].as_str().unwrap_or("").to_string();
-        calls.entry(id).or_default().decision = Some((ns_to(t), v));
-    }
-    for json in store.cdrs_of(&account)? {
-        let v: Value = serde_json::from_str(&json).unwrap_or_default();
-        let Some(start) = parse(&v["start"]) else { continue };
-        let id = v["call_id"].as_str().unwrap_or("").to_string();
-        if (from..=to).contains(&start) || calls.contains_key(&id) {
-            calls.entry(id).or_default().record = Some(v);
-        }
-    }
-    // Answers and ends may come after the period's end (a call running at the closing).
-    let horizon = to_ns.saturating_add(86_400 * 1_000_000_000);
-    store.for_each_event_between(from_ns, horizon, |e| {
-        if e.kind != "answer" && e.kind != "end" {
-            return;
-        }
-        let v: Value = serde_json::from_str(&e.payload).unwrap_or_default();
-        let Some(k) = v["call_id"].as_str().and_then(|id| calls.get_mut(id)) else { return };
-        if e.kind == "answer" {
-            k.answered.get_or_insert(ns_to(e.time_ns));
-        } else if k.ended.is_none() {
-            k.ended = Some((ns_to(e.time_ns), v));
-        }
-    })?;
-
-    // Each call: rated as the live service rated it.
-    let currency = rater
-        .cgrates()
-        .map(|c| c.currency)
-        .or_else(|| rater.decks().first().map(|d| d.currency))
-        .unwrap_or_default()
-        .to_string();
-    let mut lines: Vec<(Timestamp, CallLine, Decimal, bool)> = vec![];
+    let currency = currency_of(rater);
+    let period = calls_of(store, rater, &account, from, to, closed)?;
     let mut rule_lines: HashMap<String, RuleLine> = HashMap::new();
     let mut rule_order: Vec<String> = vec![];
     let mut totals = Totals { currency: currency.clone(), ..Totals::default() };
     let (mut cost, mut flagged_cost) = (Decimal::ZERO, Decimal::ZERO);
-    let mut cdr = Cdr::default();
-    for (call_id, k) in &calls {
-        let d = k.decision.as_ref().map(|(_, v)| v);
-        let r = k.record.as_ref();
-        let start = k
-            .decision
-            .as_ref()
-            .map(|(t, _)| *t)
-            .or_else(|| r.and_then(|r| parse(&r["start"])))
-            .unwrap_or(from);
-        let field = |name: &str, alt: &str| -> String {
-            d.and_then(|d| d[name].as_str())
-                .or_else(|| r.and_then(|r| r[alt].as_str()))
-                .unwrap_or("")
-                .to_string()
-        };
-        let allowed = d.is_none_or(|d| d["allow"].as_bool().unwrap_or(true));
-        let (billsec, billsec_from): (Option<u32>, &str) = if let Some(r) = r {
-            (r["billsec"].as_u64().map(|b| b as u32), "record")
-        } else if !allowed {
-            (None, "denied")
-        } else if let Some((at, end)) = &k.ended {
-            match (end["billsec"].as_u64(), k.answered) {
-                (Some(b), _) => (Some(b as u32), "end"),
-                (None, Some(ans)) => (Some(at.duration_since(ans).as_secs().max(0) as u32), "lost"),
-                (None, None) => (None, "not answered"),
-            }
-        } else {
-            (None, if closed { "not answered" } else { "running or not answered" })
-        };
-        cdr.clear();
-        cdr.call_id.push_str(call_id);
-        cdr.account.push_str(&account);
-        cdr.source.push_str(&field("extension", "extension"));
-        cdr.dialled.push_str(&field("to", "to"));
-        cdr.start = start;
-        cdr.billsec = billsec.unwrap_or(0);
-        if let Some(t) = r.and_then(|r| r["trunk"].as_str()) {
-            cdr.dst_channel.push_str(t);
-        }
-        let rated = rater.rate(&cdr);
-        let (e164, country, number_type, risk) = match (&rated.dialled, &rated.class) {
-            (Dialled::E164(n), Some(c)) => (
-                format!("+{}", n.as_str()),
-                rated.country.to_string(),
-                c.number_type.as_str().to_string(),
-                c.risk.as_str().to_string(),
-            ),
-            (other, _) => (other.kind().to_string(), String::new(), String::new(), String::new()),
-        };
-        let priced = rated.direction == Direction::Outbound && billsec.is_some();
-        let call_cost = if priced { rater.cost_of(&rated, start, cdr.billsec).map(|c| c.1) } else { None };
-        let rate = describe_rate(rater, &rated, start);
-        let rules: Vec<String> = d
-            .and_then(|d| d["rules"].as_array())
-            .map(|a| a.iter().filter_map(|r| r.as_str().map(String::from)).collect())
-            .unwrap_or_default();
-        let explanation: Vec<String> = d
-            .and_then(|d| d["explanation"].as_array())
-            .map(|a| a.iter().filter_map(|r| r.as_str().map(String::from)).collect())
-            .unwrap_or_default();
-        for (i, rule) in rules.iter().enumerate() {
+    for c in &period {
+        for (i, rule) in c.rules.iter().enumerate() {
             let line = rule_lines.entry(rule.clone()).or_insert_with(|| {
                 rule_order.push(rule.clone());
                 RuleLine {
                     rule: rule.clone(),
                     calls: 0,
                     alerts: 0,
-                    first: show(start, &tz),
-                    figures: explanation.get(i).cloned().unwrap_or_else(|| explanation.join("; ")),
+                    first: show(c.start, &tz),
+                    figures: c.explanation.get(i).cloned().unwrap_or_else(|| c.explanation.join("; ")),
                 }
             });
             line.calls += 1;
         }
-        let decision = match (allowed, d.and_then(|d| d["max_duration_s"].as_u64())) {
-            (false, _) => "denied".to_string(),
-            (true, Some(cap)) => format!("allowed, capped at {cap} s"),
-            (true, None) if d.is_none() => "record only".to_string(),
-            (true, None) => "allowed".to_string(),
-        };
-        let flagged = !rules.is_empty();
+        let flagged = !c.rules.is_empty();
         totals.calls += 1;
-        if allowed {
+        if c.allowed {
             totals.allowed += 1;
         } else {
             totals.denied += 1;
         }
-        if billsec.is_some_and(|b| b > 0) {
+        if c.billsec.is_some_and(|b| b > 0) {
             totals.answered += 1;
         }
-        totals.billsec += u64::from(billsec.unwrap_or(0));
+        totals.billsec += u64::from(c.billsec.unwrap_or(0));
         totals.flagged += u64::from(flagged);
-        let c = call_cost.unwrap_or_default();
-        cost += c;
+        cost += c.cost;
         if flagged {
-            flagged_cost += c;
+            flagged_cost += c.cost;
         }
-        lines.push((
-            start,
-            CallLine {
-                call_id: call_id.clone(),
-                time: show(start, &tz),
-                extension: cdr.source.clone(),
-                dialled: cdr.dialled.clone(),
-                e164,
-                country,
-                number_type,
-                risk,
-                decision,
-                rules: rules.join(" "),
-                billsec: billsec.map(|b| b.to_string()).unwrap_or_default(),
-                billsec_from: billsec_from.to_string(),
-                rate,
-                cost: call_cost.map(four).unwrap_or_default(),
-            },
-            c,
-            flagged,
-        ));
     }
-    lines.sort_by(|a, b| (a.0, &a.1.call_id).cmp(&(b.0, &b.1.call_id)));
+    let lines: Vec<CallLine> = period.into_iter().map(|c| c.line).collect();
 
     // Alerts of the account in the period.
     let mut alerts = vec![];
@@ -418,7 +292,7 @@ pub fn incident_report(
         time: parse(&v["time"]).map(|t| show(t, &tz)).unwrap_or_default(),
         detail,
     };
-    let first_call = lines.first().map(|l| l.1.clone());
+    let first_call = lines.first().cloned();
     let mut timeline = vec![Moment {
         what: "first call of the period".into(),
         time: first_call.as_ref().map(|c| c.time.clone()).unwrap_or_default(),
@@ -516,12 +390,187 @@ pub fn incident_report(
         timeline,
         rules,
         alerts,
-        calls: lines.into_iter().map(|l| l.1).collect(),
+        calls: lines,
         totals,
         vat_percent: vat_percent.normalize().to_string(),
         method,
         history,
     })
+}
+
+
+/// One call of an account in a period, as the store knows it, rated as the service rated it.
+#[derive(Clone, Debug)]
+pub struct PeriodCall {
+    /// When it was attempted (or started, for a call known only by its record).
+    pub start: Timestamp,
+    /// Allowed (or known only by its record).
+    pub allowed: bool,
+    /// Billed seconds, when known.
+    pub billsec: Option<u32>,
+    /// Its cost (zero when not priced).
+    pub cost: Decimal,
+    /// ISO country of the destination.
+    pub country: &'static str,
+    /// The rules that fired on it, and the engine's explanation.
+    pub rules: Vec<String>,
+    /// The engine's explanation, one line per figure.
+    pub explanation: Vec<String>,
+    /// The line as reports show it.
+    pub line: CallLine,
+}
+
+/// The currency the rater prices in.
+pub fn currency_of(rater: &Rater) -> String {
+    rater
+        .cgrates()
+        .map(|c| c.currency)
+        .or_else(|| rater.decks().first().map(|d| d.currency))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Every call of `account` attempted from `from` to `to` (decisions and records), with billed
+/// seconds from the record (which wins), the end event, or answer to close for a lost call;
+/// `closed`: the period is over, so a call with no end was not answered.
+pub fn calls_of(
+    store: &Store,
+    rater: &Rater,
+    account: &str,
+    from: Timestamp,
+    to: Timestamp,
+    closed: bool,
+) -> Result<Vec<PeriodCall>> {
+    // What the store knows of each call of the account in the period.
+    let (from_ns, to_ns) = (from.as_nanosecond() as i64, to.as_nanosecond() as i64);
+    let parse = |v: &Value| v.as_str().and_then(|s| s.parse::<Timestamp>().ok());
+    let mut calls: BTreeMap<String, Known> = BTreeMap::new();
+    for (t, json) in store.decisions_of(account, from_ns, to_ns)? {
+        let v: Value = serde_json::from_str(&json).unwrap_or_default();
+        let id = v["call_id"].as_str().unwrap_or("").to_string();
+        calls.entry(id).or_default().decision = Some((ns_to(t), v));
+    }
+    for json in store.cdrs_of(account)? {
+        let v: Value = serde_json::from_str(&json).unwrap_or_default();
+        let Some(start) = parse(&v["start"]) else { continue };
+        let id = v["call_id"].as_str().unwrap_or("").to_string();
+        if (from..=to).contains(&start) || calls.contains_key(&id) {
+            calls.entry(id).or_default().record = Some(v);
+        }
+    }
+    // Answers and ends may come after the period's end (a call running at the closing).
+    let horizon = to_ns.saturating_add(86_400 * 1_000_000_000);
+    store.for_each_event_between(from_ns, horizon, |e| {
+        if e.kind != "answer" && e.kind != "end" {
+            return;
+        }
+        let v: Value = serde_json::from_str(&e.payload).unwrap_or_default();
+        let Some(k) = v["call_id"].as_str().and_then(|id| calls.get_mut(id)) else { return };
+        if e.kind == "answer" {
+            k.answered.get_or_insert(ns_to(e.time_ns));
+        } else if k.ended.is_none() {
+            k.ended = Some((ns_to(e.time_ns), v));
+        }
+    })?;
+
+    // Each call: rated as the live service rated it.
+    let tz = rater.account(account).tz.clone();
+    let mut lines: Vec<PeriodCall> = vec![];
+    let mut cdr = Cdr::default();
+    for (call_id, k) in &calls {
+        let d = k.decision.as_ref().map(|(_, v)| v);
+        let r = k.record.as_ref();
+        let start = k
+            .decision
+            .as_ref()
+            .map(|(t, _)| *t)
+            .or_else(|| r.and_then(|r| parse(&r["start"])))
+            .unwrap_or(from);
+        let field = |name: &str, alt: &str| -> String {
+            d.and_then(|d| d[name].as_str())
+                .or_else(|| r.and_then(|r| r[alt].as_str()))
+                .unwrap_or("")
+                .to_string()
+        };
+        let allowed = d.is_none_or(|d| d["allow"].as_bool().unwrap_or(true));
+        let (billsec, billsec_from): (Option<u32>, &str) = if let Some(r) = r {
+            (r["billsec"].as_u64().map(|b| b as u32), "record")
+        } else if !allowed {
+            (None, "denied")
+        } else if let Some((at, end)) = &k.ended {
+            match (end["billsec"].as_u64(), k.answered) {
+                (Some(b), _) => (Some(b as u32), "end"),
+                (None, Some(ans)) => (Some(at.duration_since(ans).as_secs().max(0) as u32), "lost"),
+                (None, None) => (None, "not answered"),
+            }
+        } else {
+            (None, if closed { "not answered" } else { "running or not answered" })
+        };
+        cdr.clear();
+        cdr.call_id.push_str(call_id);
+        cdr.account.push_str(account);
+        cdr.source.push_str(&field("extension", "extension"));
+        cdr.dialled.push_str(&field("to", "to"));
+        cdr.start = start;
+        cdr.billsec = billsec.unwrap_or(0);
+        if let Some(t) = r.and_then(|r| r["trunk"].as_str()) {
+            cdr.dst_channel.push_str(t);
+        }
+        let rated = rater.rate(&cdr);
+        let (e164, country, number_type, risk) = match (&rated.dialled, &rated.class) {
+            (Dialled::E164(n), Some(c)) => (
+                format!("+{}", n.as_str()),
+                rated.country.to_string(),
+                c.number_type.as_str().to_string(),
+                c.risk.as_str().to_string(),
+            ),
+            (other, _) => (other.kind().to_string(), String::new(), String::new(), String::new()),
+        };
+        let priced = rated.direction == Direction::Outbound && billsec.is_some();
+        let call_cost = if priced { rater.cost_of(&rated, start, cdr.billsec).map(|c| c.1) } else { None };
+        let rate = describe_rate(rater, &rated, start);
+        let rules: Vec<String> = d
+            .and_then(|d| d["rules"].as_array())
+            .map(|a| a.iter().filter_map(|r| r.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        let explanation: Vec<String> = d
+            .and_then(|d| d["explanation"].as_array())
+            .map(|a| a.iter().filter_map(|r| r.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        let decision = match (allowed, d.and_then(|d| d["max_duration_s"].as_u64())) {
+            (false, _) => "denied".to_string(),
+            (true, Some(cap)) => format!("allowed, capped at {cap} s"),
+            (true, None) if d.is_none() => "record only".to_string(),
+            (true, None) => "allowed".to_string(),
+        };
+        lines.push(PeriodCall {
+            start,
+            allowed,
+            billsec,
+            cost: call_cost.unwrap_or_default(),
+            country: rated.country,
+            line: CallLine {
+                call_id: call_id.clone(),
+                time: show(start, &tz),
+                extension: cdr.source.clone(),
+                dialled: cdr.dialled.clone(),
+                e164,
+                country,
+                number_type,
+                risk,
+                decision,
+                rules: rules.join(" "),
+                billsec: billsec.map(|b| b.to_string()).unwrap_or_default(),
+                billsec_from: billsec_from.to_string(),
+                rate,
+                cost: call_cost.map(four).unwrap_or_default(),
+            },
+            rules,
+            explanation,
+        });
+    }
+    lines.sort_by(|a, b| (a.start, &a.line.call_id).cmp(&(b.start, &b.line.call_id)));
+    Ok(lines)
 }
 
 /// The rate that priced a call, in words.
