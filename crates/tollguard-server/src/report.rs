@@ -398,7 +398,6 @@ pub fn incident_report(
     })
 }
 
-
 /// One call of an account in a period, as the store knows it, rated as the service rated it.
 #[derive(Clone, Debug)]
 pub struct PeriodCall {
@@ -667,5 +666,372 @@ pub fn incident_html(r: &IncidentReport) -> Result<String> {
     env.add_template("incident.html", include_str!("templates/incident.html"))?;
     Ok(env
         .get_template("incident.html")?
+        .render(minijinja::context! { r => minijinja::Value::from(minijinja::value::Serde(r)) })?)
+}
+
+/// One hour of a daily report.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct HourLine {
+    /// Local hour, 0-23.
+    pub hour: u8,
+    /// Calls attempted in it.
+    pub calls: u64,
+    /// Calls answered.
+    pub answered: u64,
+    /// Billed seconds.
+    pub billsec: u64,
+    /// Spend, four decimals.
+    pub spend: String,
+    /// The usual band: the lowest and highest spend of this hour on the same weekday of the
+    /// four weeks before (empty without history).
+    pub usual_low: String,
+    /// See `usual_low`.
+    pub usual_high: String,
+    /// Spend above the band's top.
+    pub above_usual: bool,
+}
+
+/// One destination of a daily report.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct DestinationLine {
+    /// ISO country (`001`: non-geographic).
+    pub country: String,
+    /// Number type.
+    pub number_type: String,
+    /// Risk tier.
+    pub risk: String,
+    /// Calls.
+    pub calls: u64,
+    /// Billed seconds.
+    pub billsec: u64,
+    /// Cost.
+    pub cost: String,
+    /// Not called in the 28 days before.
+    pub new: bool,
+}
+
+/// The daily traffic report of one account: what the 2011 carrier offered, with thresholds.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct DailyReport {
+    /// The account.
+    pub account: String,
+    /// The local day.
+    pub date: String,
+    /// Its zone.
+    pub zone: String,
+    /// The currency.
+    pub currency: String,
+    /// Calls, answered, denied, billed seconds, spend of the day.
+    pub calls: u64,
+    /// Answered.
+    pub answered: u64,
+    /// Denied.
+    pub denied: u64,
+    /// Billed seconds.
+    pub billsec: u64,
+    /// Spend, four decimals.
+    pub spend: String,
+    /// Days of history the band rests on (0 to 4).
+    pub history_days: u32,
+    /// 24 hours.
+    pub hours: Vec<HourLine>,
+    /// Spend by hour against the band, as an SVG chart.
+    pub chart_svg: String,
+    /// Destinations by cost, highest first (at most 15).
+    pub destinations: Vec<DestinationLine>,
+    /// Countries called today and not in the 28 days before.
+    pub new_countries: Vec<String>,
+    /// Limits approached or reached: the warning and critical alerts of the day by rule.
+    pub limits: Vec<RuleLine>,
+    /// Every alert of the day.
+    pub alerts: Vec<AlertLine>,
+    /// Actions of the day (blocks, unblocks, limits, cuts): who, what, why.
+    pub actions: Vec<Moment>,
+}
+
+/// The local midnight starting `date` in `tz` (the first instant of the day, also on a day whose
+/// midnight a clock change skips).
+fn day_start(date: jiff::civil::Date, tz: &TimeZone) -> Result<Timestamp> {
+    Ok(tz.to_ambiguous_timestamp(date.to_datetime(jiff::civil::Time::midnight())).compatible()?)
+}
+
+/// Builds the daily report of `account` for local day `date`.
+pub fn daily_report(
+    store: &Store,
+    rater: &Rater,
+    account: &str,
+    date: jiff::civil::Date,
+    now: Timestamp,
+) -> Result<DailyReport> {
+    let tz = rater.account(account).tz.clone();
+    let from = day_start(date, &tz)?;
+    let to = day_start(date.tomorrow()?, &tz)? - jiff::SignedDuration::from_nanos(1);
+    let today = calls_of(store, rater, account, from, to, to < now)?;
+    let history_from = day_start(date.checked_sub(jiff::Span::new().days(28))?, &tz)?;
+    let before =
+        calls_of(store, rater, account, history_from, from - jiff::SignedDuration::from_nanos(1), true)?;
+
+    let hour_of = |t: Timestamp| tz.to_datetime(t).hour() as usize;
+    // The band: this hour on the same weekday of the four weeks before, lowest and highest.
+    let mut weeks = [[Decimal::ZERO; 24]; 4];
+    let mut seen_weeks = [false; 4];
+    for c in &before {
+        let d = tz.to_datetime(c.start).date();
+        let back = (date - d).get_days();
+        if back > 0 && back % 7 == 0 && back <= 28 {
+            let w = (back / 7 - 1) as usize;
+            weeks[w][hour_of(c.start)] += c.cost;
+            seen_weeks[w] = true;
+        }
+    }
+    let history_days = seen_weeks.iter().filter(|s| **s).count() as u32;
+    let mut hours: Vec<HourLine> = (0..24u8)
+        .map(|h| HourLine {
+            hour: h,
+            calls: 0,
+            answered: 0,
+            billsec: 0,
+            spend: String::new(),
+            usual_low: String::new(),
+            usual_high: String::new(),
+            above_usual: false,
+        })
+        .collect();
+    let mut spend = [Decimal::ZERO; 24];
+    let (mut answered, mut denied, mut billsec, mut total) = (0u64, 0u64, 0u64, Decimal::ZERO);
+    for c in &today {
+        let h = hour_of(c.start);
+        hours[h].calls += 1;
+        if c.billsec.is_some_and(|b| b > 0) {
+            hours[h].answered += 1;
+            answered += 1;
+        }
+        hours[h].billsec += u64::from(c.billsec.unwrap_or(0));
+        billsec += u64::from(c.billsec.unwrap_or(0));
+        denied += u64::from(!c.allowed);
+        spend[h] += c.cost;
+        total += c.cost;
+    }
+    let mut band = vec![];
+    for (h, line) in hours.iter_mut().enumerate() {
+        line.spend = four(spend[h]);
+        if history_days > 0 {
+            let vals: Vec<Decimal> = (0..4).filter(|w| seen_weeks[*w]).map(|w| weeks[w][h]).collect();
+            let (lo, hi) = (
+                vals.iter().min().copied().unwrap_or_default(),
+                vals.iter().max().copied().unwrap_or_default(),
+            );
+            line.usual_low = four(lo);
+            line.usual_high = four(hi);
+            line.above_usual = spend[h] > hi;
+            band.push((lo, hi));
+        }
+    }
+
+    // Destinations, and the countries new today.
+    let known: std::collections::HashSet<&str> =
+        before.iter().map(|c| c.country).filter(|c| !c.is_empty()).collect();
+    let mut dests: BTreeMap<(String, String), DestinationLine> = BTreeMap::new();
+    let mut costs: HashMap<(String, String), Decimal> = HashMap::new();
+    let mut new_countries: Vec<String> = vec![];
+    for c in &today {
+        if c.country.is_empty() {
+            continue;
+        }
+        let key = (c.line.country.clone(), c.line.number_type.clone());
+        let e = dests.entry(key.clone()).or_insert_with(|| DestinationLine {
+            country: c.line.country.clone(),
+            number_type: c.line.number_type.clone(),
+            risk: c.line.risk.clone(),
+            calls: 0,
+            billsec: 0,
+            cost: String::new(),
+            new: !known.contains(c.country),
+        });
+        e.calls += 1;
+        e.billsec += u64::from(c.billsec.unwrap_or(0));
+        *costs.entry(key).or_default() += c.cost;
+        if !known.contains(c.country) && !new_countries.iter().any(|n| n == c.country) {
+            new_countries.push(c.country.to_string());
+        }
+    }
+    let mut destinations: Vec<(Decimal, DestinationLine)> = dests
+        .into_iter()
+        .map(|(k, mut d)| {
+            let c = costs.get(&k).copied().unwrap_or_default();
+            d.cost = four(c);
+            (c, d)
+        })
+        .collect();
+    destinations
+        .sort_by(|a, b| b.0.cmp(&a.0).then(b.1.calls.cmp(&a.1.calls)).then(a.1.country.cmp(&b.1.country)));
+    destinations.truncate(15);
+    new_countries.sort();
+
+    // Alerts and limits of the day.
+    let parse = |v: &Value| v.as_str().and_then(|s| s.parse::<Timestamp>().ok());
+    let mut alerts = vec![];
+    let mut limits: BTreeMap<String, RuleLine> = BTreeMap::new();
+    for a in store.alerts(Some(account), 0, u32::MAX)? {
+        let v: Value = serde_json::from_str(&a.json).unwrap_or_default();
+        let Some(t) = parse(&v["time"]) else { continue };
+        if t < from || t > to {
+            continue;
+        }
+        let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
+        let line = AlertLine {
+            time: show(t, &tz),
+            severity: s("severity"),
+            rule: s("rule"),
+            action: s("action"),
+            call_id: s("call_id"),
+            message: s("message"),
+        };
+        let l = limits.entry(line.rule.clone()).or_insert_with(|| RuleLine {
+            rule: line.rule.clone(),
+            calls: 0,
+            alerts: 0,
+            first: line.time.clone(),
+            figures: String::new(),
+        });
+        l.alerts += 1;
+        // The last word: the highest level reached.
+        l.figures = format!("{}: {}", line.severity, line.message);
+        alerts.push(line);
+    }
+    let actions = store
+        .audit(Some(account), 0, u32::MAX)?
+        .into_iter()
+        .filter(|e| (from..=to).contains(&ns_to(e.time_ns)))
+        .map(|e| Moment {
+            what: e.action,
+            time: show(ns_to(e.time_ns), &tz),
+            detail: format!("by {}: {}", e.actor, e.details),
+        })
+        .collect();
+
+    let chart_svg = hour_chart(&spend, &band, &currency_of(rater))?;
+    Ok(DailyReport {
+        account: account.to_string(),
+        date: date.to_string(),
+        zone: tz.iana_name().unwrap_or("").to_string(),
+        currency: currency_of(rater),
+        calls: today.len() as u64,
+        answered,
+        denied,
+        billsec,
+        spend: four(total),
+        history_days,
+        hours,
+        chart_svg,
+        destinations: destinations.into_iter().map(|d| d.1).collect(),
+        new_countries,
+        limits: limits.into_values().collect(),
+        alerts,
+        actions,
+    })
+}
+
+/// Spend per hour as bars, the usual band as a shaded range behind them (plotters, SVG).
+fn hour_chart(spend: &[Decimal; 24], band: &[(Decimal, Decimal)], currency: &str) -> Result<String> {
+    use plotters::prelude::*;
+    use rust_decimal::prelude::ToPrimitive;
+    let f = |d: Decimal| d.to_f64().unwrap_or(0.0);
+    let top = spend.iter().chain(band.iter().map(|b| &b.1)).map(|d| f(*d)).fold(0.0f64, f64::max);
+    let top = if top <= 0.0 { 1.0 } else { top * 1.15 };
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (760, 260)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| anyhow!("chart: {e}"))?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(12)
+            .x_label_area_size(28)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0f64..24f64, 0f64..top)
+            .map_err(|e| anyhow!("chart: {e}"))?;
+        chart
+            .configure_mesh()
+            .x_labels(13)
+            .x_label_formatter(&|h| format!("{:02}", *h as u32))
+            .y_desc(currency)
+            .x_desc("hour")
+            .disable_x_mesh()
+            .draw()
+            .map_err(|e| anyhow!("chart: {e}"))?;
+        let shade = RGBColor(120, 160, 220).mix(0.25).filled();
+        chart
+            .draw_series(band.iter().enumerate().map(|(h, (lo, hi))| {
+                Rectangle::new([(h as f64, f(*lo)), (h as f64 + 1.0, f(*hi).max(f(*lo)))], shade)
+            }))
+            .map_err(|e| anyhow!("chart: {e}"))?;
+        chart
+            .draw_series(spend.iter().enumerate().map(|(h, s)| {
+                let over = band.get(h).is_some_and(|b| *s > b.1);
+                let color = if over { RGBColor(200, 60, 40) } else { RGBColor(40, 90, 160) };
+                Rectangle::new([(h as f64 + 0.15, 0.0), (h as f64 + 0.85, f(*s))], color.filled())
+            }))
+            .map_err(|e| anyhow!("chart: {e}"))?;
+        root.present().map_err(|e| anyhow!("chart: {e}"))?;
+    }
+    Ok(svg)
+}
+
+/// The daily report as CSV: one line per hour, then `# ` lines for destinations and alerts.
+pub fn daily_csv(r: &DailyReport) -> Result<String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "hour",
+        "calls",
+        "answered",
+        "billsec",
+        "spend",
+        "usual_low",
+        "usual_high",
+        "above_usual",
+    ])?;
+    for h in &r.hours {
+        w.write_record([
+            format!("{:02}", h.hour),
+            h.calls.to_string(),
+            h.answered.to_string(),
+            h.billsec.to_string(),
+            h.spend.clone(),
+            h.usual_low.clone(),
+            h.usual_high.clone(),
+            h.above_usual.to_string(),
+        ])?;
+    }
+    let mut out = String::from_utf8(w.into_inner().map_err(|e| anyhow!("{e}"))?)?;
+    out.push_str(&format!(
+        "# account {} day {} {}: calls {} answered {} denied {} billsec {} spend {} {} (band from {} weeks)\n",
+        r.account, r.date, r.zone, r.calls, r.answered, r.denied, r.billsec, r.currency, r.spend, r.history_days
+    ));
+    for d in &r.destinations {
+        out.push_str(&format!(
+            "# destination {} {} {} calls {} billsec {} cost {}{}\n",
+            d.country,
+            d.number_type,
+            d.risk,
+            d.calls,
+            d.billsec,
+            d.cost,
+            if d.new { " NEW" } else { "" }
+        ));
+    }
+    for a in &r.alerts {
+        out.push_str(&format!("# alert {} {} {} {}: {}\n", a.time, a.severity, a.rule, a.action, a.message));
+    }
+    for a in &r.actions {
+        out.push_str(&format!("# action {} {} {}\n", a.time, a.what, a.detail));
+    }
+    Ok(out)
+}
+
+/// The daily report as a self-contained HTML page.
+pub fn daily_html(r: &DailyReport) -> Result<String> {
+    let mut env = minijinja::Environment::new();
+    env.add_template("daily.html", include_str!("templates/daily.html"))?;
+    Ok(env
+        .get_template("daily.html")?
         .render(minijinja::context! { r => minijinja::Value::from(minijinja::value::Serde(r)) })?)
 }

@@ -122,3 +122,67 @@ async fn a_night_attack_gives_an_evidence_pack() {
     insta::assert_snapshot!("incident.csv", incident_csv(&r).unwrap());
     insta::assert_snapshot!("incident.html", incident_html(&r).unwrap());
 }
+
+#[tokio::test]
+async fn a_daily_report_shows_the_hour_above_its_usual_band_and_the_new_country() {
+    let db = common::temp_dir("daily").join("tollguard.db");
+    let token = create_token(&db, "noc", &Scope::Operator).unwrap();
+    let s = Server::start(rater(), Policy::builtin(), Options { database: db.clone(), ..Options::default() })
+        .unwrap();
+    let app = s.router();
+    // Four Mondays of ordinary traffic: calls of 300 s to Amsterdam at 10:00 (0.06 each), three
+    // on 30 May, two on the others.
+    let mut records = vec![];
+    for (day, n) in
+        [("2011-05-16", 2), ("2011-05-23", 2), ("2011-05-30", 3), ("2011-06-06", 2), ("2011-06-13", 2)]
+    {
+        for i in 0..n {
+            records.push(json!({ "call_id": format!("{day}-{i}"), "account": "acme", "extension": "210",
+                "to": "0201234567", "start": format!("{day}T10:0{i}:00+02:00"), "answer": format!("{day}T10:0{i}:05+02:00"),
+                "end": format!("{day}T10:0{}:05+02:00", i + 5), "billsec": 300 }));
+        }
+    }
+    // Monday 13 June, 02:55: the first call to East Timor is denied; at 03:00 one goes through
+    // another way (its record: 20 minutes).
+    let (_, v) = call(
+        &app,
+        "POST",
+        "/v1/authorize",
+        &token,
+        Some(authorize("tl1", "213", "0067077123456", "2011-06-13T02:55:00+02:00")),
+    )
+    .await;
+    assert_eq!(v["allow"], false, "{v}");
+    records.push(json!({ "call_id": "tl3", "account": "acme", "extension": "213", "to": "006707754605",
+        "start": "2011-06-13T03:00:00+02:00", "answer": "2011-06-13T03:00:10+02:00", "end": "2011-06-13T03:20:10+02:00", "billsec": 1200 }));
+    let (st, v) = call(&app, "POST", "/v1/cdrs", &token, Some(Value::Array(records))).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    s.flush().await;
+
+    let store = tollguard_store::Store::open(&db).unwrap();
+    let date: jiff::civil::Date = "2011-06-13".parse().unwrap();
+    let now: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+    let r = tollguard_server::report::daily_report(&store, &rater(), "acme", date, now).unwrap();
+    assert_eq!((r.calls, r.denied, r.answered, r.spend.as_str()), (4, 1, 3, "29.1200"));
+    assert_eq!(r.history_days, 4);
+    let ten = &r.hours[10];
+    assert_eq!(
+        (ten.spend.as_str(), ten.usual_low.as_str(), ten.usual_high.as_str(), ten.above_usual),
+        ("0.1200", "0.1200", "0.1800", false)
+    );
+    let three = &r.hours[3];
+    assert_eq!(
+        (three.spend.as_str(), three.usual_high.as_str(), three.above_usual),
+        ("29.0000", "0.0000", true)
+    );
+    assert_eq!(r.new_countries, ["TL"]);
+    assert_eq!(
+        (r.destinations[0].country.as_str(), r.destinations[0].cost.as_str(), r.destinations[0].new),
+        ("TL", "29.0000", true)
+    );
+    assert_eq!((r.destinations[1].country.as_str(), r.destinations[1].new), ("NL", false));
+    assert_eq!(r.alerts.len(), 1);
+    assert!(r.chart_svg.starts_with("<svg") && r.chart_svg.contains("<rect"), "{}", &r.chart_svg[..80]);
+    insta::assert_snapshot!("daily.csv", tollguard_server::report::daily_csv(&r).unwrap());
+    insta::assert_snapshot!("daily.html", tollguard_server::report::daily_html(&r).unwrap());
+}
