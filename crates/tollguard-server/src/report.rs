@@ -250,33 +250,19 @@ pub fn incident_report(
 
     // Alerts of the account in the period.
     let mut alerts = vec![];
-    for a in store.alerts(Some(&account), 0, u32::MAX)? {
-        let v: Value = serde_json::from_str(&a.json).unwrap_or_default();
-        let Some(t) = parse(&v["time"]) else { continue };
-        if t < from || t > to {
-            continue;
-        }
-        let rule = v["rule"].as_str().unwrap_or("").to_string();
-        let line = rule_lines.entry(rule.clone()).or_insert_with(|| {
-            rule_order.push(rule.clone());
+    for (t, line) in alerts_of(store, &account, from, to, &tz)? {
+        let l = rule_lines.entry(line.rule.clone()).or_insert_with(|| {
+            rule_order.push(line.rule.clone());
             RuleLine {
-                rule: rule.clone(),
+                rule: line.rule.clone(),
                 calls: 0,
                 alerts: 0,
                 first: show(t, &tz),
-                figures: v["message"].as_str().unwrap_or("").to_string(),
+                figures: line.message.clone(),
             }
         });
-        line.alerts += 1;
-        let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
-        alerts.push(AlertLine {
-            time: show(t, &tz),
-            severity: s("severity"),
-            rule,
-            action: s("action"),
-            call_id: s("call_id"),
-            message: s("message"),
-        });
+        l.alerts += 1;
+        alerts.push(line);
     }
 
     // VAT at the cent on the total, the way an invoice does it.
@@ -417,6 +403,35 @@ pub struct PeriodCall {
     pub explanation: Vec<String>,
     /// The line as reports show it.
     pub line: CallLine,
+}
+
+/// The alerts of `account` raised from `from` to `to`, oldest first, with their times.
+fn alerts_of(
+    store: &Store,
+    account: &str,
+    from: Timestamp,
+    to: Timestamp,
+    tz: &TimeZone,
+) -> Result<Vec<(Timestamp, AlertLine)>> {
+    let mut out = vec![];
+    for a in store.alerts(Some(account), 0, u32::MAX)? {
+        let v: Value = serde_json::from_str(&a.json).unwrap_or_default();
+        let Some(t) = v["time"].as_str().and_then(|s| s.parse::<Timestamp>().ok()) else { continue };
+        if t < from || t > to {
+            continue;
+        }
+        let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
+        let line = AlertLine {
+            time: show(t, tz),
+            severity: s("severity"),
+            rule: s("rule"),
+            action: s("action"),
+            call_id: s("call_id"),
+            message: s("message"),
+        };
+        out.push((t, line));
+    }
+    Ok(out)
 }
 
 /// The currency the rater prices in.
@@ -869,24 +884,9 @@ pub fn daily_report(
     new_countries.sort();
 
     // Alerts and limits of the day.
-    let parse = |v: &Value| v.as_str().and_then(|s| s.parse::<Timestamp>().ok());
     let mut alerts = vec![];
     let mut limits: BTreeMap<String, RuleLine> = BTreeMap::new();
-    for a in store.alerts(Some(account), 0, u32::MAX)? {
-        let v: Value = serde_json::from_str(&a.json).unwrap_or_default();
-        let Some(t) = parse(&v["time"]) else { continue };
-        if t < from || t > to {
-            continue;
-        }
-        let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
-        let line = AlertLine {
-            time: show(t, &tz),
-            severity: s("severity"),
-            rule: s("rule"),
-            action: s("action"),
-            call_id: s("call_id"),
-            message: s("message"),
-        };
+    for (_, line) in alerts_of(store, account, from, to, &tz)? {
         let l = limits.entry(line.rule.clone()).or_insert_with(|| RuleLine {
             rule: line.rule.clone(),
             calls: 0,

@@ -215,23 +215,8 @@ impl Store {
     }
 
     /// Every event in log order, to `f`.
-    pub fn for_each_event(&self, mut f: impl FnMut(StoredEvent)) -> Result<u64> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT seq, time_ns, kind, payload FROM events ORDER BY seq")
-            .map_err(|e| self.err(e))?;
-        let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
-        let mut n = 0;
-        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
-            f(StoredEvent {
-                seq: r.get(0).map_err(|e| self.err(e))?,
-                time_ns: r.get(1).map_err(|e| self.err(e))?,
-                kind: r.get(2).map_err(|e| self.err(e))?,
-                payload: r.get(3).map_err(|e| self.err(e))?,
-            });
-            n += 1;
-        }
-        Ok(n)
+    pub fn for_each_event(&self, f: impl FnMut(StoredEvent)) -> Result<u64> {
+        self.events_where("", [], f)
     }
 
     /// Events with `from_ns <= time_ns <= to_ns`, in log order, to `f`.
@@ -239,15 +224,21 @@ impl Store {
         &self,
         from_ns: i64,
         to_ns: i64,
+        f: impl FnMut(StoredEvent),
+    ) -> Result<u64> {
+        self.events_where("WHERE time_ns BETWEEN ?1 AND ?2", [from_ns, to_ns], f)
+    }
+
+    /// Events matching `filter` (a `WHERE` clause or nothing), in log order, to `f`.
+    fn events_where<P: rusqlite::Params>(
+        &self,
+        filter: &str,
+        p: P,
         mut f: impl FnMut(StoredEvent),
     ) -> Result<u64> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT seq, time_ns, kind, payload FROM events WHERE time_ns BETWEEN ?1 AND ?2 ORDER BY seq",
-            )
-            .map_err(|e| self.err(e))?;
-        let mut rows = stmt.query(params![from_ns, to_ns]).map_err(|e| self.err(e))?;
+        let sql = format!("SELECT seq, time_ns, kind, payload FROM events {filter} ORDER BY seq");
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let mut rows = stmt.query(p).map_err(|e| self.err(e))?;
         let mut n = 0;
         while let Some(r) = rows.next().map_err(|e| self.err(e))? {
             f(StoredEvent {
