@@ -730,6 +730,16 @@ impl Engine {
         }
     }
 
+    /// The rater the engine prices with.
+    pub fn rater(&self) -> &Arc<Rater> {
+        &self.rater
+    }
+
+    /// The accounts the engine keeps state for, in the order first seen.
+    pub fn account_names(&self) -> impl Iterator<Item = &str> {
+        self.accounts.iter().map(|a| a.name.as_str())
+    }
+
     /// Remember ended calls for this long, so that a call detail record arriving after the
     /// call's end corrects the cost counted instead of counting the call again. The live server
     /// sets it; replay does not need it.

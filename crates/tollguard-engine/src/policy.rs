@@ -39,7 +39,7 @@ impl Default for PolicySpec {
 }
 
 /// One `[[limit]]`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct LimitSpec {
     /// Name, shown in decisions and alerts (`rules`).
@@ -242,6 +242,8 @@ pub struct Limit {
     pub report_only: bool,
     /// Replaced by an account's newer limits: no longer applied (its state stays until its calls end).
     pub retired: bool,
+    /// As it was written (for editors that show it again).
+    pub spec: LimitSpec,
 }
 
 impl Limit {
@@ -386,6 +388,7 @@ fn validate(l: &LimitSpec) -> Result<Limit, String> {
         },
         report_only: l.report_only,
         retired: false,
+        spec: l.clone(),
     })
 }
 

@@ -93,9 +93,28 @@ pub(crate) fn who(state: &AppState, headers: &HeaderMap) -> String {
     }
 }
 
-/// The name and scope of the request's token.
+/// The name of the dashboard's sign-in cookie.
+pub(crate) const COOKIE: &str = "tollguard_token";
+
+/// The token in the dashboard's sign-in cookie, if any.
+pub(crate) fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers.get_all("cookie").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(
+        |kv| {
+            let (k, v) = kv.trim().split_once('=')?;
+            (k == COOKIE && !v.is_empty()).then(|| v.to_string())
+        },
+    )
+}
+
+/// The name and scope of the request's token: the Authorization header's, or the dashboard's
+/// sign-in cookie when the request says it comes from the dashboard (`X-Tollguard-UI`, a
+/// header another site's page cannot send without asking first: no cross-site request forgery).
 fn caller(state: &AppState, headers: &HeaderMap) -> Result<(String, Scope), ApiError> {
     let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+    if !headers.contains_key("authorization") && headers.contains_key("x-tollguard-ui") {
+        let token = cookie_token(headers).ok_or_else(|| unauthorized("not signed in"))?;
+        return token_caller(state, &token);
+    }
     let value = headers
         .get("authorization")
         .ok_or_else(|| unauthorized("missing Authorization: Bearer <token>"))?
@@ -116,7 +135,12 @@ fn caller(state: &AppState, headers: &HeaderMap) -> Result<(String, Scope), ApiE
     } else {
         return Err(unauthorized("the Authorization header must be Bearer <token>"));
     };
-    let hash = hash_token(&token);
+    token_caller(state, &token)
+}
+
+/// The name and scope of a token.
+pub(crate) fn token_caller(state: &AppState, token: &str) -> Result<(String, Scope), ApiError> {
+    let hash = hash_token(token);
     if let Some(s) = state.tokens.lock().expect("token cache").get(&hash) {
         return Ok(s.clone());
     }
@@ -126,7 +150,7 @@ fn caller(state: &AppState, headers: &HeaderMap) -> Result<(String, Scope), ApiE
         .expect("reader lock")
         .token(&hash)
         .map_err(|e| ApiError::internal(e.to_string()))?
-        .ok_or_else(|| unauthorized("unknown token"))?;
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown token"))?;
     let scope: Scope = stored.scope.parse().map_err(ApiError::internal)?;
     state.tokens.lock().expect("token cache").insert(hash, (stored.name.clone(), scope.clone()));
     Ok((stored.name, scope))

@@ -225,7 +225,7 @@ pub(crate) async fn step(
         return Err(ApiError::bad("allow goes with false-positive only"));
     }
     let until = match req.allow.as_ref().and_then(|a| a.until.as_deref()) {
-        Some(u) => Some(crate::parse_time(Some(u))?),
+        Some(u) => Some(crate::parse_time(Some(u), Timestamp::UNIX_EPOCH)?),
         None => None,
     };
     if let Some(a) = &req.allow {

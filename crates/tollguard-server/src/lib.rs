@@ -36,6 +36,8 @@ mod incident;
 mod records;
 pub mod report;
 mod tls;
+mod traffic;
+mod ui;
 mod webhook;
 
 pub use webhook::{signature as webhook_signature, Webhook};
@@ -69,6 +71,56 @@ pub struct Options {
     pub webhooks: Vec<Webhook>,
     /// Alerts by e-mail, from the same outbox.
     pub email: Option<email::Email>,
+    /// The wall clock, or a faster one (`tollguard demo`).
+    pub clock: Clock,
+    /// VAT rate in percent, for the dashboard's incident reports.
+    pub vat_percent: rust_decimal::Decimal,
+}
+
+/// The server's clock: the wall clock, or one the caller drives (`tollguard demo` loads weeks of
+/// history at their own times, then plays a day in minutes). Every time the server stamps,
+/// decides or ticks with comes from it. Clones share the same clock.
+#[derive(Clone, Debug, Default)]
+pub struct Clock {
+    /// (wall time when set, clock time when set, speed); `None`: the wall clock.
+    driven: Option<Arc<std::sync::RwLock<(Timestamp, Timestamp, u32)>>>,
+}
+
+impl Clock {
+    /// The wall clock.
+    pub fn wall() -> Clock {
+        Clock { driven: None }
+    }
+
+    /// A clock that reads `start` now and runs `speed` times faster than the wall clock
+    /// (0: stands still until [`Clock::set`]).
+    pub fn driven(start: Timestamp, speed: u32) -> Clock {
+        Clock { driven: Some(Arc::new(std::sync::RwLock::new((Timestamp::now(), start, speed)))) }
+    }
+
+    /// Sets a driven clock to read `start` now and run at `speed`; the wall clock ignores it.
+    pub fn set(&self, start: Timestamp, speed: u32) {
+        if let Some(d) = &self.driven {
+            *d.write().expect("clock lock") = (Timestamp::now(), start, speed);
+        }
+    }
+
+    /// The time now.
+    pub fn now(&self) -> Timestamp {
+        match &self.driven {
+            None => Timestamp::now(),
+            Some(d) => {
+                let (wall, start, speed) = *d.read().expect("clock lock");
+                let elapsed = Timestamp::now().duration_since(wall);
+                start.saturating_add(elapsed * speed as i32).unwrap_or(start)
+            }
+        }
+    }
+
+    /// How many times faster than the wall clock it runs.
+    pub fn speed(&self) -> u32 {
+        self.driven.as_ref().map_or(1, |d| d.read().expect("clock lock").2)
+    }
 }
 
 /// A CDR file `serve` follows.
@@ -96,6 +148,8 @@ impl Default for Options {
             kamailio_rpc: None,
             webhooks: vec![],
             email: None,
+            clock: Clock::wall(),
+            vat_percent: rust_decimal::Decimal::ZERO,
         }
     }
 }
@@ -175,6 +229,17 @@ enum Write {
     Shutdown,
 }
 
+/// An alert as stored, for the live feeds (`/ui/feed`).
+#[derive(Debug)]
+pub(crate) struct FeedItem {
+    pub id: i64,
+    pub account: String,
+    pub json: String,
+}
+
+/// Where the writer announces stored alerts.
+pub(crate) type AlertFeed = tokio::sync::broadcast::Sender<Arc<FeedItem>>;
+
 /// A call the server has allowed and not seen end.
 struct Live {
     account: String,
@@ -208,6 +273,8 @@ struct Core {
     decided: HashMap<String, (Timestamp, AuthorizeResponse)>,
     /// Their call ids in the order answered, to forget them in order.
     decided_order: std::collections::VecDeque<(Timestamp, String)>,
+    /// Attempts per second and spend per hour of the whole service, for the overview.
+    traffic: traffic::Traffic,
 }
 
 /// How long an authorization answer is repeated for the same call id: SIP's INVITE transaction
@@ -238,6 +305,8 @@ pub struct AppState {
     gone: Arc<Mutex<Vec<String>>>,
     /// Events handled when the engine was rebuilt at start.
     pub rebuilt_events: u64,
+    /// Alerts as they are stored, for the dashboard's live feed.
+    feed: AlertFeed,
 }
 
 /// Reads the configuration again: the rater and policy a reload starts from.
@@ -247,10 +316,6 @@ pub type Reloader = Box<dyn Fn() -> Result<(Arc<Rater>, Policy)> + Send + Sync>;
 pub struct Server {
     state: Arc<AppState>,
     writer: Option<std::thread::JoinHandle<()>>,
-}
-
-fn time_now_ns() -> i64 {
-    ns(Timestamp::now())
 }
 
 fn ns(t: Timestamp) -> i64 {
@@ -263,7 +328,8 @@ impl Server {
         let store = Store::open(&opts.database)?;
         let mut engine = Engine::new(rater, policy);
         engine.set_record_grace(Some(opts.record_grace));
-        let (rebuilt_events, live) = records::rebuild(&store, &mut engine)
+        let mut traffic = traffic::Traffic::default();
+        let (rebuilt_events, live) = records::rebuild(&store, &mut engine, &mut traffic)
             .with_context(|| format!("rebuilding the engine from {}", opts.database.display()))?;
         let mut tails = vec![];
         for t in &opts.tails {
@@ -280,9 +346,11 @@ impl Server {
         let reader = Store::open(&opts.database)?;
         let (tx, rx) = mpsc::channel::<Write>();
         let writer_store = Store::open(&opts.database)?;
+        let (clock, alerts_feed) = (opts.clock.clone(), tokio::sync::broadcast::channel(256).0);
+        let feed = alerts_feed.clone();
         let writer = std::thread::Builder::new()
             .name("tollguard-writer".into())
-            .spawn(move || write_loop(writer_store, rx))
+            .spawn(move || write_loop(writer_store, rx, clock, feed))
             .context("starting the writer thread")?;
         let state = Arc::new(AppState {
             core: Mutex::new(Core {
@@ -290,6 +358,7 @@ impl Server {
                 live,
                 decided: HashMap::new(),
                 decided_order: std::collections::VecDeque::new(),
+                traffic,
             }),
             writer: tx,
             reader: Mutex::new(reader),
@@ -304,6 +373,7 @@ impl Server {
             cut_failures: Arc::new(AtomicU64::new(0)),
             gone: Arc::new(Mutex::new(Vec::new())),
             rebuilt_events,
+            feed: alerts_feed,
         });
         Ok(Server { state, writer: Some(writer) })
     }
@@ -338,7 +408,7 @@ impl Server {
             loop {
                 interval.tick().await;
                 let s = state.clone();
-                let _ = tokio::task::spawn_blocking(move || tick(&s, Timestamp::now())).await;
+                let _ = tokio::task::spawn_blocking(move || tick(&s, s.now())).await;
                 if let Err(e) = poll_tails(&state).await {
                     eprintln!("error: following CDR files: {e:#}");
                 }
@@ -351,7 +421,7 @@ impl Server {
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
                 interval.tick().await;
-                webhook::deliver(&state, Timestamp::now()).await;
+                webhook::deliver(&state, state.now()).await;
             }
         });
         // Answers are small and latency matters: no Nagle delay (see ../shared/notes).
@@ -463,9 +533,11 @@ async fn reload(state: &Arc<AppState>) -> Result<u64> {
         let mut engine = Engine::new(rater, policy);
         engine.set_record_grace(Some(st.opts.record_grace));
         let reader = st.reader.lock().expect("reader lock");
-        let (n, live) = records::rebuild(&reader, &mut engine)?;
+        let mut traffic = traffic::Traffic::default();
+        let (n, live) = records::rebuild(&reader, &mut engine, &mut traffic)?;
         core.engine = engine;
         core.live = live;
+        core.traffic = traffic;
         Ok(n)
     })
     .await?
@@ -482,7 +554,8 @@ const COMMIT_EVERY: Duration = Duration::from_millis(2);
 
 /// The writer thread: commits what arrives in batches, one transaction for what came within
 /// [`COMMIT_EVERY`] of the first (at most 4,096 writes).
-fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>) {
+fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>, clock: Clock, feed: AlertFeed) {
+    let time_now_ns = || ns(clock.now());
     // Accounts with an open or acknowledged incident: only their calls touch the incidents table.
     let mut active: std::collections::HashSet<String> = ["open", "acknowledged"]
         .iter()
@@ -504,6 +577,7 @@ fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>) {
         let mut acks = vec![];
         let mut answers: Vec<(RecordsDone, Vec<RecordSeen>)> = vec![];
         let mut steps: Vec<(IncidentDone, Result<String, String>)> = vec![];
+        let mut published: Vec<FeedItem> = vec![];
         let r = store.batch(|b| {
             for w in batch {
                 match w {
@@ -520,6 +594,7 @@ fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>) {
                     }
                     Write::Alert { account, json, targets } => {
                         let id = b.add_alert(&account, &json)?;
+                        published.push(FeedItem { id, account: account.clone(), json: json.clone() });
                         let alert: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
                         incident::on_alert(b, id, &alert, time_now_ns())?;
                         active.insert(account.clone());
@@ -583,6 +658,10 @@ fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>) {
                 for (done, r) in steps {
                     let _ = done.send(Ok(r));
                 }
+                // Stored: now the live feeds may show them (no receiver is not an error).
+                for item in published {
+                    let _ = feed.send(Arc::new(item));
+                }
             }
             Err(e) => {
                 eprintln!("error: {e}");
@@ -601,6 +680,24 @@ fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>) {
 }
 
 impl AppState {
+    /// The time now, by the server's clock.
+    pub fn now(&self) -> Timestamp {
+        self.opts.clock.now()
+    }
+
+    /// The server's clock.
+    pub fn clock(&self) -> &Clock {
+        &self.opts.clock
+    }
+
+    /// Takes call records as `POST /v1/cdrs` does (stored before they count, idempotent on the
+    /// call id); returns how many were new.
+    pub async fn take_records(self: &Arc<Self>, cdrs: Vec<tollguard_core::cdr::Cdr>) -> Result<usize> {
+        let answer =
+            records::intake(self, cdrs, vec![], None).await.map_err(|e| anyhow::anyhow!(e.message))?;
+        Ok(answer.0["new"].as_u64().unwrap_or(0) as usize)
+    }
+
     /// Runs a read on the store's reader connection, off the async workers.
     pub(crate) async fn read<T: Send + 'static>(
         self: &Arc<Self>,
@@ -651,7 +748,7 @@ impl AppState {
     /// Appends to the audit log: who, what, on which account, and the details (with the reason).
     fn audit(&self, actor: &str, action: &'static str, account: &str, details: serde_json::Value) {
         self.send(Write::Audit {
-            time_ns: time_now_ns(),
+            time_ns: ns(self.now()),
             actor: actor.to_string(),
             action,
             account: account.to_string(),
@@ -664,7 +761,12 @@ impl AppState {
     }
 
     /// Stores effects: alerts (and cuts, as alerts' actions are already in them).
-    fn store_effects(&self, effects: &mut Vec<Effect>) {
+    fn store_effects(&self, effects: &mut Vec<Effect>, now: Timestamp) {
+        let charged: i64 =
+            effects.iter().map(|e| if let Effect::Charged { units, .. } = e { *units } else { 0 }).sum();
+        if charged != 0 {
+            self.core.lock().expect("engine lock").traffic.charged(now, charged);
+        }
         for e in effects.drain(..) {
             match e {
                 Effect::Alert(a) => {
@@ -803,7 +905,7 @@ fn tick(state: &AppState, now: Timestamp) {
             }
         }
     }
-    state.store_effects(&mut effects);
+    state.store_effects(&mut effects, now);
 }
 
 /// An API error: status, machine-readable code, message.
@@ -862,6 +964,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/incidents", get(incident::list))
         .route("/v1/incidents/{id}", get(incident::get_one))
         .route("/v1/incidents/{id}/{step}", post(incident::step))
+        .merge(ui::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint (see /openapi.json)") })
         .layer(DefaultBodyLimit::max(max))
         .with_state(state)
@@ -1040,9 +1143,10 @@ pub struct AuthorizeResponse {
     pub explanation: Vec<String>,
 }
 
-pub(crate) fn parse_time(t: Option<&str>) -> ApiResult<Timestamp> {
+/// A time as sent (RFC 3339 with offset), or `now` when none was.
+pub(crate) fn parse_time(t: Option<&str>, now: Timestamp) -> ApiResult<Timestamp> {
     match t {
-        None => Ok(Timestamp::now()),
+        None => Ok(now),
         Some(s) => s
             .parse::<Timestamp>()
             .map_err(|e| ApiError::bad(format!("time: not an RFC 3339 time with offset: {s:?} ({e})"))),
@@ -1067,7 +1171,7 @@ async fn authorize(
     nonempty("call_id", &req.call_id)?;
     nonempty("account", &req.account)?;
     nonempty("to", &req.to)?;
-    let now = parse_time(req.time.as_deref())?;
+    let now = parse_time(req.time.as_deref(), s.now())?;
     let started = std::time::Instant::now();
     let extension = req.extension.as_deref().unwrap_or(&req.from);
     let attempt = Attempt {
@@ -1089,6 +1193,7 @@ async fn authorize(
         }
         core.engine.handle(Event::Attempt(attempt), now, &mut effects);
         let d = take_decision(&mut effects, &req.call_id).ok_or_else(|| ApiError::internal("no decision"))?;
+        core.traffic.attempt(s.now(), d.allowed);
         if d.allowed {
             core.live.insert(
                 req.call_id.clone(),
@@ -1110,7 +1215,7 @@ async fn authorize(
             explanation: d.explanation,
         };
         // Kept by the server's clock (not the request's `time`), so they expire in order.
-        let kept = Timestamp::now();
+        let kept = s.now();
         core.decided.insert(req.call_id.clone(), (kept, answer.clone()));
         core.decided_order.push_back((kept, req.call_id.clone()));
         answer
@@ -1141,7 +1246,7 @@ async fn authorize(
     })
     .unwrap_or_default();
     // Alerts first: an alert opens the account's incident, which the denial then joins.
-    s.store_effects(&mut effects);
+    s.store_effects(&mut effects, now);
     s.send(Write::Authorized {
         time_ns: ns(now),
         attempt,
@@ -1219,7 +1324,7 @@ async fn answer(
 ) -> ApiResult<StatusCode> {
     auth::require(&s, &headers, auth::Need::Integration)?;
     let req: AnswerRequest = parse_json_or_default(&body)?;
-    let now = parse_time(req.time.as_deref())?;
+    let now = parse_time(req.time.as_deref(), s.now())?;
     let mut effects = vec![];
     {
         let mut core = s.core.lock().expect("engine lock");
@@ -1237,7 +1342,7 @@ async fn answer(
     s.metrics.answers.fetch_add(1, Ordering::Relaxed);
     let payload = json!({ "call_id": call_id, "kamailio_h_entry": req.kamailio_h_entry, "kamailio_h_id": req.kamailio_h_id });
     s.send(Write::Event { time_ns: ns(now), kind: "answer", payload: payload.to_string() });
-    s.store_effects(&mut effects);
+    s.store_effects(&mut effects, now);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1258,7 +1363,7 @@ async fn end(
 ) -> ApiResult<StatusCode> {
     auth::require(&s, &headers, auth::Need::Integration)?;
     let req: EndRequest = parse_json_or_default(&body)?;
-    let now = parse_time(req.time.as_deref())?;
+    let now = parse_time(req.time.as_deref(), s.now())?;
     let mut effects = vec![];
     {
         let mut core = s.core.lock().expect("engine lock");
@@ -1272,7 +1377,7 @@ async fn end(
     s.metrics.ends.fetch_add(1, Ordering::Relaxed);
     let payload = json!({ "call_id": call_id, "billsec": req.billsec, "disposition": req.disposition });
     s.send(Write::Event { time_ns: ns(now), kind: "end", payload: payload.to_string() });
-    s.store_effects(&mut effects);
+    s.store_effects(&mut effects, now);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1282,7 +1387,7 @@ async fn account(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     auth::require(&s, &headers, auth::Need::Read(&account))?;
-    let now = Timestamp::now();
+    let now = s.now();
     let (report, running) = {
         let mut core = s.core.lock().expect("engine lock");
         let running: Vec<serde_json::Value> = core
@@ -1366,7 +1471,7 @@ async fn put_limits(
         Scope::Integration => return Err(auth::forbidden()),
     };
     let req: LimitsRequest = parse_json(&body)?;
-    let now = Timestamp::now();
+    let now = s.now();
     let mut effects = vec![];
     let report = {
         let mut core = s.core.lock().expect("engine lock");
@@ -1379,7 +1484,7 @@ async fn put_limits(
         s.audit(&auth::who(&s, &headers), "limits", &account, payload);
         core.engine.account_report(&account, now)
     };
-    s.store_effects(&mut effects);
+    s.store_effects(&mut effects, now);
     Ok(Json(report).into_response())
 }
 
@@ -1442,7 +1547,7 @@ async fn block(
     auth::require(&s, &headers, auth::Need::Operator)?;
     let who = auth::who(&s, &headers);
     let req: BlockRequest = parse_json_or_default(&body)?;
-    let until = req.until.as_deref().map(|u| parse_time(Some(u))).transpose()?;
+    let until = req.until.as_deref().map(|u| parse_time(Some(u), Timestamp::UNIX_EPOCH)).transpose()?;
     let reason = req.reason.unwrap_or_else(|| format!("by {who}"));
     let destinations = block_destinations(&req.countries, &req.risk, &req.prefixes).map_err(ApiError::bad)?;
     let cmd = Command::Block {
@@ -1493,14 +1598,14 @@ pub(crate) fn command(
     cmd: Command,
     payload: String,
 ) {
-    let now = Timestamp::now();
+    let now = s.now();
     let mut effects = vec![];
     s.core.lock().expect("engine lock").engine.handle(Event::Command(cmd), now, &mut effects);
     s.send(Write::Event { time_ns: ns(now), kind: "command", payload: payload.clone() });
     // The blocks it set or lifted are this entry, not automatic actions.
     effects.retain(|e| !matches!(e, Effect::Block { .. } | Effect::Unblock { .. }));
     s.audit(who, action, account, serde_json::from_str(&payload).unwrap_or_default());
-    s.store_effects(&mut effects);
+    s.store_effects(&mut effects, now);
 }
 
 #[derive(Debug, Deserialize)]

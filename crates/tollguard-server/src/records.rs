@@ -139,7 +139,7 @@ pub(crate) async fn intake(
     rejected: Vec<String>,
     checkpoint: Option<(String, String)>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let now = Timestamp::now();
+    let now = s.now();
     let records: Vec<(String, String, String)> = cdrs
         .iter()
         .map(|c| {
@@ -169,7 +169,7 @@ pub(crate) async fn intake(
             core.engine.handle(Event::Record(c), now, &mut effects);
         }
     }
-    s.store_effects(&mut effects);
+    s.store_effects(&mut effects, now);
     let new: Vec<bool> = new.iter().map(|(fresh, _)| *fresh).collect();
     let fresh = new.iter().filter(|n| **n).count();
     s.metrics.records_new.fetch_add(fresh as u64, Ordering::Relaxed);
@@ -281,8 +281,13 @@ fn freeswitch_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Vec<u8>> {
 }
 
 /// Handles the whole event log again on a fresh engine (ticks at its deadlines in between);
-/// returns how many events there were and the calls still running at the end.
-pub(crate) fn rebuild(store: &Store, engine: &mut Engine) -> anyhow::Result<(u64, HashMap<String, Live>)> {
+/// returns how many events there were and the calls still running at the end. The service's
+/// traffic figures (`traffic`) are rebuilt on the way.
+pub(crate) fn rebuild(
+    store: &Store,
+    engine: &mut Engine,
+    traffic: &mut crate::traffic::Traffic,
+) -> anyhow::Result<(u64, HashMap<String, Live>)> {
     let mut live: HashMap<String, Live> = HashMap::new();
     let mut effects = vec![];
     let mut failed: Option<anyhow::Error> = None;
@@ -296,6 +301,7 @@ pub(crate) fn rebuild(store: &Store, engine: &mut Engine) -> anyhow::Result<(u64
                 break;
             }
             engine.handle(Event::Tick, d, &mut effects);
+            traffic.effects(d, &effects);
             effects.clear();
         }
         let v: serde_json::Value = match serde_json::from_str(&e.payload) {
@@ -321,6 +327,7 @@ pub(crate) fn rebuild(store: &Store, engine: &mut Engine) -> anyhow::Result<(u64
                 };
                 engine.handle(Event::Attempt(a), now, &mut effects);
                 if let Some(d) = take_decision(&mut effects, &call_id) {
+                    traffic.attempt(now, d.allowed);
                     if d.allowed {
                         live.insert(
                             call_id,
@@ -425,6 +432,7 @@ pub(crate) fn rebuild(store: &Store, engine: &mut Engine) -> anyhow::Result<(u64
             }
             other => failed = Some(anyhow::anyhow!("event {}: unknown kind {other:?}", e.seq)),
         }
+        traffic.effects(now, &effects);
         effects.clear();
     })?;
     if let Some(e) = failed {

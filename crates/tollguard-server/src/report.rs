@@ -910,7 +910,7 @@ pub fn daily_report(
         })
         .collect();
 
-    let chart_svg = hour_chart(&spend, &band, &currency_of(rater))?;
+    let chart_svg = hour_chart(&spend, &band, 0, &currency_of(rater))?;
     Ok(DailyReport {
         account: account.to_string(),
         date: date.to_string(),
@@ -932,8 +932,14 @@ pub fn daily_report(
     })
 }
 
-/// Spend per hour as bars, the usual band as a shaded range behind them (plotters, SVG).
-fn hour_chart(spend: &[Decimal; 24], band: &[(Decimal, Decimal)], currency: &str) -> Result<String> {
+/// Spend per hour as bars, the usual band as a shaded range behind them (plotters, SVG). The
+/// first bar is hour of day `first_hour`.
+pub(crate) fn hour_chart(
+    spend: &[Decimal],
+    band: &[(Decimal, Decimal)],
+    first_hour: u32,
+    currency: &str,
+) -> Result<String> {
     use plotters::prelude::*;
     use rust_decimal::prelude::ToPrimitive;
     let f = |d: Decimal| d.to_f64().unwrap_or(0.0);
@@ -947,12 +953,16 @@ fn hour_chart(spend: &[Decimal; 24], band: &[(Decimal, Decimal)], currency: &str
             .margin(12)
             .x_label_area_size(28)
             .y_label_area_size(56)
-            .build_cartesian_2d(0f64..24f64, 0f64..top)
+            .build_cartesian_2d(0f64..spend.len().max(1) as f64, 0f64..top)
             .map_err(|e| anyhow!("chart: {e}"))?;
         chart
             .configure_mesh()
             .x_labels(13)
-            .x_label_formatter(&|h| format!("{:02}", *h as u32))
+            // A day's chart ends at 24; one that starts mid-day wraps past midnight.
+            .x_label_formatter(&|h| {
+                let h = *h as u32 + first_hour;
+                format!("{:02}", if first_hour == 0 { h } else { h % 24 })
+            })
             .y_desc(currency)
             .x_desc("hour")
             .disable_x_mesh()

@@ -304,6 +304,20 @@ impl Store {
         rows.collect::<std::result::Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
+    /// The newest `limit` alerts, of one account or all, newest first.
+    pub fn latest_alerts(&self, account: Option<&str>, limit: u32) -> Result<Vec<StoredAlert>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, account, json FROM alerts WHERE ?1 IS NULL OR account = ?1 ORDER BY id DESC LIMIT ?2")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![account, limit], |r| {
+                Ok(StoredAlert { id: r.get(0)?, account: r.get(1)?, json: r.get(2)? })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
     /// Whether a call record with this id is stored.
     pub fn has_cdr(&self, call_id: &str) -> Result<bool> {
         self.conn

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod config;
+mod demo;
 mod evaluate;
 mod price;
 mod rate;
@@ -52,6 +53,9 @@ pub struct InputArgs {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// The live service and its dashboard on simulated traffic with a 2011-style attack: prints
+    /// the dashboard's address and tokens (nothing to set up).
+    Demo(demo::DemoArgs),
     /// Rate CDRs: one output row per CDR with E.164 number, country, type, risk, prefix and cost.
     Rate(rate::RateArgs),
     /// Price one call against a deck (prints the cost alone).
@@ -78,6 +82,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<ExitCode> = match cli.command {
+        Command::Demo(a) => demo::run(a),
         Command::Rate(a) => rate::run(a),
         Command::Price(a) => price::run(a),
         Command::Replay(a) => replay::run(a),
