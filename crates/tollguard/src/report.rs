@@ -1,4 +1,5 @@
-//! `tollguard report incident ID`: the evidence pack of an incident, from the live service's store.
+//! `tollguard report incident ID`: the evidence pack of an incident, and `tollguard report daily`:
+//! an account's day against its usual band; both from the live service's store.
 
 use crate::rate::setup;
 use crate::InputArgs;
@@ -6,7 +7,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use rust_decimal::Decimal;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use tollguard_server::report::{incident_csv, incident_html, incident_report};
+use tollguard_server::report::{
+    daily_csv, daily_html, daily_report, incident_csv, incident_html, incident_report,
+};
 
 /// `tollguard report ...`.
 #[derive(clap::Subcommand, Debug)]
@@ -14,6 +17,51 @@ pub enum ReportCommand {
     /// The evidence pack of an incident: timeline, rules with their figures, every call with its
     /// rate and cost, totals excluding and including VAT, and how each total was computed.
     Incident(IncidentArgs),
+    /// An account's day: spend and calls by hour against its usual band, destinations by cost
+    /// with the new ones, limits approached, alerts and actions.
+    Daily(DailyArgs),
+}
+
+/// Where the service's store and rates are (shared by the reports).
+#[derive(clap::Args, Debug)]
+pub struct StoreArgs {
+    /// The service's configuration (rates, accounts, `[server] database`).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The SQLite store (overrides `[server] database`).
+    #[arg(long)]
+    database: Option<PathBuf>,
+    /// A-Z rate deck (replaces the configuration's decks).
+    #[arg(long = "rates")]
+    rates: Vec<PathBuf>,
+    /// A CGRateS tariff plan (replaces `[cgrates] plan`).
+    #[arg(long)]
+    cgrates_plan: Option<PathBuf>,
+    /// Zone of accounts the configuration does not place. Default UTC.
+    #[arg(long)]
+    tz: Option<String>,
+    /// Dialling plan country of accounts the configuration does not place.
+    #[arg(long)]
+    country: Option<String>,
+}
+
+/// Arguments of `tollguard report daily`.
+#[derive(clap::Args, Debug)]
+pub struct DailyArgs {
+    /// The account.
+    #[arg(long)]
+    account: String,
+    /// The day (YYYY-MM-DD, in the account's zone). Default: yesterday.
+    #[arg(long)]
+    date: Option<String>,
+    /// `html` or `csv`.
+    #[arg(long, default_value = "html")]
+    format: String,
+    /// Write here (default: standard output).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 /// Arguments of `tollguard report incident`.
@@ -53,28 +101,61 @@ pub struct IncidentArgs {
 pub fn run(c: ReportCommand) -> Result<ExitCode> {
     match c {
         ReportCommand::Incident(a) => incident(a),
+        ReportCommand::Daily(a) => daily(a),
     }
+}
+
+fn daily(a: DailyArgs) -> Result<ExitCode> {
+    if !matches!(a.format.as_str(), "html" | "csv") {
+        bail!("--format must be html or csv, found {:?}", a.format);
+    }
+    let s = &a.store;
+    let (setup, store) = open_store(&s.config, &s.database, &s.rates, &s.cgrates_plan, &s.tz, &s.country)?;
+    let now = jiff::Timestamp::now();
+    let date = match &a.date {
+        Some(d) => d
+            .parse::<jiff::civil::Date>()
+            .map_err(|e| anyhow!("--date: expected YYYY-MM-DD, found {d:?} ({e})"))?,
+        None => setup.rater.account(&a.account).tz.to_datetime(now).date().yesterday()?,
+    };
+    let r = daily_report(&store, &setup.rater, &a.account, date, now)?;
+    let body = if a.format == "csv" { daily_csv(&r)? } else { daily_html(&r)? };
+    write(a.out.as_deref(), body.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The rates and the store a report reads.
+fn open_store(
+    config: &Option<PathBuf>,
+    database: &Option<PathBuf>,
+    rates: &[PathBuf],
+    cgrates_plan: &Option<PathBuf>,
+    tz: &Option<String>,
+    country: &Option<String>,
+) -> Result<(crate::config::Setup, tollguard_store::Store)> {
+    let input = InputArgs {
+        cdr: vec![],
+        format: tollguard_ingest::Format::Asterisk,
+        rates: rates.to_vec(),
+        cgrates_plan: cgrates_plan.clone(),
+        config: config.clone(),
+        tz: tz.clone(),
+        country: country.clone(),
+    };
+    let setup = setup(&input)?;
+    let db = database.clone().unwrap_or_else(|| setup.server.options.database.clone());
+    if !db.exists() {
+        bail!("{}: no such store (give --database or the service's --config)", db.display());
+    }
+    let store = tollguard_store::Store::open(&db)?;
+    Ok((setup, store))
 }
 
 fn incident(a: IncidentArgs) -> Result<ExitCode> {
     if a.vat_percent.is_sign_negative() || a.vat_percent > Decimal::from(100) {
         bail!("--vat-percent must be from 0 to 100");
     }
-    let input = InputArgs {
-        cdr: vec![],
-        format: tollguard_ingest::Format::Asterisk,
-        rates: a.rates.clone(),
-        cgrates_plan: a.cgrates_plan.clone(),
-        config: a.config.clone(),
-        tz: a.tz.clone(),
-        country: a.country.clone(),
-    };
-    let setup = setup(&input)?;
-    let db = a.database.clone().unwrap_or_else(|| setup.server.options.database.clone());
-    if !db.exists() {
-        bail!("{}: no such store (give --database or the service's --config)", db.display());
-    }
-    let store = tollguard_store::Store::open(&db)?;
+    let (setup, store) = open_store(&a.config, &a.database, &a.rates, &a.cgrates_plan, &a.tz, &a.country)?;
     let r = incident_report(&store, &setup.rater, a.id, jiff::Timestamp::now(), a.vat_percent)?;
     let out = a.out.as_deref();
     match a.format.as_str() {

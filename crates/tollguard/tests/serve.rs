@@ -302,6 +302,29 @@ fn an_incident_report_from_the_running_service_as_csv_html_and_pdf() {
     let html = dir.join("incident.html");
     assert!(report("html", Some(&html)).status.success());
     assert!(std::fs::read_to_string(&html).unwrap().contains("<h1>Incident 1: account acme</h1>"));
+    // The same store's daily report of that Saturday: the East Timor call in its hour, a new destination.
+    let daily = bin()
+        .args(["report", "daily", "--account", "acme", "--date", "2011-06-11", "--format", "csv"])
+        .args(["--database", db.to_str().unwrap(), "--rates", deck.to_str().unwrap()])
+        .args(["--country", "NL", "--tz", "Europe/Amsterdam"])
+        .output()
+        .unwrap();
+    assert!(daily.status.success(), "{}", String::from_utf8_lossy(&daily.stderr));
+    let daily = String::from_utf8(daily.stdout).unwrap();
+    assert!(
+        daily.starts_with("hour,calls,answered,billsec,spend,usual_low,usual_high,above_usual\n"),
+        "{daily}"
+    );
+    assert!(daily.contains("\n23,2,1,1200,29."), "{daily}");
+    assert!(daily.contains("# destination TL mobile critical calls 2 billsec 1200 cost 29."), "{daily}");
+    let bad = bin()
+        .args(["report", "daily", "--account", "acme", "--date", "11-06-2011"])
+        .args(["--database", db.to_str().unwrap(), "--rates", deck.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        !bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--date: expected YYYY-MM-DD")
+    );
     // The PDF, printed by headless Chromium (.ci/run installs it).
     let pdf = dir.join("incident.pdf");
     let out = report("pdf", Some(&pdf));
