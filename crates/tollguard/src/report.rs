@@ -78,24 +78,8 @@ pub struct IncidentArgs {
     /// VAT rate in percent (e.g. 21).
     #[arg(long, default_value = "0")]
     vat_percent: Decimal,
-    /// The service's configuration (rates, accounts, `[server] database`).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// The SQLite store (overrides `[server] database`).
-    #[arg(long)]
-    database: Option<PathBuf>,
-    /// A-Z rate deck (replaces the configuration's decks).
-    #[arg(long = "rates")]
-    rates: Vec<PathBuf>,
-    /// A CGRateS tariff plan (replaces `[cgrates] plan`).
-    #[arg(long)]
-    cgrates_plan: Option<PathBuf>,
-    /// Zone of accounts the configuration does not place. Default UTC.
-    #[arg(long)]
-    tz: Option<String>,
-    /// Dialling plan country of accounts the configuration does not place.
-    #[arg(long)]
-    country: Option<String>,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 pub fn run(c: ReportCommand) -> Result<ExitCode> {
@@ -109,8 +93,7 @@ fn daily(a: DailyArgs) -> Result<ExitCode> {
     if !matches!(a.format.as_str(), "html" | "csv") {
         bail!("--format must be html or csv, found {:?}", a.format);
     }
-    let s = &a.store;
-    let (setup, store) = open_store(&s.config, &s.database, &s.rates, &s.cgrates_plan, &s.tz, &s.country)?;
+    let (setup, store) = open_store(&a.store)?;
     let now = jiff::Timestamp::now();
     let date = match &a.date {
         Some(d) => d
@@ -125,25 +108,18 @@ fn daily(a: DailyArgs) -> Result<ExitCode> {
 }
 
 /// The rates and the store a report reads.
-fn open_store(
-    config: &Option<PathBuf>,
-    database: &Option<PathBuf>,
-    rates: &[PathBuf],
-    cgrates_plan: &Option<PathBuf>,
-    tz: &Option<String>,
-    country: &Option<String>,
-) -> Result<(crate::config::Setup, tollguard_store::Store)> {
+fn open_store(a: &StoreArgs) -> Result<(crate::config::Setup, tollguard_store::Store)> {
     let input = InputArgs {
         cdr: vec![],
         format: tollguard_ingest::Format::Asterisk,
-        rates: rates.to_vec(),
-        cgrates_plan: cgrates_plan.clone(),
-        config: config.clone(),
-        tz: tz.clone(),
-        country: country.clone(),
+        rates: a.rates.clone(),
+        cgrates_plan: a.cgrates_plan.clone(),
+        config: a.config.clone(),
+        tz: a.tz.clone(),
+        country: a.country.clone(),
     };
     let setup = setup(&input)?;
-    let db = database.clone().unwrap_or_else(|| setup.server.options.database.clone());
+    let db = a.database.clone().unwrap_or_else(|| setup.server.options.database.clone());
     if !db.exists() {
         bail!("{}: no such store (give --database or the service's --config)", db.display());
     }
@@ -155,7 +131,7 @@ fn incident(a: IncidentArgs) -> Result<ExitCode> {
     if a.vat_percent.is_sign_negative() || a.vat_percent > Decimal::from(100) {
         bail!("--vat-percent must be from 0 to 100");
     }
-    let (setup, store) = open_store(&a.config, &a.database, &a.rates, &a.cgrates_plan, &a.tz, &a.country)?;
+    let (setup, store) = open_store(&a.store)?;
     let r = incident_report(&store, &setup.rater, a.id, jiff::Timestamp::now(), a.vat_percent)?;
     let out = a.out.as_deref();
     match a.format.as_str() {
