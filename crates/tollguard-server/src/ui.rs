@@ -212,15 +212,28 @@ fn all_accounts(s: &AppState, now: Timestamp) -> Vec<tollguard_engine::AccountRe
     reports
 }
 
+/// For the operator's pages over all accounts: who is signed in, the time, and every account's
+/// report (built off the async workers); a customer is sent to its own account instead.
+async fn every_account(
+    s: &Arc<AppState>,
+    headers: &HeaderMap,
+) -> Shown<(String, Scope, Timestamp, Vec<tollguard_engine::AccountReport>)> {
+    let (name, scope) = signed_in(s, headers)?;
+    if let Scope::Customer(own) = &scope {
+        return Err(Box::new(Redirect::to(&format!("/ui/accounts/{}", enc(own))).into_response()));
+    }
+    let (st, now) = (s.clone(), s.now());
+    let reports = tokio::task::spawn_blocking(move || all_accounts(&st, now))
+        .await
+        .map_err(|e| Box::new(ApiError::internal(format!("listing accounts: {e}")).into_response()))?;
+    Ok((name, scope, now, reports))
+}
+
 async fn overview(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let (name, scope) = match signed_in(&s, &headers) {
+    let (name, scope, now, reports) = match every_account(&s, &headers).await {
         Ok(c) => c,
         Err(r) => return *r,
     };
-    if let Scope::Customer(own) = &scope {
-        return Redirect::to(&format!("/ui/accounts/{}", enc(own))).into_response();
-    }
-    let now = s.now();
     let (hours, per_second, running, currency) = {
         let core = s.core.lock().expect("engine lock");
         (
@@ -229,11 +242,6 @@ async fn overview(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Respons
             core.engine.running_calls(),
             report::currency_of(core.engine.rater()),
         )
-    };
-    let st = s.clone();
-    let reports = match tokio::task::spawn_blocking(move || all_accounts(&st, now)).await {
-        Ok(r) => r,
-        Err(e) => return ApiError::internal(e.to_string()).into_response(),
     };
     let mut rows: Vec<Value> = reports.iter().map(account_row).collect();
     rows.sort_by_key(|r| std::cmp::Reverse(r["top"].as_i64().unwrap_or(0)));
@@ -307,17 +315,9 @@ async fn accounts(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    let (name, scope) = match signed_in(&s, &headers) {
+    let (name, scope, _, reports) = match every_account(&s, &headers).await {
         Ok(c) => c,
         Err(r) => return *r,
-    };
-    if let Scope::Customer(own) = &scope {
-        return Redirect::to(&format!("/ui/accounts/{}", enc(own))).into_response();
-    }
-    let now = s.now();
-    let st = s.clone();
-    let Ok(reports) = tokio::task::spawn_blocking(move || all_accounts(&st, now)).await else {
-        return ApiError::internal("listing accounts").into_response();
     };
     let needle = q.q.clone().unwrap_or_default().to_lowercase();
     let mut rows: Vec<Value> = reports
