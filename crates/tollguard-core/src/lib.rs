@@ -29,4 +29,5 @@ pub mod money;
 pub mod numbering;
 pub mod rater;
 pub mod rating;
+pub mod reconcile;
 pub mod time;

@@ -127,6 +127,18 @@ impl FromStr for Format {
     }
 }
 
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Format::Asterisk => "asterisk",
+            Format::FreeswitchCsv => "freeswitch-csv",
+            Format::FreeswitchJson => "freeswitch-json",
+            Format::Cucm => "cucm",
+            Format::Generic => "generic",
+        })
+    }
+}
+
 /// What readers need besides the bytes.
 #[derive(Clone, Debug)]
 pub struct ReadOptions {
@@ -174,4 +186,18 @@ pub fn from_reader(
             Box::new(generic::GenericReader::new(name, input, mapping, options.tz.clone())?)
         }
     })
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::Format;
+
+    #[test]
+    fn a_format_reads_back_from_its_name() {
+        for f in
+            [Format::Asterisk, Format::FreeswitchCsv, Format::FreeswitchJson, Format::Cucm, Format::Generic]
+        {
+            assert_eq!(f.to_string().parse::<Format>(), Ok(f));
+        }
+    }
 }

@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use tollguard_core::cdr::{Cdr, Direction};
 use tollguard_core::numbering::Dialled;
 use tollguard_core::rater::Rater;
+use tollguard_core::reconcile::{self, Line, Side, Status};
 use tollguard_store::Store;
 
 /// One call of an incident report.
@@ -157,6 +158,96 @@ pub struct IncidentReport {
     pub method: Vec<String>,
     /// The incident's state changes (who, when, why).
     pub history: Vec<Moment>,
+    /// The service's calls set beside another party's records, when asked for.
+    pub reconciliation: Option<Reconciliation>,
+}
+
+/// Another party's records of the account's traffic (e.g. the carrier's CDRs), to set beside the
+/// calls the service saw.
+#[derive(Clone, Debug)]
+pub struct ReconcileWith {
+    /// What they are, in words (e.g. `carrier.csv (asterisk)`).
+    pub source: String,
+    /// The records, priced with the service's rates.
+    pub records: Vec<Side>,
+    /// The account as the records name it (default: the incident's). Records naming no account
+    /// are kept.
+    pub account: Option<String>,
+    /// Most seconds two start times of one call may differ.
+    pub time_tolerance_s: u32,
+    /// Most seconds two billed durations of one call may differ and still agree.
+    pub duration_tolerance_s: u32,
+}
+
+/// Totals of one day of a reconciliation (or of all).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ReconcileDay {
+    /// `YYYY-MM-DD` in the account's zone, or `total`.
+    pub day: String,
+    /// Calls the service saw.
+    pub ours: u64,
+    /// Records of the other party.
+    pub theirs: u64,
+    /// Matched (agreeing or not on duration).
+    pub matched: u64,
+    /// Matched with durations beyond the tolerance.
+    pub duration_differs: u64,
+    /// Only the service saw.
+    pub ours_only: u64,
+    /// Only the other party has.
+    pub theirs_only: u64,
+    /// Billed seconds, ours.
+    pub our_billsec: u64,
+    /// Billed seconds, theirs.
+    pub their_billsec: u64,
+    /// Cost, ours.
+    pub our_cost: String,
+    /// Cost, theirs.
+    pub their_cost: String,
+    /// Theirs minus ours.
+    pub difference: String,
+}
+
+/// One record the two sides do not agree on.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ReconcileLine {
+    /// `duration_differs`, `ours_only` or `theirs_only`.
+    pub status: String,
+    /// Start, in the account's zone.
+    pub time: String,
+    /// The number (E.164 where the plan reads it).
+    pub number: String,
+    /// Our call id.
+    pub our_call_id: String,
+    /// Theirs.
+    pub their_call_id: String,
+    /// Billed seconds, ours.
+    pub our_billsec: String,
+    /// Theirs.
+    pub their_billsec: String,
+    /// Cost, ours.
+    pub our_cost: String,
+    /// Theirs.
+    pub their_cost: String,
+    /// Theirs minus ours.
+    pub difference: String,
+    /// Where their record is (file and line).
+    pub their_origin: String,
+}
+
+/// The reconciliation section of an incident report.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Reconciliation {
+    /// The other party's records, in words.
+    pub source: String,
+    /// Per day of the period.
+    pub days: Vec<ReconcileDay>,
+    /// Over the period.
+    pub total: ReconcileDay,
+    /// Every record the sides do not agree on, in time order.
+    pub differences: Vec<ReconcileLine>,
+    /// How the records were matched and counted.
+    pub method: Vec<String>,
 }
 
 fn ns_to(ts: i64) -> Timestamp {
@@ -181,13 +272,15 @@ struct Known {
 }
 
 /// Builds incident `id`'s report. `until`: the end of the period for an incident still open
-/// (normally now). `vat_percent`: e.g. 21.
+/// (normally now). `vat_percent`: e.g. 21. `with`: another party's records to reconcile the calls
+/// with.
 pub fn incident_report(
     store: &Store,
     rater: &Rater,
     id: i64,
     until: Timestamp,
     vat_percent: Decimal,
+    with: Option<&ReconcileWith>,
 ) -> Result<IncidentReport> {
     let inc = store.incident(id)?.ok_or_else(|| anyhow!("no incident {id}"))?;
     let data: Value = serde_json::from_str(&inc.data).unwrap_or_default();
@@ -246,6 +339,7 @@ pub fn incident_report(
             flagged_cost += c.cost;
         }
     }
+    let reconciliation = with.map(|w| reconciliation(&period, w, &account, from, to, &tz, &currency));
     let lines: Vec<CallLine> = period.into_iter().map(|c| c.line).collect();
 
     // Alerts of the account in the period.
@@ -381,7 +475,121 @@ pub fn incident_report(
         vat_percent: vat_percent.normalize().to_string(),
         method,
         history,
+        reconciliation,
     })
+}
+
+/// Sets the calls the service saw beside `with`'s records of the same period.
+fn reconciliation(
+    period: &[PeriodCall],
+    with: &ReconcileWith,
+    account: &str,
+    from: Timestamp,
+    to: Timestamp,
+    tz: &TimeZone,
+    currency: &str,
+) -> Reconciliation {
+    // Ours: the calls that went out (a denied call never reached the network).
+    let ours: Vec<Side> = period
+        .iter()
+        .filter(|c| c.allowed)
+        .map(|c| Side {
+            call_id: c.line.call_id.clone(),
+            origin: "tollguard".into(),
+            start: c.start,
+            number: if c.line.e164.starts_with('+') { c.line.e164.clone() } else { c.line.dialled.clone() },
+            billsec: c.billsec.unwrap_or(0),
+            cost: (!c.line.cost.is_empty()).then_some(c.cost),
+            account: account.to_string(),
+        })
+        .collect();
+    // Theirs: the records of the account in the period, widened by the time tolerance.
+    let named = with.account.as_deref().unwrap_or(account);
+    let tol = jiff::SignedDuration::from_secs(i64::from(with.time_tolerance_s));
+    let (lo, hi) = (from - tol, to + tol);
+    let theirs: Vec<Side> = with
+        .records
+        .iter()
+        .filter(|r| (r.account.is_empty() || r.account == named) && (lo..=hi).contains(&r.start))
+        .cloned()
+        .collect();
+    let outside = with.records.len() - theirs.len();
+    let lines = reconcile::reconcile(ours, theirs, with.time_tolerance_s, with.duration_tolerance_s);
+    let (days, all) = reconcile::per_day(&lines, tz);
+    let day = |d: String, t: &reconcile::Totals| ReconcileDay {
+        day: d,
+        ours: t.left_calls,
+        theirs: t.right_calls,
+        matched: t.matched,
+        duration_differs: t.duration_differs,
+        ours_only: t.left_only,
+        theirs_only: t.right_only,
+        our_billsec: t.left_billsec,
+        their_billsec: t.right_billsec,
+        our_cost: four(t.left_cost),
+        their_cost: four(t.right_cost),
+        difference: four(t.right_cost - t.left_cost),
+    };
+    let differences = lines
+        .iter()
+        .filter(|l| l.status != Status::Matched)
+        .map(|l: &Line| {
+            let (a, b) = (l.left.as_ref(), l.right.as_ref());
+            let cost = |s: Option<&Side>| s.and_then(|s| s.cost);
+            let diff = cost(b).unwrap_or_default() - cost(a).unwrap_or_default();
+            ReconcileLine {
+                status: match l.status {
+                    Status::LeftOnly => "ours_only",
+                    Status::RightOnly => "theirs_only",
+                    s => s.as_str(),
+                }
+                .to_string(),
+                time: show(l.start(), tz),
+                number: a.or(b).map(|s| s.number.clone()).unwrap_or_default(),
+                our_call_id: a.map(|s| s.call_id.clone()).unwrap_or_default(),
+                their_call_id: b.map(|s| s.call_id.clone()).unwrap_or_default(),
+                our_billsec: a.map(|s| s.billsec.to_string()).unwrap_or_default(),
+                their_billsec: b.map(|s| s.billsec.to_string()).unwrap_or_default(),
+                our_cost: cost(a).map(four).unwrap_or_default(),
+                their_cost: cost(b).map(four).unwrap_or_default(),
+                difference: four(diff),
+                their_origin: b.map(|s| s.origin.clone()).unwrap_or_default(),
+            }
+        })
+        .collect();
+    let method = vec![
+        format!(
+            "Ours: the {} calls tollguard allowed in the period (denied calls never reached the network), with the \
+             billed seconds and cost above. Theirs: the {} records of {} naming account {named} or no account \
+             that started from {} to {} (the period widened by {} s); {outside} other records were left out.",
+            all.left_calls,
+            all.right_calls,
+            with.source,
+            show(lo, tz),
+            show(hi, tz),
+            with.time_tolerance_s
+        ),
+        format!(
+            "Matching: by call id where both sides carry it; else the same number (E.164 where the dialling plan \
+             reads it), start times at most {} s apart, the closest first. Each record is matched once.",
+            with.time_tolerance_s
+        ),
+        format!(
+            "A matched pair whose billed seconds differ by more than {} s is listed as duration_differs.",
+            with.duration_tolerance_s
+        ),
+        format!(
+            "Both sides are priced with the same rates, so a difference is the cost of the calls or seconds one \
+             side lacks ({currency}, excluding VAT; theirs minus ours)."
+        ),
+    ];
+    Reconciliation {
+        source: with.source.clone(),
+        days: days.iter().map(|(d, t)| day(d.to_string(), t)).collect(),
+        total: day("total".into(), &all),
+        differences,
+        method,
+    }
 }
 
 /// One call of an account in a period, as the store knows it, rated as the service rated it.
@@ -672,6 +880,30 @@ pub fn incident_csv(r: &IncidentReport) -> Result<String> {
         t.currency,
         t.cost_incl_vat
     ));
+    if let Some(x) = &r.reconciliation {
+        out.push_str(&format!(
+            "# reconciliation with {}: day ours theirs matched duration_differs ours_only theirs_only our_billsec \
+             their_billsec our_cost their_cost difference\n",
+            x.source
+        ));
+        for d in x.days.iter().chain(std::iter::once(&x.total)) {
+            out.push_str(&format!(
+                "# {} {} {} {} {} {} {} {} {} {} {} {}\n",
+                d.day,
+                d.ours,
+                d.theirs,
+                d.matched,
+                d.duration_differs,
+                d.ours_only,
+                d.theirs_only,
+                d.our_billsec,
+                d.their_billsec,
+                d.our_cost,
+                d.their_cost,
+                d.difference
+            ));
+        }
+    }
     Ok(out)
 }
 

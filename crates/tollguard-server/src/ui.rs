@@ -524,7 +524,7 @@ async fn incident_report(s: &Arc<AppState>, scope: &Scope, id: i64) -> Shown<rep
     let vat = s.opts.vat_percent;
     tokio::task::spawn_blocking(move || {
         let store = st.reader.lock().expect("reader lock");
-        report::incident_report(&store, &rater, inc.id, now, vat)
+        report::incident_report(&store, &rater, inc.id, now, vat, None)
     })
     .await
     .map_err(|e| Box::new(ApiError::internal(e.to_string()).into_response()))?

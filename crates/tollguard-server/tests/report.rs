@@ -7,8 +7,9 @@ use axum::Router;
 use http_body_util::BodyExt;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
+use tollguard_core::reconcile::Side;
 use tollguard_engine::policy::Policy;
-use tollguard_server::report::{incident_csv, incident_html, incident_report};
+use tollguard_server::report::{incident_csv, incident_html, incident_report, ReconcileWith};
 use tollguard_server::{create_token, Options, Scope, Server};
 use tower::ServiceExt;
 
@@ -98,7 +99,7 @@ async fn a_night_attack_gives_an_evidence_pack() {
     let id = v["incidents"][0]["id"].as_i64().expect("an incident");
     let store = tollguard_store::Store::open(&db).unwrap();
     let until: jiff::Timestamp = "2011-06-12T08:00:00+02:00".parse().unwrap();
-    let mut r = incident_report(&store, &rater(), id, until, Decimal::from(21)).unwrap();
+    let mut r = incident_report(&store, &rater(), id, until, Decimal::from(21), None).unwrap();
 
     // Four calls from the first suspicious one; the Friday call is before the incident.
     let ids: Vec<&str> = r.calls.iter().map(|c| c.call_id.as_str()).collect();
@@ -121,6 +122,57 @@ async fn a_night_attack_gives_an_evidence_pack() {
     }
     insta::assert_snapshot!("incident.csv", incident_csv(&r).unwrap());
     insta::assert_snapshot!("incident.html", incident_html(&r).unwrap());
+
+    // The carrier's records of the same night, set beside ours: tl3 billed a minute longer, n1 the
+    // same, a call tollguard never saw, and records outside the incident (another account, the
+    // Friday) left out.
+    let side = |id: &str, account: &str, at: &str, number: &str, billsec: u32, cost: &str| Side {
+        call_id: id.into(),
+        origin: format!("carrier.csv:{id}"),
+        start: at.parse().unwrap(),
+        number: number.into(),
+        billsec,
+        cost: Some(cost.parse().unwrap()),
+        account: account.into(),
+    };
+    let with = ReconcileWith {
+        source: "carrier.csv (asterisk)".into(),
+        records: vec![
+            side("c-f1", "acme", "2011-06-10T15:00:03+02:00", "+31201234567", 30, "0.0120"),
+            side("c-tl3", "acme", "2011-06-11T23:20:03+02:00", "+6707754605", 1260, "30.4500"),
+            side("c-n1", "", "2011-06-11T23:40:01+02:00", "+31201234567", 65, "0.0240"),
+            side("c-x", "acme", "2011-06-11T23:50:00+02:00", "+6707754606", 600, "14.5000"),
+            side("c-o", "other", "2011-06-11T23:45:00+02:00", "+6707754607", 600, "14.5000"),
+        ],
+        account: None,
+        time_tolerance_s: 5,
+        duration_tolerance_s: 2,
+    };
+    let r = incident_report(&store, &rater(), id, until, Decimal::from(21), Some(&with)).unwrap();
+    let x = r.reconciliation.as_ref().expect("a reconciliation");
+    let t = &x.total;
+    // Ours: tl3 and n1 (tl1, tl2 were denied and never went out).
+    assert_eq!(
+        (t.ours, t.theirs, t.matched, t.duration_differs, t.ours_only, t.theirs_only),
+        (2, 3, 2, 1, 0, 1)
+    );
+    assert_eq!(
+        (t.our_cost.as_str(), t.their_cost.as_str(), t.difference.as_str()),
+        ("29.0240", "44.9740", "15.9500")
+    );
+    assert_eq!(x.days.iter().map(|d| d.day.as_str()).collect::<Vec<_>>(), ["2011-06-11"]);
+    let got: Vec<(&str, &str, &str, &str)> = x
+        .differences
+        .iter()
+        .map(|l| (l.status.as_str(), l.our_call_id.as_str(), l.their_call_id.as_str(), l.difference.as_str()))
+        .collect();
+    assert_eq!(got, [("duration_differs", "tl3", "c-tl3", "1.4500"), ("theirs_only", "", "c-x", "14.5000")]);
+    assert!(x.method[0].contains("; 2 other records were left out"), "{}", x.method[0]);
+    let html = incident_html(&r).unwrap();
+    assert!(html.contains("Reconciliation with carrier.csv (asterisk)"), "{html}");
+    assert!(html.contains(">c-x</td>"), "{html}");
+    let csv = incident_csv(&r).unwrap();
+    assert!(csv.contains("# total 2 3 2 1 0 1 1265 1925 29.0240 44.9740 15.9500\n"), "{csv}");
 }
 
 #[tokio::test]

@@ -2,13 +2,14 @@
 //! an account's day against its usual band; both from the live service's store.
 
 use crate::rate::setup;
+use crate::reconcile::read_side;
 use crate::InputArgs;
 use anyhow::{anyhow, bail, Context, Result};
 use rust_decimal::Decimal;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use tollguard_server::report::{
-    daily_csv, daily_html, daily_report, incident_csv, incident_html, incident_report,
+    daily_csv, daily_html, daily_report, incident_csv, incident_html, incident_report, ReconcileWith,
 };
 
 /// `tollguard report ...`.
@@ -78,6 +79,26 @@ pub struct IncidentArgs {
     /// VAT rate in percent (e.g. 21).
     #[arg(long, default_value = "0")]
     vat_percent: Decimal,
+    /// Another party's records of the same traffic (e.g. the carrier's CDRs), set beside the
+    /// service's calls in a reconciliation section; repeat for several files.
+    #[arg(long)]
+    reconcile_with: Vec<PathBuf>,
+    /// Format of the `--reconcile-with` files.
+    #[arg(long, requires = "reconcile_with")]
+    reconcile_format: Option<tollguard_ingest::Format>,
+    /// Zone of local times in the `--reconcile-with` files (default: the configuration's).
+    #[arg(long, requires = "reconcile_with")]
+    reconcile_tz: Option<String>,
+    /// The account as the `--reconcile-with` records name it (default: the incident's). Records
+    /// naming no account are kept.
+    #[arg(long, requires = "reconcile_with")]
+    reconcile_account: Option<String>,
+    /// Most seconds two start times of one call may differ.
+    #[arg(long, default_value = "5")]
+    time_tolerance: u32,
+    /// Most seconds two billed durations of one call may differ and still agree.
+    #[arg(long, default_value = "2")]
+    duration_tolerance: u32,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -132,7 +153,32 @@ fn incident(a: IncidentArgs) -> Result<ExitCode> {
         bail!("--vat-percent must be from 0 to 100");
     }
     let (setup, store) = open_store(&a.store)?;
-    let r = incident_report(&store, &setup.rater, a.id, jiff::Timestamp::now(), a.vat_percent)?;
+    let with = match (a.reconcile_with.is_empty(), a.reconcile_format) {
+        (true, _) => None,
+        (false, None) => bail!("--reconcile-with needs --reconcile-format (asterisk, freeswitch, ...)"),
+        (false, Some(format)) => {
+            if a.time_tolerance > 3600 {
+                bail!("--time-tolerance is at most 3600 s");
+            }
+            let tz = match &a.reconcile_tz {
+                Some(z) => crate::config::zone(z)?,
+                None => setup.cdr_tz.clone(),
+            };
+            let options = tollguard_ingest::ReadOptions { tz, generic: setup.generic.clone() };
+            let mut malformed = 0;
+            let records = read_side(&a.reconcile_with, format, &options, &setup.rater, &mut malformed)?;
+            let names: Vec<String> = a.reconcile_with.iter().map(|p| p.display().to_string()).collect();
+            Some(ReconcileWith {
+                source: format!("{} ({format})", names.join(", ")),
+                records,
+                account: a.reconcile_account.clone(),
+                time_tolerance_s: a.time_tolerance,
+                duration_tolerance_s: a.duration_tolerance,
+            })
+        }
+    };
+    let r =
+        incident_report(&store, &setup.rater, a.id, jiff::Timestamp::now(), a.vat_percent, with.as_ref())?;
     let out = a.out.as_deref();
     match a.format.as_str() {
         "csv" => write(out, incident_csv(&r)?.as_bytes())?,

@@ -302,6 +302,48 @@ fn an_incident_report_from_the_running_service_as_csv_html_and_pdf() {
     let html = dir.join("incident.html");
     assert!(report("html", Some(&html)).status.success());
     assert!(std::fs::read_to_string(&html).unwrap().contains("<h1>Incident 1: account acme</h1>"));
+    // The carrier's records of the same night (Asterisk CSV, Amsterdam time): tl3 a minute longer
+    // under its own id, and a call to East Timor the service never saw.
+    let carrier = dir.join("carrier.csv");
+    std::fs::write(
+        &carrier,
+        concat!(
+            "\"acme\",\"213\",\"006707754605\",\"from-internal\",\"\",\"SIP/213-1\",\"SIP/kpn-1\",\"Dial\",\"\",",
+            "\"2011-06-11 23:20:02\",\"2011-06-11 23:20:12\",\"2011-06-11 23:41:12\",1270,1260,\"ANSWERED\",",
+            "\"DOCUMENTATION\",\"kpn-1\",\"\"\n",
+            "\"acme\",\"213\",\"006707754606\",\"from-internal\",\"\",\"SIP/213-2\",\"SIP/kpn-2\",\"Dial\",\"\",",
+            "\"2011-06-11 23:25:00\",\"2011-06-11 23:25:10\",\"2011-06-11 23:35:10\",610,600,\"ANSWERED\",",
+            "\"DOCUMENTATION\",\"kpn-2\",\"\"\n",
+        ),
+    )
+    .unwrap();
+    let out = bin()
+        .args(["report", "incident", &id.to_string(), "--format", "csv", "--vat-percent", "21"])
+        .args(["--database", db.to_str().unwrap(), "--rates", deck.to_str().unwrap()])
+        .args(["--country", "NL", "--tz", "Europe/Amsterdam"])
+        .arg("--reconcile-with")
+        .arg(&carrier)
+        .args(["--reconcile-format", "asterisk"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let csv = String::from_utf8(out.stdout).unwrap();
+    // Ours: tl3 (tl1 was denied). Theirs: 1260 s (21 minutes, 30.45) and 600 s (14.50).
+    assert!(csv.contains("# total 1 2 1 1 0 1 1200 1860 29.0000 44.9500 15.9500\n"), "{csv}");
+    let no_format = bin()
+        .args(["report", "incident", &id.to_string(), "--database", db.to_str().unwrap()])
+        .args(["--rates", deck.to_str().unwrap()])
+        .arg("--reconcile-with")
+        .arg(&carrier)
+        .output()
+        .unwrap();
+    assert!(
+        !no_format.status.success()
+            && String::from_utf8_lossy(&no_format.stderr)
+                .contains("--reconcile-with needs --reconcile-format"),
+        "{}",
+        String::from_utf8_lossy(&no_format.stderr)
+    );
     // The same store's daily report of that Saturday: the East Timor call in its hour, a new destination.
     let daily = bin()
         .args(["report", "daily", "--account", "acme", "--date", "2011-06-11", "--format", "csv"])
