@@ -1,8 +1,9 @@
 //! Alerts by e-mail over SMTP (lettre; STARTTLS with rustls and ring): a plain-text and an HTML
 //! part saying what happened, what was done, and how to undo it. Sent from the same persisted
 //! outbox as webhooks (target `email`), to the carrier's NOC and to the account's own contact.
+//! The daily traffic report goes the same way (target `email-daily`, [`crate::daily`]).
 
-use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+use lettre::message::{header::ContentType, Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{Message, SmtpTransport, Transport};
 use serde_json::Value;
@@ -49,6 +50,9 @@ pub struct Email {
     pub public_url: String,
     /// Tries before a message is dead-lettered.
     pub max_tries: u32,
+    /// When each account's daily report is mailed to its contacts, in the account's zone (None:
+    /// not mailed). See [`crate::daily`].
+    pub daily_report: Option<jiff::civil::Time>,
 }
 
 fn text(v: &Value, k: &str) -> String {
@@ -148,7 +152,79 @@ pub fn send(cfg: &Email, alert: &Value) -> Result<(), String> {
     if to.is_empty() {
         return Ok(());
     }
-    let msg = message(cfg, alert, &to)?;
+    deliver(cfg, &message(cfg, alert, &to)?)
+}
+
+/// The daily report's mail to `to`: a plain-text summary, the report as HTML, and its CSV
+/// attached.
+pub fn daily_message(
+    cfg: &Email,
+    r: &crate::report::DailyReport,
+    html: String,
+    csv: String,
+    to: &[String],
+) -> Result<Message, String> {
+    let base = cfg.public_url.trim_end_matches('/');
+    let above: Vec<String> = r
+        .hours
+        .iter()
+        .filter(|h| h.above_usual)
+        .map(|h| format!("{:02}:00 ({} {})", h.hour, r.currency, h.spend))
+        .collect();
+    let mut plain = format!(
+        "tollguard daily report: account {} on {} ({})\n\nCalls: {} ({} answered, {} denied), {} billed seconds\nSpend: {} {}\n",
+        r.account, r.date, r.zone, r.calls, r.answered, r.denied, r.billsec, r.currency, r.spend
+    );
+    plain.push_str(&match (above.is_empty(), r.history_days) {
+        (_, 0) => "Usual band: not enough history yet.\n".to_string(),
+        (true, _) => "Every hour within its usual band.\n".to_string(),
+        (false, _) => format!("Hours above their usual band: {}\n", above.join(", ")),
+    });
+    if !r.new_countries.is_empty() {
+        plain.push_str(&format!("Countries new to the account: {}\n", r.new_countries.join(", ")));
+    }
+    plain.push_str(&format!("Alerts: {}; actions: {}\n", r.alerts.len(), r.actions.len()));
+    for l in &r.limits {
+        plain
+            .push_str(&format!("  {}: {} alert(s), first at {}: {}\n", l.rule, l.alerts, l.first, l.figures));
+    }
+    plain.push_str(&format!(
+        "\nThe full report (charts, destinations, every alert): {base}/ui/accounts/{}/daily?date={}\n\
+         The figures as CSV are attached.\n",
+        r.account, r.date
+    ));
+    let from: Mailbox = cfg.from.parse().map_err(|e| format!("from {:?}: {e}", cfg.from))?;
+    let alerts = match r.alerts.len() {
+        0 => String::new(),
+        n => format!(", {n} alert{}", if n == 1 { "" } else { "s" }),
+    };
+    let mut b = Message::builder()
+        .from(from)
+        .subject(format!(
+            "[tollguard] daily report {} {}: {} {}, {} calls{alerts}",
+            r.account, r.date, r.currency, r.spend, r.calls
+        ))
+        .message_id(None);
+    for t in to {
+        b = b.to(t.parse().map_err(|e| format!("recipient {t:?}: {e}"))?);
+    }
+    let csv_type = ContentType::parse("text/csv; charset=utf-8").map_err(|e| e.to_string())?;
+    b.multipart(
+        MultiPart::mixed()
+            .multipart(
+                MultiPart::alternative()
+                    .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(plain))
+                    .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(html)),
+            )
+            .singlepart(
+                Attachment::new(format!("tollguard-{}-{}.csv", r.account, r.date)).body(csv, csv_type),
+            ),
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Sends a message over SMTP as configured (blocking).
+pub fn deliver(cfg: &Email, msg: &Message) -> Result<(), String> {
     let mut params = TlsParameters::builder(cfg.host.clone());
     if let Some(pem) = &cfg.ca_pem {
         params = params.add_root_certificate(Certificate::from_pem(pem).map_err(|e| format!("ca: {e}"))?);
@@ -166,5 +242,5 @@ pub fn send(cfg: &Email, alert: &Value) -> Result<(), String> {
     if let Some((u, p)) = &cfg.credentials {
         t = t.credentials(lettre::transport::smtp::authentication::Credentials::new(u.clone(), p.clone()));
     }
-    t.build().send(&msg).map(|_| ()).map_err(|e| e.to_string())
+    t.build().send(msg).map(|_| ()).map_err(|e| e.to_string())
 }

@@ -31,6 +31,7 @@ use tollguard_engine::{Attempt, Command, Decision, Effect, Engine, Event, Severi
 use tollguard_store::Store;
 
 mod auth;
+mod daily;
 pub mod email;
 mod incident;
 mod records;
@@ -191,6 +192,11 @@ enum Write {
         account: String,
         units: i64,
     },
+    /// A daily report queued for mailing, with the checkpoint of the day queued.
+    DailyMail {
+        account: String,
+        date: String,
+    },
     /// An audit log entry.
     Audit {
         time_ns: i64,
@@ -298,6 +304,8 @@ pub struct AppState {
     delivering: tokio::sync::Mutex<()>,
     /// The last e-mail per (account, rule): when, and at what severity (quiet periods).
     mailed: Mutex<HashMap<(String, String), (std::time::Instant, Severity)>>,
+    /// The last day whose daily report was queued, per account (from the store's checkpoints).
+    daily_queued: Mutex<HashMap<String, jiff::civil::Date>>,
     /// Cuts the switch refused or could not be asked for (shared with the threads that ask).
     cut_failures: Arc<AtomicU64>,
     /// Calls the switch no longer knows (Kamailio answered a cut with 404): they ended, their
@@ -370,6 +378,7 @@ impl Server {
             reloader: Mutex::new(None),
             delivering: tokio::sync::Mutex::new(()),
             mailed: Mutex::new(HashMap::new()),
+            daily_queued: Mutex::new(HashMap::new()),
             cut_failures: Arc::new(AtomicU64::new(0)),
             gone: Arc::new(Mutex::new(Vec::new())),
             rebuilt_events,
@@ -421,6 +430,7 @@ impl Server {
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
                 interval.tick().await;
+                daily::queue_due(&state, state.now()).await;
                 webhook::deliver(&state, state.now()).await;
             }
         });
@@ -467,6 +477,14 @@ impl Server {
     /// how many were tried. The serve loop does this every tick.
     pub async fn deliver(&self, now: Timestamp) -> usize {
         webhook::deliver(&self.state, now).await
+    }
+
+    /// Queues the daily report mails due at `now` (what the delivery loop does each second);
+    /// returns how many were queued.
+    pub async fn queue_daily_reports(&self, now: Timestamp) -> usize {
+        let n = daily::queue_due(&self.state, now).await;
+        flush(&self.state).await;
+        n
     }
 
     /// Waits until everything handed to the writer is committed.
@@ -606,6 +624,11 @@ fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>, clock: Clock, feed: A
                                 b.enqueue(t, &body, time_now_ns())?;
                             }
                         }
+                    }
+                    Write::DailyMail { account, date } => {
+                        let body = json!({ "account": account, "date": date }).to_string();
+                        b.enqueue("email-daily", &body, time_now_ns())?;
+                        b.set_checkpoint(&daily::checkpoint(&account), &date)?;
                     }
                     Write::Tried { id, ok, error, next_ns, dead } => {
                         b.outbox_tried(id, ok, &error, next_ns, dead)?

@@ -71,6 +71,15 @@ pub(crate) async fn deliver(state: &Arc<AppState>, now: Timestamp) -> usize {
     let Ok(due) = state.read(move |r| r.outbox_due(now_ns, 100)).await else { return 0 };
     let n = due.len();
     for item in due {
+        if item.target == "email-daily" {
+            let (st, body) = (state.clone(), item.body.clone());
+            let result = tokio::task::spawn_blocking(move || crate::daily::send(&st, &body, now))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+            let max = state.opts.email.as_ref().map_or(1, |c| c.max_tries);
+            record_try(state, &item, result, now, max);
+            continue;
+        }
         if item.target == "email" {
             if let Some(cfg) = state.opts.email.clone() {
                 let alert: serde_json::Value = serde_json::from_str(&item.body).unwrap_or_default();

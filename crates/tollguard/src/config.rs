@@ -141,6 +141,20 @@ pub struct EmailSection {
     pub public_url: String,
     /// Tries before a mail is dead-lettered. Default 8.
     pub max_tries: Option<u32>,
+    /// Mail each account's daily report for yesterday to its contacts at this time (`HH:MM`, the
+    /// account's zone), e.g. `"07:00"`. Default: not mailed.
+    pub daily_report: Option<String>,
+}
+
+/// `HH:MM` (24-hour clock).
+fn daily_time(s: &str) -> Result<jiff::civil::Time> {
+    let bad = || anyhow!("expected a time of day as HH:MM (e.g. \"07:00\"), found {s:?}");
+    let (h, m) = s.split_once(':').ok_or_else(bad)?;
+    if h.len() != 2 || m.len() != 2 {
+        return Err(bad());
+    }
+    let (h, m): (i8, i8) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    jiff::civil::Time::new(h, m, 0, 0).map_err(|_| bad())
 }
 
 fn severity(at: &str, s: Option<&str>) -> Result<tollguard_engine::Severity> {
@@ -450,6 +464,10 @@ fn server_settings(s: &ServerSection, base: &Path, tz: &TimeZone) -> Result<Serv
         };
         let quiet = tollguard_engine::policy::parse_duration(e.quiet.as_deref().unwrap_or("30m"))
             .map_err(|err| anyhow!("{at} quiet: {err}"))?;
+        let daily_report = match &e.daily_report {
+            None => None,
+            Some(t) => Some(daily_time(t).map_err(|err| anyhow!("{at} daily_report: {err}"))?),
+        };
         options.email = Some(tollguard_server::email::Email {
             host: e.smtp_host.clone(),
             port: e.smtp_port.unwrap_or(587),
@@ -463,6 +481,7 @@ fn server_settings(s: &ServerSection, base: &Path, tz: &TimeZone) -> Result<Serv
             quiet: quiet.unsigned_abs(),
             public_url: e.public_url.clone(),
             max_tries: e.max_tries.unwrap_or(8).max(1),
+            daily_report,
         });
     }
     if let Some(url) = &s.kamailio_rpc {
@@ -488,4 +507,19 @@ fn server_settings(s: &ServerSection, base: &Path, tz: &TimeZone) -> Result<Serv
         options.record_grace = d;
     }
     Ok(ServerSettings { listen: s.listen.clone().unwrap_or_else(|| "127.0.0.1:8090".into()), options })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::daily_time;
+
+    #[test]
+    fn a_daily_report_time_is_hh_mm() {
+        assert_eq!(daily_time("07:00").unwrap(), jiff::civil::time(7, 0, 0, 0));
+        assert_eq!(daily_time("23:59").unwrap(), jiff::civil::time(23, 59, 0, 0));
+        for bad in ["7:00", "24:00", "07:60", "0700", "07:00:00", "seven"] {
+            let e = daily_time(bad).unwrap_err().to_string();
+            assert!(e.contains("HH:MM") && e.contains(bad), "{bad}: {e}");
+        }
+    }
 }
