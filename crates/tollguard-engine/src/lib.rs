@@ -451,9 +451,19 @@ struct Call {
     extension: String,
     answered: Option<Timestamp>,
     rate: Option<CallRate>,
+    /// Where it goes, for limits set while it runs; `None`: counted by no limit (emergency).
+    class: Option<DestClass>,
     /// Limit states that count it.
     states: Vec<u32>,
     cut: bool,
+}
+
+/// What limits filter a call's destination by.
+#[derive(Clone, Copy, Debug)]
+struct DestClass {
+    country: &'static str,
+    number_type: Option<NumberType>,
+    risk: Option<RiskTier>,
 }
 
 impl Call {
@@ -689,6 +699,17 @@ pub struct AccountReport {
     pub allowances: Vec<Allowance>,
 }
 
+/// An account at a glance ([`Engine::account_glance`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct AccountGlance {
+    /// Priced outbound calls running.
+    pub running_calls: usize,
+    /// Whether a block is in force.
+    pub blocked: bool,
+    /// The highest use of any limit, percent of its critical level (rounded down).
+    pub top_percent: i64,
+}
+
 /// A country an account may call without the first-call rules.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Allowance {
@@ -747,46 +768,24 @@ impl Engine {
         self.record_grace = grace;
     }
 
-    /// Usage of every limit of an account, its running calls and blocks; `None` for an account
-    /// the engine has no state for.
-    pub fn account_report(&mut self, account: &str, now: Timestamp) -> Option<AccountReport> {
-        let &acct = self.account_ids.get(account)?;
+    /// Calls `f` with every limit in force for an account and each scope counted under it (the
+    /// account's, or each extension's that has called, in order): the limit's index, the
+    /// extension, what is used now (running calls included) and the calls running in it.
+    fn visit_limits(
+        &mut self,
+        acct: u32,
+        now: Timestamp,
+        mut f: impl FnMut(&Limit, u16, Option<&str>, i64, usize),
+    ) {
         let local = self.accounts[acct as usize].local(now);
-        let mut limits = vec![];
         let indices = self.limits_of(acct);
+        let account = &self.accounts[acct as usize];
         for &li in &indices {
             let limit = &self.policy.limits[li as usize];
-            if limit.retired || !limit.applies_to(account) {
+            if limit.retired || !limit.applies_to(&account.name) {
                 continue;
             }
-            let set_by = if li < self.policy_limits {
-                "policy"
-            } else if self.accounts[acct as usize].own_limits[0].contains(&li) {
-                "operator"
-            } else {
-                "customer"
-            };
-            // (extension, state): the account's, or each extension's that has called.
-            let scopes: Vec<(Option<String>, Option<u32>)> = match limit.scope {
-                ScopeKind::Account => vec![(
-                    None,
-                    self.accounts[acct as usize]
-                        .account_states
-                        .get(li as usize)
-                        .copied()
-                        .filter(|s| *s != u32::MAX),
-                )],
-                ScopeKind::Extension => {
-                    let mut v: Vec<(Option<String>, Option<u32>)> = self
-                        .extension_states
-                        .get(&(acct, li))
-                        .map(|m| m.iter().map(|(e, s)| (Some(e.clone()), Some(*s))).collect())
-                        .unwrap_or_default();
-                    v.sort();
-                    v
-                }
-            };
-            for (extension, sid) in scopes {
+            let mut one = |ext: Option<&str>, sid: Option<u32>| {
                 let (used, running) = match sid {
                     Some(sid) => {
                         let state = &mut self.states[sid as usize];
@@ -794,26 +793,77 @@ impl Engine {
                     }
                     None => (0, 0),
                 };
-                limits.push(LimitUsage {
-                    limit: limit.name.clone(),
-                    extension,
-                    metric: match limit.metric {
-                        Metric::Spend => "spend",
-                        Metric::Calls => "calls",
-                        Metric::Concurrent => "concurrent",
-                        Metric::CallDuration => "call_duration",
-                    },
-                    window: limit.window.map(|w| w.as_str()),
-                    used: limit.show(used),
-                    max: limit.show(limit.max),
-                    warning: limit.warning.map(|w| limit.show(w)),
-                    percent: if limit.max > 0 { used.saturating_mul(100) / limit.max } else { 0 },
-                    running_calls: running,
-                    set_by,
-                });
+                f(limit, li, ext, used, running);
+            };
+            match limit.scope {
+                ScopeKind::Account => {
+                    let sid = account.account_states.get(li as usize).copied().filter(|s| *s != u32::MAX);
+                    one(None, sid)
+                }
+                ScopeKind::Extension => {
+                    if let Some(m) = self.extension_states.get(&(acct, li)) {
+                        let mut v: Vec<(&String, u32)> = m.iter().map(|(e, s)| (e, *s)).collect();
+                        v.sort();
+                        for (e, sid) in v {
+                            one(Some(e), Some(sid));
+                        }
+                    }
+                }
             }
         }
         self.scratch_limits = indices;
+    }
+
+    /// An account at a glance, for lists over many accounts (nothing formatted): `None` for an
+    /// account the engine has no state for.
+    pub fn account_glance(&mut self, account: &str, now: Timestamp) -> Option<AccountGlance> {
+        let &acct = self.account_ids.get(account)?;
+        let mut top_percent = 0;
+        self.visit_limits(acct, now, |limit, _, _, used, _| {
+            let percent = if limit.max > 0 { used.saturating_mul(100) / limit.max } else { 0 };
+            top_percent = top_percent.max(percent);
+        });
+        let a = &self.accounts[acct as usize];
+        Some(AccountGlance {
+            running_calls: a.running.len(),
+            blocked: a.blocks.iter().any(|b| b.until.is_none_or(|u| u > now)),
+            top_percent,
+        })
+    }
+
+    /// Usage of every limit of an account, its running calls and blocks; `None` for an account
+    /// the engine has no state for.
+    pub fn account_report(&mut self, account: &str, now: Timestamp) -> Option<AccountReport> {
+        let &acct = self.account_ids.get(account)?;
+        let mut limits = vec![];
+        let (policy_limits, operator) =
+            (self.policy_limits, self.accounts[acct as usize].own_limits[0].clone());
+        self.visit_limits(acct, now, |limit, li, extension, used, running| {
+            let set_by = if li < policy_limits {
+                "policy"
+            } else if operator.contains(&li) {
+                "operator"
+            } else {
+                "customer"
+            };
+            limits.push(LimitUsage {
+                limit: limit.name.clone(),
+                extension: extension.map(str::to_string),
+                metric: match limit.metric {
+                    Metric::Spend => "spend",
+                    Metric::Calls => "calls",
+                    Metric::Concurrent => "concurrent",
+                    Metric::CallDuration => "call_duration",
+                },
+                window: limit.window.map(|w| w.as_str()),
+                used: limit.show(used),
+                max: limit.show(limit.max),
+                warning: limit.warning.map(|w| limit.show(w)),
+                percent: if limit.max > 0 { used.saturating_mul(100) / limit.max } else { 0 },
+                running_calls: running,
+                set_by,
+            });
+        });
         let a = &self.accounts[acct as usize];
         Some(AccountReport {
             account: a.name.clone(),
@@ -1193,7 +1243,7 @@ impl Engine {
             d.rules.push("emergency".into());
             d.explanation.push(format!("{} is an emergency number: always allowed", a.dialled));
             let acct = self.account_id(a.account);
-            self.track(a.call_id, acct, a.extension, None, vec![]);
+            self.track(a.call_id, acct, a.extension, None, None, vec![]);
             out.push(Effect::Decision(d));
             return;
         }
@@ -1539,7 +1589,8 @@ impl Engine {
                 self.accounts[acct as usize].memory.mark(destination_kind(region, dest.number_type));
             }
             let priced = dest.rate.is_some();
-            let slot = self.track(a.call_id, acct, ext, dest.rate.clone(), keys);
+            let class = DestClass { country: dest.country, number_type: dest.number_type, risk: dest.risk };
+            let slot = self.track(a.call_id, acct, ext, dest.rate.clone(), Some(class), keys);
             if priced {
                 self.accounts[acct as usize].running.push(slot);
             }
@@ -1588,6 +1639,33 @@ impl Engine {
             self.policy.limits.push(l);
             let i = (self.policy.limits.len() - 1) as u16;
             self.accounts[acct as usize].own_limits[k].push(i);
+        }
+        // The calls the account has running count in the new limits from now: a limit of 10
+        // channels set while 9 run leaves room for one more, and their spend counts in full.
+        let local = self.accounts[acct as usize].local(now);
+        let mut running: Vec<u32> = self
+            .calls
+            .values()
+            .copied()
+            .filter(|&c| self.slots[c as usize].account == acct && self.slots[c as usize].class.is_some())
+            .collect();
+        running.sort_unstable();
+        for li in self.accounts[acct as usize].own_limits[k].clone() {
+            for &slot in &running {
+                let call = &self.slots[slot as usize];
+                let (limit, class) = (&self.policy.limits[li as usize], call.class.expect("filtered above"));
+                if !limit.filter.matches(class.country, class.number_type, class.risk) {
+                    continue;
+                }
+                let ext = (limit.scope == ScopeKind::Extension).then(|| call.extension.clone());
+                let sid = self.state_id(acct, ext.as_deref(), li);
+                let state = &mut self.states[sid as usize];
+                if let Some(w) = state.window.as_mut() {
+                    w.add(now, local, 0, 1);
+                }
+                state.running.push(slot);
+                self.slots[slot as usize].states.push(sid);
+            }
         }
         // Retired limits' states stop asking for ticks.
         let sids = self.accounts[acct as usize].states.clone();
@@ -1687,6 +1765,7 @@ impl Engine {
         account: u32,
         extension: &str,
         rate: Option<CallRate>,
+        class: Option<DestClass>,
         states: Vec<u32>,
     ) -> u32 {
         let slot = match self.free_slots.pop() {
@@ -1702,6 +1781,7 @@ impl Engine {
         c.extension.push_str(extension);
         c.answered = None;
         c.rate = rate;
+        c.class = class;
         c.states = states;
         c.cut = false;
         if let Some(old) = self.calls.insert(call_id.to_string(), slot) {

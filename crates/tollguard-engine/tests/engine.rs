@@ -598,3 +598,44 @@ fn an_operator_blocks_destinations_and_a_customer_lifts_only_automatic_blocks() 
     );
     assert_eq!(out.len(), 1);
 }
+
+#[test]
+fn limits_set_while_calls_run_count_those_calls() {
+    use tollguard_engine::policy::LimitSpec;
+    use tollguard_engine::{Limit, LimitOwner};
+    let mut e = engine("");
+    let now = t("2026-01-19T09:00:00Z");
+    for (id, ext, to) in
+        [("c1", "201", "0201234567"), ("c2", "202", "0201234567"), ("c3", "202", "004930123456")]
+    {
+        assert!(attempt(&mut e, id, ext, to, now).0.allowed);
+        answer(&mut e, id, now);
+    }
+    // An emergency call runs too: no limit counts it.
+    assert!(attempt(&mut e, "sos", "203", "112", now).0.allowed);
+    // The operator sets 3 channels, and EUR 2 of German calls per extension, ten minutes in.
+    let limit = |toml_text: &str| Limit::from_spec(&toml::from_str::<LimitSpec>(toml_text).unwrap()).unwrap();
+    let limits = vec![
+        limit("name = 'noc.channels'\nmetric = 'concurrent'\nmax = '3'\non_critical = ['alert', 'deny']"),
+        limit("name = 'noc.de'\nmetric = 'spend'\nscope = 'extension'\ncountries = ['DE']\nwindow = 'day'\nmax = '2.00'"),
+    ];
+    let later = now + SignedDuration::from_mins(10);
+    let cmd = Command::SetLimits { account: "acme".into(), owner: LimitOwner::Operator, limits };
+    e.handle(Event::Command(cmd), later, &mut vec![]);
+    let r = e.account_report("acme", later).unwrap();
+    let channels = r.limits.iter().find(|l| l.limit == "noc.channels").unwrap();
+    assert_eq!((channels.used.as_str(), channels.running_calls), ("3", 3));
+    // The German call's ten minutes so far (EUR 0.90 a minute) count for extension 202 only.
+    let de: Vec<_> = r.limits.iter().filter(|l| l.limit == "noc.de").collect();
+    assert_eq!(de.len(), 1, "{de:?}");
+    assert_eq!((de[0].extension.as_deref(), de[0].used.as_str()), (Some("202"), "9.00"));
+    // At a glance (the dashboard's lists): the limit most used, 450% of EUR 2.
+    let g = e.account_glance("acme", later).unwrap();
+    assert_eq!((g.top_percent, g.running_calls, g.blocked), (450, 3, false));
+    // The fourth channel is refused.
+    let (d, _) = attempt(&mut e, "c4", "204", "0201234567", later);
+    assert!(!d.allowed && d.rules == ["noc.channels"], "{d:?}");
+    // When a call ends it leaves the limit: a channel is free again.
+    end(&mut e, "c1", 600, later);
+    assert!(attempt(&mut e, "c5", "204", "0201234567", later).0.allowed);
+}

@@ -1515,8 +1515,10 @@ async fn put_limits(
 #[serde(deny_unknown_fields)]
 struct BlockRequest {
     extension: Option<String>,
-    /// RFC 3339; absent: until unblocked.
+    /// RFC 3339; absent (and no `duration_s`): until unblocked.
     until: Option<String>,
+    /// For this many seconds from now by the service's clock (instead of `until`).
+    duration_s: Option<u32>,
     reason: Option<String>,
     /// Only calls to these countries (ISO alpha-2) ...
     #[serde(default)]
@@ -1570,7 +1572,13 @@ async fn block(
     auth::require(&s, &headers, auth::Need::Operator)?;
     let who = auth::who(&s, &headers);
     let req: BlockRequest = parse_json_or_default(&body)?;
-    let until = req.until.as_deref().map(|u| parse_time(Some(u), Timestamp::UNIX_EPOCH)).transpose()?;
+    let until = match (req.until.as_deref(), req.duration_s) {
+        (Some(_), Some(_)) => return Err(ApiError::bad("give until or duration_s, not both")),
+        (Some(u), None) => Some(parse_time(Some(u), Timestamp::UNIX_EPOCH)?),
+        (None, Some(0)) => return Err(ApiError::bad("duration_s must be at least 1")),
+        (None, Some(d)) => Some(s.now() + jiff::SignedDuration::from_secs(d.into())),
+        (None, None) => None,
+    };
     let reason = req.reason.unwrap_or_else(|| format!("by {who}"));
     let destinations = block_destinations(&req.countries, &req.risk, &req.prefixes).map_err(ApiError::bad)?;
     let cmd = Command::Block {

@@ -15,12 +15,15 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
+use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};
+use tollguard_core::rater::Rater;
+use tollguard_engine::{AccountGlance, AccountReport};
 
 /// Accounts shown per page of the accounts list.
 pub const PAGE: usize = 50;
@@ -171,7 +174,7 @@ fn money(units: i64) -> String {
 }
 
 /// One account's row in the lists: the limit nearest its critical level first.
-fn account_row(r: &tollguard_engine::AccountReport) -> Value {
+fn account_row(r: &AccountReport) -> Value {
     let mut limits: Vec<&tollguard_engine::LimitUsage> = r.limits.iter().collect();
     limits.sort_by_key(|l| std::cmp::Reverse(l.percent));
     let top = limits.first().map_or(0, |l| l.percent);
@@ -199,38 +202,73 @@ fn bar(l: &tollguard_engine::LimitUsage) -> Value {
             "width": l.percent.clamp(0, 100), "level": level, "running": l.running_calls, "set_by": l.set_by })
 }
 
-/// Every account's report, now. The engine lock is taken for 64 accounts at a time, so that
-/// authorizations (the hot path) wait for at most that many reports, however many accounts.
-fn all_accounts(s: &AppState, now: Timestamp) -> Vec<tollguard_engine::AccountReport> {
-    let names: Vec<String> =
-        s.core.lock().expect("engine lock").engine.account_names().map(str::to_string).collect();
-    let mut reports = Vec::with_capacity(names.len());
-    for chunk in names.chunks(64) {
+/// Every account at a glance, now (names containing `needle`, lower case; all when empty).
+/// The engine lock is taken for 64 accounts at a time, so that authorizations (the hot path)
+/// wait for at most that many, however many accounts.
+fn all_glances(s: &AppState, now: Timestamp, needle: &str) -> Vec<(String, AccountGlance)> {
+    let names: Vec<String> = s
+        .core
+        .lock()
+        .expect("engine lock")
+        .engine
+        .account_names()
+        .filter(|a| needle.is_empty() || a.to_lowercase().contains(needle))
+        .map(str::to_string)
+        .collect();
+    let mut glances = Vec::with_capacity(names.len());
+    let mut names = names.into_iter();
+    loop {
+        let chunk: Vec<String> = names.by_ref().take(64).collect();
+        if chunk.is_empty() {
+            break;
+        }
         let mut core = s.core.lock().expect("engine lock");
-        reports.extend(chunk.iter().filter_map(|a| core.engine.account_report(a, now)));
+        glances.extend(chunk.into_iter().filter_map(|a| {
+            let g = core.engine.account_glance(&a, now)?;
+            Some((a, g))
+        }));
     }
-    reports
+    glances
 }
 
-/// For the operator's pages over all accounts: who is signed in, the time, and every account's
-/// report (built off the async workers); a customer is sent to its own account instead.
+/// The full reports of a few accounts (the rows a page shows), in the order given.
+fn reports_of(s: &AppState, now: Timestamp, names: &[&str]) -> Vec<AccountReport> {
+    let mut core = s.core.lock().expect("engine lock");
+    names.iter().filter_map(|a| core.engine.account_report(a, now)).collect()
+}
+
+/// For the operator's pages over all accounts: who is signed in, the time, and every account
+/// whose name contains `needle` at a glance (off the async workers); a customer is sent to its
+/// own account instead.
 async fn every_account(
     s: &Arc<AppState>,
     headers: &HeaderMap,
-) -> Shown<(String, Scope, Timestamp, Vec<tollguard_engine::AccountReport>)> {
+    needle: String,
+) -> Shown<(String, Scope, Timestamp, Vec<(String, AccountGlance)>)> {
     let (name, scope) = signed_in(s, headers)?;
     if let Scope::Customer(own) = &scope {
         return Err(Box::new(Redirect::to(&format!("/ui/accounts/{}", enc(own))).into_response()));
     }
     let (st, now) = (s.clone(), s.now());
-    let reports = tokio::task::spawn_blocking(move || all_accounts(&st, now))
+    let glances = tokio::task::spawn_blocking(move || all_glances(&st, now, &needle))
         .await
         .map_err(|e| Box::new(ApiError::internal(format!("listing accounts: {e}")).into_response()))?;
-    Ok((name, scope, now, reports))
+    Ok((name, scope, now, glances))
+}
+
+/// The rows of the accounts shown (full reports, built off the async workers).
+async fn rows_of(s: &Arc<AppState>, now: Timestamp, shown: Vec<String>) -> Vec<Value> {
+    let st = s.clone();
+    tokio::task::spawn_blocking(move || {
+        let names: Vec<&str> = shown.iter().map(String::as_str).collect();
+        reports_of(&st, now, &names).iter().map(account_row).collect()
+    })
+    .await
+    .unwrap_or_default()
 }
 
 async fn overview(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let (name, scope, now, reports) = match every_account(&s, &headers).await {
+    let (name, scope, now, mut glances) = match every_account(&s, &headers, String::new()).await {
         Ok(c) => c,
         Err(r) => return *r,
     };
@@ -243,9 +281,10 @@ async fn overview(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Respons
             report::currency_of(core.engine.rater()),
         )
     };
-    let mut rows: Vec<Value> = reports.iter().map(account_row).collect();
-    rows.sort_by_key(|r| std::cmp::Reverse(r["top"].as_i64().unwrap_or(0)));
-    let blocked = reports.iter().filter(|r| !r.blocks.is_empty()).count();
+    let blocked = glances.iter().filter(|(_, g)| g.blocked).count();
+    let accounts = glances.len();
+    glances.sort_by_key(|(_, g)| std::cmp::Reverse(g.top_percent));
+    let burning = rows_of(&s, now, glances.into_iter().take(10).map(|(a, _)| a).collect()).await;
     let open = s.read(|r| r.incidents(None, Some("open"), 20)).await.unwrap_or_default();
     let recent = latest_alerts(&s, None, 20).await;
     let chart = overview_chart(&hours, &currency).unwrap_or_default();
@@ -255,14 +294,14 @@ async fn overview(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Respons
         merge(
             base(&name, &scope, "overview"),
             json!({
-                "now": now.to_string(), "currency": currency,
+                "now": shown(now, &TimeZone::UTC), "currency": currency,
                 "attempts_per_s": format!("{:.1}", per_second.0), "denied_per_s": format!("{:.1}", per_second.1),
-                "running": running, "accounts": reports.len(), "blocked": blocked,
+                "running": running, "accounts": accounts, "blocked": blocked,
                 "spend_hour": this_hour.as_ref().map(|h| money(h.spend)),
                 "usual_hour": this_hour.and_then(|h| h.band).map(|b| format!("{} – {}", money(b.0), money(b.2))),
                 "chart": chart,
-                "burning": rows.into_iter().take(10).collect::<Vec<_>>(),
-                "incidents": open.iter().map(incident_row).collect::<Vec<_>>(),
+                "burning": burning,
+                "incidents": open.iter().map(|i| incident_row(i, &rater(&s))).collect::<Vec<_>>(),
                 "alerts": recent,
             }),
         ),
@@ -279,13 +318,29 @@ fn overview_chart(hours: &[traffic::Hour], currency: &str) -> anyhow::Result<Str
     report::hour_chart(&spend, &band, first, &format!("{currency} (UTC hours)"))
 }
 
-fn ns_time(ns: i64) -> String {
-    Timestamp::from_nanosecond(ns as i128).map(|t| t.to_string()).unwrap_or_default()
+/// A time for people: `2026-01-17 23:05:12 +01:00`, to the second, in the zone given.
+fn shown(t: Timestamp, tz: &TimeZone) -> String {
+    t.to_zoned_datetime(tz.clone()).strftime("%Y-%m-%d %H:%M:%S %:z").to_string()
 }
 
-fn incident_row(i: &tollguard_store::Incident) -> Value {
+/// An RFC 3339 time (as the API and the store write them) for people; as it is when it does
+/// not read as one.
+fn shown_str(t: &str, tz: &TimeZone) -> String {
+    t.parse::<Timestamp>().map_or_else(|_| t.to_string(), |t| shown(t, tz))
+}
+
+/// The rater, for the accounts' zones.
+fn rater(s: &AppState) -> Arc<Rater> {
+    s.core.lock().expect("engine lock").engine.rater().clone()
+}
+
+/// An incident in the lists, its times in its account's zone.
+fn incident_row(i: &tollguard_store::Incident, rater: &Rater) -> Value {
     let data: Value = serde_json::from_str(&i.data).unwrap_or_default();
-    json!({ "id": i.id, "account": i.account, "state": i.state.replace('_', " "), "opened": ns_time(i.opened_ns),
+    let opened = Timestamp::from_nanosecond(i.opened_ns as i128)
+        .map(|t| shown(t, &rater.account(&i.account).tz))
+        .unwrap_or_default();
+    json!({ "id": i.id, "account": i.account, "state": i.state.replace('_', " "), "opened": opened,
             "href": format!("/ui/incidents/{}", i.id), "alerts": data["alerts"], "rule": data["first_alert"]["rule"],
             "cost": money(data["exposure_units"].as_i64().unwrap_or(0)), "denials": data["denials"] })
 }
@@ -315,26 +370,22 @@ async fn accounts(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    let (name, scope, _, reports) = match every_account(&s, &headers).await {
+    let needle = q.q.clone().unwrap_or_default().to_lowercase();
+    let (name, scope, now, mut glances) = match every_account(&s, &headers, needle.clone()).await {
         Ok(c) => c,
         Err(r) => return *r,
     };
-    let needle = q.q.clone().unwrap_or_default().to_lowercase();
-    let mut rows: Vec<Value> = reports
-        .iter()
-        .filter(|r| needle.is_empty() || r.account.to_lowercase().contains(&needle))
-        .map(account_row)
-        .collect();
     let sort = q.sort.clone().unwrap_or_else(|| "usage".into());
     match sort.as_str() {
-        "account" => rows.sort_by(|a, b| a["account"].as_str().cmp(&b["account"].as_str())),
-        "running" => rows.sort_by_key(|r| std::cmp::Reverse(r["running"].as_u64().unwrap_or(0))),
-        _ => rows.sort_by_key(|r| std::cmp::Reverse(r["top"].as_i64().unwrap_or(0))),
+        "account" => glances.sort_by(|a, b| a.0.cmp(&b.0)),
+        "running" => glances.sort_by_key(|(_, g)| std::cmp::Reverse(g.running_calls)),
+        _ => glances.sort_by_key(|(_, g)| std::cmp::Reverse(g.top_percent)),
     }
-    let total = rows.len();
+    let total = glances.len();
     let pages = total.div_ceil(PAGE).max(1);
     let page = q.page.unwrap_or(1).clamp(1, pages);
-    let shown: Vec<Value> = rows.into_iter().skip((page - 1) * PAGE).take(PAGE).collect();
+    let names = glances.into_iter().skip((page - 1) * PAGE).take(PAGE).map(|(a, _)| a).collect();
+    let shown = rows_of(&s, now, names).await;
     let link = |p: usize| format!("/ui/accounts?q={}&sort={}&page={p}", enc(&needle), enc(&sort));
     render(
         "accounts.html",
@@ -366,25 +417,20 @@ async fn account(
     };
     let (report, running, own_limits, tz, currency) = {
         let mut core = s.core.lock().expect("engine lock");
+        let tz = core.engine.rater().account(&account).tz.clone();
         let running: Vec<Value> = core
             .live
             .iter()
             .filter(|(_, l)| l.account == account)
             .map(|(id, l)| {
-                json!({ "call_id": id, "attempted": l.attempted.to_string(),
-                        "answered": l.answered.map(|a| a.to_string()), "cap": l.cap })
+                json!({ "call_id": id, "attempted": shown(l.attempted, &tz),
+                        "answered": l.answered.map(|a| shown(a, &tz)), "cap": l.cap })
             })
             .collect();
         let own: Vec<tollguard_engine::policy::LimitSpec> =
             core.engine.account_limits(&account, owner).iter().map(|l| l.spec.clone()).collect();
         let rater = core.engine.rater().clone();
-        (
-            core.engine.account_report(&account, now),
-            running,
-            own,
-            rater.account(&account).tz.clone(),
-            report::currency_of(&rater),
-        )
+        (core.engine.account_report(&account, now), running, own, tz, report::currency_of(&rater))
     };
     // Recent decisions, with each one's explanation.
     let (from, to) = (crate::ns(now - jiff::SignedDuration::from_hours(48)), crate::ns(now));
@@ -400,6 +446,9 @@ async fn account(
             if let Some(rate) = d["rate_per_minute_units"].as_i64() {
                 d["rate"] = json!(money(rate));
             }
+            if let Some(t) = d["time"].as_str() {
+                d["time"] = json!(shown_str(t, &tz));
+            }
             d
         })
         .collect();
@@ -411,17 +460,19 @@ async fn account(
         merge(
             base(&name, &scope, "account"),
             json!({
-                "account": account, "enc": enc(&account), "currency": currency, "now": now.to_string(),
+                "account": account, "enc": enc(&account), "currency": currency, "now": shown(now, &tz), "zone": tz.iana_name(),
                 "known": report.is_some(),
                 "limits": report.as_ref().map(|r| r.limits.iter().map(bar).collect::<Vec<_>>()).unwrap_or_default(),
-                "blocks": report.as_ref().map(|r| r.blocks.clone()).unwrap_or_default(),
+                "blocks": report.as_ref().map(|r| r.blocks.iter().map(|b| {
+                    json!({ "extension": b.extension, "rule": b.rule, "until": b.until.as_deref().map(|u| shown_str(u, &tz)) })
+                }).collect::<Vec<_>>()).unwrap_or_default(),
                 "destinations_seen": report.as_ref().map_or(0, |r| r.destinations_seen),
                 "running": running,
                 "own_limits": own_limits,
                 "owner": if owner == tollguard_engine::LimitOwner::Operator { "operator" } else { "customer" },
                 "calls": calls,
                 "alerts": latest_alerts(&s, Some(account.clone()), 20).await,
-                "incidents": incidents.iter().map(incident_row).collect::<Vec<_>>(),
+                "incidents": incidents.iter().map(|i| incident_row(i, &rater(&s))).collect::<Vec<_>>(),
                 "today": today.to_string(),
                 "yesterday": today.yesterday().map(|d| d.to_string()).unwrap_or_default(),
             }),
@@ -507,7 +558,7 @@ async fn incidents(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Respon
         "incidents.html",
         merge(
             base(&name, &scope, "incidents"),
-            json!({ "incidents": rows.iter().map(incident_row).collect::<Vec<_>>() }),
+            json!({ "incidents": rows.iter().map(|i| incident_row(i, &rater(&s))).collect::<Vec<_>>() }),
         ),
     )
 }

@@ -237,3 +237,101 @@ async fn the_feed_streams_each_stored_alert_to_those_who_may_see_it() {
     .await;
     assert_ne!(seen, Ok(true), "another customer saw acme's alert");
 }
+
+/// The accounts list over many accounts: ranked by the limit nearest its critical level, paged,
+/// searched; times to the second in the account's zone; a block "for 1 hour" from the account
+/// page runs by the service's clock, not the browser's.
+#[tokio::test]
+async fn the_lists_rank_and_page_accounts_and_times_read_in_the_accounts_zone() {
+    let db = common::temp_dir("ui-lists").join("tollguard.db");
+    let operator = create_token(&db, "noc", &Scope::Operator).unwrap();
+    let integration = create_token(&db, "kamailio", &Scope::Integration).unwrap();
+    // A stopped clock on a Tuesday morning in Amsterdam (09:00 +01:00).
+    let start: jiff::Timestamp = "2026-01-13T08:00:00Z".parse().unwrap();
+    let clock = tollguard_server::Clock::driven(start, 0);
+    let opts = Options { database: db, clock, ..Options::default() };
+    let server = Server::start(rater(), Policy::builtin(), opts).unwrap();
+    let app = server.router();
+    let call = |id: String, account: String, to: &str| {
+        let body = json!({ "call_id": id, "account": account, "from": "210", "to": to });
+        Request::builder()
+            .method("POST")
+            .uri("/v1/authorize")
+            .header("authorization", format!("Bearer {integration}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    // 60 accounts with one ordinary call running each; co07 and co42 get an operator's limit of
+    // 10 channels, then co07 has 9 running (90%: the highest), co42 5 (50%).
+    for i in 0..60 {
+        assert_eq!(
+            send(&app, call(format!("a{i}"), format!("co{i:02}"), "0201234567")).await.status,
+            StatusCode::OK
+        );
+    }
+    for (account, n) in [("co07", 8), ("co42", 4)] {
+        let limits = Request::builder()
+            .method("PUT")
+            .uri(format!("/v1/accounts/{account}/limits"))
+            .header("authorization", format!("Bearer {operator}"))
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"limits":[{"name":"noc.channels","metric":"concurrent","max":"10"}]}"#))
+            .unwrap();
+        let put = send(&app, limits).await;
+        assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+        for k in 0..n {
+            send(&app, call(format!("{account}-{k}"), account.into(), "0612345678")).await;
+        }
+    }
+    let usage = |body: &str, account: &str| {
+        let row =
+            body.split(&format!(">{account}</a>")).nth(1).unwrap_or_else(|| panic!("{account} not listed"));
+        row.split("<td class=\"n\">").nth(2).and_then(|s| s.split('%').next()).unwrap().to_string()
+    };
+    let first = get(&app, "/ui/accounts", Some(&operator)).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert!(first.body.contains("Page 1 of 2"), "60 accounts, 50 a page");
+    let order: Vec<&str> = first
+        .body
+        .split("<a href=\"&#x2f;ui&#x2f;accounts&#x2f;")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .collect();
+    assert_eq!(&order[..2], ["co07", "co42"], "nearest a limit first: {order:?}");
+    assert_eq!(usage(&first.body, "co07"), "90");
+    let second = get(&app, "/ui/accounts?sort=account&page=2", Some(&operator)).await;
+    assert!(second.body.contains(">co50</a>") && !second.body.contains(">co49</a>"), "by name, page 2");
+    let found = get(&app, "/ui/accounts?q=CO4", Some(&operator)).await;
+    assert!(found.body.contains(">co42</a>") && !found.body.contains(">co07</a>"));
+    let overview = get(&app, "/ui/", Some(&operator)).await;
+    assert!(overview.body.contains("Accounts<b>60</b>"), "every account counted");
+    let burning = overview.body.split("Nearest their limits now").nth(1).unwrap();
+    assert!(burning.find(">co07</a>").unwrap() < burning.find(">co42</a>").unwrap());
+
+    // A block for 1 hour as the account page sends it: until 10:00 by the service's clock.
+    let req = Request::builder()
+        .method("POST")
+        .uri("/v1/accounts/co07/block")
+        .header("cookie", format!("tollguard_token={operator}"))
+        .header("x-tollguard-ui", "1")
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"reason":"test","duration_s":3600}"#))
+        .unwrap();
+    assert_eq!(send(&app, req).await.status, StatusCode::NO_CONTENT);
+    let page = get(&app, "/ui/accounts/co07", Some(&operator)).await;
+    let head = &page.body[page.body.find("<h1>").unwrap()..][..400];
+    assert!(head.contains("2026-01-13 09:00:00 +01:00 (Europe&#x2f;Amsterdam)"), "the page's time: {head}");
+    assert!(page.body.contains("<td>2026-01-13 10:00:00 +01:00</td>"), "the block's end: {}", page.body);
+    assert!(!page.body.contains("T08:00:00"), "no raw RFC 3339 on the page");
+    let both = Request::builder()
+        .method("POST")
+        .uri("/v1/accounts/co07/block")
+        .header("authorization", format!("Bearer {operator}"))
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"until":"2026-01-14T00:00:00Z","duration_s":60}"#))
+        .unwrap();
+    let refused = send(&app, both).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(refused.body.contains("not both"), "{}", refused.body);
+}
