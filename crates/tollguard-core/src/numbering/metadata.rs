@@ -4,10 +4,12 @@
 //! ## How libphonenumber metadata becomes prefixes
 //!
 //! Each region's number-type descriptors (fixed line, mobile, premium rate, ...) are regular
-//! expressions over the national number. At build time each pattern is parsed (`regex-syntax`)
-//! and reduced to the set of digit prefixes it can start with, as far as the pattern spells
-//! digits out (`(?:6[1-58]|970\d)\d{7}` gives `61`..`65`, `68`, `970`). The country code is put in
-//! front and every prefix is marked with its type. A lookup takes the longest marked prefix of a
+//! expressions over the national number. Each pattern is parsed (`regex-syntax`) and reduced to
+//! the set of digit prefixes it can start with, as far as the pattern spells digits out
+//! (`(?:6[1-58]|970\d)\d{7}` gives `61`..`65`, `68`, `970`). The country code is put in front
+//! and every prefix is marked with its type. That reduction is done once, not at each start:
+//! its result is `data/numbering-prefixes.txt`, made and checked against the `phonenumber`
+//! crate's metadata by `tests/numbering_data.rs`. A lookup takes the longest marked prefix of a
 //! number. Where two types claim the same prefix, fixed + mobile becomes `fixed_or_mobile` (as
 //! libphonenumber says for NANP); otherwise the more specific type wins (premium, personal, shared
 //! cost, UAN, VoIP, toll-free, pager, mobile, fixed). Number length is not checked: the type is a
@@ -29,14 +31,12 @@
 //! | +800 | toll-free (universal international freephone) |
 //! | +808 | shared cost |
 //!
-//! The table takes about 0.1 s to build in a release build and is built once per process
+//! The table takes a few milliseconds to build from that file and is built once per process
 //! ([`Numbering::builtin`]) or when the risk list is replaced.
 
 use super::risk::{RiskEntry, RiskList};
 use super::trie::DigitTrie;
 use super::{Class, NumberType, RiskTier, E164};
-use phonenumber::metadata::{Descriptor, DATABASE};
-use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use std::sync::OnceLock;
 
 /// A numbering region (a country, or `001` for non-geographic codes).
@@ -80,137 +80,54 @@ const OWN_RANGES: [(&str, NumberType); 9] = [
     ("808", NumberType::SharedCost),
 ];
 
-fn pattern_prefixes(pattern: &str) -> Vec<Vec<u8>> {
-    let compact: String = pattern.chars().filter(|c| !c.is_whitespace()).collect();
-    let Ok(hir) = regex_syntax::Parser::new().parse(&compact) else {
-        return Vec::new();
-    };
-    let seq = Extractor::new()
-        .kind(ExtractKind::Prefix)
-        .limit_total(20_000)
-        .limit_literal_len(8)
-        .limit_repeat(8)
-        .extract(&hir);
-    match seq.literals() {
-        Some(lits) => {
-            lits.iter().map(|l| l.as_bytes().to_vec()).filter(|b| b.iter().all(u8::is_ascii_digit)).collect()
-        }
-        // Nothing spelled out: the pattern says nothing beyond the country code.
-        None => vec![Vec::new()],
-    }
-}
-
-fn descriptors(md: &phonenumber::metadata::Metadata) -> [(NumberType, Option<&Descriptor>); 9] {
-    let d = md.descriptors();
-    [
-        (NumberType::Fixed, d.fixed_line()),
-        (NumberType::Mobile, d.mobile()),
-        (NumberType::TollFree, d.toll_free()),
-        (NumberType::Premium, d.premium_rate()),
-        (NumberType::SharedCost, d.shared_cost()),
-        (NumberType::Personal, d.personal_number()),
-        (NumberType::Voip, d.voip()),
-        (NumberType::Uan, d.uan()),
-        (NumberType::Pager, d.pager()),
-    ]
-}
-
 impl MetaTables {
     fn get() -> &'static MetaTables {
         static TABLES: OnceLock<MetaTables> = OnceLock::new();
         TABLES.get_or_init(MetaTables::build)
     }
 
+    /// The tables from `data/numbering-prefixes.txt` (made from the metadata by
+    /// `tests/numbering_data.rs`, which also checks that it is current).
     fn build() -> MetaTables {
-        // By code, not `DATABASE.iter()`: that is keyed by region id and so holds only one of
-        // the non-geographic `001` entries.
-        let mut all: Vec<&phonenumber::metadata::Metadata> =
-            (1u16..1000).filter_map(|cc| DATABASE.by_code(&cc)).flatten().collect();
-        // Deterministic order: main regions first, then by code and id.
-        all.sort_by(|a, b| {
-            (!a.is_main_country_for_code(), a.country_code(), a.id()).cmp(&(
-                !b.is_main_country_for_code(),
-                b.country_code(),
-                b.id(),
-            ))
-        });
+        const FILE: &str = include_str!("../../data/numbering-prefixes.txt");
         let mut regions = Vec::new();
         let mut claims = Vec::new();
         let mut calling_codes = [0u64; 16];
-        let mut main_literals: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
-        let mut per_code: std::collections::HashMap<u16, usize> = std::collections::HashMap::new();
-        for md in &all {
-            *per_code.entry(md.country_code()).or_default() += 1;
-        }
-        for md in all {
-            // libphonenumber marks a main country only where a code is shared.
-            let main = md.is_main_country_for_code() || per_code[&md.country_code()] == 1;
-            let cc = md.country_code();
-            calling_codes[(cc / 64) as usize % 16] |= 1 << (cc % 64);
-            let idx = regions.len() as u16;
-            // The general descriptor's lengths are the union of the types' (often left empty).
-            let mut lengths: Vec<u16> = md.descriptors().general().possible_length().to_vec();
-            for (_, desc) in descriptors(md) {
-                lengths.extend(desc.map(|d| d.possible_length()).unwrap_or_default());
-            }
-            let national_lengths = (
-                lengths.iter().copied().min().unwrap_or(4).min(15) as u8,
-                lengths.iter().copied().max().unwrap_or(15).min(15) as u8,
-            );
-            let mut idd: Vec<String> = Vec::new();
-            if let Some(p) = md.international_prefix() {
-                for lit in pattern_prefixes(p.as_str()) {
-                    if !lit.is_empty() {
-                        idd.push(String::from_utf8(lit).unwrap_or_default());
-                    }
+        for (n, line) in FILE.lines().enumerate() {
+            let bad = || -> ! { panic!("data/numbering-prefixes.txt:{}: cannot read {line:?}", n + 1) };
+            let mut f = line.split(' ');
+            match f.next() {
+                Some("R") => {
+                    let mut next = || f.next().unwrap_or_else(|| bad());
+                    let iso2 = next().to_string();
+                    let calling_code: u16 = next().parse().unwrap_or_else(|_| bad());
+                    let main = next() == "1";
+                    let shortest: u8 = next().parse().unwrap_or_else(|_| bad());
+                    let longest: u8 = next().parse().unwrap_or_else(|_| bad());
+                    let idd = next();
+                    let trunk = next();
+                    calling_codes[(calling_code / 64) as usize % 16] |= 1 << (calling_code % 64);
+                    regions.push(Region {
+                        iso2,
+                        calling_code,
+                        main,
+                        national_lengths: (shortest, longest),
+                        international_prefixes: match idd {
+                            "-" => vec![],
+                            list => list.split(',').map(str::to_string).collect(),
+                        },
+                        trunk_prefix: (trunk != "-").then(|| trunk.to_string()),
+                    });
                 }
-            }
-            if let Some(p) = md.preferred_international_prefix() {
-                if p.bytes().all(|c| c.is_ascii_digit()) && !idd.iter().any(|x| x == p) {
-                    idd.push(p.to_string());
+                Some("C") => {
+                    let what = f.next().unwrap_or_else(|| bad());
+                    let claim = match what.strip_prefix('r') {
+                        Some(i) => Claim::Region(i.parse().unwrap_or_else(|_| bad())),
+                        None => Claim::Type(NumberType::parse(what).unwrap_or_else(|| bad())),
+                    };
+                    claims.extend(f.map(|digits| (digits.as_bytes().to_vec(), claim)));
                 }
-            }
-            idd.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
-            idd.dedup();
-            regions.push(Region {
-                iso2: md.id().to_string(),
-                calling_code: cc,
-                main,
-                national_lengths,
-                international_prefixes: idd,
-                trunk_prefix: md.national_prefix().filter(|p| !p.is_empty()).map(str::to_string),
-            });
-            let cc_digits = cc.to_string().into_bytes();
-            if main {
-                claims.push((cc_digits.clone(), Claim::Region(idx)));
-            }
-            // A region that shares its code (CA, JM, GG, KZ, ...) is placed by the ranges its
-            // number types spell out; its general pattern is often much looser (JM: `[58]\d\d`).
-            let mut typed = false;
-            for (t, desc) in descriptors(md) {
-                let Some(desc) = desc else { continue };
-                for lit in pattern_prefixes(desc.national_number().as_str()) {
-                    typed = true;
-                    let mut p = cc_digits.clone();
-                    p.extend_from_slice(&lit);
-                    if main {
-                        main_literals.insert(p.clone());
-                    } else if !main_literals.contains(&p) {
-                        // (GG and JE repeat GB's personal and pager ranges: those stay GB.)
-                        claims.push((p.clone(), Claim::Region(idx)));
-                    }
-                    claims.push((p, Claim::Type(t)));
-                }
-            }
-            // Only a region whose metadata has no typed ranges at all is placed by its general
-            // pattern (EH repeats MA's ranges: placing it by its loose general pattern would take
-            // Casablanca).
-            if !main && !typed {
-                for lit in pattern_prefixes(md.descriptors().general().national_number().as_str()) {
-                    let mut p = cc_digits.clone();
-                    p.extend_from_slice(&lit);
-                    claims.push((p, Claim::Region(idx)));
-                }
+                _ => {}
             }
         }
         MetaTables { regions, claims, calling_codes }
