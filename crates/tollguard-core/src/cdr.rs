@@ -157,6 +157,48 @@ impl Cdr {
     }
 }
 
+/// What rating reads of a call, borrowed from a record or a request: who, what was dialled, the
+/// channels and context that tell its direction, when it started, and its talk time (0 when
+/// rating a call that has not happened yet).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CallParts<'a> {
+    /// See [`Cdr::account`].
+    pub account: &'a str,
+    /// See [`Cdr::source`].
+    pub source: &'a str,
+    /// See [`Cdr::dialled`].
+    pub dialled: &'a str,
+    /// See [`Cdr::context`].
+    pub context: &'a str,
+    /// See [`Cdr::channel`].
+    pub channel: &'a str,
+    /// See [`Cdr::dst_channel`].
+    pub dst_channel: &'a str,
+    /// See [`Cdr::start`].
+    pub start: Timestamp,
+    /// See [`Cdr::billsec`].
+    pub billsec: u32,
+    /// See [`Cdr::direction`].
+    pub direction: Direction,
+}
+
+impl Cdr {
+    /// What rating reads of it.
+    pub fn parts(&self) -> CallParts<'_> {
+        CallParts {
+            account: &self.account,
+            source: &self.source,
+            dialled: &self.dialled,
+            context: &self.context,
+            channel: &self.channel,
+            dst_channel: &self.dst_channel,
+            start: self.start,
+            billsec: self.billsec,
+            direction: self.direction,
+        }
+    }
+}
+
 /// Many CDRs kept compactly in memory, for replay: the text fields of every record in one
 /// buffer, the rest in a fixed-size row (about a third of the memory of a `Vec<Cdr>`, and no
 /// allocation per record).
@@ -300,6 +342,21 @@ impl<'a> CdrRef<'a> {
     /// See [`Cdr::line`].
     pub fn line(&self) -> u64 {
         self.row.line
+    }
+
+    /// What rating reads of it.
+    pub fn parts(&self) -> CallParts<'a> {
+        CallParts {
+            account: self.account(),
+            source: self.source(),
+            dialled: self.dialled(),
+            context: self.context(),
+            channel: self.channel(),
+            dst_channel: self.dst_channel(),
+            start: self.row.start,
+            billsec: self.row.billsec,
+            direction: self.row.direction,
+        }
     }
 
     /// Copies the record into `out` (reusing its buffers).

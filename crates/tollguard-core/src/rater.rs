@@ -4,7 +4,7 @@
 //! classification table, the decks, time bands, direction rules); [`Rater::rate`] is the
 //! per-call path used by `tollguard rate`, replay and the live server alike.
 
-use crate::cdr::{Cdr, Direction};
+use crate::cdr::{CallParts, Cdr, Direction};
 use crate::cgrates::{Plan, Tariff};
 use crate::money::Currency;
 use crate::numbering::{Class, DialPlan, Dialled, Numbering};
@@ -48,7 +48,7 @@ impl DirectionRules {
     ];
 
     /// Decides the direction of a record whose format did not.
-    pub fn infer(&self, cdr: &Cdr, dialled: &Dialled, plan: &DialPlan) -> Direction {
+    pub fn infer(&self, cdr: &CallParts<'_>, dialled: &Dialled, plan: &DialPlan) -> Direction {
         if cdr.direction != Direction::Unknown {
             return cdr.direction;
         }
@@ -60,18 +60,17 @@ impl DirectionRules {
                 return Direction::Outbound;
             }
         }
-        if self.inbound_contexts.contains(&cdr.context) {
+        if self.inbound_contexts.iter().any(|c| c == cdr.context) {
             return Direction::Inbound;
         }
-        if self.outbound_contexts.contains(&cdr.context) {
+        if self.outbound_contexts.iter().any(|c| c == cdr.context) {
             return Direction::Outbound;
         }
-        if self.inbound_contexts.is_empty() && Self::DEFAULT_INBOUND_CONTEXTS.contains(&cdr.context.as_str())
-        {
+        if self.inbound_contexts.is_empty() && Self::DEFAULT_INBOUND_CONTEXTS.contains(&cdr.context) {
             return Direction::Inbound;
         }
         match dialled {
-            Dialled::Internal => match plan.normalise(&cdr.source) {
+            Dialled::Internal => match plan.normalise(cdr.source) {
                 Dialled::E164(_) => Direction::Inbound,
                 _ => Direction::Internal,
             },
@@ -91,7 +90,7 @@ pub struct AccountSetup {
 }
 
 /// A call rated: what was dialled, which way it went, where to, and at what price.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rated<'a> {
     /// The dialled string read through the account's plan.
     pub dialled: Dialled,
@@ -224,8 +223,13 @@ impl Rater {
 
     /// Rates one record.
     pub fn rate(&self, cdr: &Cdr) -> Rated<'_> {
-        let setup = self.account(&cdr.account);
-        let dialled = setup.plan.normalise(&cdr.dialled);
+        self.rate_parts(&cdr.parts())
+    }
+
+    /// Rates one call from its parts (a record's, or a call about to be routed with no talk time).
+    pub fn rate_parts(&self, cdr: &CallParts<'_>) -> Rated<'_> {
+        let setup = self.account(cdr.account);
+        let dialled = setup.plan.normalise(cdr.dialled);
         let direction = self.direction.infer(cdr, &dialled, &setup.plan);
         let mut rated = Rated {
             dialled,
@@ -246,7 +250,7 @@ impl Rater {
         let mut first = 0;
         if let Some(c) = &self.cgrates {
             first = 1;
-            let subject = c.subjects.get(&cdr.account).map_or(cdr.account.as_str(), String::as_str);
+            let subject = c.subjects.get(cdr.account).map_or(cdr.account, String::as_str);
             if let Ok(t) = c.plan.tariff(&c.tenant, &c.category, subject, number.as_str(), cdr.start) {
                 rated.tariff = Some(t);
                 rated.costs[0] = c.plan.cost(&t, cdr.start, cdr.billsec as u64 * 1_000_000_000).ok();

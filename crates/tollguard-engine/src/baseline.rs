@@ -38,6 +38,9 @@ pub struct Baseline {
     spend: i64,
     /// Level alerted in the current hour: 0 none, 1 warning, 2 critical.
     pub alerted: u8,
+    /// The last [`Baseline::usual`] answer and its hour number (the history it reads changes
+    /// only when the hour rolls, which forgets it).
+    cached: Option<(i64, Option<Usual>)>,
 }
 
 /// The usual level of an hour, as learned.
@@ -75,6 +78,7 @@ impl Default for Baseline {
             hour: UNUSED,
             spend: 0,
             alerted: 0,
+            cached: None,
         }
     }
 }
@@ -86,6 +90,7 @@ impl Baseline {
         if h == self.hour {
             return;
         }
+        self.cached = None;
         if self.hour != UNUSED {
             let (hour, spend) = (self.hour, self.spend);
             let w = week_of(hour);
@@ -122,8 +127,19 @@ impl Baseline {
     }
 
     /// The usual level of the hour of `local`; `None` during warm-up.
-    pub fn usual(&self, local: DateTime) -> Option<Usual> {
+    pub fn usual(&mut self, local: DateTime) -> Option<Usual> {
         let h = hour_number(local);
+        if let Some((at, usual)) = self.cached {
+            if at == h {
+                return usual;
+            }
+        }
+        let usual = self.learned(h);
+        self.cached = Some((h, usual));
+        usual
+    }
+
+    fn learned(&self, h: i64) -> Option<Usual> {
         let w = week_of(h);
         let s = slot_of(h);
         let mut samples = [0i64; WEEKS * 3];

@@ -30,9 +30,9 @@ use serde::Serialize;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
-use tollguard_core::cdr::{Cdr, Direction};
+use tollguard_core::cdr::{CallParts, Cdr, Direction};
 use tollguard_core::numbering::{Dialled, NumberType, RiskTier, E164};
-use tollguard_core::rater::Rater;
+use tollguard_core::rater::{Rated, Rater};
 use tollguard_core::rating::RateRow;
 
 pub mod baseline;
@@ -62,6 +62,10 @@ pub struct Attempt<'a> {
     pub dst_channel: &'a str,
     /// Dialplan context, if known.
     pub context: &'a str,
+    /// The call already rated by the caller, at the attempt's time with no talk time
+    /// ([`Rater::rate_parts`] with `billsec` 0): replay rates each record once, for its summary
+    /// too. `None`: the engine rates it.
+    pub rated: Option<&'a Rated<'a>>,
 }
 
 /// An operator command.
@@ -628,7 +632,6 @@ pub struct Engine {
     free_slots: Vec<u32>,
     /// Deadlines of states and block expiries of accounts; stale entries are skipped.
     due: BinaryHeap<Reverse<(Timestamp, u8, u32)>>,
-    scratch: Cdr,
     /// How long an ended call is remembered for a correcting record; `None`: not at all.
     record_grace: Option<SignedDuration>,
     /// Calls ended within the grace period, by call id, and their ids in end order.
@@ -744,7 +747,6 @@ impl Engine {
             slots: Vec::new(),
             free_slots: Vec::new(),
             due: BinaryHeap::new(),
-            scratch: Cdr::default(),
             record_grace: None,
             recent: Map::default(),
             recent_order: std::collections::VecDeque::new(),
@@ -1019,6 +1021,7 @@ impl Engine {
             channel: &c.channel,
             dst_channel: &c.dst_channel,
             context: &c.context,
+            rated: None,
         };
         let (dialled, direction, dest) = self.destination(&a, c.start);
         if dialled == Dialled::Emergency
@@ -1187,18 +1190,25 @@ impl Engine {
         weekend || if from > to { h >= from || h < to } else { h >= from && h < to }
     }
 
-    fn destination(&mut self, a: &Attempt, now: Timestamp) -> (Dialled, Direction, Dest) {
-        let c = &mut self.scratch;
-        c.clear();
-        c.call_id.push_str(a.call_id);
-        c.account.push_str(a.account);
-        c.source.push_str(a.extension);
-        c.dialled.push_str(a.dialled);
-        c.channel.push_str(a.channel);
-        c.dst_channel.push_str(a.dst_channel);
-        c.context.push_str(a.context);
-        c.start = now;
-        let r = self.rater.rate(&self.scratch);
+    fn destination(&self, a: &Attempt, now: Timestamp) -> (Dialled, Direction, Dest) {
+        let own;
+        let r = match a.rated {
+            Some(r) => r,
+            None => {
+                own = self.rater.rate_parts(&CallParts {
+                    account: a.account,
+                    source: a.extension,
+                    dialled: a.dialled,
+                    context: a.context,
+                    channel: a.channel,
+                    dst_channel: a.dst_channel,
+                    start: now,
+                    billsec: 0,
+                    direction: Direction::Unknown,
+                });
+                &own
+            }
+        };
         let dest = Dest {
             country: r.country,
             region: r.class.map(|c| c.region),

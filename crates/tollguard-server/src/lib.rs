@@ -1205,6 +1205,7 @@ async fn authorize(
         channel: "",
         dst_channel: req.trunk.as_deref().unwrap_or(""),
         context: "",
+        rated: None,
     };
     let mut effects = vec![];
     // One critical section: a retransmission racing the first ask gets the first answer.

@@ -24,7 +24,7 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{mpsc, Arc};
-use tollguard_core::cdr::{Cdr, CdrStore};
+use tollguard_core::cdr::{CallParts, Cdr, CdrStore};
 use tollguard_core::money::Currency;
 use tollguard_core::rater::Rater;
 use tollguard_engine::policy::Policy;
@@ -80,6 +80,11 @@ pub struct Outcome {
     ended: bool,
     /// Talk time in the replayed world.
     pub talk: u32,
+    /// The cost of the call as recorded (its whole talk time), in the price's currency: rated
+    /// once, at the attempt, by the rating the engine decided with.
+    pub cost: Option<(Currency, Decimal)>,
+    /// An outbound call to a public number that nothing prices.
+    pub unrated: bool,
 }
 
 fn parse_learn_until(s: &str, setup: &Setup) -> Result<Timestamp> {
@@ -227,10 +232,10 @@ fn drive_shard(
     cdrs: &CdrStore,
     mut idx: Vec<u32>,
 ) -> Shard {
-    let mut engine = Engine::new(rater, policy);
+    let mut engine = Engine::new(rater.clone(), policy);
     engine.set_learn_until(learn_until);
     // Attempts in start order (file order among equal starts).
-    idx.sort_by_key(|&i| cdrs.get(i as usize).start());
+    sort_by_start(&mut idx, cdrs);
     let mut w = World {
         cdrs,
         outcomes: (0..idx.len()).map(|_| None).collect(),
@@ -267,6 +272,11 @@ fn drive_shard(
         let c = cdrs.get(idx[pos as usize] as usize);
         match kind {
             Kind::Attempt => {
+                // Rated once, as the switch would know it before routing (no talk time); the
+                // record's own cost comes from the same rating.
+                let rated = rater.rate_parts(&CallParts { billsec: 0, start: t, ..c.parts() });
+                let cost = rater.cost_of(&rated, t, c.billsec());
+                let unrated = rated.is_unrated();
                 let a = Attempt {
                     call_id: c.call_id(),
                     account: c.account(),
@@ -275,6 +285,7 @@ fn drive_shard(
                     channel: c.channel(),
                     dst_channel: c.dst_channel(),
                     context: c.context(),
+                    rated: Some(&rated),
                 };
                 engine.handle(Event::Attempt(a), t, &mut effects);
                 // The decision decides what of the CDR happens.
@@ -307,6 +318,8 @@ fn drive_shard(
                         cut_time: None,
                         ended: !d.allowed,
                         talk: if d.allowed { talk } else { 0 },
+                        cost,
+                        unrated,
                     });
                 }
                 w.apply(&mut effects, t, &idx);
@@ -337,6 +350,57 @@ fn drive_shard(
     Shard { idx, outcomes, alerts: w.alerts, state: engine.account_state_bytes() }
 }
 
+/// Sorts record positions (given in file order) by start time, file order among equal starts:
+/// a least-significant-digit radix sort on the start's offset from the earliest second (and on
+/// its nanoseconds, when any record has them), 16 bits a pass. A month of records is two passes
+/// over a flat array, against about twenty comparisons a record for a comparison sort.
+fn sort_by_start(idx: &mut [u32], cdrs: &CdrStore) {
+    let start = |i: u32| cdrs.get(i as usize).start();
+    let Some(min) = idx.iter().map(|&i| start(i).as_second()).min() else { return };
+    let max = idx.iter().map(|&i| start(i).as_second()).max().unwrap_or(min);
+    if max - min > u32::MAX as i64 {
+        // Over 136 years apart: not worth a special case.
+        idx.sort_by_key(|&i| start(i));
+        return;
+    }
+    // (key, position): seconds from the earliest in the high half, nanoseconds in the low.
+    let mut items: Vec<(u64, u32)> = idx
+        .iter()
+        .map(|&i| {
+            let t = start(i);
+            (((t.as_second() - min) as u64) << 32 | t.subsec_nanosecond().max(0) as u64, i)
+        })
+        .collect();
+    let with_nanos = items.iter().any(|(k, _)| k & 0xffff_ffff != 0);
+    let mut other = items.clone();
+    let mut count = vec![0usize; 1 << 16];
+    let mut passes: Vec<u32> = if with_nanos { vec![0, 16] } else { vec![] };
+    passes.extend(
+        [32, 48].into_iter().filter(|&shift| ((max - min) as u64) << 32 >> shift != 0 || shift == 32),
+    );
+    for shift in passes {
+        count.iter_mut().for_each(|c| *c = 0);
+        for (k, _) in &items {
+            count[(k >> shift & 0xffff) as usize] += 1;
+        }
+        let mut sum = 0;
+        for c in count.iter_mut() {
+            let n = *c;
+            *c = sum;
+            sum += n;
+        }
+        for &(k, i) in &items {
+            let d = (k >> shift & 0xffff) as usize;
+            other[count[d]] = (k, i);
+            count[d] += 1;
+        }
+        std::mem::swap(&mut items, &mut other);
+    }
+    for (slot, (_, i)) in idx.iter_mut().zip(items) {
+        *slot = i;
+    }
+}
+
 pub fn run(args: ReplayArgs) -> Result<ExitCode> {
     let setup = setup(&args.input)?;
     let learn_until = args.learn_until.as_deref().map(|s| parse_learn_until(s, &setup)).transpose()?;
@@ -354,20 +418,20 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
         )),
         None => None,
     };
-    let mut cdr = Cdr::default();
+    let mut line = Vec::with_capacity(256);
     for (c, o) in cdrs.iter().zip(&outcomes) {
-        c.load_into(&mut cdr);
-        let r = rater.rate(&cdr);
-        if r.is_unrated() {
+        if o.unrated {
             summary.unrated += 1;
         }
-        if let Some((currency, full)) = rater.cost_of(&r, cdr.start, c.billsec()) {
+        if let Some((currency, full)) = o.cost {
             *summary.exposure.entry(currency).or_default() += full;
             if o.allowed {
                 let paid = if o.talk == c.billsec() {
                     full
                 } else {
-                    rater.cost_of(&r, cdr.start, o.talk).map_or(full, |x| x.1)
+                    // Capped or cut: the same rating again, for the talk time it had.
+                    let r = rater.rate_parts(&CallParts { billsec: 0, ..c.parts() });
+                    rater.cost_of(&r, c.start(), o.talk).map_or(full, |x| x.1)
                 };
                 *summary.cost.entry(currency).or_default() += paid;
             }
@@ -381,14 +445,9 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
             summary.capped += 1;
         }
         if let Some(w) = decisions.as_mut() {
-            let line = DecisionLine {
-                call_id: c.call_id(),
-                allowed: o.allowed,
-                max_duration_s: o.cut_at.or(o.cap),
-                rules: &o.rules,
-            };
-            serde_json::to_writer(&mut *w, &line)?;
-            w.write_all(b"\n")?;
+            line.clear();
+            decision_line(&mut line, c.call_id(), o.allowed, o.cut_at.or(o.cap), &o.rules);
+            w.write_all(&line)?;
         }
     }
     if let Some(mut w) = decisions {
@@ -454,13 +513,42 @@ impl World<'_> {
     }
 }
 
-/// A line of decisions.jsonl (../shared/CONTRACTS.md).
-#[derive(serde::Serialize)]
-struct DecisionLine<'a> {
-    call_id: &'a str,
+/// A line of decisions.jsonl (../shared/CONTRACTS.md), with its newline:
+/// `{"call_id":"...","allowed":true,"max_duration_s":null,"rules":[]}`.
+fn decision_line(
+    out: &mut Vec<u8>,
+    call_id: &str,
     allowed: bool,
     max_duration_s: Option<u32>,
-    rules: &'a [String],
+    rules: &[String],
+) {
+    out.extend_from_slice(b"{\"call_id\":");
+    json_str(out, call_id);
+    out.extend_from_slice(if allowed { b",\"allowed\":true" } else { b",\"allowed\":false" });
+    out.extend_from_slice(b",\"max_duration_s\":");
+    match max_duration_s {
+        Some(n) => out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"rules\":[");
+    for (i, r) in rules.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json_str(out, r);
+    }
+    out.extend_from_slice(b"]}\n");
+}
+
+/// A JSON string: as is when nothing in it needs escaping (the usual case), else by serde_json.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(&mut *out, s).expect("a string always serializes");
+    }
 }
 
 #[derive(Default)]
@@ -492,5 +580,52 @@ impl Summary {
             "  denied {}  capped {}  cut {}  alerts {} critical, {} warning  unrated {}  malformed {}",
             self.denied, self.capped, self.cut, self.critical, self.warning, self.unrated, self.malformed
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tollguard_core::cdr::Cdr;
+
+    fn store(starts: &[(i64, i32)]) -> CdrStore {
+        let mut s = CdrStore::new();
+        for &(sec, ns) in starts {
+            s.push(&Cdr { start: Timestamp::new(sec, ns).unwrap(), ..Cdr::default() });
+        }
+        s
+    }
+
+    /// The radix sort gives what a stable comparison sort gives: start order, file order among
+    /// equal starts; with and without nanoseconds, across the 16-bit digit boundaries.
+    #[test]
+    fn records_sort_by_start_in_file_order_among_equals() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for (span, nanos) in [(50i64, false), (40_000, false), (3_000_000, false), (90_000, true), (3, true)]
+        {
+            let starts: Vec<(i64, i32)> = (0..5_000)
+                .map(|_| {
+                    let ns = if nanos && next() % 3 == 0 { (next() % 1_000_000_000) as i32 } else { 0 };
+                    (1_767_225_600 + (next() % span as u64) as i64, ns)
+                })
+                .collect();
+            let cdrs = store(&starts);
+            let mut got: Vec<u32> = (0..starts.len() as u32).collect();
+            sort_by_start(&mut got, &cdrs);
+            let mut want: Vec<u32> = (0..starts.len() as u32).collect();
+            want.sort_by_key(|&i| starts[i as usize]);
+            assert_eq!(got, want, "span {span} s, nanoseconds {nanos}");
+        }
+        // Centuries apart: the comparison sort.
+        let cdrs = store(&[(5_000_000_000, 0), (-100, 0), (5, 0), (-100, 0)]);
+        let mut got = vec![0, 1, 2, 3];
+        sort_by_start(&mut got, &cdrs);
+        assert_eq!(got, [1, 3, 2, 0]);
     }
 }
