@@ -230,6 +230,12 @@ impl CdrStore {
         CdrStore::default()
     }
 
+    /// An empty store with room for `rows` records holding `text` bytes of text fields (no
+    /// reallocation of the whole store while it fills, when the guess is big enough).
+    pub fn with_capacity(rows: usize, text: usize) -> CdrStore {
+        CdrStore { text: String::with_capacity(text), rows: Vec::with_capacity(rows) }
+    }
+
     /// Number of records.
     pub fn len(&self) -> usize {
         self.rows.len()

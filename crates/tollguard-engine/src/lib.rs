@@ -315,7 +315,9 @@ struct CallRate {
 enum Exact {
     /// An A-Z deck row: round(fee + rate x billed / 60) to four decimals, in integers, with fee
     /// and rate as mantissas at a common scale.
-    Deck { fee_m: i128, rate_m: i128, scale: u32, initial_s: u32, subsequent_s: u32 },
+    /// The cost is `(60 fee_m + rate_m billed) x mul / den`, rounded: `fee_m` and `rate_m`
+    /// at `scale` decimals, `mul / den` bringing that to ten-thousandths of a minute's sixtieth.
+    Deck { fee_m: i128, rate_m: i128, mul: i128, den: i128, initial_s: u32, subsequent_s: u32 },
     /// A CGRateS plan's rates, priced from the call's start by the plan's rounding mode.
     Plan {
         plan: Arc<tollguard_core::cgrates::Plan>,
@@ -340,7 +342,8 @@ impl CallRate {
             exact: Exact::Deck {
                 fee_m: at(row.connection_fee),
                 rate_m: at(row.rate_per_minute),
-                scale,
+                mul: if scale >= 4 { 1 } else { 10i128.pow(4 - scale) },
+                den: if scale >= 4 { 60 * 10i128.pow(scale - 4) } else { 60 },
                 initial_s: row.initial_s,
                 subsequent_s: row.subsequent_s,
             },
@@ -376,19 +379,24 @@ impl CallRate {
             return 0;
         }
         match &self.exact {
-            Exact::Deck { fee_m, rate_m, scale, initial_s, subsequent_s } => {
-                let billed = tollguard_core::rating::billed_seconds(talk, *initial_s, *subsequent_s) as i128;
-                let n = fee_m * 60 + rate_m * billed;
-                let (num, den) = if *scale >= 4 {
-                    (n, 60 * 10i128.pow(scale - 4))
-                } else {
-                    (n * 10i128.pow(4 - scale), 60)
-                };
-                let mut q = num / den;
-                if 2 * (num % den).abs() >= den {
-                    q += num.signum();
-                }
-                q.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+            Exact::Deck { fee_m, rate_m, mul, den, initial_s, subsequent_s } => {
+                let billed = tollguard_core::rating::billed_seconds(talk, *initial_s, *subsequent_s);
+                // In 64 bits when everything fits (every real deck), else in 128.
+                let small = (|| {
+                    let (f, r, m, d) = (
+                        i64::try_from(*fee_m).ok()?,
+                        i64::try_from(*rate_m).ok()?,
+                        i64::try_from(*mul).ok()?,
+                        i64::try_from(*den).ok()?,
+                    );
+                    let num =
+                        f.checked_mul(60)?.checked_add(r.checked_mul(billed as i64)?)?.checked_mul(m)?;
+                    Some(rounded_div(num, d))
+                })();
+                small.unwrap_or_else(|| {
+                    let num = (fee_m * 60 + rate_m * billed as i128) * mul;
+                    rounded_div(num, *den).clamp(i64::MIN as i128, i64::MAX as i128) as i64
+                })
             }
             Exact::Plan { plan, tariff, start } => {
                 plan.cost(tariff, *start, talk as u64 * 1_000_000_000).map_or(0, rounded_units)
@@ -429,6 +437,33 @@ impl CallRate {
     /// The longest first or later increment: billed seconds never exceed talk + this.
     fn increment(&self) -> i128 {
         self.increment_s as i128
+    }
+}
+
+/// `num / den` rounded half away from zero (`den` > 0).
+fn rounded_div<T>(num: T, den: T) -> T
+where
+    T: Copy
+        + PartialOrd
+        + From<i8>
+        + std::ops::Div<Output = T>
+        + std::ops::Rem<Output = T>
+        + std::ops::Mul<Output = T>
+        + std::ops::Add<Output = T>
+        + std::ops::Sub<Output = T>
+        + std::ops::Neg<Output = T>,
+{
+    let zero = T::from(0);
+    let (q, r) = (num / den, num % den);
+    let r2 = T::from(2) * if r < zero { -r } else { r };
+    if r2 >= den {
+        if num < zero {
+            q - T::from(1)
+        } else {
+            q + T::from(1)
+        }
+    } else {
+        q
     }
 }
 
@@ -549,6 +584,9 @@ struct Account {
     block_history: Vec<(Option<u16>, Timestamp)>,
     /// The last time converted to local time, and the result.
     last_local: (Timestamp, DateTime),
+    /// The zone's offset and the span of time it holds for (from, until): local times inside it
+    /// need no look-up in the zone's transitions.
+    offset: (jiff::tz::Offset, Timestamp, Timestamp),
     /// Priced outbound calls running (slots).
     running: Vec<u32>,
     /// What it usually spends per hour of the week (made at its first priced call).
@@ -559,7 +597,17 @@ impl Account {
     /// `now` in the account's zone.
     fn local(&mut self, now: Timestamp) -> DateTime {
         if self.last_local.0 != now {
-            self.last_local = (now, self.tz.to_datetime(now));
+            let (offset, from, until) = &mut self.offset;
+            if now < *from || now >= *until {
+                *offset = self.tz.to_offset(now);
+                *from = self
+                    .tz
+                    .preceding(now + SignedDuration::from_nanos(1))
+                    .next()
+                    .map_or(Timestamp::MIN, |t| t.timestamp());
+                *until = self.tz.following(now).next().map_or(Timestamp::MAX, |t| t.timestamp());
+            }
+            self.last_local = (now, offset.to_datetime(now));
         }
         self.last_local.1
     }
@@ -1176,6 +1224,7 @@ impl Engine {
             blocks: vec![],
             block_history: vec![],
             last_local: (Timestamp::MIN, DateTime::MIN),
+            offset: (jiff::tz::Offset::UTC, Timestamp::MAX, Timestamp::MIN),
             running: vec![],
             baseline: None,
         });
@@ -2297,11 +2346,12 @@ mod tests {
 
     proptest! {
         /// The engine's integer cost is the deck's decimal cost, to the last ten-thousandth, and
-        /// never more than the linear bound its deadlines are computed from.
+        /// never more than the linear bound its deadlines are computed from (scales up to 20
+        /// decimals: beyond 64 bits the 128-bit path).
         #[test]
         fn integer_cost_is_the_deck_cost_and_under_the_bound(
-            fee in 0i64..2_000_000, fee_scale in 0u32..7,
-            rate in 0i64..50_000_000, rate_scale in 0u32..7,
+            fee in 0i64..2_000_000, fee_scale in 0u32..21,
+            rate in 0i64..50_000_000, rate_scale in 0u32..21,
             initial in 0u32..120, subsequent in 1u32..120, talk in 0u32..50_000,
         ) {
             let r = row(Decimal::new(fee, fee_scale), Decimal::new(rate, rate_scale), initial, subsequent);

@@ -76,26 +76,28 @@ impl Window {
 
     /// Moves to the period of `local`; never back (a time before the current period, e.g. a
     /// request's own time in the past, reads the current period).
-    fn roll(&mut self, local: DateTime) {
+    /// Returns false when `local` is before the current period.
+    fn roll(&mut self, local: DateTime) -> bool {
         if let Window::Calendar { kind, key, spend, calls } = self {
             let k = calendar_key(*kind, local);
+            if k < *key {
+                return false;
+            }
             if k > *key {
                 *key = k;
                 *spend = 0;
                 *calls = 0;
             }
         }
+        true
     }
 
     /// Adds spend and calls at `now` (`local` is `now` in the account's zone). A time before
     /// the window's current period or span (a late record) is ignored: it no longer counts.
     pub fn add(&mut self, now: Timestamp, local: DateTime, spend: i64, calls: u32) {
-        if let Window::Calendar { kind, key, .. } = self {
-            if calendar_key(*kind, local) < *key {
-                return;
-            }
+        if !self.roll(local) {
+            return;
         }
-        self.roll(local);
         match self {
             Window::Calendar { spend: s, calls: c, .. } => {
                 *s += spend;
