@@ -584,10 +584,14 @@ fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>, clock: Clock, feed: A
     while !stop {
         let Ok(first) = rx.recv() else { break };
         let mut batch = vec![first];
-        let until = std::time::Instant::now() + COMMIT_EVERY;
+        // Gather for COMMIT_EVERY without waiting on the channel: a receiver blocked in
+        // `recv` is woken by every send (a context switch per write at thousands a second);
+        // asleep, it is woken once per batch. A flush or shutdown is not kept waiting.
+        if !matches!(batch[0], Write::Flush(_) | Write::Shutdown) {
+            std::thread::sleep(COMMIT_EVERY);
+        }
         while batch.len() < 4096 {
-            let left = until.saturating_duration_since(std::time::Instant::now());
-            match rx.recv_timeout(left) {
+            match rx.try_recv() {
                 Ok(w) => batch.push(w),
                 Err(_) => break,
             }
