@@ -36,7 +36,7 @@ pub mod email;
 mod incident;
 mod records;
 pub mod report;
-mod tls;
+pub mod tls;
 mod traffic;
 mod ui;
 mod webhook;
@@ -438,7 +438,7 @@ impl Server {
         match &self.state.opts.tls {
             Some((cert, key)) => {
                 let acceptor = tls::acceptor(cert, key)?;
-                let listener = tls::TlsListener { tcp: listener, acceptor };
+                let listener = tls::TlsListener::new(listener, acceptor)?;
                 axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await?;
             }
             None => {
@@ -850,7 +850,8 @@ impl AppState {
 /// A JSON-RPC request over plain HTTP/1.1 (Kamailio's `xhttp` on loopback); an error unless
 /// the answer is 200 with a `result`.
 fn rpc_post(url: &str, body: &str) -> Result<()> {
-    let (status, answer) = http_post(url, "", body, Duration::from_secs(2)).map_err(anyhow::Error::msg)?;
+    let (status, answer) =
+        http_post(url, "", body, Duration::from_secs(2), None).map_err(anyhow::Error::msg)?;
     if status.starts_with("HTTP/1.1 200") && answer.contains("\"result\"") {
         Ok(())
     } else {
@@ -858,31 +859,93 @@ fn rpc_post(url: &str, body: &str) -> Result<()> {
     }
 }
 
-/// One JSON POST over plain HTTP/1.1 (`http://host:port/path`; `headers` are extra header
-/// lines, each ending in CRLF), the connection closed after: the answer's status line and the
-/// whole answer. Webhooks and Kamailio's JSON-RPC, both on trusted networks.
+/// Where a POST goes: `http://` or `https://`, host, port (80 or 443 when not given), path.
+struct Url<'a> {
+    https: bool,
+    host: &'a str,
+    port: u16,
+    path: String,
+}
+
+fn parse_url(url: &str) -> Result<Url<'_>, String> {
+    let (https, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(r), _) => (false, r),
+        (_, Some(r)) => (true, r),
+        _ => return Err(format!("not an http:// or https:// address: {url}")),
+    };
+    let (authority, path) =
+        rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let default = if https { 443 } else { 80 };
+    let port_of = |p: &str| p.parse::<u16>().map_err(|_| format!("bad port in {url}"));
+    let (host, port) = match authority.strip_prefix('[') {
+        // [IPv6]:port
+        Some(v6) => {
+            let (h, after) = v6.split_once(']').ok_or_else(|| format!("bad address in {url}"))?;
+            (h, if after.is_empty() { default } else { port_of(after.trim_start_matches(':'))? })
+        }
+        None => match authority.split_once(':') {
+            Some((h, p)) => (h, port_of(p)?),
+            None => (authority, default),
+        },
+    };
+    if host.is_empty() {
+        return Err(format!("no host in {url}"));
+    }
+    Ok(Url { https, host, port, path })
+}
+
+/// One JSON POST over HTTP/1.1, plain or TLS (`https://`, verified against `tls`'s roots: see
+/// [`tls::client_config`]); `headers` are extra header lines, each ending in CRLF; the
+/// connection is closed after. The answer's status line and the whole answer. Webhooks and
+/// Kamailio's JSON-RPC.
 pub(crate) fn http_post(
     url: &str,
     headers: &str,
     body: &str,
     timeout: Duration,
+    tls: Option<&Arc<tokio_rustls::rustls::ClientConfig>>,
 ) -> Result<(String, String), String> {
     use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").ok_or_else(|| format!("only http:// addresses: {url}"))?;
-    let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
-    let mut s = std::net::TcpStream::connect(host).map_err(|e| format!("connect {host}: {e}"))?;
-    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    let _ = s.set_nodelay(true);
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{headers}\
+    let u = parse_url(url)?;
+    let addr = format!(
+        "{}:{}",
+        if u.host.contains(':') { format!("[{}]", u.host) } else { u.host.to_string() },
+        u.port
+    );
+    let tcp = std::net::TcpStream::connect(&addr).map_err(|e| format!("connect {addr}: {e}"))?;
+    tcp.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    tcp.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    let _ = tcp.set_nodelay(true);
+    let host_header = if (u.https && u.port == 443) || (!u.https && u.port == 80) {
+        u.host.to_string()
+    } else {
+        addr.clone()
+    };
+    let request = format!(
+        "POST {} HTTP/1.1\r\nHost: {host_header}\r\nContent-Type: application/json\r\n{headers}\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        u.path,
         body.len()
-    )
-    .map_err(|e| format!("send: {e}"))?;
+    );
     let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
+    if u.https {
+        let config = match tls {
+            Some(c) => c.clone(),
+            None => tls::client_config(None).map_err(|e| e.to_string())?,
+        };
+        let name = rustls_pki_types::ServerName::try_from(u.host.to_string())
+            .map_err(|e| format!("{}: not a host name for TLS ({e})", u.host))?;
+        let conn =
+            tokio_rustls::rustls::ClientConnection::new(config, name).map_err(|e| format!("TLS: {e}"))?;
+        let mut s = tokio_rustls::rustls::StreamOwned::new(conn, tcp);
+        s.write_all(request.as_bytes()).map_err(|e| format!("TLS with {addr}: {e}"))?;
+        // A server may close without TLS's close_notify: what came before counts.
+        let _ = s.read_to_end(&mut out);
+    } else {
+        let mut s = tcp;
+        s.write_all(request.as_bytes()).map_err(|e| format!("send: {e}"))?;
+        let _ = s.read_to_end(&mut out);
+    }
     let answer = String::from_utf8_lossy(&out).into_owned();
     let status = answer.lines().next().unwrap_or("").to_string();
     Ok((status, answer))
@@ -1703,4 +1766,25 @@ async fn decision(
         }
     }
     Ok(Json(serde_json::from_str(&json).map_err(|e| ApiError::internal(e.to_string()))?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_url;
+
+    #[test]
+    fn post_addresses_read_with_their_default_ports() {
+        let u = |s| parse_url(s).map(|u| (u.https, u.host.to_string(), u.port, u.path));
+        assert_eq!(u("http://127.0.0.1:5071/RPC"), Ok((false, "127.0.0.1".into(), 5071, "/RPC".into())));
+        assert_eq!(
+            u("https://hooks.example.com/services/T0/B1"),
+            Ok((true, "hooks.example.com".into(), 443, "/services/T0/B1".into()))
+        );
+        assert_eq!(u("http://noc.example"), Ok((false, "noc.example".into(), 80, "/".into())));
+        assert_eq!(u("https://[::1]:8443/hook"), Ok((true, "::1".into(), 8443, "/hook".into())));
+        assert_eq!(u("https://[::1]/hook"), Ok((true, "::1".into(), 443, "/hook".into())));
+        assert!(u("ftp://x/y").unwrap_err().contains("not an http:// or https://"));
+        assert!(u("http://x:http/y").unwrap_err().contains("bad port"));
+        assert!(u("https:///y").unwrap_err().contains("no host"));
+    }
 }

@@ -1,4 +1,5 @@
-//! TLS for `tollguard serve` (rustls with ring), when a certificate and key are configured.
+//! TLS for `tollguard serve` (rustls with ring), when a certificate and key are configured; and
+//! for the server's own HTTPS requests (webhooks, Kamailio's JSON-RPC at an `https://` address).
 
 use anyhow::{anyhow, Context, Result};
 use rustls_pki_types::pem::PemObject;
@@ -31,10 +32,42 @@ pub fn acceptor(cert: &Path, key_file: &Path) -> Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// A listener that completes the TLS handshake before handing a connection to the server.
+/// A listener that hands the server connections whose TLS handshake is complete. Handshakes
+/// run side by side, each given 5 s: a client that stalls in its handshake holds up no one.
 pub struct TlsListener {
-    pub(crate) tcp: TcpListener,
-    pub(crate) acceptor: TlsAcceptor,
+    ready: tokio::sync::mpsc::Receiver<(TlsStream<TcpStream>, std::net::SocketAddr)>,
+    addr: std::net::SocketAddr,
+}
+
+impl TlsListener {
+    /// Accepts on `tcp`, completing handshakes with `acceptor` (on the current runtime).
+    pub fn new(tcp: TcpListener, acceptor: TlsAcceptor) -> std::io::Result<TlsListener> {
+        let addr = tcp.local_addr()?;
+        let (tx, ready) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                // Until the listener is dropped (the server stopped): then the port is let go.
+                let accepted = tokio::select! {
+                    a = tcp.accept() => a,
+                    _ = tx.closed() => break,
+                };
+                let Ok((tcp, addr)) = accepted else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                let _ = tcp.set_nodelay(true);
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    if let Ok(Ok(tls)) =
+                        tokio::time::timeout(Duration::from_secs(5), acceptor.accept(tcp)).await
+                    {
+                        let _ = tx.send((tls, addr)).await;
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { ready, addr })
+    }
 }
 
 impl axum::serve::Listener for TlsListener {
@@ -42,21 +75,54 @@ impl axum::serve::Listener for TlsListener {
     type Addr = std::net::SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let Ok((tcp, addr)) = self.tcp.accept().await else {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            };
-            let _ = tcp.set_nodelay(true);
-            // A client that does not finish its handshake does not hold the listener for long.
-            match tokio::time::timeout(Duration::from_secs(5), self.acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => return (tls, addr),
-                _ => continue,
-            }
+        match self.ready.recv().await {
+            Some(c) => c,
+            // The accepting task ended (it never does while the listener lives).
+            None => std::future::pending().await,
         }
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.tcp.local_addr()
+        Ok(self.addr)
+    }
+}
+
+/// TLS settings for the server's own HTTPS requests: Mozilla's root certificates (the
+/// `webpki-roots` crate) and, when given, every certificate of a PEM file (a private CA, or a
+/// receiver's self-signed certificate). Without a file the settings are made once.
+pub fn client_config(extra_ca: Option<&Path>) -> Result<Arc<tokio_rustls::rustls::ClientConfig>> {
+    static DEFAULT: std::sync::OnceLock<Arc<tokio_rustls::rustls::ClientConfig>> = std::sync::OnceLock::new();
+    let make = |extra: &[CertificateDer<'static>]| -> Result<Arc<tokio_rustls::rustls::ClientConfig>> {
+        let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for c in extra {
+            roots.add(c.clone()).map_err(|e| anyhow!("not a usable CA certificate ({e})"))?;
+        }
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| anyhow!("TLS: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Arc::new(config))
+    };
+    match extra_ca {
+        None => {
+            if let Some(c) = DEFAULT.get() {
+                return Ok(c.clone());
+            }
+            let c = make(&[])?;
+            Ok(DEFAULT.get_or_init(|| c).clone())
+        }
+        Some(path) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow!("{}: not PEM certificates ({e})", path.display()))?;
+            if certs.is_empty() {
+                return Err(anyhow!("{}: no certificate in it", path.display()));
+            }
+            make(&certs).map_err(|e| anyhow!("{}: {e}", path.display()))
+        }
     }
 }

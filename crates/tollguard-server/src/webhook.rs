@@ -24,8 +24,12 @@ use tollguard_engine::Severity;
 pub struct Webhook {
     /// Its name (shown in deliveries).
     pub name: String,
-    /// `http://host:port/path` (plain HTTP: put it on a trusted network or behind a local proxy).
+    /// `https://host[:port]/path` (the certificate checked against Mozilla's roots and
+    /// `ca_file`), or `http://host[:port]/path` on a trusted network.
     pub url: String,
+    /// A PEM file of further certificates to trust for this receiver (a private CA, or its own
+    /// self-signed certificate).
+    pub ca_file: Option<std::path::PathBuf>,
     /// The HMAC key.
     pub secret: String,
     /// Alerts of at least this severity.
@@ -47,12 +51,16 @@ pub fn backoff(tries: u32) -> Duration {
     Duration::from_secs(1u64 << tries.min(12)).min(Duration::from_secs(3600))
 }
 
-fn post(url: &str, secret: &str, body: &str, now: i64) -> Result<(), String> {
+fn post(hook: &Webhook, body: &str, now: i64) -> Result<(), String> {
     let headers = format!(
         "User-Agent: tollguard\r\nX-Tollguard-Timestamp: {now}\r\nX-Tollguard-Signature: {}\r\n",
-        signature(secret, now, body)
+        signature(&hook.secret, now, body)
     );
-    let (status, _) = crate::http_post(url, &headers, body, Duration::from_secs(5))?;
+    let tls = match &hook.ca_file {
+        Some(f) => Some(crate::tls::client_config(Some(f)).map_err(|e| format!("{e:#}"))?),
+        None => None,
+    };
+    let (status, _) = crate::http_post(&hook.url, &headers, body, Duration::from_secs(5), tls.as_ref())?;
     let code: u16 = status.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     if (200..300).contains(&code) {
         Ok(())
@@ -101,12 +109,11 @@ pub(crate) async fn deliver(state: &Arc<AppState>, now: Timestamp) -> usize {
             });
             continue;
         };
-        let body = item.body.clone();
-        let result =
-            tokio::task::spawn_blocking(move || post(&hook.url, &hook.secret, &body, now.as_second()))
-                .await
-                .unwrap_or_else(|e| Err(e.to_string()));
-        record_try(state, &item, result, now, hook.max_tries);
+        let (body, max_tries) = (item.body.clone(), hook.max_tries);
+        let result = tokio::task::spawn_blocking(move || post(&hook, &body, now.as_second()))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+        record_try(state, &item, result, now, max_tries);
     }
     flush(state).await;
     n

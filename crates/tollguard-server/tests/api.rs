@@ -662,57 +662,124 @@ async fn a_reload_applies_the_new_policy_and_keeps_the_calls_in_flight() {
     assert_eq!(st, StatusCode::NO_CONTENT, "and it can end");
 }
 
+type Posts = Arc<std::sync::Mutex<Vec<(bool, String)>>>;
+
 /// A webhook receiver: answers 500 to the first `fail` posts, then 200; keeps (verified, body).
-async fn receiver(fail: usize, secret: &'static str) -> (u16, Arc<std::sync::Mutex<Vec<(bool, String)>>>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// Over TLS with `tls` (a certificate and key).
+async fn receiver(fail: usize, secret: &'static str) -> (u16, Posts) {
+    receiver_on(fail, secret, None).await
+}
+
+async fn receiver_on(
+    fail: usize,
+    secret: &'static str,
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+) -> (u16, Posts) {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
-    let got = Arc::new(std::sync::Mutex::new(vec![]));
+    let acceptor = tls.map(|(cert, key)| tollguard_server::tls::acceptor(&cert, &key).unwrap());
+    let got: Posts = Arc::new(std::sync::Mutex::new(vec![]));
     let seen = got.clone();
     tokio::spawn(async move {
         loop {
-            let (mut s, _) = l.accept().await.unwrap();
-            let mut buf = vec![];
-            let mut tmp = [0u8; 4096];
-            loop {
-                let n = s.read(&mut tmp).await.unwrap();
-                buf.extend_from_slice(&tmp[..n]);
-                let text = String::from_utf8_lossy(&buf).to_string();
-                if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let header = |k: &str| {
-                        head.lines()
-                            .find_map(|l| {
-                                l.split_once(": ")
-                                    .filter(|(n, _)| n.eq_ignore_ascii_case(k))
-                                    .map(|(_, v)| v.to_string())
-                            })
-                            .unwrap_or_default()
-                    };
-                    let len: usize = header("content-length").parse().unwrap();
-                    if body.len() < len {
-                        continue;
+            let (s, _) = l.accept().await.unwrap();
+            match &acceptor {
+                // A client that refuses the certificate ends the handshake: next connection.
+                Some(a) => {
+                    if let Ok(mut t) = a.accept(s).await {
+                        answer_hook(&mut t, fail, secret, &seen).await;
                     }
-                    let ts: i64 = header("x-tollguard-timestamp").parse().unwrap();
-                    let ok = header("x-tollguard-signature")
-                        == tollguard_server::webhook_signature(secret, ts, body);
-                    let n = {
-                        let mut g = seen.lock().unwrap();
-                        g.push((ok, body.to_string()));
-                        g.len()
-                    };
-                    let status = if n <= fail { "500 Internal Server Error" } else { "200 OK" };
-                    s.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes())
-                        .await
-                        .unwrap();
-                    break;
                 }
-                if n == 0 {
-                    break;
-                }
+                None => answer_hook(&mut { s }, fail, secret, &seen).await,
             }
         }
     });
     (port, got)
+}
+
+async fn answer_hook<S>(s: &mut S, fail: usize, secret: &str, seen: &Posts)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![];
+    let mut tmp = [0u8; 4096];
+    loop {
+        let n = s.read(&mut tmp).await.unwrap_or(0);
+        buf.extend_from_slice(&tmp[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let header = |k: &str| {
+                head.lines()
+                    .find_map(|l| {
+                        l.split_once(": ")
+                            .filter(|(n, _)| n.eq_ignore_ascii_case(k))
+                            .map(|(_, v)| v.to_string())
+                    })
+                    .unwrap_or_default()
+            };
+            let len: usize = header("content-length").parse().unwrap();
+            if body.len() < len {
+                continue;
+            }
+            let ts: i64 = header("x-tollguard-timestamp").parse().unwrap();
+            let ok = header("x-tollguard-signature") == tollguard_server::webhook_signature(secret, ts, body);
+            let n = {
+                let mut g = seen.lock().unwrap();
+                g.push((ok, body.to_string()));
+                g.len()
+            };
+            let status = if n <= fail { "500 Internal Server Error" } else { "200 OK" };
+            let _ = s.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes()).await;
+            let _ = s.shutdown().await;
+            return;
+        }
+        if n == 0 {
+            return;
+        }
+    }
+}
+
+/// An HTTPS receiver with a certificate of its own: trusted through `ca_file`, refused without.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_go_to_https_receivers_whose_certificate_is_trusted() {
+    let f = fixture("webhooks-tls");
+    let Some((cert, key)) = common::test_cert(f.db.parent().unwrap()) else { return };
+    let (port, got) = receiver_on(0, "s3cret-of-16-chars", Some((cert.clone(), key))).await;
+    let hook = |name: &str, ca_file: Option<std::path::PathBuf>| tollguard_server::Webhook {
+        name: name.into(),
+        url: format!("https://localhost:{port}/hook"),
+        ca_file,
+        secret: "s3cret-of-16-chars".into(),
+        min_severity: tollguard_engine::Severity::Warning,
+        max_tries: 1,
+    };
+    let opts = Options {
+        database: f.db.clone(),
+        webhooks: vec![hook("trusted", Some(cert)), hook("untrusted", None)],
+        ..Options::default()
+    };
+    let s = Server::start(rater(), Policy::builtin(), opts).unwrap();
+    let app = s.router();
+    call(
+        &app,
+        "POST",
+        "/v1/authorize",
+        Some(&f.integration),
+        Some(authorize_body("h1", "0067077123456", "2011-06-11T23:10:00+02:00")),
+    )
+    .await;
+    s.flush().await;
+    assert_eq!(s.deliver(jiff::Timestamp::now()).await, 2, "one message per webhook");
+    let posts = got.lock().unwrap().clone();
+    assert_eq!(posts.len(), 1, "only the trusted one got through: {posts:?}");
+    assert!(posts[0].0, "signed");
+    let (_, v) = call(&app, "GET", "/v1/deliveries?state=delivered", Some(&f.operator), None).await;
+    assert_eq!(v["deliveries"][0]["webhook"], "trusted", "{v}");
+    let (_, v) = call(&app, "GET", "/v1/deliveries?state=dead", Some(&f.operator), None).await;
+    assert_eq!(v["deliveries"][0]["webhook"], "untrusted", "{v}");
+    let error = v["deliveries"][0]["last_error"].as_str().unwrap();
+    assert!(error.contains("certificate"), "the refusal says why: {error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -726,6 +793,7 @@ async fn alerts_are_posted_signed_retried_across_a_restart_and_dead_lettered() {
             tollguard_server::Webhook {
                 name: "noc".into(),
                 url: format!("http://127.0.0.1:{port}/hook"),
+                ca_file: None,
                 secret: "s3cret".into(),
                 min_severity: tollguard_engine::Severity::Warning,
                 max_tries: 8,
@@ -733,6 +801,7 @@ async fn alerts_are_posted_signed_retried_across_a_restart_and_dead_lettered() {
             tollguard_server::Webhook {
                 name: "gone".into(),
                 url: format!("http://127.0.0.1:{closed}/hook"),
+                ca_file: None,
                 secret: "x".into(),
                 min_severity: tollguard_engine::Severity::Critical,
                 max_tries: 2,

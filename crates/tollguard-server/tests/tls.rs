@@ -35,14 +35,31 @@ async fn serves_https_with_a_configured_certificate() {
             .with_root_certificates(roots)
             .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
-    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
-    let mut out = String::new();
-    tls.read_to_string(&mut out).await.unwrap();
+    let healthz = || async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
+        tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        tls.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    let out = healthz().await;
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     assert!(out.ends_with("ok\n"), "{out}");
+    // Three clients that connect and never start their handshake (each is given 5 s) do not
+    // hold up the next one: handshakes run side by side.
+    let mut stalled = vec![];
+    for _ in 0..3 {
+        stalled.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let out = tokio::time::timeout(std::time::Duration::from_secs(5), healthz())
+        .await
+        .expect("served while three handshakes stall (one at a time would take 15 s)");
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    drop(stalled);
     // Plain HTTP on the TLS port gets no answer.
     let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
     plain.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();

@@ -172,8 +172,11 @@ fn severity(at: &str, s: Option<&str>) -> Result<tollguard_engine::Severity> {
 pub struct WebhookSection {
     /// A name, shown in `GET /v1/deliveries`.
     pub name: String,
-    /// `http://host:port/path`.
+    /// `https://host[:port]/path` (or `http://` on a trusted network).
     pub url: String,
+    /// A PEM file of certificates to trust besides Mozilla's roots (a private CA, or the
+    /// receiver's self-signed certificate), relative to the configuration file.
+    pub ca_file: Option<PathBuf>,
     /// The HMAC-SHA256 key the receiver checks the signature with.
     pub secret: String,
     /// `info`, `warning` (default) or `critical`: the least severe alert posted.
@@ -428,8 +431,13 @@ fn server_settings(s: &ServerSection, base: &Path, tz: &TimeZone) -> Result<Serv
     }
     for (i, w) in s.webhook.iter().enumerate() {
         let at = format!("[[server.webhook]] {} ({:?})", i + 1, w.name);
-        if !w.url.starts_with("http://") {
-            bail!("{at}: url must be an http:// address, found {:?}", w.url);
+        if !w.url.starts_with("http://") && !w.url.starts_with("https://") {
+            bail!("{at}: url must be an https:// or http:// address, found {:?}", w.url);
+        }
+        let ca_file = w.ca_file.as_ref().map(|f| base.join(f));
+        if let Some(f) = &ca_file {
+            // Read now, so that a wrong file stops the start instead of every delivery.
+            tollguard_server::tls::client_config(Some(f)).map_err(|e| anyhow!("{at}: ca_file: {e:#}"))?;
         }
         if w.secret.len() < 16 {
             bail!("{at}: secret must be at least 16 characters");
@@ -438,6 +446,7 @@ fn server_settings(s: &ServerSection, base: &Path, tz: &TimeZone) -> Result<Serv
         options.webhooks.push(tollguard_server::Webhook {
             name: w.name.clone(),
             url: w.url.clone(),
+            ca_file,
             secret: w.secret.clone(),
             min_severity,
             max_tries: w.max_tries.unwrap_or(8).max(1),
@@ -485,8 +494,8 @@ fn server_settings(s: &ServerSection, base: &Path, tz: &TimeZone) -> Result<Serv
         });
     }
     if let Some(url) = &s.kamailio_rpc {
-        if !url.starts_with("http://") {
-            bail!("[server] kamailio_rpc must be an http:// address, found {url:?}");
+        if !url.starts_with("http://") && !url.starts_with("https://") {
+            bail!("[server] kamailio_rpc must be an http:// or https:// address, found {url:?}");
         }
         options.kamailio_rpc = Some(url.clone());
     }
