@@ -50,12 +50,32 @@ impl AsteriskReader {
             let hint = if n == 19 { " (a cdr_custom layout? clid first is not cdr_csv)" } else { "" };
             return Err(format!("expected 16, 18 or 21 columns (Asterisk cdr_csv), found {n}{hint}"));
         }
-        set_lossy(&mut cdr.account, r.field(0));
-        set_lossy(&mut cdr.source, r.field(1));
-        set_lossy(&mut cdr.dialled, r.field(2));
-        set_lossy(&mut cdr.context, r.field(3));
-        set_lossy(&mut cdr.channel, r.field(5));
-        set_lossy(&mut cdr.dst_channel, r.field(6));
+        // Text checked as UTF-8 once for the whole record; field by field (invalid bytes
+        // replaced) only when that fails.
+        let has_id = n >= 18 && !r.raw(16).is_empty();
+        let text_done = match r.text_fields() {
+            Some(f) => {
+                f.get(0, &mut cdr.account);
+                f.get(1, &mut cdr.source);
+                f.get(2, &mut cdr.dialled);
+                f.get(3, &mut cdr.context);
+                f.get(5, &mut cdr.channel);
+                f.get(6, &mut cdr.dst_channel);
+                if has_id {
+                    f.get(16, &mut cdr.call_id);
+                }
+                true
+            }
+            None => false,
+        };
+        if !text_done {
+            set_lossy(&mut cdr.account, r.field(0));
+            set_lossy(&mut cdr.source, r.field(1));
+            set_lossy(&mut cdr.dialled, r.field(2));
+            set_lossy(&mut cdr.context, r.field(3));
+            set_lossy(&mut cdr.channel, r.field(5));
+            set_lossy(&mut cdr.dst_channel, r.field(6));
+        }
         cdr.start = local_time(&mut self.times, "start", r.field(9))?
             .ok_or_else(|| "field start: empty (every call has a start time)".to_string())?;
         cdr.answer = local_time(&mut self.times, "answer", r.field(10))?;
@@ -69,8 +89,10 @@ impl AsteriskReader {
             Ok(s) => Disposition::from_asterisk(s),
             Err(_) => Disposition::Unknown,
         };
-        if n >= 18 && !r.raw(16).is_empty() {
-            set_lossy(&mut cdr.call_id, r.field(16));
+        if has_id {
+            if !text_done {
+                set_lossy(&mut cdr.call_id, r.field(16));
+            }
         } else {
             let mut h = Fnv64::new();
             for i in 0..16 {
