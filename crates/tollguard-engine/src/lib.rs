@@ -317,7 +317,17 @@ enum Exact {
     /// and rate as mantissas at a common scale.
     /// The cost is `(60 fee_m + rate_m billed) x mul / den`, rounded: `fee_m` and `rate_m`
     /// at `scale` decimals, `mul / den` bringing that to ten-thousandths of a minute's sixtieth.
-    Deck { fee_m: i128, rate_m: i128, mul: i128, den: i128, initial_s: u32, subsequent_s: u32 },
+    /// `fee` and `rate` as the deck has them, for amounts beyond 128 bits (absurd scales).
+    Deck {
+        fee_m: i128,
+        rate_m: i128,
+        mul: i128,
+        den: i128,
+        initial_s: u32,
+        subsequent_s: u32,
+        fee: Decimal,
+        rate: Decimal,
+    },
     /// A CGRateS plan's rates, priced from the call's start by the plan's rounding mode.
     Plan {
         plan: Arc<tollguard_core::cgrates::Plan>,
@@ -346,6 +356,8 @@ impl CallRate {
                 den: if scale >= 4 { 60 * 10i128.pow(scale - 4) } else { 60 },
                 initial_s: row.initial_s,
                 subsequent_s: row.subsequent_s,
+                fee: row.connection_fee,
+                rate: row.rate_per_minute,
             },
             fee_u: to_units(row.connection_fee),
             rate_u: to_units(row.rate_per_minute),
@@ -379,7 +391,7 @@ impl CallRate {
             return 0;
         }
         match &self.exact {
-            Exact::Deck { fee_m, rate_m, mul, den, initial_s, subsequent_s } => {
+            Exact::Deck { fee_m, rate_m, mul, den, initial_s, subsequent_s, fee, rate } => {
                 let billed = tollguard_core::rating::billed_seconds(talk, *initial_s, *subsequent_s);
                 // In 64 bits when everything fits (every real deck), else in 128.
                 let small = (|| {
@@ -393,10 +405,19 @@ impl CallRate {
                         f.checked_mul(60)?.checked_add(r.checked_mul(billed as i64)?)?.checked_mul(m)?;
                     Some(rounded_div(num, d))
                 })();
-                small.unwrap_or_else(|| {
-                    let num = (fee_m * 60 + rate_m * billed as i128) * mul;
-                    rounded_div(num, *den).clamp(i64::MIN as i128, i64::MAX as i128) as i64
-                })
+                small
+                    .or_else(|| {
+                        let num = fee_m
+                            .checked_mul(60)?
+                            .checked_add(rate_m.checked_mul(billed as i128)?)?
+                            .checked_mul(*mul)?;
+                        Some(rounded_div(num, *den).clamp(i64::MIN as i128, i64::MAX as i128) as i64)
+                    })
+                    .unwrap_or_else(|| {
+                        // Beyond 128 bits at a common scale: as the deck computes it.
+                        let n = *fee * Decimal::from(60) + *rate * Decimal::from(billed);
+                        rounded_units(tollguard_core::money::div_round(n, 60, 4))
+                    })
             }
             Exact::Plan { plan, tariff, start } => {
                 plan.cost(tariff, *start, talk as u64 * 1_000_000_000).map_or(0, rounded_units)
@@ -448,15 +469,15 @@ where
         + From<i8>
         + std::ops::Div<Output = T>
         + std::ops::Rem<Output = T>
-        + std::ops::Mul<Output = T>
         + std::ops::Add<Output = T>
         + std::ops::Sub<Output = T>
         + std::ops::Neg<Output = T>,
 {
     let zero = T::from(0);
     let (q, r) = (num / den, num % den);
-    let r2 = T::from(2) * if r < zero { -r } else { r };
-    if r2 >= den {
+    let r = if r < zero { -r } else { r };
+    // 2r >= den, without computing 2r (it may not fit).
+    if r >= den - r {
         if num < zero {
             q - T::from(1)
         } else {
@@ -600,11 +621,12 @@ impl Account {
             let (offset, from, until) = &mut self.offset;
             if now < *from || now >= *until {
                 *offset = self.tz.to_offset(now);
-                *from = self
-                    .tz
-                    .preceding(now + SignedDuration::from_nanos(1))
-                    .next()
-                    .map_or(Timestamp::MIN, |t| t.timestamp());
+                // The last transition at or before `now` (at the very end of time: `now` itself,
+                // so the span is one instant and nothing overflows).
+                *from = match now.checked_add(SignedDuration::from_nanos(1)) {
+                    Ok(next) => self.tz.preceding(next).next().map_or(Timestamp::MIN, |t| t.timestamp()),
+                    Err(_) => now,
+                };
                 *until = self.tz.following(now).next().map_or(Timestamp::MAX, |t| t.timestamp());
             }
             self.last_local = (now, offset.to_datetime(now));
@@ -2346,12 +2368,12 @@ mod tests {
 
     proptest! {
         /// The engine's integer cost is the deck's decimal cost, to the last ten-thousandth, and
-        /// never more than the linear bound its deadlines are computed from (scales up to 20
-        /// decimals: beyond 64 bits the 128-bit path).
+        /// never more than the linear bound its deadlines are computed from (scales up to 28
+        /// decimals, as far as `Decimal` goes: beyond 64 bits the 128-bit path).
         #[test]
         fn integer_cost_is_the_deck_cost_and_under_the_bound(
-            fee in 0i64..2_000_000, fee_scale in 0u32..21,
-            rate in 0i64..50_000_000, rate_scale in 0u32..21,
+            fee in 0i64..2_000_000, fee_scale in 0u32..29,
+            rate in 0i64..50_000_000, rate_scale in 0u32..29,
             initial in 0u32..120, subsequent in 1u32..120, talk in 0u32..50_000,
         ) {
             let r = row(Decimal::new(fee, fee_scale), Decimal::new(rate, rate_scale), initial, subsequent);

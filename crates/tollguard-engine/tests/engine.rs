@@ -639,3 +639,15 @@ fn limits_set_while_calls_run_count_those_calls() {
     end(&mut e, "c1", 600, later);
     assert!(attempt(&mut e, "c5", "204", "0201234567", later).0.allowed);
 }
+
+#[test]
+fn the_ends_of_time_do_not_overflow() {
+    // A request's own time can be anything a timestamp holds.
+    let mut e = engine(DAILY_10);
+    for now in [Timestamp::MAX, Timestamp::MIN, Timestamp::MAX, t("2026-01-19T09:00:00Z")] {
+        let (d, _) = attempt(&mut e, "edge", "201", "0201234567", now);
+        assert!(d.allowed, "{d:?}");
+        end(&mut e, "edge", 60, now);
+        assert!(e.account_report("acme", now).is_some());
+    }
+}

@@ -68,6 +68,8 @@ pub struct Options {
     /// Kamailio's JSON-RPC over HTTP (`http://127.0.0.1:5071/RPC`): running calls that a limit
     /// cuts are ended there with `dlg.end_dlg` (BYE both ways).
     pub kamailio_rpc: Option<String>,
+    /// Certificates to trust for an `https://` `kamailio_rpc` besides Mozilla's roots (PEM).
+    pub kamailio_rpc_ca_file: Option<PathBuf>,
     /// Where alerts are posted (signed), with a persisted outbox.
     pub webhooks: Vec<Webhook>,
     /// Alerts by e-mail, from the same outbox.
@@ -147,6 +149,7 @@ impl Default for Options {
             tails: vec![],
             tls: None,
             kamailio_rpc: None,
+            kamailio_rpc_ca_file: None,
             webhooks: vec![],
             email: None,
             clock: Clock::wall(),
@@ -581,13 +584,15 @@ fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>, clock: Clock, feed: A
         .map(|i| i.account)
         .collect();
     let mut stop = false;
+    let mut behind = false;
     while !stop {
         let Ok(first) = rx.recv() else { break };
         let mut batch = vec![first];
         // Gather for COMMIT_EVERY without waiting on the channel: a receiver blocked in
         // `recv` is woken by every send (a context switch per write at thousands a second);
         // asleep, it is woken once per batch. A flush or shutdown is not kept waiting.
-        if !matches!(batch[0], Write::Flush(_) | Write::Shutdown) {
+        // After a full batch the next one is already waiting: no sleep then.
+        if !behind && !matches!(batch[0], Write::Flush(_) | Write::Shutdown) {
             std::thread::sleep(COMMIT_EVERY);
         }
         while batch.len() < 4096 {
@@ -596,6 +601,7 @@ fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>, clock: Clock, feed: A
                 Err(_) => break,
             }
         }
+        behind = batch.len() == 4096;
         let mut acks = vec![];
         let mut answers: Vec<(RecordsDone, Vec<RecordSeen>)> = vec![];
         let mut steps: Vec<(IncidentDone, Result<String, String>)> = vec![];
@@ -753,7 +759,8 @@ impl AppState {
             .to_string();
         let (call_id, state_metrics, gone) =
             (call_id.to_string(), self.cut_failures.clone(), self.gone.clone());
-        std::thread::spawn(move || match rpc_post(&url, &body) {
+        let ca = self.opts.kamailio_rpc_ca_file.clone();
+        std::thread::spawn(move || match rpc_post(&url, ca.as_deref(), &body) {
             Ok(()) => {}
             // No such dialog: the call already ended at the switch (its own timeout, say)
             // and its end did not reach us.
@@ -787,6 +794,40 @@ impl AppState {
         let _ = self.writer.send(w);
     }
 
+    /// Sends the alerts among `effects` to the writer (and leaves the rest). Takes no engine
+    /// lock: authorize calls it while holding it, so the alert is stored before the decision
+    /// that joins its incident.
+    fn send_alerts(&self, effects: &mut Vec<Effect>) {
+        effects.retain(|e| {
+            let Effect::Alert(a) = e else { return true };
+            match a.severity {
+                Severity::Critical => self.metrics.alerts_critical.fetch_add(1, Ordering::Relaxed),
+                _ => self.metrics.alerts_warning.fetch_add(1, Ordering::Relaxed),
+            };
+            let json = serde_json::to_string(a).unwrap_or_default();
+            let mut targets: Vec<String> = self
+                .opts
+                .webhooks
+                .iter()
+                .filter(|w| a.severity >= w.min_severity)
+                .map(|w| w.name.clone())
+                .collect();
+            if let Some(cfg) = &self.opts.email {
+                // One mail per account and rule in a quiet period, unless it got worse.
+                let key = (a.account.clone(), a.rule.clone());
+                let mut mailed = self.mailed.lock().expect("mailed lock");
+                let quiet =
+                    mailed.get(&key).is_some_and(|(at, sev)| at.elapsed() < cfg.quiet && a.severity <= *sev);
+                if a.severity >= cfg.min_severity && !quiet {
+                    mailed.insert(key, (std::time::Instant::now(), a.severity));
+                    targets.push("email".into());
+                }
+            }
+            self.send(Write::Alert { account: a.account.clone(), json, targets });
+            false
+        });
+    }
+
     /// Stores effects: alerts (and cuts, as alerts' actions are already in them).
     fn store_effects(&self, effects: &mut Vec<Effect>, now: Timestamp) {
         let charged: i64 =
@@ -794,35 +835,10 @@ impl AppState {
         if charged != 0 {
             self.core.lock().expect("engine lock").traffic.charged(now, charged);
         }
+        self.send_alerts(effects);
         for e in effects.drain(..) {
             match e {
-                Effect::Alert(a) => {
-                    match a.severity {
-                        Severity::Critical => self.metrics.alerts_critical.fetch_add(1, Ordering::Relaxed),
-                        _ => self.metrics.alerts_warning.fetch_add(1, Ordering::Relaxed),
-                    };
-                    let json = serde_json::to_string(&a).unwrap_or_default();
-                    let mut targets: Vec<String> = self
-                        .opts
-                        .webhooks
-                        .iter()
-                        .filter(|w| a.severity >= w.min_severity)
-                        .map(|w| w.name.clone())
-                        .collect();
-                    if let Some(cfg) = &self.opts.email {
-                        // One mail per account and rule in a quiet period, unless it got worse.
-                        let key = (a.account.clone(), a.rule.clone());
-                        let mut mailed = self.mailed.lock().expect("mailed lock");
-                        let quiet = mailed
-                            .get(&key)
-                            .is_some_and(|(at, sev)| at.elapsed() < cfg.quiet && a.severity <= *sev);
-                        if a.severity >= cfg.min_severity && !quiet {
-                            mailed.insert(key, (std::time::Instant::now(), a.severity));
-                            targets.push("email".into());
-                        }
-                    }
-                    self.send(Write::Alert { account: a.account.clone(), json, targets });
-                }
+                Effect::Alert(_) | Effect::Decision(_) => {}
                 Effect::Cut { call_id, rule } => {
                     self.metrics.cuts.fetch_add(1, Ordering::Relaxed);
                     self.audit("tollguard", "cut", "", json!({ "call_id": call_id, "rule": rule }));
@@ -841,17 +857,20 @@ impl AppState {
                     json!({ "extension": extension, "rule": rule }),
                 ),
                 Effect::Charged { account, units, .. } => self.send(Write::Charged { account, units }),
-                Effect::Decision(_) => {}
             }
         }
     }
 }
 
-/// A JSON-RPC request over plain HTTP/1.1 (Kamailio's `xhttp` on loopback); an error unless
-/// the answer is 200 with a `result`.
-fn rpc_post(url: &str, body: &str) -> Result<()> {
+/// A JSON-RPC request over HTTP/1.1 (Kamailio's `xhttp`, plain on loopback or over TLS with
+/// `ca_file`'s certificates trusted too); an error unless the answer is 200 with a `result`.
+fn rpc_post(url: &str, ca_file: Option<&std::path::Path>, body: &str) -> Result<()> {
+    let tls = match ca_file {
+        Some(f) => Some(tls::client_config(Some(f))?),
+        None => None,
+    };
     let (status, answer) =
-        http_post(url, "", body, Duration::from_secs(2), None).map_err(anyhow::Error::msg)?;
+        http_post(url, "", body, Duration::from_secs(2), tls.as_ref()).map_err(anyhow::Error::msg)?;
     if status.starts_with("HTTP/1.1 200") && answer.contains("\"result\"") {
         Ok(())
     } else {
@@ -865,6 +884,12 @@ struct Url<'a> {
     host: &'a str,
     port: u16,
     path: String,
+}
+
+/// Whether `url` is an address the server can post to (`http://` or `https://`, a host, a port
+/// that is a number): for checking configurations at start.
+pub fn check_url(url: &str) -> Result<(), String> {
+    parse_url(url).map(|_| ())
 }
 
 fn parse_url(url: &str) -> Result<Url<'_>, String> {
@@ -907,20 +932,15 @@ pub(crate) fn http_post(
 ) -> Result<(String, String), String> {
     use std::io::{Read, Write};
     let u = parse_url(url)?;
-    let addr = format!(
-        "{}:{}",
-        if u.host.contains(':') { format!("[{}]", u.host) } else { u.host.to_string() },
-        u.port
-    );
+    // An IPv6 address in brackets, in the address and in the Host header alike.
+    let host = if u.host.contains(':') { format!("[{}]", u.host) } else { u.host.to_string() };
+    let addr = format!("{host}:{}", u.port);
     let tcp = std::net::TcpStream::connect(&addr).map_err(|e| format!("connect {addr}: {e}"))?;
     tcp.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
     tcp.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
     let _ = tcp.set_nodelay(true);
-    let host_header = if (u.https && u.port == 443) || (!u.https && u.port == 80) {
-        u.host.to_string()
-    } else {
-        addr.clone()
-    };
+    let host_header =
+        if (u.https && u.port == 443) || (!u.https && u.port == 80) { host } else { addr.clone() };
     let request = format!(
         "POST {} HTTP/1.1\r\nHost: {host_header}\r\nContent-Type: application/json\r\n{headers}\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -1309,42 +1329,45 @@ async fn authorize(
         let kept = s.now();
         core.decided.insert(req.call_id.clone(), (kept, answer.clone()));
         core.decided_order.push_back((kept, req.call_id.clone()));
+        // Logged under the engine lock, so the log keeps the order the engine saw (a rebuild
+        // replays it in that order); alerts first: an alert opens the account's incident,
+        // which the denial then joins.
+        s.send_alerts(&mut effects);
+        let attempt = serde_json::to_string(&StoredAttempt {
+            call_id: &req.call_id,
+            account: &req.account,
+            extension,
+            dialled: &req.to,
+            trunk: req.trunk.as_deref(),
+        })
+        .unwrap_or_default();
+        let decision = serde_json::to_string(&StoredDecision {
+            call_id: &answer.call_id,
+            account: &req.account,
+            extension,
+            from: &req.from,
+            to: &req.to,
+            time: now.to_string(),
+            allow: answer.allow,
+            max_duration_s: answer.max_duration_s,
+            rules: &answer.rules,
+            explanation: &answer.explanation,
+            rate_per_minute_units: rate,
+        })
+        .unwrap_or_default();
+        s.send(Write::Authorized {
+            time_ns: ns(now),
+            attempt,
+            call_id: req.call_id.clone(),
+            account: req.account.clone(),
+            decision,
+        });
         answer
     };
     let m = &s.metrics;
     m.authorize_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
     if answer.allow { &m.allowed } else { &m.denied }.fetch_add(1, Ordering::Relaxed);
-    let attempt = serde_json::to_string(&StoredAttempt {
-        call_id: &req.call_id,
-        account: &req.account,
-        extension,
-        dialled: &req.to,
-        trunk: req.trunk.as_deref(),
-    })
-    .unwrap_or_default();
-    let decision = serde_json::to_string(&StoredDecision {
-        call_id: &answer.call_id,
-        account: &req.account,
-        extension,
-        from: &req.from,
-        to: &req.to,
-        time: now.to_string(),
-        allow: answer.allow,
-        max_duration_s: answer.max_duration_s,
-        rules: &answer.rules,
-        explanation: &answer.explanation,
-        rate_per_minute_units: rate,
-    })
-    .unwrap_or_default();
-    // Alerts first: an alert opens the account's incident, which the denial then joins.
     s.store_effects(&mut effects, now);
-    s.send(Write::Authorized {
-        time_ns: ns(now),
-        attempt,
-        call_id: req.call_id.clone(),
-        account: req.account.clone(),
-        decision,
-    });
     Ok(Json(answer))
 }
 
@@ -1429,10 +1452,12 @@ async fn answer(
             l.kamailio = Some((e, i));
         }
         core.engine.handle(Event::Answer { call_id: &call_id }, now, &mut effects);
+        // Logged under the engine lock: the log keeps the order the engine saw (a rebuild
+        // replays it in that order).
+        let payload = json!({ "call_id": call_id, "kamailio_h_entry": req.kamailio_h_entry, "kamailio_h_id": req.kamailio_h_id });
+        s.send(Write::Event { time_ns: ns(now), kind: "answer", payload: payload.to_string() });
     }
     s.metrics.answers.fetch_add(1, Ordering::Relaxed);
-    let payload = json!({ "call_id": call_id, "kamailio_h_entry": req.kamailio_h_entry, "kamailio_h_id": req.kamailio_h_id });
-    s.send(Write::Event { time_ns: ns(now), kind: "answer", payload: payload.to_string() });
     s.store_effects(&mut effects, now);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -1464,10 +1489,10 @@ async fn end(
             )));
         }
         core.engine.handle(Event::End { call_id: &call_id, billsec: req.billsec }, now, &mut effects);
+        let payload = json!({ "call_id": call_id, "billsec": req.billsec, "disposition": req.disposition });
+        s.send(Write::Event { time_ns: ns(now), kind: "end", payload: payload.to_string() });
     }
     s.metrics.ends.fetch_add(1, Ordering::Relaxed);
-    let payload = json!({ "call_id": call_id, "billsec": req.billsec, "disposition": req.disposition });
-    s.send(Write::Event { time_ns: ns(now), kind: "end", payload: payload.to_string() });
     s.store_effects(&mut effects, now);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -1699,8 +1724,11 @@ pub(crate) fn command(
 ) {
     let now = s.now();
     let mut effects = vec![];
-    s.core.lock().expect("engine lock").engine.handle(Event::Command(cmd), now, &mut effects);
-    s.send(Write::Event { time_ns: ns(now), kind: "command", payload: payload.clone() });
+    {
+        let mut core = s.core.lock().expect("engine lock");
+        core.engine.handle(Event::Command(cmd), now, &mut effects);
+        s.send(Write::Event { time_ns: ns(now), kind: "command", payload: payload.clone() });
+    }
     // The blocks it set or lifted are this entry, not automatic actions.
     effects.retain(|e| !matches!(e, Effect::Block { .. } | Effect::Unblock { .. }));
     s.audit(who, action, account, serde_json::from_str(&payload).unwrap_or_default());

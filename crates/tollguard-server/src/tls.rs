@@ -33,19 +33,26 @@ pub fn acceptor(cert: &Path, key_file: &Path) -> Result<TlsAcceptor> {
 }
 
 /// A listener that hands the server connections whose TLS handshake is complete. Handshakes
-/// run side by side, each given 5 s: a client that stalls in its handshake holds up no one.
+/// run side by side, each given 5 s: a client that stalls in its handshake holds up no one. At
+/// most [`HANDSHAKES`] at a time: beyond that, new connections wait in the kernel's backlog
+/// (many idle connections cannot exhaust the process's file descriptors).
 pub struct TlsListener {
     ready: tokio::sync::mpsc::Receiver<(TlsStream<TcpStream>, std::net::SocketAddr)>,
     addr: std::net::SocketAddr,
 }
+
+/// TLS handshakes in progress at most.
+pub const HANDSHAKES: usize = 256;
 
 impl TlsListener {
     /// Accepts on `tcp`, completing handshakes with `acceptor` (on the current runtime).
     pub fn new(tcp: TcpListener, acceptor: TlsAcceptor) -> std::io::Result<TlsListener> {
         let addr = tcp.local_addr()?;
         let (tx, ready) = tokio::sync::mpsc::channel(64);
+        let slots = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES));
         tokio::spawn(async move {
             loop {
+                let Ok(slot) = slots.clone().acquire_owned().await else { break };
                 // Until the listener is dropped (the server stopped): then the port is let go.
                 let accepted = tokio::select! {
                     a = tcp.accept() => a,
@@ -58,9 +65,9 @@ impl TlsListener {
                 let _ = tcp.set_nodelay(true);
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
-                    if let Ok(Ok(tls)) =
-                        tokio::time::timeout(Duration::from_secs(5), acceptor.accept(tcp)).await
-                    {
+                    let done = tokio::time::timeout(Duration::from_secs(5), acceptor.accept(tcp)).await;
+                    drop(slot);
+                    if let Ok(Ok(tls)) = done {
                         let _ = tx.send((tls, addr)).await;
                     }
                 });
@@ -89,7 +96,7 @@ impl axum::serve::Listener for TlsListener {
 
 /// TLS settings for the server's own HTTPS requests: Mozilla's root certificates (the
 /// `webpki-roots` crate) and, when given, every certificate of a PEM file (a private CA, or a
-/// receiver's self-signed certificate). Without a file the settings are made once.
+/// receiver's self-signed certificate). The settings are made once per file (and once without).
 pub fn client_config(extra_ca: Option<&Path>) -> Result<Arc<tokio_rustls::rustls::ClientConfig>> {
     static DEFAULT: std::sync::OnceLock<Arc<tokio_rustls::rustls::ClientConfig>> = std::sync::OnceLock::new();
     let make = |extra: &[CertificateDer<'static>]| -> Result<Arc<tokio_rustls::rustls::ClientConfig>> {
@@ -115,6 +122,15 @@ pub fn client_config(extra_ca: Option<&Path>) -> Result<Arc<tokio_rustls::rustls
             Ok(DEFAULT.get_or_init(|| c).clone())
         }
         Some(path) => {
+            // Read once per file (at start, when the configuration is checked).
+            static BY_FILE: std::sync::Mutex<
+                Option<
+                    std::collections::HashMap<std::path::PathBuf, Arc<tokio_rustls::rustls::ClientConfig>>,
+                >,
+            > = std::sync::Mutex::new(None);
+            if let Some(c) = BY_FILE.lock().expect("tls cache lock").get_or_insert_default().get(path) {
+                return Ok(c.clone());
+            }
             let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
                 .with_context(|| format!("cannot read {}", path.display()))?
                 .collect::<Result<_, _>>()
@@ -122,7 +138,13 @@ pub fn client_config(extra_ca: Option<&Path>) -> Result<Arc<tokio_rustls::rustls
             if certs.is_empty() {
                 return Err(anyhow!("{}: no certificate in it", path.display()));
             }
-            make(&certs).map_err(|e| anyhow!("{}: {e}", path.display()))
+            let c = make(&certs).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+            BY_FILE
+                .lock()
+                .expect("tls cache lock")
+                .get_or_insert_default()
+                .insert(path.to_path_buf(), c.clone());
+            Ok(c)
         }
     }
 }

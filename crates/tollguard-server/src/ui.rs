@@ -301,7 +301,7 @@ async fn overview(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Respons
                 "usual_hour": this_hour.and_then(|h| h.band).map(|b| format!("{} – {}", money(b.0), money(b.2))),
                 "chart": chart,
                 "burning": burning,
-                "incidents": open.iter().map(|i| incident_row(i, &rater(&s))).collect::<Vec<_>>(),
+                "incidents": incident_rows(&open, &rater(&s)),
                 "alerts": recent,
             }),
         ),
@@ -332,6 +332,11 @@ fn shown_str(t: &str, tz: &TimeZone) -> String {
 /// The rater, for the accounts' zones.
 fn rater(s: &AppState) -> Arc<Rater> {
     s.core.lock().expect("engine lock").engine.rater().clone()
+}
+
+/// Incidents for the lists.
+fn incident_rows(incidents: &[tollguard_store::Incident], rater: &Rater) -> Vec<Value> {
+    incidents.iter().map(|i| incident_row(i, rater)).collect()
 }
 
 /// An incident in the lists, its times in its account's zone.
@@ -472,7 +477,7 @@ async fn account(
                 "owner": if owner == tollguard_engine::LimitOwner::Operator { "operator" } else { "customer" },
                 "calls": calls,
                 "alerts": latest_alerts(&s, Some(account.clone()), 20).await,
-                "incidents": incidents.iter().map(|i| incident_row(i, &rater(&s))).collect::<Vec<_>>(),
+                "incidents": incident_rows(&incidents, &rater(&s)),
                 "today": today.to_string(),
                 "yesterday": today.yesterday().map(|d| d.to_string()).unwrap_or_default(),
             }),
@@ -556,10 +561,7 @@ async fn incidents(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Respon
     let rows = s.read(move |r| r.incidents(account.as_deref(), None, 200)).await.unwrap_or_default();
     render(
         "incidents.html",
-        merge(
-            base(&name, &scope, "incidents"),
-            json!({ "incidents": rows.iter().map(|i| incident_row(i, &rater(&s))).collect::<Vec<_>>() }),
-        ),
+        merge(base(&name, &scope, "incidents"), json!({ "incidents": incident_rows(&rows, &rater(&s)) })),
     )
 }
 

@@ -102,6 +102,9 @@ pub struct ServerSection {
     /// Kamailio's JSON-RPC over HTTP, e.g. `http://127.0.0.1:5071/RPC`: running calls a limit
     /// cuts are ended there (`dlg.end_dlg`). See docs/integrations/kamailio.md.
     pub kamailio_rpc: Option<String>,
+    /// Certificates to trust for an `https://` `kamailio_rpc` besides Mozilla's roots (PEM,
+    /// relative to the configuration file): Kamailio's own certificate, or its CA.
+    pub kamailio_rpc_ca_file: Option<PathBuf>,
     /// Where alerts are posted: `[[server.webhook]]`.
     #[serde(default)]
     pub webhook: Vec<WebhookSection>,
@@ -431,10 +434,11 @@ fn server_settings(s: &ServerSection, base: &Path, tz: &TimeZone) -> Result<Serv
     }
     for (i, w) in s.webhook.iter().enumerate() {
         let at = format!("[[server.webhook]] {} ({:?})", i + 1, w.name);
-        if !w.url.starts_with("http://") && !w.url.starts_with("https://") {
-            bail!("{at}: url must be an https:// or http:// address, found {:?}", w.url);
-        }
+        tollguard_server::check_url(&w.url).map_err(|e| anyhow!("{at}: url: {e}"))?;
         let ca_file = w.ca_file.as_ref().map(|f| base.join(f));
+        if ca_file.is_some() && !w.url.starts_with("https://") {
+            bail!("{at}: ca_file is for https:// addresses, and url is {:?}", w.url);
+        }
         if let Some(f) = &ca_file {
             // Read now, so that a wrong file stops the start instead of every delivery.
             tollguard_server::tls::client_config(Some(f)).map_err(|e| anyhow!("{at}: ca_file: {e:#}"))?;
@@ -494,10 +498,17 @@ fn server_settings(s: &ServerSection, base: &Path, tz: &TimeZone) -> Result<Serv
         });
     }
     if let Some(url) = &s.kamailio_rpc {
-        if !url.starts_with("http://") && !url.starts_with("https://") {
-            bail!("[server] kamailio_rpc must be an http:// or https:// address, found {url:?}");
-        }
+        tollguard_server::check_url(url).map_err(|e| anyhow!("[server] kamailio_rpc: {e}"))?;
         options.kamailio_rpc = Some(url.clone());
+    }
+    if let Some(f) = &s.kamailio_rpc_ca_file {
+        if !s.kamailio_rpc.as_deref().is_some_and(|u| u.starts_with("https://")) {
+            bail!("[server] kamailio_rpc_ca_file is for an https:// kamailio_rpc");
+        }
+        let f = base.join(f);
+        tollguard_server::tls::client_config(Some(&f))
+            .map_err(|e| anyhow!("[server] kamailio_rpc_ca_file: {e:#}"))?;
+        options.kamailio_rpc_ca_file = Some(f);
     }
     if let Some(b) = s.max_body_bytes {
         options.max_body_bytes = b;
@@ -520,7 +531,42 @@ fn server_settings(s: &ServerSection, base: &Path, tz: &TimeZone) -> Result<Serv
 
 #[cfg(test)]
 mod tests {
-    use super::daily_time;
+    use super::{daily_time, server_settings, ServerSection};
+
+    /// `[server]` settings read from TOML (files relative to `base`), or the error.
+    fn server(toml_text: &str, base: &std::path::Path) -> Result<super::ServerSettings, String> {
+        let s: ServerSection = toml::from_str(toml_text).map_err(|e| e.to_string())?;
+        server_settings(&s, base, &jiff::tz::TimeZone::UTC).map_err(|e| format!("{e:#}"))
+    }
+
+    #[test]
+    fn webhook_and_kamailio_addresses_and_their_ca_files_are_checked_at_start() {
+        let dir = std::env::temp_dir().join(format!("tollguard-config-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("empty.pem"), "no certificate here\n").unwrap();
+        let hook = |url: &str, ca: &str| {
+            format!("[[webhook]]\nname = \"noc\"\nurl = \"{url}\"\nsecret = \"0123456789abcdef\"\n{ca}")
+        };
+        let ok = server(&hook("https://hooks.noc.example/t", ""), &dir).unwrap();
+        assert_eq!(ok.options.webhooks[0].url, "https://hooks.noc.example/t");
+        for (text, says) in [
+            (hook("ftp://x/y", ""), "not an http:// or https:// address"),
+            (hook("https://x:port/y", ""), "bad port"),
+            (hook("http://x/y", "ca_file = \"empty.pem\""), "ca_file is for https:// addresses"),
+            (hook("https://x/y", "ca_file = \"empty.pem\""), "empty.pem: no certificate in it"),
+            (hook("https://x/y", "ca_file = \"missing.pem\""), "cannot read"),
+            ("kamailio_rpc = \"udp://127.0.0.1:5060\"".to_string(), "kamailio_rpc: not an http"),
+            (
+                "kamailio_rpc = \"http://127.0.0.1:5071/RPC\"\nkamailio_rpc_ca_file = \"empty.pem\""
+                    .to_string(),
+                "kamailio_rpc_ca_file is for an https:// kamailio_rpc",
+            ),
+        ] {
+            let e = server(&text, &dir).err().unwrap_or_else(|| panic!("accepted: {text}"));
+            assert!(e.contains(says), "{text}: {e}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn a_daily_report_time_is_hh_mm() {

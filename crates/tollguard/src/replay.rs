@@ -24,7 +24,7 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{mpsc, Arc};
-use tollguard_core::cdr::{CallParts, Cdr, CdrStore};
+use tollguard_core::cdr::{CallParts, Cdr, CdrStore, Direction};
 use tollguard_core::money::Currency;
 use tollguard_core::rater::Rater;
 use tollguard_engine::policy::Policy;
@@ -106,7 +106,8 @@ pub fn read_cdrs(input: &InputArgs, options: &ReadOptions) -> Result<(CdrStore, 
     // Room guessed from the files' sizes (an Asterisk row is about 250 bytes, a third of it the
     // text kept); a wrong guess only costs a reallocation.
     let bytes: u64 = input.cdr.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
-    let mut store = CdrStore::with_capacity((bytes / 200) as usize, (bytes / 3) as usize);
+    let guess = |n: u64, most: u64| n.min(most) as usize;
+    let mut store = CdrStore::with_capacity(guess(bytes / 200, 8 << 20), guess(bytes / 3, 1 << 30));
     let mut malformed = 0u64;
     let (tx, rx) = mpsc::sync_channel::<Msg>(4);
     let (free_tx, free_rx) = mpsc::channel::<Vec<Cdr>>();
@@ -275,7 +276,13 @@ fn drive_shard(
             Kind::Attempt => {
                 // Rated once, as the switch would know it before routing (no talk time); the
                 // record's own cost comes from the same rating.
-                let rated = rater.rate_parts(&CallParts { billsec: 0, start: t, ..c.parts() });
+                let rated = rater.rate_parts(&CallParts {
+                    billsec: 0,
+                    start: t,
+                    // As the live service rates an attempt: direction from the rules.
+                    direction: Direction::Unknown,
+                    ..c.parts()
+                });
                 let cost = rater.cost_of(&rated, t, c.billsec());
                 let unrated = rated.is_unrated();
                 let a = Attempt {
@@ -358,8 +365,14 @@ fn drive_shard(
 /// Returns the starts in the new order.
 fn sort_by_start(idx: &mut [u32], cdrs: &CdrStore) -> Vec<Timestamp> {
     let start = |i: u32| cdrs.get(i as usize).start();
-    let Some(min) = idx.iter().map(|&i| start(i).as_second()).min() else { return vec![] };
-    let max = idx.iter().map(|&i| start(i).as_second()).max().unwrap_or(min);
+    // Whole seconds and nanoseconds from them, both counted forward (jiff gives a negative
+    // fraction before 1970: -1.5 s is second -1 and -500,000,000 ns).
+    let split = |t: Timestamp| {
+        let ns = t.as_nanosecond();
+        (ns.div_euclid(1_000_000_000) as i64, ns.rem_euclid(1_000_000_000) as u64)
+    };
+    let Some(min) = idx.iter().map(|&i| split(start(i)).0).min() else { return vec![] };
+    let max = idx.iter().map(|&i| split(start(i)).0).max().unwrap_or(min);
     if max - min > u32::MAX as i64 {
         // Over 136 years apart: not worth a special case.
         idx.sort_by_key(|&i| start(i));
@@ -369,8 +382,8 @@ fn sort_by_start(idx: &mut [u32], cdrs: &CdrStore) -> Vec<Timestamp> {
     let mut items: Vec<(u64, u32)> = idx
         .iter()
         .map(|&i| {
-            let t = start(i);
-            (((t.as_second() - min) as u64) << 32 | t.subsec_nanosecond().max(0) as u64, i)
+            let (sec, ns) = split(start(i));
+            (((sec - min) as u64) << 32 | ns, i)
         })
         .collect();
     let with_nanos = items.iter().any(|(k, _)| k & 0xffff_ffff != 0);
@@ -436,7 +449,11 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
                     full
                 } else {
                     // Capped or cut: the same rating again, for the talk time it had.
-                    let r = rater.rate_parts(&CallParts { billsec: 0, ..c.parts() });
+                    let r = rater.rate_parts(&CallParts {
+                        billsec: 0,
+                        direction: Direction::Unknown,
+                        ..c.parts()
+                    });
                     rater.cost_of(&r, c.start(), o.talk).map_or(full, |x| x.1)
                 };
                 *summary.cost.entry(currency).or_default() += paid;
@@ -597,7 +614,8 @@ mod tests {
     fn store(starts: &[(i64, i32)]) -> CdrStore {
         let mut s = CdrStore::new();
         for &(sec, ns) in starts {
-            s.push(&Cdr { start: Timestamp::new(sec, ns).unwrap(), ..Cdr::default() });
+            let t = Timestamp::from_nanosecond(sec as i128 * 1_000_000_000 + ns as i128).unwrap();
+            s.push(&Cdr { start: t, ..Cdr::default() });
         }
         s
     }
@@ -613,12 +631,19 @@ mod tests {
             x ^= x << 17;
             x
         };
-        for (span, nanos) in [(50i64, false), (40_000, false), (3_000_000, false), (90_000, true), (3, true)]
-        {
+        for (base, span, nanos) in [
+            (1_767_225_600i64, 50i64, false),
+            (1_767_225_600, 40_000, false),
+            (1_767_225_600, 3_000_000, false),
+            (1_767_225_600, 90_000, true),
+            (1_767_225_600, 3, true),
+            // Around 1970, where jiff gives a second's fraction as negative.
+            (-5, 10, true),
+        ] {
             let starts: Vec<(i64, i32)> = (0..5_000)
                 .map(|_| {
                     let ns = if nanos && next() % 3 == 0 { (next() % 1_000_000_000) as i32 } else { 0 };
-                    (1_767_225_600 + (next() % span as u64) as i64, ns)
+                    (base + (next() % span as u64) as i64, ns)
                 })
                 .collect();
             let cdrs = store(&starts);
@@ -627,7 +652,7 @@ mod tests {
             let want_starts: Vec<Timestamp> = got.iter().map(|&i| cdrs.get(i as usize).start()).collect();
             assert_eq!(sorted, want_starts);
             let mut want: Vec<u32> = (0..starts.len() as u32).collect();
-            want.sort_by_key(|&i| starts[i as usize]);
+            want.sort_by_key(|&i| cdrs.get(i as usize).start());
             assert_eq!(got, want, "span {span} s, nanoseconds {nanos}");
         }
         // Centuries apart: the comparison sort.
