@@ -36,6 +36,7 @@ use tollguard_core::rater::{Rated, Rater};
 use tollguard_core::rating::RateRow;
 
 pub mod baseline;
+mod due;
 pub mod policy;
 mod window;
 
@@ -677,10 +678,6 @@ const HORIZON_S: i128 = 3600;
 
 const WEEKDAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
 
-/// Heap entry kinds, in the order a tick handles them at equal times.
-const DUE_BLOCK: u8 = 0;
-const DUE_STATE: u8 = 1;
-
 /// The engine. See the crate documentation.
 pub struct Engine {
     rater: Arc<Rater>,
@@ -701,7 +698,9 @@ pub struct Engine {
     slots: Vec<Call>,
     free_slots: Vec<u32>,
     /// Deadlines of states and block expiries of accounts; stale entries are skipped.
-    due: BinaryHeap<Reverse<(Timestamp, u8, u32)>>,
+    due: BinaryHeap<Reverse<(Timestamp, u32)>>,
+    /// The deadline of each limit state that has one (the same as `LimitState::deadline`).
+    deadlines: due::Deadlines,
     /// How long an ended call is remembered for a correcting record; `None`: not at all.
     record_grace: Option<SignedDuration>,
     /// Calls ended within the grace period, by call id, and their ids in end order.
@@ -817,6 +816,7 @@ impl Engine {
             slots: Vec::new(),
             free_slots: Vec::new(),
             due: BinaryHeap::new(),
+            deadlines: due::Deadlines::default(),
             record_grace: None,
             recent: Map::default(),
             recent_order: std::collections::VecDeque::new(),
@@ -987,17 +987,19 @@ impl Engine {
     /// running could reach, a call reaching its longest duration, a block expiring); `None`
     /// when nothing changes without a new event. A tick before it does nothing.
     pub fn next_deadline(&mut self) -> Option<Timestamp> {
-        while let Some(&Reverse((t, kind, id))) = self.due.peek() {
-            let live = match kind {
-                DUE_STATE => self.states[id as usize].deadline == Some(t),
-                _ => self.accounts[id as usize].blocks.iter().any(|b| b.until == Some(t)),
-            };
-            if live {
-                return Some(t);
+        // Block expiries: entries of blocks lifted since are skipped.
+        let mut block = None;
+        while let Some(&Reverse((t, acct))) = self.due.peek() {
+            if self.accounts[acct as usize].blocks.iter().any(|b| b.until == Some(t)) {
+                block = Some(t);
+                break;
             }
             self.due.pop();
         }
-        None
+        match (block, self.deadlines.peek().map(|(t, _)| t)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Accounts the engine keeps state for, and the bytes of that state (limit windows, running
@@ -1835,7 +1837,7 @@ impl Engine {
             until: b.until,
         });
         if let Some(u) = b.until {
-            self.due.push(Reverse((u, DUE_BLOCK, acct)));
+            self.due.push(Reverse((u, acct)));
         }
         a.blocks.push(b);
     }
@@ -2003,9 +2005,7 @@ impl Engine {
         let s = &mut self.states[sid as usize];
         if s.deadline != deadline {
             s.deadline = deadline;
-            if let Some(t) = deadline {
-                self.due.push(Reverse((t, DUE_STATE, sid)));
-            }
+            self.deadlines.set(sid, deadline);
         }
     }
 
@@ -2097,17 +2097,20 @@ impl Engine {
     fn tick(&mut self, now: Timestamp, out: &mut Vec<Effect>) {
         let mut due_states = vec![];
         let mut due_accounts = vec![];
-        while let Some(&Reverse((t, kind, id))) = self.due.peek() {
+        while let Some(&Reverse((t, acct))) = self.due.peek() {
             if t > now {
                 break;
             }
             self.due.pop();
-            if kind == DUE_BLOCK {
-                due_accounts.push(id);
-            } else if self.states[id as usize].deadline == Some(t) {
-                self.states[id as usize].deadline = None;
-                due_states.push(id);
+            due_accounts.push(acct);
+        }
+        while let Some((t, id)) = self.deadlines.peek() {
+            if t > now {
+                break;
             }
+            self.deadlines.pop();
+            self.states[id as usize].deadline = None;
+            due_states.push(id);
         }
         due_accounts.sort_unstable();
         due_accounts.dedup();
@@ -2233,7 +2236,7 @@ impl Engine {
                 };
                 out.push(Effect::Block { account, extension: extension.clone(), rule: rule.clone(), until });
                 if let Some(u) = until {
-                    self.due.push(Reverse((u, DUE_BLOCK, acct)));
+                    self.due.push(Reverse((u, acct)));
                 }
                 self.accounts[acct as usize].blocks.push(ActiveBlock {
                     extension,
