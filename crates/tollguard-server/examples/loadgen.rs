@@ -4,7 +4,8 @@
 //!
 //! Sends authorizations at a fixed RATE per second over CONNECTIONS keep-alive connections, each
 //! on its own schedule; a call that is allowed is ended at once (`POST /v1/calls/{id}/end`) so
-//! the server's running calls stay flat. Latency is measured from when a request was written;
+//! the server's running calls stay flat. With `ANSWER=1` in the environment it is answered first
+//! (`POST /v1/calls/{id}/answer`), so the server also counts it as talking for a moment. Latency is measured from when a request was written;
 //! tokio's timer wakes at millisecond steps, so a request counts as **late** when it is written
 //! more than 2 ms after it was due: a server that falls behind shows up there (and in the latency
 //! of what it then answers), not hidden by the generator waiting for it. Prints
@@ -69,6 +70,7 @@ async fn main() {
     let conns: usize = args.get(5).map_or(32, |c| c.parse().expect("CONNECTIONS"));
     let accounts: u64 = args.get(6).map_or(10_000, |a| a.parse().expect("ACCOUNTS"));
     let run = std::process::id();
+    let answer_first = std::env::var("ANSWER").is_ok_and(|v| v == "1");
     let start = Instant::now() + Duration::from_millis(200);
     let per_conn = rate / conns as f64;
     let total_per_conn = (per_conn * seconds) as u64;
@@ -104,6 +106,14 @@ async fn main() {
                 match request(&mut stream, &mut buf, &auth, &body).await {
                     Ok((200, allowed)) => {
                         lat.push(sent.elapsed().as_micros() as u32);
+                        if allowed && answer_first {
+                            let answer = format!(
+                                "POST /v1/calls/{call_id}/answer HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+                            );
+                            if !matches!(request(&mut stream, &mut buf, &answer, "{}").await, Ok((204, _))) {
+                                errors += 1;
+                            }
+                        }
                         if allowed {
                             let end = format!(
                                 "POST /v1/calls/{call_id}/end HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n"

@@ -740,6 +740,19 @@ where
     }
 }
 
+/// A night call to East Timor: denied with one critical alert, stored when this returns.
+async fn night_call_to_east_timor(s: &Server, app: &Router, f: &Fixture, call_id: &str) {
+    call(
+        app,
+        "POST",
+        "/v1/authorize",
+        Some(&f.integration),
+        Some(authorize_body(call_id, "0067077123456", "2011-06-11T23:10:00+02:00")),
+    )
+    .await;
+    s.flush().await;
+}
+
 /// An HTTPS receiver with a certificate of its own: trusted through `ca_file`, refused without.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_go_to_https_receivers_whose_certificate_is_trusted() {
@@ -761,15 +774,7 @@ async fn alerts_go_to_https_receivers_whose_certificate_is_trusted() {
     };
     let s = Server::start(rater(), Policy::builtin(), opts).unwrap();
     let app = s.router();
-    call(
-        &app,
-        "POST",
-        "/v1/authorize",
-        Some(&f.integration),
-        Some(authorize_body("h1", "0067077123456", "2011-06-11T23:10:00+02:00")),
-    )
-    .await;
-    s.flush().await;
+    night_call_to_east_timor(&s, &app, &f, "h1").await;
     assert_eq!(s.deliver(jiff::Timestamp::now()).await, 2, "one message per webhook");
     let posts = got.lock().unwrap().clone();
     assert_eq!(posts.len(), 1, "only the trusted one got through: {posts:?}");
@@ -813,16 +818,7 @@ async fn alerts_are_posted_signed_retried_across_a_restart_and_dead_lettered() {
     {
         let s = Server::start(rater(), Policy::builtin(), opts()).unwrap();
         let app = s.router();
-        // A night call to East Timor: denied, one critical alert.
-        call(
-            &app,
-            "POST",
-            "/v1/authorize",
-            Some(&f.integration),
-            Some(authorize_body("w1", "0067077123456", "2011-06-11T23:10:00+02:00")),
-        )
-        .await;
-        s.flush().await;
+        night_call_to_east_timor(&s, &app, &f, "w1").await;
         t0 = jiff::Timestamp::now();
         assert_eq!(s.deliver(t0).await, 2, "one message per webhook");
         assert_eq!(s.deliver(t0).await, 0, "not again before the backoff");
