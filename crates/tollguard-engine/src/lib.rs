@@ -1518,56 +1518,15 @@ impl Engine {
             if state.alerted > 0 && before < level && matches!(limit.metric, Metric::Spend | Metric::Calls) {
                 state.alerted = 0;
             }
-            let critical = used > limit.max || (limit.metric == Metric::Spend && used >= limit.max);
+            let mut critical = used > limit.max || (limit.metric == Metric::Spend && used >= limit.max);
             let warning = limit.warning.is_some_and(|w| used >= w);
             let enforce = !limit.report_only;
-            let mut alert: Option<(Severity, AlertAction, String)> = None;
-            if critical {
-                let acts = limit.on_critical;
-                let msg = format!(
-                    "{}{} reached {} (limit {})",
-                    describe(limit),
-                    window_text(limit),
-                    limit.show(used),
-                    limit.show(limit.max)
-                );
-                if acts.has(Action::Deny) && enforce {
-                    deny = true;
-                    deny_rules.push(limit.name.clone());
-                } else if acts.has(Action::Deny) || acts.has(Action::Alert) {
-                    d.rules.push(limit.name.clone());
-                }
-                d.explanation.push(msg.clone());
-                if acts.has(Action::Cut) && enforce {
-                    for &slot in &state.running {
-                        cuts.push((slot, i as u16));
-                    }
-                }
-                if acts.has(Action::Block) && enforce && state.alerted < 2 {
-                    new_blocks.push(ActiveBlock {
-                        extension: (limit.scope == ScopeKind::Extension).then(|| ext.to_string()),
-                        limit: Some(i as u16),
-                        destinations: None,
-                        until: limit.block_for.map(|d| now + d),
-                        rule: limit.name.clone(),
-                    });
-                }
-                if acts.has(Action::Alert) && state.alerted < 2 {
-                    state.alerted = 2;
-                    let action = if acts.has(Action::Block) && enforce {
-                        AlertAction::Block
-                    } else if acts.has(Action::Deny) && enforce {
-                        AlertAction::Deny
-                    } else {
-                        AlertAction::Alert
-                    };
-                    alert = Some((Severity::Critical, action, msg));
-                }
-            } else if warning && state.alerted < 1 && limit.on_warning.has(Action::Alert) {
-                state.alerted = 1;
-                alert = Some((Severity::Warning, AlertAction::Alert, warning_text(limit, used, "")));
-            }
             // The cap: what the budget left allows, shared by the calls already running.
+            let mut capped: Option<u32> = None;
+            // A spend limit whose budget cannot pay this call's first increment is reached: the
+            // caps keep spend just under the limit, and an attack that redials after each capped
+            // call would otherwise be throttled for ever, never stopped.
+            let mut exhausted = false;
             if !critical && enforce && limit.on_critical.has(Action::Cap) {
                 let c = match limit.metric {
                     Metric::Spend => dest.rate.as_ref().map(|r| {
@@ -1586,24 +1545,89 @@ impl Engine {
                     Metric::CallDuration => Some(limit.max.clamp(0, u32::MAX as i64) as u32),
                     _ => None,
                 };
-                if let Some(c) = c {
-                    if c == 0 {
+                match c {
+                    Some(0) if limit.metric == Metric::Spend => {
+                        exhausted = true;
+                        critical = true;
+                    }
+                    Some(0) => {
                         deny = true;
                         deny_rules.push(limit.name.clone());
-                        d.explanation.push(format!("{}: no budget left for this call", describe(limit)));
-                    } else if c <= CAP_HORIZON_S && cap.is_none_or(|old| c < old) {
-                        cap = Some(c);
-                        if !d.rules.contains(&limit.name) {
-                            d.rules.push(limit.name.clone());
-                        }
-                        d.explanation.push(format!(
-                            "{}: {} left of {} allows {} s at the rates running",
-                            describe(limit),
-                            limit.show(limit.max - used),
-                            limit.show(limit.max),
-                            c
-                        ));
+                        d.explanation.push(format!("{}: no time allowed", describe(limit)));
                     }
+                    other => capped = other,
+                }
+            }
+            let mut alert: Option<(Severity, AlertAction, String)> = None;
+            if critical {
+                let acts = limit.on_critical;
+                let msg = if exhausted {
+                    format!(
+                        "{}{} at {} of {}: no budget left for this call",
+                        describe(limit),
+                        window_text(limit),
+                        limit.show(used),
+                        limit.show(limit.max)
+                    )
+                } else {
+                    format!(
+                        "{}{} reached {} (limit {})",
+                        describe(limit),
+                        window_text(limit),
+                        limit.show(used),
+                        limit.show(limit.max)
+                    )
+                };
+                if exhausted || acts.has(Action::Deny) && enforce {
+                    deny = true;
+                    deny_rules.push(limit.name.clone());
+                } else if acts.has(Action::Deny) || acts.has(Action::Alert) {
+                    d.rules.push(limit.name.clone());
+                }
+                d.explanation.push(msg.clone());
+                // Running calls of an exhausted budget were given caps inside it: they end then.
+                if acts.has(Action::Cut) && enforce && !exhausted {
+                    for &slot in &state.running {
+                        cuts.push((slot, i as u16));
+                    }
+                }
+                if acts.has(Action::Block) && enforce && state.alerted < 2 {
+                    new_blocks.push(ActiveBlock {
+                        extension: (limit.scope == ScopeKind::Extension).then(|| ext.to_string()),
+                        limit: Some(i as u16),
+                        destinations: None,
+                        until: limit.block_for.map(|d| now + d),
+                        rule: limit.name.clone(),
+                    });
+                }
+                if acts.has(Action::Alert) && state.alerted < 2 {
+                    state.alerted = 2;
+                    let action = if acts.has(Action::Block) && enforce {
+                        AlertAction::Block
+                    } else if (acts.has(Action::Deny) || exhausted) && enforce {
+                        AlertAction::Deny
+                    } else {
+                        AlertAction::Alert
+                    };
+                    alert = Some((Severity::Critical, action, msg));
+                }
+            } else if warning && state.alerted < 1 && limit.on_warning.has(Action::Alert) {
+                state.alerted = 1;
+                alert = Some((Severity::Warning, AlertAction::Alert, warning_text(limit, used, "")));
+            }
+            if let Some(c) = capped {
+                if c <= CAP_HORIZON_S && cap.is_none_or(|old| c < old) {
+                    cap = Some(c);
+                    if !d.rules.contains(&limit.name) {
+                        d.rules.push(limit.name.clone());
+                    }
+                    d.explanation.push(format!(
+                        "{}: {} left of {} allows {} s at the rates running",
+                        describe(limit),
+                        limit.show(limit.max - used),
+                        limit.show(limit.max),
+                        c
+                    ));
                 }
             }
             if let Some((sev, action, msg)) = alert {

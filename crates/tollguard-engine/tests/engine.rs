@@ -651,3 +651,42 @@ fn the_ends_of_time_do_not_overflow() {
         assert!(e.account_report("acme", now).is_some());
     }
 }
+
+/// A one-channel attack on a country the account already calls: each call is capped to the
+/// hourly high-risk budget, so spend stays just under the limit; the next call, which the
+/// budget cannot pay, reaches it: critical alert, block, not just a quiet denial.
+#[test]
+fn an_exhausted_budget_is_a_reached_limit() {
+    let mut e = engine("");
+    // East Timor in office hours: capped first call, the kind is known from then on.
+    let (d, _) = attempt(&mut e, "day", "201", "0067077123456", t("2026-01-19T10:00:00Z"));
+    assert!(d.allowed);
+    answer(&mut e, "day", t("2026-01-19T10:00:00Z"));
+    end(&mut e, "day", 60, t("2026-01-19T10:01:00Z"));
+    // The next evening: EUR 40 an hour of high-risk spend at EUR 1.45 a minute in whole
+    // minutes is 27 minutes (EUR 39.15).
+    let night = t("2026-01-20T19:00:00Z");
+    let (d, _) = attempt(&mut e, "n1", "201", "0067077123456", night);
+    assert_eq!((d.allowed, d.max_duration_s), (true, Some(1620)), "{d:?}");
+    answer(&mut e, "n1", night);
+    let ended = night + SignedDuration::from_secs(1620);
+    end(&mut e, "n1", 1620, ended);
+    // Redialled at once: EUR 0.85 left cannot pay a minute.
+    let (d, out) = attempt(&mut e, "n2", "201", "0067077123456", ended + SignedDuration::from_secs(20));
+    assert!(!d.allowed && d.rules == ["default.high_risk_spend_1h"], "{d:?}");
+    assert!(d.explanation.iter().any(|x| x.contains("no budget left")), "{d:?}");
+    let critical: Vec<_> = out
+        .iter()
+        .filter_map(|x| match x {
+            Effect::Alert(a) if a.severity == tollguard_engine::Severity::Critical => Some(a),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(critical.len(), 1, "{out:?}");
+    assert_eq!(critical[0].action, tollguard_engine::AlertAction::Block);
+    assert!(out.iter().any(|x| matches!(x, Effect::Block { rule, .. } if rule == "default.high_risk_spend_1h")));
+    // Blocked: the call after is denied by the block, with no new alert.
+    let (d, out) = attempt(&mut e, "n3", "201", "0067077123456", ended + SignedDuration::from_secs(600));
+    assert!(!d.allowed, "{d:?}");
+    assert!(!out.iter().any(|x| matches!(x, Effect::Alert(_))), "{out:?}");
+}
