@@ -514,6 +514,9 @@ struct Call {
     rate: Option<CallRate>,
     /// Where it goes, for limits set while it runs; `None`: counted by no limit (emergency).
     class: Option<DestClass>,
+    /// The high-risk number at the other end (the caller of an inbound call), for the wangiri
+    /// rule: what the call's end says about it.
+    high_risk: Option<(E164, bool)>,
     /// Limit states that count it.
     states: Vec<u32>,
     cut: bool,
@@ -572,8 +575,12 @@ struct AccountMemory {
     seen: Vec<u32>,
     /// Kinds whose first-call alert was raised (until they are called).
     alerted: Vec<u32>,
-    /// High-risk numbers that rang in recently, and when.
+    /// High-risk numbers that rang in recently with no conversation (unanswered, or
+    /// [`ONE_RING_S`] at most), and when.
     rang_in: Vec<(E164, Timestamp)>,
+    /// High-risk numbers the account has talked with (a conversation either way): calling
+    /// them back is not wangiri.
+    talked: Vec<E164>,
     /// Numbers whose wangiri alert was raised.
     wangiri_alerted: Vec<E164>,
     /// Countries an operator allowed after a false positive (ISO alpha-2), until when.
@@ -581,6 +588,26 @@ struct AccountMemory {
 }
 
 impl AccountMemory {
+    /// A call with a high-risk number ended after `talk` seconds: a ring with no conversation
+    /// is remembered for the wangiri rule (if it came in), a conversation clears the number.
+    fn heard(&mut self, number: E164, inbound: bool, talk: u32, at: Timestamp) {
+        if talk > ONE_RING_S {
+            self.rang_in.retain(|(n, _)| *n != number);
+            if !self.talked.contains(&number) {
+                if self.talked.len() >= TALKED_NUMBERS {
+                    self.talked.remove(0);
+                }
+                self.talked.push(number);
+            }
+        } else if inbound && !self.talked.contains(&number) {
+            self.rang_in.retain(|(n, t)| *n != number && at.duration_since(*t) < WANGIRI_MEMORY);
+            if self.rang_in.len() >= WANGIRI_NUMBERS {
+                self.rang_in.remove(0);
+            }
+            self.rang_in.push((number, at));
+        }
+    }
+
     fn mark(&mut self, kind: u32) {
         if !self.seen.contains(&kind) {
             self.seen.push(kind);
@@ -637,7 +664,7 @@ impl Account {
 }
 
 /// A kind of destination, as the new-destination rule remembers them: the country, and for
-/// revenue-share ranges (premium, personal, shared cost, UAN, satellite, international networks)
+/// revenue-share ranges (premium, personal, pagers, shared cost, UAN, satellite, international networks)
 /// and numbers the country's plan does not know also the type, so an account's first call to
 /// its own country's premium numbers is new too.
 fn destination_kind(region: u16, number_type: Option<NumberType>) -> u32 {
@@ -647,6 +674,7 @@ fn destination_kind(region: u16, number_type: Option<NumberType>) -> u32 {
             t @ (NumberType::Unknown
             | NumberType::Premium
             | NumberType::Personal
+            | NumberType::Pager
             | NumberType::SharedCost
             | NumberType::Uan
             | NumberType::Satellite
@@ -664,11 +692,19 @@ pub const CAP_HORIZON_S: u32 = 4 * 3600;
 /// A second block by the same limit on the same account within this time lasts until released.
 pub const BLOCK_ESCALATION: SignedDuration = SignedDuration::from_hours(7 * 24);
 
-/// How long an inbound call from a high-risk number is remembered for the wangiri rule.
-pub const WANGIRI_MEMORY: SignedDuration = SignedDuration::from_hours(72);
+/// How long an inbound ring from a high-risk number is remembered for the wangiri rule: a
+/// week (a Friday evening's missed calls are called back on Monday, or later).
+pub const WANGIRI_MEMORY: SignedDuration = SignedDuration::from_hours(7 * 24);
 
 /// How many such numbers an account remembers (the oldest is forgotten first).
 pub const WANGIRI_NUMBERS: usize = 32;
+
+/// Talk time, seconds, up to which a call from a high-risk number is a ring, not a
+/// conversation (wangiri calls ring once and hang up, or are dropped at once).
+pub const ONE_RING_S: u32 = 5;
+
+/// How many high-risk numbers an account remembers having talked with.
+pub const TALKED_NUMBERS: usize = 64;
 
 /// Seconds given to a first call to a high-risk country in office hours.
 pub const NEW_DESTINATION_CAP_S: u32 = 300;
@@ -1020,7 +1056,7 @@ impl Engine {
                 .map(|(c, _)| size_of::<(String, Option<Timestamp>)>() + c.capacity())
                 .sum::<usize>();
             bytes += m.rang_in.capacity() * size_of::<(E164, Timestamp)>()
-                + m.wangiri_alerted.capacity() * size_of::<E164>();
+                + (m.wangiri_alerted.capacity() + m.talked.capacity()) * size_of::<E164>();
             bytes += a.blocks.capacity() * size_of::<ActiveBlock>()
                 + a.block_history.capacity() * size_of::<(Option<u16>, Timestamp)>();
         }
@@ -1096,13 +1132,32 @@ impl Engine {
             rated: None,
         };
         let (dialled, direction, dest) = self.destination(&a, c.start);
+        let at = c.end.unwrap_or(now).min(now);
+        if self.policy.new_destination_rules {
+            // What the call says about a high-risk number at the other end (the wangiri rule).
+            let other = match (direction, dialled) {
+                (Direction::Outbound, Dialled::E164(to)) if dest.risk >= Some(RiskTier::High) => {
+                    Some((to, false))
+                }
+                (Direction::Inbound, _) => match self.rater.account(&c.account).plan.normalise(&c.source) {
+                    Dialled::E164(from) if self.rater.numbering().classify(&from).risk >= RiskTier::High => {
+                        Some((from, true))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let Some((number, inbound)) = other {
+                let acct = self.account_id(&c.account);
+                self.accounts[acct as usize].memory.heard(number, inbound, c.billsec, at);
+            }
+        }
         if dialled == Dialled::Emergency
             || direction != Direction::Outbound
             || !matches!(dialled, Dialled::E164(_))
         {
             return;
         }
-        let at = c.end.unwrap_or(now).min(now);
         let units = dest.rate.as_ref().map_or(0, |r| r.units(c.billsec));
         let acct = self.account_id(&c.account);
         let local = self.accounts[acct as usize].local(at);
@@ -1333,20 +1388,17 @@ impl Engine {
         let outbound = direction == Direction::Outbound && matches!(dialled, Dialled::E164(_));
         if !outbound {
             // Inbound and internal calls cost nothing: allowed, kept as evidence by the caller.
-            // An inbound call from a high-risk foreign number is remembered: calling it back is
-            // the wangiri pattern.
+            // An inbound call from a high-risk foreign number that ends with no conversation is
+            // remembered: calling it back is the wangiri pattern.
             if direction == Direction::Inbound && self.policy.new_destination_rules {
                 let setup = self.rater.account(a.account);
                 if let Dialled::E164(from) = setup.plan.normalise(a.extension) {
                     let class = self.rater.numbering().classify(&from);
                     if class.risk >= RiskTier::High {
+                        // Followed to its end: a ring with no conversation is remembered then.
                         let acct = self.account_id(a.account);
-                        let m = &mut self.accounts[acct as usize].memory;
-                        m.rang_in.retain(|(n, at)| *n != from && now.duration_since(*at) < WANGIRI_MEMORY);
-                        if m.rang_in.len() >= WANGIRI_NUMBERS {
-                            m.rang_in.remove(0);
-                        }
-                        m.rang_in.push((from, now));
+                        let slot = self.track(a.call_id, acct, a.extension, None, None, vec![]);
+                        self.slots[slot as usize].high_risk = Some((from, true));
                     }
                 }
             }
@@ -1408,6 +1460,7 @@ impl Engine {
                         Some(
                             NumberType::Premium
                                 | NumberType::Personal
+                                | NumberType::Pager
                                 | NumberType::Satellite
                                 | NumberType::InternationalNetwork
                         )
@@ -1444,9 +1497,11 @@ impl Engine {
                         d.rules.push(rule.into());
                     }
                     d.explanation.push(format!("{what}: {done}"));
-                    // One alert per account and kind until it is called (not one per attempt).
+                    // One alert per account and kind until it is called (not one per attempt). Not
+                    // while learning: learning is how the account's destinations become known,
+                    // so a first call then says nothing (the decision still names the rule).
                     let memory = &mut self.accounts[acct as usize].memory;
-                    if !memory.alerted.contains(&kind) {
+                    if !learning && !memory.alerted.contains(&kind) {
                         memory.alerted.push(kind);
                         let mut al = self.alert(acct, ext, now, a.call_id, sev, rule);
                         al.action = if denied_here { AlertAction::Deny } else { AlertAction::Alert };
@@ -1461,8 +1516,11 @@ impl Engine {
         if self.policy.new_destination_rules {
             if let Dialled::E164(to) = dialled {
                 let m = &mut self.accounts[acct as usize].memory;
-                if let Some(&(_, rang)) =
-                    m.rang_in.iter().find(|(n, at)| *n == to && now.duration_since(*at) < WANGIRI_MEMORY)
+                if let Some(&(_, rang)) = m
+                    .rang_in
+                    .iter()
+                    .find(|(n, at)| *n == to && now.duration_since(*at) < WANGIRI_MEMORY)
+                    .filter(|_| !m.talked.contains(&to))
                 {
                     let first_alert = !m.wangiri_alerted.contains(&to);
                     if first_alert {
@@ -1698,6 +1756,9 @@ impl Engine {
             let priced = dest.rate.is_some();
             let class = DestClass { country: dest.country, number_type: dest.number_type, risk: dest.risk };
             let slot = self.track(a.call_id, acct, ext, dest.rate.clone(), Some(class), keys);
+            if let (Dialled::E164(to), Some(RiskTier::High | RiskTier::Critical)) = (dialled, dest.risk) {
+                self.slots[slot as usize].high_risk = Some((to, false));
+            }
             if priced {
                 self.accounts[acct as usize].running.push(slot);
             }
@@ -1889,6 +1950,7 @@ impl Engine {
         c.answered = None;
         c.rate = rate;
         c.class = class;
+        c.high_risk = None;
         c.states = states;
         c.cut = false;
         if let Some(old) = self.calls.insert(call_id.to_string(), slot) {
@@ -1927,6 +1989,10 @@ impl Engine {
             .or_else(|| call.answered.map(|a| now.duration_since(a).as_secs().max(0) as u32))
             .unwrap_or(0);
         let units = call.rate.as_ref().map_or(0, |r| r.units(talk));
+        if let Some((number, inbound)) = call.high_risk {
+            self.accounts[call.account as usize].memory.heard(number, inbound, talk, now);
+        }
+        let call = &self.slots[slot as usize];
         let local = self.accounts[call.account as usize].local(now);
         let states = std::mem::take(&mut self.slots[slot as usize].states);
         for &k in &states {

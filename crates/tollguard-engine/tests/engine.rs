@@ -338,13 +338,25 @@ fn a_first_call_to_an_unassigned_high_risk_range_in_office_hours_is_capped_and_c
 }
 
 #[test]
-fn learning_mode_allows_everything_but_still_alerts() {
+fn learning_mode_allows_everything_and_alerts_on_limits_not_on_first_calls() {
     let mut e = engine("");
     e.set_learn_until(Some(t("2011-06-12T00:00:00Z")));
-    let (d, out) = attempt(&mut e, "tl1", "210", "0067077123456", t("2011-06-11T21:10:00Z"));
+    let at = t("2011-06-11T21:10:00Z");
+    let (d, out) = attempt(&mut e, "tl1", "210", "0067077123456", at);
     assert!(d.allowed && d.max_duration_s.is_none());
     assert_eq!(d.rules, ["default.new_critical_destination_night (learning)"]);
-    assert!(out.iter().any(|x| matches!(x, Effect::Alert(_))));
+    // Learning is how an account's destinations become known: a first call raises no alert.
+    assert!(!out.iter().any(|x| matches!(x, Effect::Alert(_))), "{out:?}");
+    answer(&mut e, "tl1", at);
+    // A limit reached while learning alerts (report only): four channels to East Timor.
+    let mut alerts = vec![];
+    for i in 2..=4 {
+        let (d, out) = attempt(&mut e, &format!("tl{i}"), "210", "0067077123456", at);
+        assert!(d.allowed && d.max_duration_s.is_none(), "{d:?}");
+        alerts.extend(alerts_of(&out, "default.high_risk_concurrency").into_iter().cloned());
+    }
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].severity, tollguard_engine::Severity::Critical);
 }
 
 #[test]
@@ -380,6 +392,8 @@ fn calling_back_a_high_risk_number_that_rang_in_is_wangiri() {
         ..Attempt::default()
     };
     e.handle(Event::Attempt(inbound), morning, &mut out);
+    // It rings once and hangs up.
+    end(&mut e, "in1", 0, morning + SignedDuration::from_secs(3));
     let (d, out) = attempt(&mut e, "cb1", "201", "0067677123456", morning + SignedDuration::from_secs(600));
     assert!(!d.allowed);
     assert_eq!(d.rules, ["default.wangiri_callback"]);
@@ -684,9 +698,60 @@ fn an_exhausted_budget_is_a_reached_limit() {
         .collect();
     assert_eq!(critical.len(), 1, "{out:?}");
     assert_eq!(critical[0].action, tollguard_engine::AlertAction::Block);
-    assert!(out.iter().any(|x| matches!(x, Effect::Block { rule, .. } if rule == "default.high_risk_spend_1h")));
+    assert!(out
+        .iter()
+        .any(|x| matches!(x, Effect::Block { rule, .. } if rule == "default.high_risk_spend_1h")));
     // Blocked: the call after is denied by the block, with no new alert.
     let (d, out) = attempt(&mut e, "n3", "201", "0067077123456", ended + SignedDuration::from_secs(600));
     assert!(!d.allowed, "{d:?}");
     assert!(!out.iter().any(|x| matches!(x, Effect::Alert(_))), "{out:?}");
+}
+
+/// Two-way traffic with a high-risk number is not wangiri: a conversation (either way) clears
+/// it, and a ring from a number the account talks with is not remembered. Records count too.
+#[test]
+fn a_high_risk_number_the_account_talks_with_can_be_called_back() {
+    let mut e = engine("");
+    let morning = t("2011-06-14T08:00:00Z"); // Tuesday 10:00 CEST
+    let inbound = |id: &'static str| Attempt {
+        call_id: id,
+        account: "acme",
+        extension: "+23276123456",
+        dialled: "201",
+        context: "from-trunk",
+        ..Attempt::default()
+    };
+    // The field office in Sierra Leone calls and they talk for two minutes.
+    e.handle(Event::Attempt(inbound("in1")), morning, &mut vec![]);
+    answer(&mut e, "in1", morning);
+    end(&mut e, "in1", 120, morning + SignedDuration::from_secs(120));
+    // Later it rings once (a dropped line): calling back is allowed.
+    let later = morning + SignedDuration::from_hours(2);
+    e.handle(Event::Attempt(inbound("in2")), later, &mut vec![]);
+    end(&mut e, "in2", 0, later + SignedDuration::from_secs(2));
+    let (d, _) = attempt(&mut e, "cb1", "201", "0023276123456", later + SignedDuration::from_secs(60));
+    assert!(d.allowed && !d.rules.contains(&"default.wangiri_callback".to_string()), "{d:?}");
+    // A one-ring call known only from its record (a CDR file) is remembered as well.
+    let mut rec = tollguard_core::cdr::Cdr {
+        call_id: "in3".into(),
+        account: "acme".into(),
+        source: "+67677123456".into(),
+        dialled: "201".into(),
+        context: "from-trunk".into(),
+        start: later,
+        end: Some(later + SignedDuration::from_secs(4)),
+        duration_s: 4,
+        ..Default::default()
+    };
+    e.handle(Event::Record(&rec), later + SignedDuration::from_secs(30), &mut vec![]);
+    let (d, _) = attempt(&mut e, "cb2", "202", "0067677123456", later + SignedDuration::from_secs(90));
+    assert!(!d.allowed && d.rules == ["default.wangiri_callback"], "{d:?}");
+    // An answered call from another high-risk number, known from its record, clears that one.
+    rec.call_id = "in4".into();
+    rec.source = "+67677999999".into();
+    rec.billsec = 300;
+    rec.duration_s = 310;
+    e.handle(Event::Record(&rec), later + SignedDuration::from_secs(400), &mut vec![]);
+    let (d, _) = attempt(&mut e, "cb3", "202", "0067677999999", later + SignedDuration::from_secs(500));
+    assert!(!d.rules.contains(&"default.wangiri_callback".to_string()), "{d:?}");
 }
