@@ -517,6 +517,9 @@ struct Call {
     /// The high-risk number at the other end (the caller of an inbound call), for the wangiri
     /// rule: what the call's end says about it.
     high_risk: Option<(E164, bool)>,
+    /// The spend limit state whose budget left gave the call its cap, and the cap: a call that
+    /// talks until it has used that budget up.
+    capped_by: Option<(u32, u32)>,
     /// Limit states that count it.
     states: Vec<u32>,
     cut: bool,
@@ -705,6 +708,10 @@ pub const ONE_RING_S: u32 = 5;
 
 /// How many high-risk numbers an account remembers having talked with.
 pub const TALKED_NUMBERS: usize = 64;
+
+/// A call that ends this close to its cap, seconds, ran until it (the switch's timer and its
+/// record's rounding differ by a second or two).
+const CAP_SLACK_S: u32 = 2;
 
 /// Seconds given to a first call to a high-risk country in office hours.
 pub const NEW_DESTINATION_CAP_S: u32 = 300;
@@ -1200,6 +1207,58 @@ impl Engine {
         }
     }
 
+    /// A spend limit whose budget a call used up (it talked until the cap the budget gave): the
+    /// limit is reached as when no budget is left for a new call — its critical alert and its
+    /// block. Caps keep spend just under the limit: without this, a drip of capped calls, one
+    /// that stops for the day each time, would never reach it.
+    fn budget_used_up(
+        &mut self,
+        sid: u32,
+        ext: &str,
+        call_id: &str,
+        now: Timestamp,
+        learning: bool,
+        out: &mut Vec<Effect>,
+    ) {
+        let s = &self.states[sid as usize];
+        let (li, acct) = (s.limit, s.account);
+        let limit = &self.policy.limits[li as usize];
+        if limit.retired || limit.metric != Metric::Spend {
+            return;
+        }
+        let local = self.accounts[acct as usize].local(now);
+        let state = &mut self.states[sid as usize];
+        let (used, _) = usage(limit, state, &self.slots, now, local, 0);
+        let enforce = !limit.report_only && !learning;
+        let block = limit.on_critical.has(Action::Block)
+            && enforce
+            && !self.accounts[acct as usize].blocks.iter().any(|b| b.limit == Some(li));
+        if limit.on_critical.has(Action::Alert) && state.alerted < 2 {
+            state.alerted = 2;
+            let msg = format!(
+                "{}{} at {} of {}: a call talked until the cap its budget gave, the budget is used up",
+                describe(limit),
+                window_text(limit),
+                limit.show(used),
+                limit.show(limit.max)
+            );
+            let mut al = self.alert(acct, ext, now, call_id, Severity::Critical, &limit.name);
+            al.action = if block { AlertAction::Block } else { AlertAction::Alert };
+            al.message = msg;
+            out.push(Effect::Alert(al));
+        }
+        if block {
+            let b = ActiveBlock {
+                extension: (limit.scope == ScopeKind::Extension).then(|| ext.to_string()),
+                limit: Some(li),
+                destinations: None,
+                until: limit.block_for.map(|d| now + d),
+                rule: limit.name.clone(),
+            };
+            self.set_block(acct, b, now, out);
+        }
+    }
+
     /// A limit after a record counted in it: alerts and blocks as at a tick (nothing runs to cut).
     fn check_ended(
         &mut self,
@@ -1412,6 +1471,8 @@ impl Engine {
         // Rules that denied the call; the others (caps, alerts) go to `d.rules`.
         let mut deny_rules: Vec<String> = vec![];
         let mut cap: Option<u32> = None;
+        // The spend limit state whose budget gave the cap, if that is where it came from.
+        let mut cap_state: Option<u32> = None;
         let mut alerts: Vec<Alert> = vec![];
         let mut cuts: Vec<(u32, u16)> = vec![];
         let mut new_blocks: Vec<ActiveBlock> = vec![];
@@ -1476,7 +1537,10 @@ impl Engine {
                         deny_rules.push("default.new_critical_destination_night".into());
                         ("default.new_critical_destination_night", Severity::Critical)
                     } else {
-                        cap = Some(cap.map_or(NEW_DESTINATION_CAP_S, |c| c.min(NEW_DESTINATION_CAP_S)));
+                        if cap.is_none_or(|c| NEW_DESTINATION_CAP_S < c) {
+                            cap = Some(NEW_DESTINATION_CAP_S);
+                            cap_state = None;
+                        }
                         let sev = if grave { Severity::Critical } else { Severity::Warning };
                         ("default.new_high_risk_destination", sev)
                     };
@@ -1676,6 +1740,7 @@ impl Engine {
             if let Some(c) = capped {
                 if c <= CAP_HORIZON_S && cap.is_none_or(|old| c < old) {
                     cap = Some(c);
+                    cap_state = (limit.metric == Metric::Spend).then_some(sid);
                     if !d.rules.contains(&limit.name) {
                         d.rules.push(limit.name.clone());
                     }
@@ -1719,6 +1784,7 @@ impl Engine {
                     deny_rules.push("tariff.max_cost".into());
                 } else {
                     cap = Some(c);
+                    cap_state = None;
                     d.rules.push("tariff.max_cost".into());
                 }
                 d.explanation.push(format!("the tariff's MaxCost (*disconnect) is reached after {c} s"));
@@ -1730,6 +1796,15 @@ impl Engine {
         }
         for (slot, limit) in cuts {
             self.cut(slot, limit, out);
+        }
+        // Each rule once (a limit's block and the limit itself name the same rule).
+        let mut i = 0;
+        while i < deny_rules.len() {
+            if deny_rules[..i].contains(&deny_rules[i]) {
+                deny_rules.remove(i);
+            } else {
+                i += 1;
+            }
         }
         if learning {
             // Report only: what would have denied the call is named, nothing is enforced.
@@ -1759,6 +1834,7 @@ impl Engine {
             if let (Dialled::E164(to), Some(RiskTier::High | RiskTier::Critical)) = (dialled, dest.risk) {
                 self.slots[slot as usize].high_risk = Some((to, false));
             }
+            self.slots[slot as usize].capped_by = cap_state.zip(d.max_duration_s);
             if priced {
                 self.accounts[acct as usize].running.push(slot);
             }
@@ -1951,6 +2027,7 @@ impl Engine {
         c.rate = rate;
         c.class = class;
         c.high_risk = None;
+        c.capped_by = None;
         c.states = states;
         c.cut = false;
         if let Some(old) = self.calls.insert(call_id.to_string(), slot) {
@@ -1993,6 +2070,11 @@ impl Engine {
             self.accounts[call.account as usize].memory.heard(number, inbound, talk, now);
         }
         let call = &self.slots[slot as usize];
+        // It talked until its cap (the switch ends it then; a second or two either way): the
+        // budget that gave the cap is used up, checked once the call's cost is counted.
+        let used_up =
+            call.capped_by.filter(|&(_, cap)| talk.saturating_add(CAP_SLACK_S) >= cap).map(|(sid, _)| sid);
+        let ext_for_alert = used_up.map(|_| call.extension.clone());
         let local = self.accounts[call.account as usize].local(now);
         let states = std::mem::take(&mut self.slots[slot as usize].states);
         for &k in &states {
@@ -2004,6 +2086,10 @@ impl Engine {
         }
         for &k in &states {
             self.reschedule(k, now, now);
+        }
+        if let (Some(sid), Some(ext)) = (used_up, ext_for_alert) {
+            let learning = self.learn_until.is_some_and(|t| now < t);
+            self.budget_used_up(sid, &ext, call_id, now, learning, out);
         }
         let (acct, rate) = (self.slots[slot as usize].account, self.slots[slot as usize].rate.clone());
         self.remember_ended(call_id, acct, rate, &states, units, now);

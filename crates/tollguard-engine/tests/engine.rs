@@ -169,11 +169,13 @@ fn a_spent_budget_denies_and_resets_at_local_midnight() {
     let (d, _) = attempt(&mut e, "a", "210", "0067077123456", now);
     assert!(d.allowed);
     answer(&mut e, "a", now);
-    end(&mut e, "a", 420, now + SignedDuration::from_secs(420)); // 7 min = 10.15
-    let (d, out) = attempt(&mut e, "b", "210", "0201234567", now + SignedDuration::from_secs(600));
+    // 7 min = 10.15: it talked past the 6 minutes its budget gave (the switch did not end it).
+    let mut out = vec![];
+    e.handle(Event::End { call_id: "a", billsec: Some(420) }, now + SignedDuration::from_secs(420), &mut out);
+    assert!(out.iter().any(|x| matches!(x, Effect::Alert(a) if a.rule == "acme.daily")), "{out:?}");
+    let (d, _) = attempt(&mut e, "b", "210", "0201234567", now + SignedDuration::from_secs(600));
     assert!(!d.allowed);
     assert_eq!(d.rules, ["acme.daily"]);
-    assert!(out.iter().any(|x| matches!(x, Effect::Alert(a) if a.rule == "acme.daily")));
     // 23:59:59 local: still denied; 00:00:00 local: a new day
     let (d, _) = attempt(&mut e, "c", "210", "0201234567", t("2011-06-13T21:59:59Z"));
     assert!(!d.allowed);
@@ -683,8 +685,9 @@ fn an_exhausted_budget_is_a_reached_limit() {
     let (d, _) = attempt(&mut e, "n1", "201", "0067077123456", night);
     assert_eq!((d.allowed, d.max_duration_s), (true, Some(1620)), "{d:?}");
     answer(&mut e, "n1", night);
-    let ended = night + SignedDuration::from_secs(1620);
-    end(&mut e, "n1", 1620, ended);
+    // It hangs up 20 s before its cap (27 started minutes: EUR 39.15, as the cap allows).
+    let ended = night + SignedDuration::from_secs(1600);
+    end(&mut e, "n1", 1600, ended);
     // Redialled at once: EUR 0.85 left cannot pay a minute.
     let (d, out) = attempt(&mut e, "n2", "201", "0067077123456", ended + SignedDuration::from_secs(20));
     assert!(!d.allowed && d.rules == ["default.high_risk_spend_1h"], "{d:?}");
@@ -754,4 +757,62 @@ fn a_high_risk_number_the_account_talks_with_can_be_called_back() {
     e.handle(Event::Record(&rec), later + SignedDuration::from_secs(400), &mut vec![]);
     let (d, _) = attempt(&mut e, "cb3", "202", "0067677999999", later + SignedDuration::from_secs(500));
     assert!(!d.rules.contains(&"default.wangiri_callback".to_string()), "{d:?}");
+}
+
+/// A drip of capped calls that stops for the day each time never asks for more than the
+/// budget left: a call that talks until the cap its budget gave uses the budget up, and the
+/// limit is reached then (critical alert, block); one that hangs up before is nothing.
+#[test]
+fn a_call_that_talks_until_its_budget_cap_reaches_the_limit() {
+    let mut e = engine(
+        r#"
+defaults = false
+[[limit]]
+name = "acme.week"
+metric = "spend"
+window = "week"
+max = "10.00"
+on_critical = ["alert", "deny", "cap", "block"]
+"#,
+    );
+    let monday = t("2026-01-19T09:00:00Z");
+    // EUR 10 at EUR 1.45 a minute in whole minutes: 6 minutes (EUR 8.70).
+    let (d, _) = attempt(&mut e, "d1", "201", "0067077123456", monday);
+    assert_eq!(d.max_duration_s, Some(360), "{d:?}");
+    answer(&mut e, "d1", monday);
+    // Hung up after 2 minutes: EUR 2.90 spent, nothing reached.
+    let mut out = vec![];
+    e.handle(
+        Event::End { call_id: "d1", billsec: Some(120) },
+        monday + SignedDuration::from_secs(120),
+        &mut out,
+    );
+    assert!(!out.iter().any(|x| matches!(x, Effect::Alert(_) | Effect::Block { .. })), "{out:?}");
+    // The next call gets what is left (4 minutes) and talks until the switch ends it there.
+    let tuesday = monday + SignedDuration::from_hours(24);
+    let (d, _) = attempt(&mut e, "d2", "201", "0067077123456", tuesday);
+    assert_eq!(d.max_duration_s, Some(240), "{d:?}");
+    answer(&mut e, "d2", tuesday);
+    let mut out = vec![];
+    e.handle(
+        Event::End { call_id: "d2", billsec: Some(239) },
+        tuesday + SignedDuration::from_secs(239),
+        &mut out,
+    );
+    let alerts: Vec<_> = out
+        .iter()
+        .filter_map(|x| match x {
+            Effect::Alert(a) => Some(a),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(alerts.len(), 1, "{out:?}");
+    assert_eq!(
+        (alerts[0].severity, alerts[0].action, alerts[0].rule.as_str()),
+        (tollguard_engine::Severity::Critical, tollguard_engine::AlertAction::Block, "acme.week")
+    );
+    assert!(alerts[0].message.contains("used up"), "{}", alerts[0].message);
+    assert!(out.iter().any(|x| matches!(x, Effect::Block { .. })));
+    let (d, _) = attempt(&mut e, "d3", "201", "0067077123456", tuesday + SignedDuration::from_hours(1));
+    assert!(!d.allowed, "blocked: {d:?}");
 }
