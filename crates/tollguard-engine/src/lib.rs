@@ -42,7 +42,7 @@ mod window;
 
 use baseline::Baseline;
 pub use policy::Limit;
-use policy::{Action, Metric, Policy, ScopeKind};
+use policy::{Action, Metric, Policy, ScopeKind, WindowKind};
 use window::Window;
 
 /// A call about to be routed: what the switch knows before it rings (borrowed from the
@@ -1207,10 +1207,10 @@ impl Engine {
         }
     }
 
-    /// A spend limit whose budget a call used up (it talked until the cap the budget gave): the
-    /// limit is reached as when no budget is left for a new call — its critical alert and its
-    /// block. Caps keep spend just under the limit: without this, a drip of capped calls, one
-    /// that stops for the day each time, would never reach it.
+    /// A spend limit over a day or more whose budget a call used up (it talked until the cap the
+    /// budget gave): the limit is reached as when no budget is left for a new call — its
+    /// critical alert and its block. Caps keep spend just under the limit: without this, a drip
+    /// of capped calls, one that stops for the day each time, would never reach it.
     fn budget_used_up(
         &mut self,
         sid: u32,
@@ -1223,7 +1223,19 @@ impl Engine {
         let s = &self.states[sid as usize];
         let (li, acct) = (s.limit, s.account);
         let limit = &self.policy.limits[li as usize];
-        if limit.retired || limit.metric != Metric::Spend {
+        // Budgets of a day or more: a drip's. An hour's budget that one long call uses up is not
+        // a pattern (the next call, or a tick, finds it reached if it goes on).
+        let long = matches!(
+            limit.window,
+            Some(
+                WindowKind::Day
+                    | WindowKind::Week
+                    | WindowKind::Month
+                    | WindowKind::Rolling24h
+                    | WindowKind::Rolling72h
+            )
+        );
+        if limit.retired || limit.metric != Metric::Spend || !long {
             return;
         }
         let local = self.accounts[acct as usize].local(now);

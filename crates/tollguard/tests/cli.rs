@@ -626,7 +626,7 @@ fn example_2011_pbx_hack() {
     let dir = root().join("examples/2011-pbx-hack");
     let cdr = dir.join("Master.csv");
     for (cfg, want) in [
-        ("default.toml", "cost as recorded EUR 174408.5440  cost with tollguard EUR 138.8440"),
+        ("default.toml", "cost as recorded EUR 174408.5440  cost with tollguard EUR 141.7440"),
         ("limit-500.toml", "cost as recorded EUR 174408.5440  cost with tollguard EUR 8744.8600"),
     ] {
         let c = dir.join(cfg);
