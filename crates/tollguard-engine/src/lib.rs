@@ -581,9 +581,9 @@ struct AccountMemory {
     /// High-risk numbers that rang in recently with no conversation (unanswered, or
     /// [`ONE_RING_S`] at most), and when.
     rang_in: Vec<(E164, Timestamp)>,
-    /// High-risk numbers the account has talked with (a conversation either way): calling
-    /// them back is not wangiri.
-    talked: Vec<E164>,
+    /// High-risk numbers the account has talked with (a conversation either way) and when last,
+    /// oldest first: calling them back is not wangiri.
+    talked: Vec<(E164, Timestamp)>,
     /// Numbers whose wangiri alert was raised.
     wangiri_alerted: Vec<E164>,
     /// Countries an operator allowed after a false positive (ISO alpha-2), until when.
@@ -596,19 +596,24 @@ impl AccountMemory {
     fn heard(&mut self, number: E164, inbound: bool, talk: u32, at: Timestamp) {
         if talk > ONE_RING_S {
             self.rang_in.retain(|(n, _)| *n != number);
-            if !self.talked.contains(&number) {
-                if self.talked.len() >= TALKED_NUMBERS {
-                    self.talked.remove(0);
-                }
-                self.talked.push(number);
+            // The most recent last: a number talked with often stays.
+            self.talked.retain(|(n, t)| *n != number && at.duration_since(*t) < TALKED_MEMORY);
+            if self.talked.len() >= TALKED_NUMBERS {
+                self.talked.remove(0);
             }
-        } else if inbound && !self.talked.contains(&number) {
+            self.talked.push((number, at));
+        } else if inbound && !self.talked_with(number, at) {
             self.rang_in.retain(|(n, t)| *n != number && at.duration_since(*t) < WANGIRI_MEMORY);
             if self.rang_in.len() >= WANGIRI_NUMBERS {
                 self.rang_in.remove(0);
             }
             self.rang_in.push((number, at));
         }
+    }
+
+    /// Whether the account has talked with `number` in the last [`TALKED_MEMORY`].
+    fn talked_with(&self, number: E164, now: Timestamp) -> bool {
+        self.talked.iter().any(|(n, t)| *n == number && now.duration_since(*t) < TALKED_MEMORY)
     }
 
     fn mark(&mut self, kind: u32) {
@@ -709,6 +714,9 @@ pub const ONE_RING_S: u32 = 5;
 /// How many high-risk numbers an account remembers having talked with.
 pub const TALKED_NUMBERS: usize = 64;
 
+/// How long a conversation with a high-risk number is remembered.
+pub const TALKED_MEMORY: SignedDuration = SignedDuration::from_hours(90 * 24);
+
 /// A call that ends this close to its cap, seconds, ran until it (the switch's timer and its
 /// record's rounding differ by a second or two).
 const CAP_SLACK_S: u32 = 2;
@@ -756,6 +764,8 @@ pub struct Engine {
 struct Ended {
     account: u32,
     rate: Option<CallRate>,
+    /// See [`Call::high_risk`].
+    high_risk: Option<(E164, bool)>,
     states: Vec<u32>,
     units: i64,
     at: Timestamp,
@@ -1023,7 +1033,8 @@ impl Engine {
 
     /// Calls the engine believes are running (allowed and not ended).
     pub fn running_calls(&self) -> usize {
-        self.calls.len()
+        // Not the inbound calls from high-risk numbers followed for the wangiri rule.
+        self.calls.values().filter(|&&c| !matches!(self.slots[c as usize].high_risk, Some((_, true)))).count()
     }
 
     /// The earliest time at which a tick has something to look at (a limit whose level the calls
@@ -1063,7 +1074,8 @@ impl Engine {
                 .map(|(c, _)| size_of::<(String, Option<Timestamp>)>() + c.capacity())
                 .sum::<usize>();
             bytes += m.rang_in.capacity() * size_of::<(E164, Timestamp)>()
-                + (m.wangiri_alerted.capacity() + m.talked.capacity()) * size_of::<E164>();
+                + m.wangiri_alerted.capacity() * size_of::<E164>()
+                + m.talked.capacity() * size_of::<(E164, Timestamp)>();
             bytes += a.blocks.capacity() * size_of::<ActiveBlock>()
                 + a.block_history.capacity() * size_of::<(Option<u16>, Timestamp)>();
         }
@@ -1107,6 +1119,12 @@ impl Engine {
             return;
         }
         if let Some(e) = self.recent.get_mut(c.call_id.as_str()) {
+            // The record says what the call was (a ring or a conversation) when its end did not.
+            if let Some((number, inbound)) = e.high_risk {
+                let (acct, at) = (e.account, e.at);
+                self.accounts[acct as usize].memory.heard(number, inbound, c.billsec, at);
+            }
+            let Some(e) = self.recent.get_mut(c.call_id.as_str()) else { return };
             let units = e.rate.as_ref().map_or(0, |r| r.units(c.billsec));
             let delta = units - e.units;
             if delta != 0 {
@@ -1193,7 +1211,7 @@ impl Engine {
             states.push(sid);
         }
         self.scratch_limits = limits;
-        self.remember_ended(&c.call_id, acct, dest.rate, &states, units, at);
+        self.remember_ended(&c.call_id, acct, dest.rate, None, &states, units, at);
         if units != 0 {
             out.push(Effect::Charged { account: c.account.clone(), call_id: c.call_id.clone(), units });
         }
@@ -1211,10 +1229,12 @@ impl Engine {
     /// budget gave): the limit is reached as when no budget is left for a new call — its
     /// critical alert and its block. Caps keep spend just under the limit: without this, a drip
     /// of capped calls, one that stops for the day each time, would never reach it.
+    #[allow(clippy::too_many_arguments)]
     fn budget_used_up(
         &mut self,
         sid: u32,
         ext: &str,
+        rate: &CallRate,
         call_id: &str,
         now: Timestamp,
         learning: bool,
@@ -1241,6 +1261,13 @@ impl Engine {
         let local = self.accounts[acct as usize].local(now);
         let state = &mut self.states[sid as usize];
         let (used, _) = usage(limit, state, &self.slots, now, local, 0);
+        // Used up only if what is left cannot pay another increment at this call's rate: the
+        // cap was shared with calls that may have hung up early, and a calendar window may have
+        // started afresh while the call ran.
+        let increment = rate.increment_s as i64;
+        if limit.max - used >= rate.fee_u + rate.rate_u.saturating_mul(increment) / 60 {
+            return;
+        }
         let enforce = !limit.report_only && !learning;
         let block = limit.on_critical.has(Action::Block)
             && enforce
@@ -1337,11 +1364,13 @@ impl Engine {
     }
 
     /// Keeps an ended call for [`Engine::set_record_grace`], forgetting those past it.
+    #[allow(clippy::too_many_arguments)]
     fn remember_ended(
         &mut self,
         call_id: &str,
         account: u32,
         rate: Option<CallRate>,
+        high_risk: Option<(E164, bool)>,
         states: &[u32],
         units: i64,
         at: Timestamp,
@@ -1355,7 +1384,10 @@ impl Engine {
                 self.recent.remove(&id);
             }
         }
-        self.recent.insert(call_id.to_string(), Ended { account, rate, states: states.to_vec(), units, at });
+        self.recent.insert(
+            call_id.to_string(),
+            Ended { account, rate, high_risk, states: states.to_vec(), units, at },
+        );
         self.recent_order.push_back((at, call_id.to_string()));
     }
 
@@ -1596,7 +1628,7 @@ impl Engine {
                     .rang_in
                     .iter()
                     .find(|(n, at)| *n == to && now.duration_since(*at) < WANGIRI_MEMORY)
-                    .filter(|_| !m.talked.contains(&to))
+                    .filter(|_| !m.talked_with(to, now))
                 {
                     let first_alert = !m.wangiri_alerted.contains(&to);
                     if first_alert {
@@ -1646,22 +1678,17 @@ impl Engine {
             let limit = &self.policy.limits[i];
             let state = &mut self.states[sid as usize];
             let (used, budget_rates) = usage(limit, state, &self.slots, now, local, 1);
-            // An episode that fell back below its first level is over: alert again next time.
-            let level = limit.warning.unwrap_or(limit.max);
-            let before = if limit.metric == Metric::Calls { used - 1 } else { used };
-            if state.alerted > 0 && before < level && matches!(limit.metric, Metric::Spend | Metric::Calls) {
-                state.alerted = 0;
-            }
-            let mut critical = used > limit.max || (limit.metric == Metric::Spend && used >= limit.max);
+            let over = used > limit.max || (limit.metric == Metric::Spend && used >= limit.max);
             let warning = limit.warning.is_some_and(|w| used >= w);
             let enforce = !limit.report_only;
             // The cap: what the budget left allows, shared by the calls already running.
             let mut capped: Option<u32> = None;
             // A spend limit whose budget cannot pay this call's first increment is reached: the
             // caps keep spend just under the limit, and an attack that redials after each capped
-            // call would otherwise be throttled for ever, never stopped.
+            // call would otherwise be throttled for ever, never stopped. Only once the budget is
+            // mostly spent (its warning level, or half): one dear call alone is just denied.
             let mut exhausted = false;
-            if !critical && enforce && limit.on_critical.has(Action::Cap) {
+            if !over && enforce && limit.on_critical.has(Action::Cap) {
                 let c = match limit.metric {
                     Metric::Spend => dest.rate.as_ref().map(|r| {
                         let left = limit.max - used - r.fee_u;
@@ -1680,18 +1707,37 @@ impl Engine {
                     _ => None,
                 };
                 match c {
-                    Some(0) if limit.metric == Metric::Spend => {
+                    Some(0)
+                        if limit.metric == Metric::Spend
+                            && used >= limit.warning.unwrap_or(limit.max / 2) =>
+                    {
                         exhausted = true;
-                        critical = true;
                     }
                     Some(0) => {
                         deny = true;
                         deny_rules.push(limit.name.clone());
-                        d.explanation.push(format!("{}: no time allowed", describe(limit)));
+                        d.explanation.push(format!("{}: no budget left for this call", describe(limit)));
                     }
                     other => capped = other,
                 }
             }
+            // An episode that fell back below its first level is over: alert again next time (an
+            // exhausted budget is still the same episode, whatever its level).
+            let level = limit.warning.unwrap_or(limit.max);
+            let before = if limit.metric == Metric::Calls { used - 1 } else { used };
+            if state.alerted > 0
+                && before < level
+                && !exhausted
+                && matches!(limit.metric, Metric::Spend | Metric::Calls)
+            {
+                state.alerted = 0;
+            }
+            let critical = over || exhausted;
+            // Blocks and cuts are enforcement: not while learning (alerts are raised then).
+            let act = enforce && !learning;
+            let blocked_already =
+                self.accounts[acct as usize].blocks.iter().any(|b| b.limit == Some(i as u16));
+            let state = &mut self.states[sid as usize];
             let mut alert: Option<(Severity, AlertAction, String)> = None;
             if critical {
                 let acts = limit.on_critical;
@@ -1720,12 +1766,12 @@ impl Engine {
                 }
                 d.explanation.push(msg.clone());
                 // Running calls of an exhausted budget were given caps inside it: they end then.
-                if acts.has(Action::Cut) && enforce && !exhausted {
+                if acts.has(Action::Cut) && act && !exhausted {
                     for &slot in &state.running {
                         cuts.push((slot, i as u16));
                     }
                 }
-                if acts.has(Action::Block) && enforce && state.alerted < 2 {
+                if acts.has(Action::Block) && act && state.alerted < 2 && !blocked_already {
                     new_blocks.push(ActiveBlock {
                         extension: (limit.scope == ScopeKind::Extension).then(|| ext.to_string()),
                         limit: Some(i as u16),
@@ -1736,7 +1782,7 @@ impl Engine {
                 }
                 if acts.has(Action::Alert) && state.alerted < 2 {
                     state.alerted = 2;
-                    let action = if acts.has(Action::Block) && enforce {
+                    let action = if acts.has(Action::Block) && act && !blocked_already {
                         AlertAction::Block
                     } else if (acts.has(Action::Deny) || exhausted) && enforce {
                         AlertAction::Deny
@@ -2078,15 +2124,19 @@ impl Engine {
             .or_else(|| call.answered.map(|a| now.duration_since(a).as_secs().max(0) as u32))
             .unwrap_or(0);
         let units = call.rate.as_ref().map_or(0, |r| r.units(talk));
-        if let Some((number, inbound)) = call.high_risk {
+        // What the call says about a high-risk number: only from the switch's own talk time (a
+        // lost call's is a guess; its record, if it comes, says it then).
+        if let (Some((number, inbound)), Some(talk)) = (call.high_risk, billsec) {
             self.accounts[call.account as usize].memory.heard(number, inbound, talk, now);
         }
         let call = &self.slots[slot as usize];
         // It talked until its cap (the switch ends it then; a second or two either way): the
         // budget that gave the cap is used up, checked once the call's cost is counted.
-        let used_up =
-            call.capped_by.filter(|&(_, cap)| talk.saturating_add(CAP_SLACK_S) >= cap).map(|(sid, _)| sid);
-        let ext_for_alert = used_up.map(|_| call.extension.clone());
+        let used_up = call
+            .capped_by
+            .filter(|&(_, cap)| talk > 0 && talk.saturating_add(CAP_SLACK_S) >= cap)
+            .map(|(sid, _)| sid);
+        let used_up_by = used_up.map(|_| (call.extension.clone(), call.rate.clone()));
         let local = self.accounts[call.account as usize].local(now);
         let states = std::mem::take(&mut self.slots[slot as usize].states);
         for &k in &states {
@@ -2099,12 +2149,13 @@ impl Engine {
         for &k in &states {
             self.reschedule(k, now, now);
         }
-        if let (Some(sid), Some(ext)) = (used_up, ext_for_alert) {
+        if let (Some(sid), Some((ext, Some(rate)))) = (used_up, used_up_by) {
             let learning = self.learn_until.is_some_and(|t| now < t);
-            self.budget_used_up(sid, &ext, call_id, now, learning, out);
+            self.budget_used_up(sid, &ext, &rate, call_id, now, learning, out);
         }
         let (acct, rate) = (self.slots[slot as usize].account, self.slots[slot as usize].rate.clone());
-        self.remember_ended(call_id, acct, rate, &states, units, now);
+        let high_risk = self.slots[slot as usize].high_risk;
+        self.remember_ended(call_id, acct, rate, high_risk, &states, units, now);
         if units != 0 {
             let account = self.accounts[acct as usize].name.clone();
             out.push(Effect::Charged { account, call_id: call_id.to_string(), units });

@@ -816,3 +816,144 @@ on_critical = ["alert", "deny", "cap", "block"]
     let (d, _) = attempt(&mut e, "d3", "201", "0067077123456", tuesday + SignedDuration::from_hours(1));
     assert!(!d.allowed, "blocked: {d:?}");
 }
+
+const DAY_10_BLOCK: &str = r#"
+defaults = false
+[[limit]]
+name = "acme.day"
+metric = "spend"
+window = "day"
+max = "10.00"
+on_critical = ["alert", "deny", "cap", "block"]
+block_for = "2h"
+"#;
+
+fn blocks_of(out: &[Effect]) -> usize {
+    out.iter().filter(|x| matches!(x, Effect::Block { .. })).count()
+}
+
+fn criticals_of(out: &[Effect]) -> usize {
+    out.iter()
+        .filter(|x| matches!(x, Effect::Alert(a) if a.severity == tollguard_engine::Severity::Critical))
+        .count()
+}
+
+/// Reviewed edge cases of a reached budget: redials after the block raise nothing new and do
+/// not turn a 2-hour block into one until released; nothing is blocked while learning.
+#[test]
+fn an_exhausted_budget_blocks_once_and_not_while_learning() {
+    let mut e = engine(DAY_10_BLOCK);
+    let at = t("2026-01-19T09:00:00Z");
+    let (_, _) = attempt(&mut e, "a", "201", "0067077123456", at);
+    answer(&mut e, "a", at);
+    end(&mut e, "a", 300, at + SignedDuration::from_secs(300)); // 5 min: EUR 7.25, hung up early
+    let (d, out) = attempt(&mut e, "b", "201", "0067077123456", at + SignedDuration::from_secs(400));
+    assert_eq!(d.max_duration_s, Some(60), "EUR 2.75 left: one minute");
+    assert_eq!((criticals_of(&out), blocks_of(&out)), (0, 0));
+    answer(&mut e, "b", at + SignedDuration::from_secs(400));
+    end(&mut e, "b", 30, at + SignedDuration::from_secs(430)); // EUR 8.70, 30 s: not its cap
+    let mut all = vec![];
+    for k in 0..5 {
+        let (d, out) = attempt(
+            &mut e,
+            &format!("r{k}"),
+            "201",
+            "0067077123456",
+            at + SignedDuration::from_secs(500 + k * 60),
+        );
+        assert!(!d.allowed, "{d:?}");
+        all.extend(out);
+    }
+    assert_eq!((criticals_of(&all), blocks_of(&all)), (1, 1), "{all:?}");
+    let until = all.iter().find_map(|x| match x {
+        Effect::Block { until, .. } => *until,
+        _ => None,
+    });
+    assert_eq!(until, Some(at + SignedDuration::from_secs(500) + SignedDuration::from_hours(2)));
+    // Learning: the same budget spent, no block.
+    let mut e = engine(DAY_10_BLOCK);
+    e.set_learn_until(Some(t("2026-02-01T00:00:00Z")));
+    let mut all = vec![];
+    for k in 0..4 {
+        let when = at + SignedDuration::from_secs(k * 400);
+        let (d, out) = attempt(&mut e, &format!("l{k}"), "201", "0067077123456", when);
+        assert!(d.allowed, "learning allows: {d:?}");
+        answer(&mut e, &format!("l{k}"), when);
+        end(&mut e, &format!("l{k}"), 300, when + SignedDuration::from_secs(300));
+        all.extend(out);
+    }
+    assert_eq!(blocks_of(&all), 0, "{all:?}");
+}
+
+/// A call that runs to its cap has not used the budget up when what is left could still pay:
+/// the cap was shared with a call that hung up early, or the calendar day began anew.
+#[test]
+fn a_call_at_its_cap_uses_the_budget_up_only_when_nothing_is_left() {
+    let week = r#"
+defaults = false
+[[limit]]
+name = "acme.week"
+metric = "spend"
+window = "week"
+max = "10.00"
+on_critical = ["alert", "deny", "cap", "block"]
+"#;
+    let mut e = engine(week);
+    let at = t("2026-01-20T09:00:00Z");
+    let (a, _) = attempt(&mut e, "a", "201", "0067077123456", at);
+    answer(&mut e, "a", at);
+    let (b, _) = attempt(&mut e, "b", "202", "0067077123456", at);
+    answer(&mut e, "b", at);
+    assert_eq!((a.max_duration_s, b.max_duration_s), (Some(360), Some(180)));
+    end(&mut e, "a", 60, at + SignedDuration::from_secs(60));
+    let mut out = vec![];
+    e.handle(Event::End { call_id: "b", billsec: Some(180) }, at + SignedDuration::from_secs(180), &mut out);
+    assert_eq!((criticals_of(&out), blocks_of(&out)), (0, 0), "EUR 5.80 of 10 spent: {out:?}");
+    // Sunday 23:59 local: capped by the old week's budget, ends in a new week.
+    let mut e = engine(week);
+    let sunday = t("2026-01-25T22:50:00Z");
+    let (d, _) = attempt(&mut e, "c", "201", "0067077123456", sunday);
+    answer(&mut e, "c", sunday);
+    end(&mut e, "c", 300, sunday + SignedDuration::from_secs(300));
+    let late = t("2026-01-25T22:59:00Z");
+    let (d2, _) = attempt(&mut e, "d", "201", "0067077123456", late);
+    assert_eq!((d.max_duration_s, d2.max_duration_s), (Some(360), Some(60)), "{d2:?}");
+    answer(&mut e, "d", late);
+    let mut out = vec![];
+    e.handle(Event::End { call_id: "d", billsec: Some(60) }, late + SignedDuration::from_secs(60), &mut out);
+    assert_eq!((criticals_of(&out), blocks_of(&out)), (0, 0), "a new week began: {out:?}");
+}
+
+/// An inbound call whose end came without talk time (a lost end) says nothing about its
+/// number until its record does: a conversation then is not a ring.
+#[test]
+fn a_lost_inbound_end_waits_for_the_record() {
+    let mut e = engine("");
+    e.set_record_grace(Some(SignedDuration::from_mins(10)));
+    let at = t("2011-06-14T08:00:00Z");
+    let inbound = Attempt {
+        call_id: "in1",
+        account: "acme",
+        extension: "+23276123456",
+        dialled: "201",
+        context: "from-trunk",
+        ..Attempt::default()
+    };
+    e.handle(Event::Attempt(inbound), at, &mut vec![]);
+    assert_eq!(e.running_calls(), 0, "followed for the wangiri rule, not a running call");
+    e.handle(Event::End { call_id: "in1", billsec: None }, at + SignedDuration::from_secs(400), &mut vec![]);
+    let rec = tollguard_core::cdr::Cdr {
+        call_id: "in1".into(),
+        account: "acme".into(),
+        source: "+23276123456".into(),
+        dialled: "201".into(),
+        context: "from-trunk".into(),
+        start: at,
+        billsec: 390,
+        duration_s: 400,
+        ..Default::default()
+    };
+    e.handle(Event::Record(&rec), at + SignedDuration::from_secs(500), &mut vec![]);
+    let (d, _) = attempt(&mut e, "cb", "201", "0023276123456", at + SignedDuration::from_secs(900));
+    assert!(!d.rules.contains(&"default.wangiri_callback".to_string()), "{d:?}");
+}
