@@ -531,6 +531,8 @@ struct DestClass {
     country: &'static str,
     number_type: Option<NumberType>,
     risk: Option<RiskTier>,
+    /// A kind of destination the account first called lately (at the call's start).
+    new: bool,
 }
 
 impl Call {
@@ -578,14 +580,23 @@ struct AccountMemory {
     seen: Vec<u32>,
     /// Kinds whose first-call alert was raised (until they are called).
     alerted: Vec<u32>,
+    /// Kinds first called lately, outside learning, and when ([`NEW_DESTINATION_AGE`]; at most
+    /// [`NEW_KINDS`], the most recent last): limits with `new_destinations` count their calls.
+    new_kinds: Vec<(u32, Timestamp)>,
+    /// The account's earliest call to any destination: its first [`ACCOUNT_LEARNING`] are how
+    /// its destinations become known.
+    since: Option<Timestamp>,
     /// High-risk numbers that rang in recently with no conversation (unanswered, or
     /// [`ONE_RING_S`] at most), and when.
     rang_in: Vec<(E164, Timestamp)>,
     /// High-risk numbers the account has talked with (a conversation either way) and when last,
     /// oldest first: calling them back is not wangiri.
     talked: Vec<(E164, Timestamp)>,
-    /// Numbers whose wangiri alert was raised.
+    /// Numbers whose wangiri alert was raised (while they are remembered in `rang_in`).
     wangiri_alerted: Vec<E164>,
+    /// The last callback the wangiri rule denied, and the last time it raised a critical alert.
+    wangiri_denied: Option<Timestamp>,
+    wangiri_critical: Option<Timestamp>,
     /// Countries an operator allowed after a false positive (ISO alpha-2), until when.
     allowances: Vec<(String, Option<Timestamp>)>,
 }
@@ -616,11 +627,43 @@ impl AccountMemory {
         self.talked.iter().any(|(n, t)| *n == number && now.duration_since(*t) < TALKED_MEMORY)
     }
 
-    fn mark(&mut self, kind: u32) {
+    /// A call to `kind` at `at`; `learning`: the account's destinations are being learned, so
+    /// a first call then makes nothing new.
+    fn mark(&mut self, kind: u32, at: Timestamp, learning: bool) {
+        if self.since.is_none_or(|s| at < s) {
+            self.since = Some(at);
+        }
         if !self.seen.contains(&kind) {
             self.seen.push(kind);
+            let learnt = self.since.is_some_and(|s| at.duration_since(s) < ACCOUNT_LEARNING);
+            if !learning && !learnt {
+                self.new_kinds.retain(|(_, t)| at.duration_since(*t) < NEW_DESTINATION_AGE);
+                if self.new_kinds.len() >= NEW_KINDS {
+                    self.new_kinds.remove(0);
+                }
+                self.new_kinds.push((kind, at));
+            }
         }
         self.alerted.retain(|k| *k != kind);
+    }
+
+    /// Whether a call to `kind` (in `country`) at `now` goes to a destination the account
+    /// first called lately (this call, if it has never called it), outside learning (replay's,
+    /// and the account's own first [`ACCOUNT_LEARNING`]) and with no operator's allowance for
+    /// the country.
+    fn is_new(&self, kind: Option<u32>, country: &str, now: Timestamp, learning: bool) -> bool {
+        let Some(kind) = kind else { return false };
+        if learning || self.allowances.iter().any(|(c, until)| c == country && until.is_none_or(|u| now < u))
+        {
+            return false;
+        }
+        let learnt = |t: Timestamp| self.since.is_none_or(|s| t.duration_since(s) < ACCOUNT_LEARNING);
+        if !self.seen.contains(&kind) {
+            return !learnt(now);
+        }
+        self.new_kinds
+            .iter()
+            .any(|&(k, t)| k == kind && now.duration_since(t) < NEW_DESTINATION_AGE && !learnt(t))
     }
 }
 
@@ -707,6 +750,10 @@ pub const WANGIRI_MEMORY: SignedDuration = SignedDuration::from_hours(7 * 24);
 /// How many such numbers an account remembers (the oldest is forgotten first).
 pub const WANGIRI_NUMBERS: usize = 32;
 
+/// A second callback denied by the wangiri rule within this time raises a critical alert (the
+/// first a warning).
+pub const WANGIRI_BURST: SignedDuration = SignedDuration::from_hours(24);
+
 /// Talk time, seconds, up to which a call from a high-risk number is a ring, not a
 /// conversation (wangiri calls ring once and hang up, or are dropped at once).
 pub const ONE_RING_S: u32 = 5;
@@ -716,6 +763,17 @@ pub const TALKED_NUMBERS: usize = 64;
 
 /// How long a conversation with a high-risk number is remembered.
 pub const TALKED_MEMORY: SignedDuration = SignedDuration::from_hours(90 * 24);
+
+/// How long a kind of destination stays new after the account's first call to it (limits with
+/// `new_destinations`).
+pub const NEW_DESTINATION_AGE: SignedDuration = SignedDuration::from_hours(30 * 24);
+
+/// An account's first calls, over this time from its earliest, are how its destinations become
+/// known: none of them is new (records of its past, posted before the service goes live, count).
+pub const ACCOUNT_LEARNING: SignedDuration = SignedDuration::from_hours(7 * 24);
+
+/// How many kinds of destination first called lately an account remembers.
+pub const NEW_KINDS: usize = 32;
 
 /// A call that ends this close to its cap, seconds, ran until it (the switch's timer and its
 /// record's rounding differ by a second or two).
@@ -1067,7 +1125,9 @@ impl Engine {
             bytes += (a.states.capacity() + a.account_states.capacity() + a.running.capacity()) * 4;
             bytes += a.baseline.as_ref().map_or(0, |_| size_of::<Baseline>());
             let m = &a.memory;
-            bytes += m.seen.capacity() * 4 + m.alerted.capacity() * 4;
+            bytes += m.seen.capacity() * 4
+                + m.alerted.capacity() * 4
+                + m.new_kinds.capacity() * size_of::<(u32, Timestamp)>();
             bytes += m
                 .allowances
                 .iter()
@@ -1186,8 +1246,11 @@ impl Engine {
         let units = dest.rate.as_ref().map_or(0, |r| r.units(c.billsec));
         let acct = self.account_id(&c.account);
         let local = self.accounts[acct as usize].local(at);
-        if let Some(region) = dest.region {
-            self.accounts[acct as usize].memory.mark(destination_kind(region, dest.number_type));
+        let learning = self.learn_until.is_some_and(|t| now < t);
+        let kind = dest.region.map(|region| destination_kind(region, dest.number_type));
+        let new = self.accounts[acct as usize].memory.is_new(kind, dest.country, at, learning);
+        if let Some(kind) = kind {
+            self.accounts[acct as usize].memory.mark(kind, at, learning);
         }
         if dest.rate.is_some() {
             let b = self.accounts[acct as usize].baseline.get_or_insert_with(Box::default);
@@ -1199,7 +1262,7 @@ impl Engine {
             let i = i as usize;
             let limit = &self.policy.limits[i];
             if !limit.applies_to(&c.account)
-                || !limit.filter.matches(dest.country, dest.number_type, dest.risk)
+                || !limit.filter.matches(dest.country, dest.number_type, dest.risk, new)
             {
                 continue;
             }
@@ -1216,7 +1279,6 @@ impl Engine {
             out.push(Effect::Charged { account: c.account.clone(), call_id: c.call_id.clone(), units });
         }
         // The limits it counts in, checked now as a tick would.
-        let learning = self.learn_until.is_some_and(|t| now < t);
         for sid in states {
             self.check_ended(sid, &c.source, &c.call_id, now, learning, out);
         }
@@ -1511,6 +1573,8 @@ impl Engine {
         let acct = self.account_id(a.account);
         let ext = a.extension;
         let local = self.accounts[acct as usize].local(now);
+        let kind = dest.region.map(|region| destination_kind(region, dest.number_type));
+        let new = self.accounts[acct as usize].memory.is_new(kind, dest.country, now, learning);
         let mut deny = false;
         // Rules that denied the call; the others (caps, alerts) go to `d.rules`.
         let mut deny_rules: Vec<String> = vec![];
@@ -1531,9 +1595,12 @@ impl Engine {
                 _ => None,
             };
             let covered = match (b.limit, &b.destinations) {
-                (Some(i), _) => {
-                    self.policy.limits[i as usize].filter.matches(dest.country, dest.number_type, dest.risk)
-                }
+                (Some(i), _) => self.policy.limits[i as usize].filter.matches(
+                    dest.country,
+                    dest.number_type,
+                    dest.risk,
+                    new,
+                ),
                 (None, Some(d)) => d.covers(dest.country, dest.risk, number),
                 (None, None) => true,
             };
@@ -1632,25 +1699,35 @@ impl Engine {
                 {
                     let first_alert = !m.wangiri_alerted.contains(&to);
                     if first_alert {
+                        let rang_in = &m.rang_in;
+                        m.wangiri_alerted.retain(|n| rang_in.iter().any(|(r, _)| r == n));
                         m.wangiri_alerted.push(to);
+                    }
+                    // One denied callback is a warning (a missed call from abroad called back,
+                    // now and then, is what two-way traffic looks like); a second within
+                    // WANGIRI_BURST is the pattern: staff are calling back one-ring numbers.
+                    let previous = m.wangiri_denied.replace(now);
+                    let escalate = previous.is_some_and(|t| now.duration_since(t) < WANGIRI_BURST)
+                        && m.wangiri_critical.is_none_or(|t| now.duration_since(t) >= WANGIRI_BURST);
+                    if escalate {
+                        m.wangiri_critical = Some(now);
                     }
                     deny = true;
                     deny_rules.push("default.wangiri_callback".into());
-                    let msg = format!(
+                    let mut msg = format!(
                         "call back to {to} ({}, {} risk), which rang in at {rang}: a wangiri callback, denied",
                         if dest.country.is_empty() { "unknown country" } else { dest.country },
                         dest.risk.unwrap_or_default()
                     );
+                    if let (true, Some(p)) = (escalate, previous) {
+                        msg.push_str(&format!(
+                            "; another was denied at {p}: staff are calling back one-ring numbers"
+                        ));
+                    }
                     d.explanation.push(msg.clone());
-                    if first_alert {
-                        let mut al = self.alert(
-                            acct,
-                            ext,
-                            now,
-                            a.call_id,
-                            Severity::Critical,
-                            "default.wangiri_callback",
-                        );
+                    if first_alert || escalate {
+                        let sev = if escalate { Severity::Critical } else { Severity::Warning };
+                        let mut al = self.alert(acct, ext, now, a.call_id, sev, "default.wangiri_callback");
                         al.action = AlertAction::Deny;
                         al.message = msg;
                         alerts.push(al);
@@ -1659,14 +1736,16 @@ impl Engine {
             }
         }
 
-        // Limits: the policy's, then those set for this account.
+        // Limits: the policy's, then those set for this account. A call a block or a rule above
+        // denies spends nothing: no budget is used up by it.
+        let denied_already = deny;
         let mut keys = vec![];
         let limits = self.limits_of(acct);
         for &i in &limits {
             let i = i as usize;
             let limit = &self.policy.limits[i];
             if !limit.applies_to(a.account)
-                || !limit.filter.matches(dest.country, dest.number_type, dest.risk)
+                || !limit.filter.matches(dest.country, dest.number_type, dest.risk, new)
             {
                 continue;
             }
@@ -1709,6 +1788,7 @@ impl Engine {
                 match c {
                     Some(0)
                         if limit.metric == Metric::Spend
+                            && !denied_already
                             && used >= limit.warning.unwrap_or(limit.max / 2) =>
                     {
                         exhausted = true;
@@ -1883,11 +1963,12 @@ impl Engine {
             out.push(Effect::Alert(alert));
         }
         if d.allowed {
-            if let Some(region) = dest.region {
-                self.accounts[acct as usize].memory.mark(destination_kind(region, dest.number_type));
+            if let Some(kind) = kind {
+                self.accounts[acct as usize].memory.mark(kind, now, learning);
             }
             let priced = dest.rate.is_some();
-            let class = DestClass { country: dest.country, number_type: dest.number_type, risk: dest.risk };
+            let class =
+                DestClass { country: dest.country, number_type: dest.number_type, risk: dest.risk, new };
             let slot = self.track(a.call_id, acct, ext, dest.rate.clone(), Some(class), keys);
             if let (Dialled::E164(to), Some(RiskTier::High | RiskTier::Critical)) = (dialled, dest.risk) {
                 self.slots[slot as usize].high_risk = Some((to, false));
@@ -1956,7 +2037,7 @@ impl Engine {
             for &slot in &running {
                 let call = &self.slots[slot as usize];
                 let (limit, class) = (&self.policy.limits[li as usize], call.class.expect("filtered above"));
-                if !limit.filter.matches(class.country, class.number_type, class.risk) {
+                if !limit.filter.matches(class.country, class.number_type, class.risk, class.new) {
                     continue;
                 }
                 let ext = (limit.scope == ScopeKind::Extension).then(|| call.extension.clone());
@@ -2291,13 +2372,37 @@ impl Engine {
                         offset += r.rate_up * (ans.as_second() as i128 - r.increment());
                     }
                 }
-                let crossing = |level: i64| -> Option<Timestamp> {
+                // The bound runs ahead of the spend by up to an increment a call: where it has
+                // crossed a level the spend has not, the spend can cross it only when talk time
+                // reaches its next whole second, not sooner (else a tick would come back at once,
+                // a nanosecond later, and again, until the spend catches up).
+                let mut actual: Option<i128> = None;
+                let slots = &self.slots;
+                let running = &s.running;
+                let mut crossing = |level: i64| -> Option<Timestamp> {
                     let need = 60 * (level as i128 - ended - fixed);
-                    if slope == 0 {
-                        return (need <= 0).then_some(now);
+                    let t = if slope == 0 {
+                        if need > 0 {
+                            return None;
+                        }
+                        now.as_second() as i128
+                    } else {
+                        (need + offset).div_euclid(slope)
+                    };
+                    if t <= now.as_second() as i128 {
+                        let spent = *actual.get_or_insert_with(|| {
+                            ended
+                                + running
+                                    .iter()
+                                    .map(|&c| slots[c as usize].running_units(now) as i128)
+                                    .sum::<i128>()
+                        });
+                        if spent < level as i128 {
+                            return Some(now + SignedDuration::from_secs(1));
+                        }
+                        return Some(now);
                     }
-                    let t = (need + offset).div_euclid(slope);
-                    let t = t.clamp(now.as_second() as i128, now.as_second() as i128 + HORIZON_S);
+                    let t = t.min(now.as_second() as i128 + HORIZON_S);
                     Timestamp::from_second(t as i64).ok()
                 };
                 let mut at: Option<Timestamp> = None;
@@ -2307,7 +2412,7 @@ impl Engine {
                     }
                 };
                 if warn_matters {
-                    consider(limit.warning.and_then(crossing));
+                    consider(limit.warning.and_then(&mut crossing));
                 }
                 if alerting {
                     consider(crossing(limit.max));

@@ -55,7 +55,7 @@ pub struct LimitSpec {
     /// `concurrent` (calls running at once) or `call_duration` (seconds of one call).
     pub metric: Metric,
     /// For `spend` and `calls`: `hour`, `day`, `week` (from Monday), `month` (calendar, in the
-    /// account's zone) or `rolling_1h`, `rolling_24h`, `rolling_72h`.
+    /// account's zone) or `rolling_1h`, `rolling_24h`, `rolling_72h`, `rolling_7d`.
     #[serde(default)]
     pub window: Option<WindowKind>,
     /// The critical level: a decimal amount for `spend`, a whole number otherwise.
@@ -82,6 +82,12 @@ pub struct LimitSpec {
     /// Only calls to these risk tiers (`high`, `critical`, ...).
     #[serde(default)]
     pub risk: Vec<String>,
+    /// Only calls to a kind of destination (a country; a revenue-share or unknown-type range
+    /// within it) that the account first called in the last 30 days, not while learning: a
+    /// new destination's own budget until it has a history. An operator's allowance for the
+    /// country lifts it. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub new_destinations: bool,
     /// Report only: alerts are raised, but calls are never denied, capped, cut or blocked.
     #[serde(default)]
     pub report_only: bool,
@@ -133,6 +139,9 @@ pub enum WindowKind {
     /// The last 72 hours (3-hour steps).
     #[serde(rename = "rolling_72h")]
     Rolling72h,
+    /// The last 7 days (7-hour steps).
+    #[serde(rename = "rolling_7d")]
+    Rolling7d,
 }
 
 impl WindowKind {
@@ -146,6 +155,7 @@ impl WindowKind {
             WindowKind::Rolling1h => "rolling_1h",
             WindowKind::Rolling24h => "rolling_24h",
             WindowKind::Rolling72h => "rolling_72h",
+            WindowKind::Rolling7d => "rolling_7d",
         }
     }
 }
@@ -190,11 +200,22 @@ pub struct DestFilter {
     pub types: u16,
     /// Risk tiers bit set (0: any).
     pub risks: u8,
+    /// Only calls to a kind of destination the account called first lately.
+    pub new_only: bool,
 }
 
 impl DestFilter {
-    /// Whether a destination passes.
-    pub fn matches(&self, country: &str, number_type: Option<NumberType>, risk: Option<RiskTier>) -> bool {
+    /// Whether a destination passes; `new`: the account first called its kind lately.
+    pub fn matches(
+        &self,
+        country: &str,
+        number_type: Option<NumberType>,
+        risk: Option<RiskTier>,
+        new: bool,
+    ) -> bool {
+        if self.new_only && !new {
+            return false;
+        }
         if !self.countries.is_empty() && !self.countries.iter().any(|c| c == country) {
             return false;
         }
@@ -209,7 +230,7 @@ impl DestFilter {
 
     /// True when the filter passes every call.
     pub fn is_any(&self) -> bool {
-        self.countries.is_empty() && self.types == 0 && self.risks == 0
+        self.countries.is_empty() && self.types == 0 && self.risks == 0 && !self.new_only
     }
 }
 
@@ -385,6 +406,7 @@ fn validate(l: &LimitSpec) -> Result<Limit, String> {
             countries: l.countries.iter().map(|c| c.to_ascii_uppercase()).collect(),
             types,
             risks,
+            new_only: l.new_destinations,
         },
         report_only: l.report_only,
         retired: false,

@@ -69,6 +69,7 @@ impl Window {
             WindowKind::Rolling1h => (300, 12),
             WindowKind::Rolling24h => (3600, 24),
             WindowKind::Rolling72h => (3 * 3600, 24),
+            WindowKind::Rolling7d => (7 * 3600, 24),
             _ => return Window::Calendar { kind, key: i64::MIN, spend: 0, calls: 0 },
         };
         Window::Rolling { step_s, ring: Box::new([Bucket::default(); 24]), steps }

@@ -396,17 +396,27 @@ fn calling_back_a_high_risk_number_that_rang_in_is_wangiri() {
     e.handle(Event::Attempt(inbound), morning, &mut out);
     // It rings once and hangs up.
     end(&mut e, "in1", 0, morning + SignedDuration::from_secs(3));
+    let wangiri = |out: &[Effect]| -> Vec<tollguard_engine::Severity> {
+        out.iter()
+            .filter_map(|x| match x {
+                Effect::Alert(a) if a.rule == "default.wangiri_callback" => Some(a.severity),
+                _ => None,
+            })
+            .collect()
+    };
     let (d, out) = attempt(&mut e, "cb1", "201", "0067677123456", morning + SignedDuration::from_secs(600));
     assert!(!d.allowed);
     assert_eq!(d.rules, ["default.wangiri_callback"]);
-    assert_eq!(
-        out.iter().filter(|x| matches!(x, Effect::Alert(a) if a.rule == "default.wangiri_callback")).count(),
-        1
-    );
-    // a colleague calls back too: denied, no second alert
+    // One callback denied: a warning (it costs nothing, and may be a missed call from abroad).
+    assert_eq!(wangiri(&out), [tollguard_engine::Severity::Warning]);
+    // A colleague calls back too: denied, and now it is the pattern: critical.
     let (d, out) = attempt(&mut e, "cb2", "202", "0067677123456", morning + SignedDuration::from_secs(900));
     assert!(!d.allowed);
-    assert!(!out.iter().any(|x| matches!(x, Effect::Alert(a) if a.rule == "default.wangiri_callback")));
+    assert_eq!(wangiri(&out), [tollguard_engine::Severity::Critical]);
+    assert!(d.explanation.iter().any(|x| x.contains("staff are calling back one-ring numbers")), "{d:?}");
+    // A third: denied, no alert (one per number, one critical a day).
+    let (d, out) = attempt(&mut e, "cb3", "203", "0067677123456", morning + SignedDuration::from_secs(1200));
+    assert!(!d.allowed && wangiri(&out).is_empty(), "{out:?}");
     // an ordinary foreign caller can be called back
     let inbound = Attempt {
         call_id: "in2",
@@ -674,7 +684,9 @@ fn the_ends_of_time_do_not_overflow() {
 #[test]
 fn an_exhausted_budget_is_a_reached_limit() {
     let mut e = engine("");
-    // East Timor in office hours: capped first call, the kind is known from then on.
+    // East Timor in office hours while the account is learned: the kind is known from then on
+    // (not a new destination with its own small budget).
+    e.set_learn_until(Some(t("2026-01-19T12:00:00Z")));
     let (d, _) = attempt(&mut e, "day", "201", "0067077123456", t("2026-01-19T10:00:00Z"));
     assert!(d.allowed);
     answer(&mut e, "day", t("2026-01-19T10:00:00Z"));
@@ -956,4 +968,154 @@ fn a_lost_inbound_end_waits_for_the_record() {
     e.handle(Event::Record(&rec), at + SignedDuration::from_secs(500), &mut vec![]);
     let (d, _) = attempt(&mut e, "cb", "201", "0023276123456", at + SignedDuration::from_secs(900));
     assert!(!d.rules.contains(&"default.wangiri_callback".to_string()), "{d:?}");
+}
+
+/// A drip to a high-risk country first called after the account was learned: each day's calls
+/// stay under the hourly and daily budgets, but the new destination's own budget (EUR 20 in 7
+/// days) stops it the next day. A country called while learning has no such budget, and an
+/// operator's allowance lifts it.
+#[test]
+fn a_new_high_risk_destination_has_a_small_budget_of_its_own() {
+    use tollguard_engine::{AlertAction, Severity};
+    let named = |d: &Decision| d.rules.iter().any(|r| r == "default.new_high_risk_spend_7d");
+    let mut e = engine("");
+    e.set_learn_until(Some(t("2026-01-19T00:00:00Z")));
+    attempt(&mut e, "learnt", "201", "002348031234567", t("2026-01-14T10:00:00Z"));
+    // Wednesday 11:00 local: the first call to East Timor is capped at 300 s.
+    let day1 = t("2026-01-21T10:00:00Z");
+    let (d, _) = attempt(&mut e, "d1", "201", "0067077123456", day1);
+    assert_eq!(d.max_duration_s, Some(300), "{d:?}");
+    answer(&mut e, "d1", day1);
+    end(&mut e, "d1", 300, day1 + SignedDuration::from_secs(300));
+    // EUR 7.25 spent: EUR 12.75 left of 20 pays 8 whole minutes at EUR 1.45.
+    let (d, _) = attempt(&mut e, "d2", "202", "0067077123456", day1 + SignedDuration::from_hours(4));
+    assert_eq!(d.max_duration_s, Some(480), "{d:?}");
+    assert!(named(&d), "{d:?}");
+    answer(&mut e, "d2", day1 + SignedDuration::from_hours(4));
+    end(&mut e, "d2", 480, day1 + SignedDuration::from_secs(4 * 3600 + 480));
+    // The next morning EUR 1.15 is left, less than a minute: reached, critical, blocked.
+    let day2 = day1 + SignedDuration::from_hours(24);
+    let (d, out) = attempt(&mut e, "d3", "201", "0067077123456", day2);
+    assert!(!d.allowed && d.rules == ["default.new_high_risk_spend_7d"], "{d:?}");
+    let alert = out
+        .iter()
+        .find_map(|x| match x {
+            Effect::Alert(a) if a.rule == "default.new_high_risk_spend_7d" => Some(a),
+            _ => None,
+        })
+        .expect("an alert");
+    assert_eq!((alert.severity, alert.action), (Severity::Critical, AlertAction::Block));
+    // Eight days later the budget's window has passed, the block has not.
+    let day10 = day2 + SignedDuration::from_hours(8 * 24);
+    let (d, _) = attempt(&mut e, "d4", "201", "0067077123456", day10);
+    assert!(!d.allowed && d.explanation[0].contains("until released"), "{d:?}");
+    // The operator confirms East Timor: the budget (and its block) no longer apply to it.
+    let allow = Command::Allow { account: "acme".into(), countries: vec!["TL".into()], until: None };
+    e.handle(Event::Command(allow), day10, &mut vec![]);
+    let (d, _) = attempt(&mut e, "d5", "201", "0067077123456", day10 + SignedDuration::from_secs(60));
+    assert!(d.allowed && !named(&d), "{d:?}");
+
+    // The same calls from an account that called East Timor while it was learned: no such budget.
+    let mut e = engine("");
+    e.set_learn_until(Some(t("2026-01-19T00:00:00Z")));
+    attempt(&mut e, "learnt", "201", "0067077123456", t("2026-01-14T10:00:00Z"));
+    for (i, at) in [day1, day1 + SignedDuration::from_hours(4), day2].into_iter().enumerate() {
+        let id = format!("k{i}");
+        let (d, _) = attempt(&mut e, &id, "201", "0067077123456", at);
+        assert!(d.allowed && !named(&d), "{d:?}");
+        answer(&mut e, &id, at);
+        end(&mut e, &id, 480, at + SignedDuration::from_secs(480));
+    }
+
+    // And a country first called more than 30 days ago is no longer new.
+    let mut e = engine("");
+    // (An account's first week is how its destinations become known: this one calls from 1 December.)
+    attempt(&mut e, "national", "201", "0201234567", t("2025-12-01T10:00:00Z"));
+    let first = t("2025-12-10T10:00:00Z");
+    attempt(&mut e, "first", "201", "0067077123456", first);
+    end(&mut e, "first", 300, first + SignedDuration::from_secs(300));
+    let (d, _) = attempt(&mut e, "second", "201", "0067077123456", first + SignedDuration::from_hours(4));
+    assert!(named(&d), "{d:?}");
+    end(&mut e, "second", 60, first + SignedDuration::from_secs(4 * 3600 + 60));
+    let (d, _) = attempt(&mut e, "later", "201", "0067077123456", day1);
+    assert!(d.allowed && !named(&d), "{d:?}");
+}
+
+/// One callback to a one-ring number is a warning; two a week apart are two warnings, not the
+/// pattern (a field office's missed calls, called back now and then).
+#[test]
+fn a_single_wangiri_callback_now_and_then_is_a_warning() {
+    let mut e = engine("");
+    let ring = |e: &mut Engine, id: &str, from: &str, at: Timestamp| {
+        let a = Attempt {
+            call_id: id,
+            account: "acme",
+            extension: from,
+            dialled: "201",
+            context: "from-trunk",
+            ..Attempt::default()
+        };
+        e.handle(Event::Attempt(a), at, &mut vec![]);
+        end(e, id, 0, at + SignedDuration::from_secs(3));
+    };
+    let severities = |out: &[Effect]| -> Vec<tollguard_engine::Severity> {
+        out.iter()
+            .filter_map(|x| match x {
+                Effect::Alert(a) if a.rule == "default.wangiri_callback" => Some(a.severity),
+                _ => None,
+            })
+            .collect()
+    };
+    let monday = t("2026-01-19T09:00:00Z");
+    for (week, number) in ["+23276123456", "+23276654321"].into_iter().enumerate() {
+        let at = monday + SignedDuration::from_hours(24 * 7 * week as i64);
+        ring(&mut e, &format!("in{week}"), number, at);
+        let (d, out) = attempt(
+            &mut e,
+            &format!("cb{week}"),
+            "201",
+            &format!("00{}", &number[1..]),
+            at + SignedDuration::from_mins(30),
+        );
+        assert!(!d.allowed, "{d:?}");
+        assert_eq!(severities(&out), [tollguard_engine::Severity::Warning]);
+    }
+}
+
+/// The deadline of a spend level comes from a bound that runs ahead of the spend by up to an
+/// increment a call. Where the bound has crossed and the spend has not, the next tick comes at
+/// the next second of talk time, not a nanosecond later again and again (the service's start,
+/// which ticks through its stored history, hung on such a state).
+#[test]
+fn a_level_the_bound_has_crossed_before_the_spend_is_looked_at_each_second() {
+    let mut e = engine("");
+    // An account known for more than a week: East Timor is a new destination with its budget.
+    attempt(&mut e, "national", "201", "0201234567", t("2026-01-05T09:00:00Z"));
+    let t0 = t("2026-01-19T09:00:00Z");
+    for i in 0..3 {
+        let id = format!("c{i}");
+        assert!(attempt(&mut e, &id, "201", "0067077123456", t0).0.allowed);
+        answer(&mut e, &id, t0 + SignedDuration::from_secs(5));
+    }
+    end(&mut e, "c0", 120, t0 + SignedDuration::from_secs(125));
+    // c1 and c2 run on past the caps they were given (a switch that does not end them).
+    let until = t("2026-01-19T09:06:00Z");
+    let (mut n, mut critical_at) = (0, None);
+    while let Some(d) = e.next_deadline() {
+        if d >= until {
+            break;
+        }
+        n += 1;
+        assert!(n < 1000, "still ticking at {d}");
+        let mut out = vec![];
+        e.handle(Event::Tick, d, &mut out);
+        if out.iter().any(|x| {
+            matches!(x, Effect::Alert(a) if a.rule == "default.new_high_risk_spend_7d"
+                && a.severity == tollguard_engine::Severity::Critical)
+        }) {
+            critical_at = Some(d);
+        }
+    }
+    // 2.90 ended + two calls of 6 started minutes at EUR 1.45: EUR 20.30 from 09:05:06.
+    assert_eq!(critical_at, Some(t("2026-01-19T09:05:06Z")));
 }
