@@ -572,17 +572,18 @@ struct ActiveBlock {
     destinations: Option<Destinations>,
     until: Option<Timestamp>,
     rule: String,
+    /// When it was set.
+    set_at: Timestamp,
 }
 
 #[derive(Clone, Debug, Default)]
 struct AccountMemory {
-    /// Kinds of destination the account has called ([`destination_kind`]).
-    seen: Vec<u32>,
+    /// Kinds of destination the account has called ([`destination_kind`]), and when first
+    /// (seconds since 1970; [`LEARNT`]: while it was being learned): the first-call rules, and
+    /// limits with `new_destinations`.
+    seen: Vec<(u32, i64)>,
     /// Kinds whose first-call alert was raised (until they are called).
     alerted: Vec<u32>,
-    /// Kinds first called lately, outside learning, and when ([`NEW_DESTINATION_AGE`]; at most
-    /// [`NEW_KINDS`], the most recent last): limits with `new_destinations` count their calls.
-    new_kinds: Vec<(u32, Timestamp)>,
     /// The account's earliest call to any destination: its first [`ACCOUNT_LEARNING`] are how
     /// its destinations become known.
     since: Option<Timestamp>,
@@ -594,8 +595,9 @@ struct AccountMemory {
     talked: Vec<(E164, Timestamp)>,
     /// Numbers whose wangiri alert was raised (while they are remembered in `rang_in`).
     wangiri_alerted: Vec<E164>,
-    /// The last callback the wangiri rule denied, and the last time it raised a critical alert.
-    wangiri_denied: Option<Timestamp>,
+    /// The last callback the wangiri rule denied (when, the number, the caller's [`ext_hash`]),
+    /// and the last time it raised a critical alert.
+    wangiri_denied: Option<(Timestamp, E164, u64)>,
     wangiri_critical: Option<Timestamp>,
     /// Countries an operator allowed after a false positive (ISO alpha-2), until when.
     allowances: Vec<(String, Option<Timestamp>)>,
@@ -628,42 +630,33 @@ impl AccountMemory {
     }
 
     /// A call to `kind` at `at`; `learning`: the account's destinations are being learned, so
-    /// a first call then makes nothing new.
+    /// a first call then makes nothing new. Records may come in any order: the earliest call
+    /// counts.
     fn mark(&mut self, kind: u32, at: Timestamp, learning: bool) {
         if self.since.is_none_or(|s| at < s) {
             self.since = Some(at);
         }
-        if !self.seen.contains(&kind) {
-            self.seen.push(kind);
-            let learnt = self.since.is_some_and(|s| at.duration_since(s) < ACCOUNT_LEARNING);
-            if !learning && !learnt {
-                self.new_kinds.retain(|(_, t)| at.duration_since(*t) < NEW_DESTINATION_AGE);
-                if self.new_kinds.len() >= NEW_KINDS {
-                    self.new_kinds.remove(0);
-                }
-                self.new_kinds.push((kind, at));
-            }
+        let stamp = if learning { LEARNT } else { at.as_second() };
+        match self.seen.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, first)) => *first = (*first).min(stamp),
+            None => self.seen.push((kind, stamp)),
         }
         self.alerted.retain(|k| *k != kind);
     }
 
-    /// Whether a call to `kind` (in `country`) at `now` goes to a destination the account
-    /// first called lately (this call, if it has never called it), outside learning (replay's,
-    /// and the account's own first [`ACCOUNT_LEARNING`]) and with no operator's allowance for
-    /// the country.
-    fn is_new(&self, kind: Option<u32>, country: &str, now: Timestamp, learning: bool) -> bool {
-        let Some(kind) = kind else { return false };
-        if learning || self.allowances.iter().any(|(c, until)| c == country && until.is_none_or(|u| now < u))
-        {
-            return false;
-        }
-        let learnt = |t: Timestamp| self.since.is_none_or(|s| t.duration_since(s) < ACCOUNT_LEARNING);
-        if !self.seen.contains(&kind) {
-            return !learnt(now);
-        }
-        self.new_kinds
-            .iter()
-            .any(|&(k, t)| k == kind && now.duration_since(t) < NEW_DESTINATION_AGE && !learnt(t))
+    /// Whether the account has called `kind`.
+    fn has_seen(&self, kind: u32) -> bool {
+        self.seen.iter().any(|(k, _)| *k == kind)
+    }
+
+    /// When the account first called `kind` (seconds; [`LEARNT`]), if it has.
+    fn first_call(&self, kind: u32) -> Option<i64> {
+        self.seen.iter().find(|(k, _)| *k == kind).map(|&(_, t)| t)
+    }
+
+    /// Whether an operator allows `country` at `now`.
+    fn allows(&self, country: &str, now: Timestamp) -> bool {
+        self.allowances.iter().any(|(c, until)| c == country && until.is_none_or(|u| now < u))
     }
 }
 
@@ -712,6 +705,16 @@ impl Account {
         }
         self.last_local.1
     }
+}
+
+/// `t + d`, or the end of time (a request's own time can be anything a timestamp holds).
+fn later(t: Timestamp, d: SignedDuration) -> Timestamp {
+    t.checked_add(d).unwrap_or(Timestamp::MAX)
+}
+
+/// A deterministic hash of an extension (FNV-1a), to tell callers apart without keeping the text.
+fn ext_hash(ext: &str) -> u64 {
+    ext.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// A kind of destination, as the new-destination rule remembers them: the country, and for
@@ -772,8 +775,8 @@ pub const NEW_DESTINATION_AGE: SignedDuration = SignedDuration::from_hours(30 * 
 /// known: none of them is new (records of its past, posted before the service goes live, count).
 pub const ACCOUNT_LEARNING: SignedDuration = SignedDuration::from_hours(7 * 24);
 
-/// How many kinds of destination first called lately an account remembers.
-pub const NEW_KINDS: usize = 32;
+/// The first-call time of a kind of destination called while the account was being learned.
+const LEARNT: i64 = i64::MIN;
 
 /// A call that ends this close to its cap, seconds, ran until it (the switch's timer and its
 /// record's rounding differ by a second or two).
@@ -1125,9 +1128,7 @@ impl Engine {
             bytes += (a.states.capacity() + a.account_states.capacity() + a.running.capacity()) * 4;
             bytes += a.baseline.as_ref().map_or(0, |_| size_of::<Baseline>());
             let m = &a.memory;
-            bytes += m.seen.capacity() * 4
-                + m.alerted.capacity() * 4
-                + m.new_kinds.capacity() * size_of::<(u32, Timestamp)>();
+            bytes += m.seen.capacity() * size_of::<(u32, i64)>() + m.alerted.capacity() * 4;
             bytes += m
                 .allowances
                 .iter()
@@ -1248,9 +1249,11 @@ impl Engine {
         let local = self.accounts[acct as usize].local(at);
         let learning = self.learn_until.is_some_and(|t| now < t);
         let kind = dest.region.map(|region| destination_kind(region, dest.number_type));
-        let new = self.accounts[acct as usize].memory.is_new(kind, dest.country, at, learning);
+        // Where it went is known from when it started (its cost from when it ended).
+        let started = c.start.min(now);
+        let new = self.is_new(acct, kind, dest.country, started, learning);
         if let Some(kind) = kind {
-            self.accounts[acct as usize].memory.mark(kind, at, learning);
+            self.accounts[acct as usize].memory.mark(kind, started, learning);
         }
         if dest.rate.is_some() {
             let b = self.accounts[acct as usize].baseline.get_or_insert_with(Box::default);
@@ -1315,6 +1318,7 @@ impl Engine {
                     | WindowKind::Month
                     | WindowKind::Rolling24h
                     | WindowKind::Rolling72h
+                    | WindowKind::Rolling7d
             )
         );
         if limit.retired || limit.metric != Metric::Spend || !long {
@@ -1353,8 +1357,9 @@ impl Engine {
                 extension: (limit.scope == ScopeKind::Extension).then(|| ext.to_string()),
                 limit: Some(li),
                 destinations: None,
-                until: limit.block_for.map(|d| now + d),
+                until: limit.block_for.map(|d| later(now, d)),
                 rule: limit.name.clone(),
+                set_at: now,
             };
             self.set_block(acct, b, now, out);
         }
@@ -1408,8 +1413,9 @@ impl Engine {
                     extension: (limit.scope == ScopeKind::Extension).then(|| ext.to_string()),
                     limit: Some(li),
                     destinations: None,
-                    until: limit.block_for.map(|d| now + d),
+                    until: limit.block_for.map(|d| later(now, d)),
                     rule: limit.name.clone(),
+                    set_at: now,
                 };
                 self.set_block(acct, b, now, out);
             }
@@ -1474,6 +1480,33 @@ impl Engine {
         });
         self.account_ids.insert(name.to_string(), id);
         id
+    }
+
+    /// Whether a call to `kind` (in `country`) at `now` goes to a destination the account first
+    /// called lately: the first call is this one, or less than [`NEW_DESTINATION_AGE`] ago, and
+    /// not while it was being learned (replay's learning, or the account's own first
+    /// [`ACCOUNT_LEARNING`]); and the operator does not allow the country. A destination that was
+    /// new when a `new_destinations` limit blocked it stays new while that block is in force.
+    fn is_new(&self, acct: u32, kind: Option<u32>, country: &str, now: Timestamp, learning: bool) -> bool {
+        let Some(kind) = kind else { return false };
+        let a = &self.accounts[acct as usize];
+        let m = &a.memory;
+        if learning || m.allows(country, now) {
+            return false;
+        }
+        let first = m.first_call(kind).unwrap_or(now.as_second());
+        if first == LEARNT
+            || m.since.is_none_or(|s| first.saturating_sub(s.as_second()) < ACCOUNT_LEARNING.as_secs())
+        {
+            return false;
+        }
+        let age = NEW_DESTINATION_AGE.as_secs();
+        now.as_second().saturating_sub(first) < age
+            || a.blocks.iter().any(|b| {
+                b.limit.is_some_and(|i| self.policy.limits[i as usize].filter.new_only)
+                    && b.until.is_none_or(|u| now < u)
+                    && b.set_at.as_second().saturating_sub(first) < age
+            })
     }
 
     fn is_night(&self, local: DateTime) -> bool {
@@ -1574,7 +1607,7 @@ impl Engine {
         let ext = a.extension;
         let local = self.accounts[acct as usize].local(now);
         let kind = dest.region.map(|region| destination_kind(region, dest.number_type));
-        let new = self.accounts[acct as usize].memory.is_new(kind, dest.country, now, learning);
+        let new = self.is_new(acct, kind, dest.country, now, learning);
         let mut deny = false;
         // Rules that denied the call; the others (caps, alerts) go to `d.rules`.
         let mut deny_rules: Vec<String> = vec![];
@@ -1619,12 +1652,8 @@ impl Engine {
         if self.policy.new_destination_rules {
             if let (Some(region), Some(risk)) = (dest.region, dest.risk) {
                 let kind = destination_kind(region, dest.number_type);
-                let seen = self.accounts[acct as usize].memory.seen.contains(&kind);
-                let allowed = self.accounts[acct as usize]
-                    .memory
-                    .allowances
-                    .iter()
-                    .any(|(c, until)| c == dest.country && until.is_none_or(|u| now < u));
+                let seen = self.accounts[acct as usize].memory.has_seen(kind);
+                let allowed = self.accounts[acct as usize].memory.allows(dest.country, now);
                 if !seen && !allowed && risk >= RiskTier::High {
                     let night = self.is_night(local);
                     let revenue_share = matches!(
@@ -1704,10 +1733,16 @@ impl Engine {
                         m.wangiri_alerted.push(to);
                     }
                     // One denied callback is a warning (a missed call from abroad called back,
-                    // now and then, is what two-way traffic looks like); a second within
-                    // WANGIRI_BURST is the pattern: staff are calling back one-ring numbers.
-                    let previous = m.wangiri_denied.replace(now);
-                    let escalate = previous.is_some_and(|t| now.duration_since(t) < WANGIRI_BURST)
+                    // now and then, is what two-way traffic looks like, and the caller may redial
+                    // it); a second within WANGIRI_BURST by another extension or to another
+                    // number is the pattern: staff are calling back one-ring numbers.
+                    let caller = ext_hash(ext);
+                    let previous = m
+                        .wangiri_denied
+                        .replace((now, to, caller))
+                        .map(|(t, n, c)| (t, n != to || c != caller));
+                    let escalate = previous
+                        .is_some_and(|(t, other)| other && now.duration_since(t) < WANGIRI_BURST)
                         && m.wangiri_critical.is_none_or(|t| now.duration_since(t) >= WANGIRI_BURST);
                     if escalate {
                         m.wangiri_critical = Some(now);
@@ -1719,7 +1754,7 @@ impl Engine {
                         if dest.country.is_empty() { "unknown country" } else { dest.country },
                         dest.risk.unwrap_or_default()
                     );
-                    if let (true, Some(p)) = (escalate, previous) {
+                    if let (true, Some((p, _))) = (escalate, previous) {
                         msg.push_str(&format!(
                             "; another was denied at {p}: staff are calling back one-ring numbers"
                         ));
@@ -1856,8 +1891,9 @@ impl Engine {
                         extension: (limit.scope == ScopeKind::Extension).then(|| ext.to_string()),
                         limit: Some(i as u16),
                         destinations: None,
-                        until: limit.block_for.map(|d| now + d),
+                        until: limit.block_for.map(|d| later(now, d)),
                         rule: limit.name.clone(),
+                        set_at: now,
                     });
                 }
                 if acts.has(Action::Alert) && state.alerted < 2 {
@@ -2398,7 +2434,7 @@ impl Engine {
                                     .sum::<i128>()
                         });
                         if spent < level as i128 {
-                            return Some(now + SignedDuration::from_secs(1));
+                            return Some(later(now, SignedDuration::from_secs(1)));
                         }
                         return Some(now);
                     }
@@ -2430,12 +2466,12 @@ impl Engine {
                     call.answered.filter(|_| !call.cut)
                 })
                 .min()
-                .map(|ans| enforced_from((ans + SignedDuration::from_secs(limit.max)).max(now))),
+                .map(|ans| enforced_from(later(ans, SignedDuration::from_secs(limit.max)).max(now))),
             _ => None,
         };
         // A far deadline is looked at again within the horizon, so entries of calls that ended
         // long before it do not pile up in the heap.
-        deadline.map(|t| t.min(now + SignedDuration::from_secs(HORIZON_S as i64)))
+        deadline.map(|t| t.min(later(now, SignedDuration::from_secs(HORIZON_S as i64))))
     }
 
     fn tick(&mut self, now: Timestamp, out: &mut Vec<Effect>) {
@@ -2479,7 +2515,7 @@ impl Engine {
             self.tick_state(sid, now, learning, out);
             // After this tick: a tick does not look at the same state twice (the next tick, or
             // replay's next grid step, looks again).
-            self.reschedule(sid, now, now + SignedDuration::from_nanos(1));
+            self.reschedule(sid, now, later(now, SignedDuration::from_nanos(1)));
         }
     }
 
@@ -2505,6 +2541,9 @@ impl Engine {
                     state.alerted = 0;
                 }
                 if used >= limit.max {
+                    // Past the warning level too: its alert is not due any more (with no
+                    // critical alert configured, it would be due at every tick).
+                    state.alerted = state.alerted.max(1);
                     let cut = limit.on_critical.has(Action::Cut) && enforce;
                     let running = state.running.clone();
                     if limit.on_critical.has(Action::Alert) && state.alerted < 2 {
@@ -2531,8 +2570,9 @@ impl Engine {
                             extension: (limit.scope == ScopeKind::Extension).then(|| ext.to_string()),
                             limit: Some(li),
                             destinations: None,
-                            until: limit.block_for.map(|d| now + d),
+                            until: limit.block_for.map(|d| later(now, d)),
                             rule: limit.name.clone(),
+                            set_at: now,
                         };
                         self.set_block(acct, b, now, out);
                     }
@@ -2588,6 +2628,7 @@ impl Engine {
                     destinations,
                     until,
                     rule,
+                    set_at: now,
                 });
             }
             Command::SetLimits { account, owner, limits } => self.set_limits(&account, owner, limits, now),
@@ -2684,6 +2725,9 @@ fn describe(limit: &Limit) -> String {
     }
     if !limit.filter.countries.is_empty() {
         to.push(limit.filter.countries.join("/"));
+    }
+    if limit.filter.new_only {
+        to.push("destinations first called lately".into());
     }
     if to.is_empty() {
         what.to_string()

@@ -676,6 +676,22 @@ fn the_ends_of_time_do_not_overflow() {
         end(&mut e, "edge", 60, now);
         assert!(e.account_report("acme", now).is_some());
     }
+    // Answered high-risk calls (deadlines, blocks, caps) and ticks at the ends of time too.
+    let mut e = engine("");
+    for (i, now) in [Timestamp::MAX, Timestamp::MIN, Timestamp::MAX].into_iter().enumerate() {
+        for c in 0..5 {
+            let id = format!("x{i}{c}");
+            attempt(&mut e, &id, "201", "0067077123456", now);
+            answer(&mut e, &id, now);
+        }
+        e.handle(Event::Tick, now, &mut vec![]);
+        while let Some(d) = e.next_deadline().filter(|d| *d <= now) {
+            e.handle(Event::Tick, d, &mut vec![]);
+            if d == now {
+                break;
+            }
+        }
+    }
 }
 
 /// A one-channel attack on a country the account already calls: each call is capped to the
@@ -684,9 +700,8 @@ fn the_ends_of_time_do_not_overflow() {
 #[test]
 fn an_exhausted_budget_is_a_reached_limit() {
     let mut e = engine("");
-    // East Timor in office hours while the account is learned: the kind is known from then on
+    // East Timor in office hours, in the account's first week: the kind is known from then on
     // (not a new destination with its own small budget).
-    e.set_learn_until(Some(t("2026-01-19T12:00:00Z")));
     let (d, _) = attempt(&mut e, "day", "201", "0067077123456", t("2026-01-19T10:00:00Z"));
     assert!(d.allowed);
     answer(&mut e, "day", t("2026-01-19T10:00:00Z"));
@@ -981,8 +996,9 @@ fn a_new_high_risk_destination_has_a_small_budget_of_its_own() {
     let mut e = engine("");
     e.set_learn_until(Some(t("2026-01-19T00:00:00Z")));
     attempt(&mut e, "learnt", "201", "002348031234567", t("2026-01-14T10:00:00Z"));
-    // Wednesday 11:00 local: the first call to East Timor is capped at 300 s.
-    let day1 = t("2026-01-21T10:00:00Z");
+    // Thursday 11:00 local, eight days after the account's first call: the first call to East
+    // Timor is capped at 300 s.
+    let day1 = t("2026-01-22T10:00:00Z");
     let (d, _) = attempt(&mut e, "d1", "201", "0067077123456", day1);
     assert_eq!(d.max_duration_s, Some(300), "{d:?}");
     answer(&mut e, "d1", day1);
@@ -992,11 +1008,10 @@ fn a_new_high_risk_destination_has_a_small_budget_of_its_own() {
     assert_eq!(d.max_duration_s, Some(480), "{d:?}");
     assert!(named(&d), "{d:?}");
     answer(&mut e, "d2", day1 + SignedDuration::from_hours(4));
-    end(&mut e, "d2", 480, day1 + SignedDuration::from_secs(4 * 3600 + 480));
-    // The next morning EUR 1.15 is left, less than a minute: reached, critical, blocked.
-    let day2 = day1 + SignedDuration::from_hours(24);
-    let (d, out) = attempt(&mut e, "d3", "201", "0067077123456", day2);
-    assert!(!d.allowed && d.rules == ["default.new_high_risk_spend_7d"], "{d:?}");
+    // It talks until its cap: EUR 1.15 is left, less than a minute: reached, critical, blocked.
+    let mut out = vec![];
+    let ended = day1 + SignedDuration::from_secs(4 * 3600 + 480);
+    e.handle(Event::End { call_id: "d2", billsec: Some(480) }, ended, &mut out);
     let alert = out
         .iter()
         .find_map(|x| match x {
@@ -1005,19 +1020,30 @@ fn a_new_high_risk_destination_has_a_small_budget_of_its_own() {
         })
         .expect("an alert");
     assert_eq!((alert.severity, alert.action), (Severity::Critical, AlertAction::Block));
-    // Eight days later the budget's window has passed, the block has not.
+    assert!(alert.message.contains("destinations first called lately"), "{alert:?}");
+    let day2 = day1 + SignedDuration::from_hours(24);
+    let (d, out) = attempt(&mut e, "d3", "201", "0067077123456", day2);
+    assert!(!d.allowed && d.rules == ["default.new_high_risk_spend_7d"], "{d:?}");
+    assert!(!out.iter().any(|x| matches!(x, Effect::Alert(_))), "{out:?}");
+    // Eight days later the budget's window has passed, the block has not; 40 days later East
+    // Timor is no longer a new destination, but the block that found it new still covers it.
+    for days in [8, 40] {
+        let (d, _) =
+            attempt(&mut e, "d4", "201", "0067077123456", day2 + SignedDuration::from_hours(days * 24));
+        assert!(!d.allowed && d.explanation[0].contains("until released"), "{d:?}");
+    }
     let day10 = day2 + SignedDuration::from_hours(8 * 24);
-    let (d, _) = attempt(&mut e, "d4", "201", "0067077123456", day10);
-    assert!(!d.allowed && d.explanation[0].contains("until released"), "{d:?}");
     // The operator confirms East Timor: the budget (and its block) no longer apply to it.
     let allow = Command::Allow { account: "acme".into(), countries: vec!["TL".into()], until: None };
     e.handle(Event::Command(allow), day10, &mut vec![]);
     let (d, _) = attempt(&mut e, "d5", "201", "0067077123456", day10 + SignedDuration::from_secs(60));
     assert!(d.allowed && !named(&d), "{d:?}");
 
-    // The same calls from an account that called East Timor while it was learned: no such budget.
+    // The same calls from an account that called East Timor while it was learned (and not in
+    // its own first week): no such budget.
     let mut e = engine("");
     e.set_learn_until(Some(t("2026-01-19T00:00:00Z")));
+    attempt(&mut e, "early", "201", "0201234567", t("2026-01-01T10:00:00Z"));
     attempt(&mut e, "learnt", "201", "0067077123456", t("2026-01-14T10:00:00Z"));
     for (i, at) in [day1, day1 + SignedDuration::from_hours(4), day2].into_iter().enumerate() {
         let id = format!("k{i}");
@@ -1079,6 +1105,15 @@ fn a_single_wangiri_callback_now_and_then_is_a_warning() {
         );
         assert!(!d.allowed, "{d:?}");
         assert_eq!(severities(&out), [tollguard_engine::Severity::Warning]);
+        // The same extension redials it a minute later: denied, no alert (one person retrying).
+        let (d, out) = attempt(
+            &mut e,
+            &format!("again{week}"),
+            "201",
+            &format!("00{}", &number[1..]),
+            at + SignedDuration::from_mins(31),
+        );
+        assert!(!d.allowed && severities(&out).is_empty(), "{out:?}");
     }
 }
 

@@ -165,6 +165,13 @@ pub(crate) async fn intake(
             if *allowed == Some(true) && !core.engine.knows_call(&c.call_id, now) {
                 continue;
             }
+            // A call tollguard denied: the switch's record of the failed attempt costs nothing and
+            // must not make its destination one the account has called (the first-call rules
+            // would pass the next attempt). One that talked anyway (a switch that did not wait
+            // for the answer) is counted.
+            if *allowed == Some(false) && c.billsec == 0 {
+                continue;
+            }
             core.live.remove(&c.call_id);
             core.engine.handle(Event::Record(c), now, &mut effects);
         }
@@ -363,10 +370,15 @@ pub(crate) fn rebuild(
                 Ok(c) => {
                     // The same rule as at intake: an authorized call that ended longer ago than
                     // the record grace was counted at its end.
-                    let allowed = store.decision(&c.call_id).ok().flatten().is_some_and(|(_, json)| {
-                        serde_json::from_str::<serde_json::Value>(&json).is_ok_and(|d| d["allow"] == true)
+                    let allowed = store.decision(&c.call_id).ok().flatten().and_then(|(_, json)| {
+                        serde_json::from_str::<serde_json::Value>(&json)
+                            .ok()
+                            .and_then(|d| d["allow"].as_bool())
                     });
-                    if allowed && !engine.knows_call(&c.call_id, now) {
+                    if allowed == Some(true) && !engine.knows_call(&c.call_id, now) {
+                        return;
+                    }
+                    if allowed == Some(false) && c.billsec == 0 {
                         return;
                     }
                     live.remove(&c.call_id);

@@ -303,6 +303,58 @@ async fn usage_counts_running_calls_and_survives_a_restart() {
     assert_eq!(st, StatusCode::NO_CONTENT);
 }
 
+/// The switch writes a record for the call tollguard denied (a failed attempt, no talk time):
+/// stored, but it does not make East Timor a country the account has called.
+#[tokio::test]
+async fn the_record_of_a_denied_call_does_not_teach_its_destination() {
+    let f = fixture("denied-record");
+    let s = server(&f.db);
+    let app = s.router();
+    let night = |id: &str, time: &str| authorize_body(id, "0067077123456", time);
+    let (_, v) = call(
+        &app,
+        "POST",
+        "/v1/authorize",
+        Some(&f.integration),
+        Some(night("tl1", "2011-06-11T23:10:00+02:00")),
+    )
+    .await;
+    assert_eq!(v["allow"], false, "{v}");
+    let batch = json!([{"call_id": "tl1", "account": "acme", "extension": "210", "to": "0067077123456",
+                        "start": "2011-06-11T21:10:00Z", "end": "2011-06-11T21:10:01Z", "billsec": 0,
+                        "disposition": "failed"}]);
+    let (st, v) = call(&app, "POST", "/v1/cdrs", Some(&f.integration), Some(batch)).await;
+    assert_eq!((st, v["new"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
+    let (_, v) = call(
+        &app,
+        "POST",
+        "/v1/authorize",
+        Some(&f.integration),
+        Some(night("tl2", "2011-06-11T23:20:00+02:00")),
+    )
+    .await;
+    assert_eq!(
+        (v["allow"].clone(), v["rules"].clone()),
+        (json!(false), json!(["default.new_critical_destination_night"])),
+        "{v}"
+    );
+    // The same after a restart, which handles the stored events again.
+    s.flush().await;
+    drop(app);
+    drop(s);
+    let s = server(&f.db);
+    let app = s.router();
+    let (_, v) = call(
+        &app,
+        "POST",
+        "/v1/authorize",
+        Some(&f.integration),
+        Some(night("tl3", "2011-06-11T23:30:00+02:00")),
+    )
+    .await;
+    assert_eq!(v["rules"], json!(["default.new_critical_destination_night"]), "{v}");
+}
+
 #[tokio::test]
 async fn call_records_are_stored_once_and_counted_once() {
     let f = fixture("cdrs");
