@@ -2545,27 +2545,39 @@ impl Engine {
                     // critical alert configured, it would be due at every tick).
                     state.alerted = state.alerted.max(1);
                     let cut = limit.on_critical.has(Action::Cut) && enforce;
+                    let block = limit.on_critical.has(Action::Block)
+                        && enforce
+                        && !self.accounts[acct as usize].blocks.iter().any(|b| b.limit == Some(li));
                     let running = state.running.clone();
                     if limit.on_critical.has(Action::Alert) && state.alerted < 2 {
                         state.alerted = 2;
+                        let done = match (cut, block) {
+                            (true, true) => ": running calls cut, its destinations blocked",
+                            (true, false) => ": running calls cut",
+                            (false, true) => ": its destinations blocked",
+                            (false, false) => "",
+                        };
                         let msg = format!(
-                            "{}{} reached {} with {} calls running (limit {}){}",
+                            "{}{} reached {} with {} calls running (limit {}){done}",
                             describe(limit),
                             window_text(limit),
                             limit.show(used),
                             running.len(),
                             limit.show(limit.max),
-                            if cut { ": running calls cut" } else { "" }
                         );
                         let mut al = self.alert(acct, ext, now, "", Severity::Critical, &limit.name);
-                        al.action = if cut { AlertAction::Cut } else { AlertAction::Alert };
+                        // The block is what lasts (and what an operator may have to lift).
+                        al.action = if block {
+                            AlertAction::Block
+                        } else if cut {
+                            AlertAction::Cut
+                        } else {
+                            AlertAction::Alert
+                        };
                         al.message = msg;
                         out.push(Effect::Alert(al));
                     }
-                    if limit.on_critical.has(Action::Block)
-                        && enforce
-                        && !self.accounts[acct as usize].blocks.iter().any(|b| b.limit == Some(li))
-                    {
+                    if block {
                         let b = ActiveBlock {
                             extension: (limit.scope == ScopeKind::Extension).then(|| ext.to_string()),
                             limit: Some(li),

@@ -1144,11 +1144,17 @@ fn a_level_the_bound_has_crossed_before_the_spend_is_looked_at_each_second() {
         assert!(n < 1000, "still ticking at {d}");
         let mut out = vec![];
         e.handle(Event::Tick, d, &mut out);
-        if out.iter().any(|x| {
-            matches!(x, Effect::Alert(a) if a.rule == "default.new_high_risk_spend_7d"
-                && a.severity == tollguard_engine::Severity::Critical)
-        }) {
-            critical_at = Some(d);
+        for x in &out {
+            if let Effect::Alert(a) = x {
+                if a.rule == "default.new_high_risk_spend_7d"
+                    && a.severity == tollguard_engine::Severity::Critical
+                {
+                    critical_at = Some(d);
+                    // Cut and blocked: the alert says the block, which lasts.
+                    assert_eq!(a.action, tollguard_engine::AlertAction::Block, "{a:?}");
+                    assert!(a.message.ends_with("running calls cut, its destinations blocked"), "{a:?}");
+                }
+            }
         }
     }
     // 2.90 ended + two calls of 6 started minutes at EUR 1.45: EUR 20.30 from 09:05:06.
