@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tollguard_core::cdr::{Cdr, Disposition};
-use tollguard_engine::{Attempt, Command, Engine, Event};
+use tollguard_engine::{Alert, AlertAction, Attempt, Command, Effect, Engine, Event, Severity};
 use tollguard_ingest::{Format, ReadError, ReadOptions};
 use tollguard_store::Store;
 
@@ -171,6 +171,25 @@ pub(crate) async fn intake(
             // for the answer) is counted.
             if *allowed == Some(false) && c.billsec == 0 {
                 continue;
+            }
+            if *allowed == Some(false) {
+                // Denied, and talked all the same: the switch does not act on the answers, so
+                // nothing tollguard decides protects this account. Counted below, and said loudly.
+                let tz = core.engine.rater().account(&c.account).tz.clone();
+                effects.push(Effect::Alert(Alert {
+                    time: now.to_zoned_datetime(tz).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
+                    account: c.account.clone(),
+                    extension: c.source.clone(),
+                    severity: Severity::Critical,
+                    rule: "integration.denied_call_connected".into(),
+                    action: AlertAction::Alert,
+                    call_id: c.call_id.clone(),
+                    message: format!(
+                        "call {} to {} was denied by tollguard but its record has {} s of talk time: the switch \
+                         connected it anyway (check that the integration acts on tollguard's answers)",
+                        c.call_id, c.dialled, c.billsec
+                    ),
+                }));
             }
             core.live.remove(&c.call_id);
             core.engine.handle(Event::Record(c), now, &mut effects);

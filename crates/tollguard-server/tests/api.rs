@@ -353,6 +353,25 @@ async fn the_record_of_a_denied_call_does_not_teach_its_destination() {
     )
     .await;
     assert_eq!(v["rules"], json!(["default.new_critical_destination_night"]), "{v}");
+    // A switch that connects a denied call all the same: counted, and a critical alert says so.
+    let batch = json!([{"call_id": "tl3", "account": "acme", "extension": "210", "to": "0067077123456",
+                        "start": "2011-06-11T21:30:00Z", "answer": "2011-06-11T21:30:05Z",
+                        "end": "2011-06-11T21:40:05Z", "billsec": 600, "disposition": "answered"}]);
+    let (st, _) = call(&app, "POST", "/v1/cdrs", Some(&f.integration), Some(batch)).await;
+    assert_eq!(st, StatusCode::OK);
+    s.flush().await;
+    let (_, v) = call(&app, "GET", "/v1/alerts", Some(&f.operator), None).await;
+    let connected: Vec<_> = v["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["rule"] == "integration.denied_call_connected")
+        .collect();
+    assert_eq!(connected.len(), 1, "{v}");
+    assert_eq!(
+        (connected[0]["call_id"].as_str(), connected[0]["severity"].as_str()),
+        (Some("tl3"), Some("critical"))
+    );
 }
 
 #[tokio::test]
