@@ -146,13 +146,12 @@ assert a["calls"] == [], a
 print("   account e2e: high-risk calls this hour", limits["e2e.high_risk_calls_1h"]["used"], "of 5; running calls 0")
 PY
 capped=$(curl -fs -H "Authorization: Bearer $OPERATOR" "http://127.0.0.1:$HTTP_PORT/v1/accounts/capped")
-# Kamailio 5.x sometimes skips event_route[dialog:end] for a dialog its timeout ended (it logs
-# "bye_reply_cb(): inconsistent dlg timer data"): the end is never reported. tollguard's rule for
-# lost ends then closes the call at its cap plus one minute (docs/api.md); wait for that.
+# Now and then (once in nine runs on 2026-12-06) Kamailio runs no event_route[dialog:end] for the dialog
+# its timeout ended, so the end is never reported; why is not known (its log has the same
+# "bye_reply_cb(): inconsistent dlg timer data" warning in runs that pass). tollguard's rule for
+# lost ends then closes the call at its cap plus one minute (docs/api.md): wait for that, and say so.
 if [[ "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["running_calls"])' "$capped")" != 0 ]]; then
-    grep -q "inconsistent dlg timer data" "$OUT/kamailio.log" \
-        || fail "the capped call's end was not reported, and Kamailio logged no dialog timer race: $capped"
-    echo "   Kamailio did not report the capped call's end (its dialog timer race): waiting for the lost-end rule"
+    echo "   Kamailio did not report the capped call's end: waiting for tollguard's lost-end rule"
     for _ in $(seq 40); do
         sleep 2
         capped=$(curl -fs -H "Authorization: Bearer $OPERATOR" "http://127.0.0.1:$HTTP_PORT/v1/accounts/capped")
