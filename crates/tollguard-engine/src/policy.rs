@@ -83,9 +83,9 @@ pub struct LimitSpec {
     #[serde(default)]
     pub risk: Vec<String>,
     /// Only calls to a kind of destination (a country; a revenue-share or unknown-type range
-    /// within it) that the account first called in the last 30 days, not while learning: a
-    /// new destination's own budget until it has a history. An operator's allowance for the
-    /// country lifts it. Default false.
+    /// within it) that the account first called in the last 30 days, not while learning nor in
+    /// the account's own first 7 days of calls: a new destination's own budget until it has a
+    /// history. An operator's allowance for the country lifts it. Default false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub new_destinations: bool,
     /// Report only: alerts are raised, but calls are never denied, capped, cut or blocked.
