@@ -576,6 +576,21 @@ struct ActiveBlock {
     set_at: Timestamp,
 }
 
+impl ActiveBlock {
+    /// The block a limit's `block` action sets: its destinations, for the account (or the
+    /// extension, for a per-extension limit), for `block_for` or until released.
+    fn by_limit(limit: &Limit, li: u16, ext: &str, now: Timestamp) -> ActiveBlock {
+        ActiveBlock {
+            extension: (limit.scope == ScopeKind::Extension).then(|| ext.to_string()),
+            limit: Some(li),
+            destinations: None,
+            until: limit.block_for.map(|d| later(now, d)),
+            rule: limit.name.clone(),
+            set_at: now,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 struct AccountMemory {
     /// Kinds of destination the account has called ([`destination_kind`]), and when first
@@ -687,6 +702,11 @@ struct Account {
 }
 
 impl Account {
+    /// Whether a block set by limit `li` is held (expired ones go at the next tick).
+    fn blocked_by(&self, li: u16) -> bool {
+        self.blocks.iter().any(|b| b.limit == Some(li))
+    }
+
     /// `now` in the account's zone.
     fn local(&mut self, now: Timestamp) -> DateTime {
         if self.last_local.0 != now {
@@ -1335,9 +1355,8 @@ impl Engine {
             return;
         }
         let enforce = !limit.report_only && !learning;
-        let block = limit.on_critical.has(Action::Block)
-            && enforce
-            && !self.accounts[acct as usize].blocks.iter().any(|b| b.limit == Some(li));
+        let block =
+            limit.on_critical.has(Action::Block) && enforce && !self.accounts[acct as usize].blocked_by(li);
         if limit.on_critical.has(Action::Alert) && state.alerted < 2 {
             state.alerted = 2;
             let msg = format!(
@@ -1353,14 +1372,7 @@ impl Engine {
             out.push(Effect::Alert(al));
         }
         if block {
-            let b = ActiveBlock {
-                extension: (limit.scope == ScopeKind::Extension).then(|| ext.to_string()),
-                limit: Some(li),
-                destinations: None,
-                until: limit.block_for.map(|d| later(now, d)),
-                rule: limit.name.clone(),
-                set_at: now,
-            };
+            let b = ActiveBlock::by_limit(limit, li, ext, now);
             self.set_block(acct, b, now, out);
         }
     }
@@ -1393,7 +1405,7 @@ impl Engine {
         if critical {
             let block = limit.on_critical.has(Action::Block)
                 && enforce
-                && !self.accounts[acct as usize].blocks.iter().any(|b| b.limit == Some(li));
+                && !self.accounts[acct as usize].blocked_by(li);
             if limit.on_critical.has(Action::Alert) && state.alerted < 2 {
                 state.alerted = 2;
                 let msg = format!(
@@ -1409,14 +1421,7 @@ impl Engine {
                 out.push(Effect::Alert(al));
             }
             if block {
-                let b = ActiveBlock {
-                    extension: (limit.scope == ScopeKind::Extension).then(|| ext.to_string()),
-                    limit: Some(li),
-                    destinations: None,
-                    until: limit.block_for.map(|d| later(now, d)),
-                    rule: limit.name.clone(),
-                    set_at: now,
-                };
+                let b = ActiveBlock::by_limit(limit, li, ext, now);
                 self.set_block(acct, b, now, out);
             }
         } else if limit.warning.is_some_and(|w| used >= w)
@@ -1850,8 +1855,7 @@ impl Engine {
             let critical = over || exhausted;
             // Blocks and cuts are enforcement: not while learning (alerts are raised then).
             let act = enforce && !learning;
-            let blocked_already =
-                self.accounts[acct as usize].blocks.iter().any(|b| b.limit == Some(i as u16));
+            let blocked_already = self.accounts[acct as usize].blocked_by(i as u16);
             let state = &mut self.states[sid as usize];
             let mut alert: Option<(Severity, AlertAction, String)> = None;
             if critical {
@@ -1887,14 +1891,7 @@ impl Engine {
                     }
                 }
                 if acts.has(Action::Block) && act && state.alerted < 2 && !blocked_already {
-                    new_blocks.push(ActiveBlock {
-                        extension: (limit.scope == ScopeKind::Extension).then(|| ext.to_string()),
-                        limit: Some(i as u16),
-                        destinations: None,
-                        until: limit.block_for.map(|d| later(now, d)),
-                        rule: limit.name.clone(),
-                        set_at: now,
-                    });
+                    new_blocks.push(ActiveBlock::by_limit(limit, i as u16, ext, now));
                 }
                 if acts.has(Action::Alert) && state.alerted < 2 {
                     state.alerted = 2;
@@ -2385,9 +2382,7 @@ impl Engine {
                 let enforcing = acts.has(Action::Cut)
                     && enforce
                     && s.running.iter().any(|&c| !self.slots[c as usize].cut)
-                    || acts.has(Action::Block)
-                        && enforce
-                        && !acct.blocks.iter().any(|b| b.limit == Some(s.limit));
+                    || acts.has(Action::Block) && enforce && !acct.blocked_by(s.limit);
                 let alerting = acts.has(Action::Alert) && s.alerted < 2;
                 let warn_matters =
                     limit.warning.is_some() && s.alerted < 1 && limit.on_warning.has(Action::Alert);
@@ -2547,7 +2542,7 @@ impl Engine {
                     let cut = limit.on_critical.has(Action::Cut) && enforce;
                     let block = limit.on_critical.has(Action::Block)
                         && enforce
-                        && !self.accounts[acct as usize].blocks.iter().any(|b| b.limit == Some(li));
+                        && !self.accounts[acct as usize].blocked_by(li);
                     let running = state.running.clone();
                     if limit.on_critical.has(Action::Alert) && state.alerted < 2 {
                         state.alerted = 2;
@@ -2578,14 +2573,7 @@ impl Engine {
                         out.push(Effect::Alert(al));
                     }
                     if block {
-                        let b = ActiveBlock {
-                            extension: (limit.scope == ScopeKind::Extension).then(|| ext.to_string()),
-                            limit: Some(li),
-                            destinations: None,
-                            until: limit.block_for.map(|d| later(now, d)),
-                            rule: limit.name.clone(),
-                            set_at: now,
-                        };
+                        let b = ActiveBlock::by_limit(limit, li, ext, now);
                         self.set_block(acct, b, now, out);
                     }
                     if cut {
