@@ -160,16 +160,7 @@ pub(crate) async fn intake(
             if !*fresh {
                 continue;
             }
-            // An authorized call that ended longer ago than the record grace was counted at its
-            // end: too late to correct, and not to be counted again.
-            if *allowed == Some(true) && !core.engine.knows_call(&c.call_id, now) {
-                continue;
-            }
-            // A call tollguard denied: the switch's record of the failed attempt costs nothing and
-            // must not make its destination one the account has called (the first-call rules
-            // would pass the next attempt). One that talked anyway (a switch that did not wait
-            // for the answer) is counted.
-            if *allowed == Some(false) && c.billsec == 0 {
+            if !record_counts(&core.engine, c, *allowed, now) {
                 continue;
             }
             if *allowed == Some(false) {
@@ -306,6 +297,21 @@ fn freeswitch_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Vec<u8>> {
     }
 }
 
+/// Whether a new record goes to the engine, given what tollguard answered for its call (`None`:
+/// never asked). Not when the call was authorized and ended longer ago than the record grace
+/// (counted at its end: too late to correct, and not to be counted again), nor when tollguard
+/// denied it and it has no talk time: the switch's record of the failed attempt costs nothing
+/// and must not make its destination one the account has called (the first-call rules would
+/// pass the next attempt). A denied call that talked anyway (a switch that did not wait for the
+/// answer) is counted.
+fn record_counts(engine: &Engine, c: &Cdr, allowed: Option<bool>, now: Timestamp) -> bool {
+    match allowed {
+        Some(true) => engine.knows_call(&c.call_id, now),
+        Some(false) => c.billsec > 0,
+        None => true,
+    }
+}
+
 /// Handles the whole event log again on a fresh engine (ticks at its deadlines in between);
 /// returns how many events there were and the calls still running at the end. The service's
 /// traffic figures (`traffic`) are rebuilt on the way.
@@ -387,17 +393,13 @@ pub(crate) fn rebuild(
             }
             "record" => match cdr_from_json(&e.payload) {
                 Ok(c) => {
-                    // The same rule as at intake: an authorized call that ended longer ago than
-                    // the record grace was counted at its end.
+                    // The same rule as at intake.
                     let allowed = store.decision(&c.call_id).ok().flatten().and_then(|(_, json)| {
                         serde_json::from_str::<serde_json::Value>(&json)
                             .ok()
                             .and_then(|d| d["allow"].as_bool())
                     });
-                    if allowed == Some(true) && !engine.knows_call(&c.call_id, now) {
-                        return;
-                    }
-                    if allowed == Some(false) && c.billsec == 0 {
+                    if !record_counts(engine, &c, allowed, now) {
                         return;
                     }
                     live.remove(&c.call_id);
