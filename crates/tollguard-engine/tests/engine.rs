@@ -67,8 +67,11 @@ fn answer(e: &mut Engine, id: &str, now: Timestamp) {
     e.handle(Event::Answer { call_id: id }, now, &mut vec![]);
 }
 
-fn end(e: &mut Engine, id: &str, billsec: u32, now: Timestamp) {
-    e.handle(Event::End { call_id: id, billsec: Some(billsec) }, now, &mut vec![]);
+/// The switch's end of a call after `billsec` of talk; what the engine did then.
+fn end(e: &mut Engine, id: &str, billsec: u32, now: Timestamp) -> Vec<Effect> {
+    let mut out = vec![];
+    e.handle(Event::End { call_id: id, billsec: Some(billsec) }, now, &mut out);
+    out
 }
 
 fn ticks(e: &mut Engine, from: Timestamp, to: Timestamp) -> Vec<(Timestamp, Effect)> {
@@ -170,8 +173,7 @@ fn a_spent_budget_denies_and_resets_at_local_midnight() {
     assert!(d.allowed);
     answer(&mut e, "a", now);
     // 7 min = 10.15: it talked past the 6 minutes its budget gave (the switch did not end it).
-    let mut out = vec![];
-    e.handle(Event::End { call_id: "a", billsec: Some(420) }, now + SignedDuration::from_secs(420), &mut out);
+    let out = end(&mut e, "a", 420, now + SignedDuration::from_secs(420));
     assert!(out.iter().any(|x| matches!(x, Effect::Alert(a) if a.rule == "acme.daily")), "{out:?}");
     let (d, _) = attempt(&mut e, "b", "210", "0201234567", now + SignedDuration::from_secs(600));
     assert!(!d.allowed);
@@ -293,12 +295,7 @@ fn spend_far_above_the_learned_hour_of_week_alerts_after_warm_up() {
         let (d, out) = attempt(&mut e, &id, "201", "0049301234567", start);
         assert!(d.allowed && alerts_of(&out, rule).is_empty());
         answer(&mut e, &id, start);
-        let mut out = vec![];
-        e.handle(
-            Event::End { call_id: &id, billsec: Some(600) },
-            start + SignedDuration::from_secs(600),
-            &mut out,
-        );
+        let out = end(&mut e, &id, 600, start + SignedDuration::from_secs(600));
         assert!(alerts_of(&out, rule).is_empty(), "EUR 9 is usual");
     }
     // The fourth Monday: eight parallel calls to Germany from 14:00, each EUR 0.90 a minute.
@@ -808,24 +805,14 @@ on_critical = ["alert", "deny", "cap", "block"]
     assert_eq!(d.max_duration_s, Some(360), "{d:?}");
     answer(&mut e, "d1", monday);
     // Hung up after 2 minutes: EUR 2.90 spent, nothing reached.
-    let mut out = vec![];
-    e.handle(
-        Event::End { call_id: "d1", billsec: Some(120) },
-        monday + SignedDuration::from_secs(120),
-        &mut out,
-    );
+    let out = end(&mut e, "d1", 120, monday + SignedDuration::from_secs(120));
     assert!(!out.iter().any(|x| matches!(x, Effect::Alert(_) | Effect::Block { .. })), "{out:?}");
     // The next call gets what is left (4 minutes) and talks until the switch ends it there.
     let tuesday = monday + SignedDuration::from_hours(24);
     let (d, _) = attempt(&mut e, "d2", "201", "0067077123456", tuesday);
     assert_eq!(d.max_duration_s, Some(240), "{d:?}");
     answer(&mut e, "d2", tuesday);
-    let mut out = vec![];
-    e.handle(
-        Event::End { call_id: "d2", billsec: Some(239) },
-        tuesday + SignedDuration::from_secs(239),
-        &mut out,
-    );
+    let out = end(&mut e, "d2", 239, tuesday + SignedDuration::from_secs(239));
     let alerts: Vec<_> = out
         .iter()
         .filter_map(|x| match x {
@@ -933,8 +920,7 @@ on_critical = ["alert", "deny", "cap", "block"]
     answer(&mut e, "b", at);
     assert_eq!((a.max_duration_s, b.max_duration_s), (Some(360), Some(180)));
     end(&mut e, "a", 60, at + SignedDuration::from_secs(60));
-    let mut out = vec![];
-    e.handle(Event::End { call_id: "b", billsec: Some(180) }, at + SignedDuration::from_secs(180), &mut out);
+    let out = end(&mut e, "b", 180, at + SignedDuration::from_secs(180));
     assert_eq!((criticals_of(&out), blocks_of(&out)), (0, 0), "EUR 5.80 of 10 spent: {out:?}");
     // Sunday 23:59 local: capped by the old week's budget, ends in a new week.
     let mut e = engine(week);
@@ -946,8 +932,7 @@ on_critical = ["alert", "deny", "cap", "block"]
     let (d2, _) = attempt(&mut e, "d", "201", "0067077123456", late);
     assert_eq!((d.max_duration_s, d2.max_duration_s), (Some(360), Some(60)), "{d2:?}");
     answer(&mut e, "d", late);
-    let mut out = vec![];
-    e.handle(Event::End { call_id: "d", billsec: Some(60) }, late + SignedDuration::from_secs(60), &mut out);
+    let out = end(&mut e, "d", 60, late + SignedDuration::from_secs(60));
     assert_eq!((criticals_of(&out), blocks_of(&out)), (0, 0), "a new week began: {out:?}");
 }
 
@@ -1009,9 +994,8 @@ fn a_new_high_risk_destination_has_a_small_budget_of_its_own() {
     assert!(named(&d), "{d:?}");
     answer(&mut e, "d2", day1 + SignedDuration::from_hours(4));
     // It talks until its cap: EUR 1.15 is left, less than a minute: reached, critical, blocked.
-    let mut out = vec![];
     let ended = day1 + SignedDuration::from_secs(4 * 3600 + 480);
-    e.handle(Event::End { call_id: "d2", billsec: Some(480) }, ended, &mut out);
+    let out = end(&mut e, "d2", 480, ended);
     let alert = out
         .iter()
         .find_map(|x| match x {
