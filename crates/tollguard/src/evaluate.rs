@@ -98,7 +98,7 @@ pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
     let mut emergency_denied = 0u64;
     let mut unlabelled = 0u64;
     let mut cdr = Cdr::default();
-    for (stored, o) in cdrs.iter().zip(&replayed.outcomes) {
+    for (i, (stored, o)) in cdrs.iter().zip(&replayed.outcomes).enumerate() {
         stored.load_into(&mut cdr);
         let c = &cdr;
         let rated = rater.rate(c);
@@ -123,7 +123,7 @@ pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
                     inc.loss += row.cost(o.talk);
                 }
             }
-            let stop = if !o.allowed { Some(c.start) } else { o.cut_time };
+            let stop = if !o.allowed { Some(c.start) } else { replayed.cut_time(i) };
             if let Some(s) = stop {
                 inc.detected = Some(inc.detected.map_or(s, |d| d.min(s)));
             }

@@ -19,7 +19,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget};
 use jiff::{SignedDuration, Timestamp};
 use rust_decimal::Decimal;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,27 +64,29 @@ enum Kind {
     Attempt,
 }
 
-/// What became of one CDR in the replayed world (decided at its start).
-#[derive(Clone, Debug, Default)]
+/// What became of one CDR in the replayed world (decided at its start). Small and `Copy`: a
+/// month holds one per record.
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Outcome {
     /// Allowed at its start.
     pub allowed: bool,
+    /// An outbound call to a public number that nothing prices.
+    pub unrated: bool,
+    /// Attempted (every record is, by the end of the replay).
+    attempted: bool,
+    /// Ended in the replayed world (denied calls end at once).
+    ended: bool,
     /// The cap given at its start.
     pub cap: Option<u32>,
-    /// Rules of the decision.
-    pub rules: Vec<String>,
-    /// Talk time the call had when it was cut.
+    /// Rules of the decision: an index into [`Replayed::rules`] (0: none).
+    pub rules: u32,
+    /// Talk time the call had when it was cut (see [`Replayed::cut_time`] for when).
     pub cut_at: Option<u32>,
-    /// When it was cut.
-    pub cut_time: Option<Timestamp>,
-    ended: bool,
     /// Talk time in the replayed world.
     pub talk: u32,
     /// The cost of the call as recorded (its whole talk time), in the price's currency: rated
     /// once, at the attempt, by the rating the engine decided with.
     pub cost: Option<(Currency, Decimal)>,
-    /// An outbound call to a public number that nothing prices.
-    pub unrated: bool,
 }
 
 fn parse_learn_until(s: &str, setup: &Setup) -> Result<Timestamp> {
@@ -142,11 +144,48 @@ pub fn read_cdrs(input: &InputArgs, options: &ReadOptions) -> Result<(CdrStore, 
 pub struct Replayed {
     /// Per CDR.
     pub outcomes: Vec<Outcome>,
+    /// The decisions' lists of rules, each once ([`Outcome::rules`] points here); the first is
+    /// empty.
+    pub rules: Vec<Vec<String>>,
+    /// When cut calls were cut, by CDR (cuts are rare).
+    cut_times: HashMap<u32, Timestamp>,
     /// Ordered by the time they were raised, then account, then the order the account raised
     /// them in: the same whatever the number of threads.
     pub alerts: Vec<tollguard_engine::Alert>,
     /// Accounts with state at the end, and the bytes of that state.
     pub state: (usize, usize),
+}
+
+impl Replayed {
+    /// When the `i`-th CDR's call was cut, if it was.
+    pub fn cut_time(&self, i: usize) -> Option<Timestamp> {
+        self.cut_times.get(&(i as u32)).copied()
+    }
+}
+
+/// Lists of rules, each kept once: most decisions have none, and the rest share a few lists.
+struct RuleSets {
+    lists: Vec<Vec<String>>,
+    ids: HashMap<Vec<String>, u32>,
+}
+
+impl RuleSets {
+    fn new() -> RuleSets {
+        RuleSets { lists: vec![vec![]], ids: HashMap::from([(vec![], 0)]) }
+    }
+
+    fn id(&mut self, rules: &[String]) -> u32 {
+        if rules.is_empty() {
+            return 0;
+        }
+        if let Some(&id) = self.ids.get(rules) {
+            return id;
+        }
+        let id = self.lists.len() as u32;
+        self.lists.push(rules.to_vec());
+        self.ids.insert(rules.to_vec(), id);
+        id
+    }
 }
 
 /// The first tick at or after `t`: ticks fall on multiples of [`TICK_S`] since 1970.
@@ -181,7 +220,7 @@ pub fn drive(
     for (i, c) in cdrs.iter().enumerate() {
         shards[if threads == 1 { 0 } else { shard_of(c.account(), threads) }].push(i as u32);
     }
-    let results: Vec<Shard> = if threads == 1 {
+    let mut results: Vec<Shard> = if threads == 1 {
         vec![drive_shard(rater, policy, learn_until, cdrs, std::mem::take(&mut shards[0]))]
     } else {
         std::thread::scope(|scope| {
@@ -195,37 +234,101 @@ pub fn drive(
             handles.into_iter().map(|h| h.join().expect("a replay thread panicked")).collect()
         })
     };
-    let mut outcomes: Vec<Outcome> = vec![Outcome::default(); cdrs.len()];
     let mut alerts = Vec::new();
     let (mut accounts, mut bytes) = (0, 0);
-    for r in results {
-        for (&i, o) in r.idx.iter().zip(r.outcomes) {
-            outcomes[i as usize] = o;
+    let mut cut_times = HashMap::new();
+    let (outcomes, rules) = if results.len() == 1 {
+        // One engine: its outcomes are in start order; put them in file order where they are.
+        let mut r = results.pop().expect("one shard");
+        cut_times.extend(r.cut_times.iter().map(|&(pos, t)| (r.idx[pos as usize], t)));
+        let (mut idx, mut outcomes) = (r.idx, r.outcomes);
+        for pos in 0..idx.len() {
+            while idx[pos] as usize != pos {
+                let to = idx[pos] as usize;
+                outcomes.swap(pos, to);
+                idx.swap(pos, to);
+            }
         }
-        alerts.extend(r.alerts);
-        accounts += r.state.0;
-        bytes += r.state.1;
-    }
+        alerts.append(&mut r.alerts);
+        (accounts, bytes) = r.state;
+        (outcomes, r.rules.lists)
+    } else {
+        let mut outcomes: Vec<Outcome> = vec![Outcome::default(); cdrs.len()];
+        let mut rules = RuleSets::new();
+        for mut r in results {
+            let ids: Vec<u32> = r.rules.lists.iter().map(|l| rules.id(l)).collect();
+            for (&i, o) in r.idx.iter().zip(r.outcomes) {
+                outcomes[i as usize] = Outcome { rules: ids[o.rules as usize], ..o };
+            }
+            cut_times.extend(r.cut_times.into_iter().map(|(pos, t)| (r.idx[pos as usize], t)));
+            alerts.append(&mut r.alerts);
+            accounts += r.state.0;
+            bytes += r.state.1;
+        }
+        (outcomes, rules.lists)
+    };
     alerts.sort_by(|a, b| (a.0, &a.2.account, a.1).cmp(&(b.0, &b.2.account, b.1)));
-    Replayed { outcomes, alerts: alerts.into_iter().map(|(_, _, a)| a).collect(), state: (accounts, bytes) }
+    Replayed {
+        outcomes,
+        rules,
+        cut_times,
+        alerts: alerts.into_iter().map(|(_, _, a)| a).collect(),
+        state: (accounts, bytes),
+    }
 }
 
 struct Shard {
     /// The shard's CDRs in the order attempted, and what became of each.
     idx: Vec<u32>,
     outcomes: Vec<Outcome>,
+    rules: RuleSets,
+    /// When calls were cut: (position in the shard, time).
+    cut_times: Vec<(u32, Timestamp)>,
     /// (raised at, order raised, alert)
     alerts: Vec<(Timestamp, u64, tollguard_engine::Alert)>,
     state: (usize, usize),
+}
+
+/// Answers and ends to come, ordered by (time, kind, position): one 128-bit key each, the time
+/// in nanoseconds since the earliest attempt in the high bits.
+struct Queue {
+    base: i128,
+    heap: BinaryHeap<Reverse<u128>>,
+}
+
+impl Queue {
+    fn key(&self, t: Timestamp, kind: Kind, pos: u32) -> u128 {
+        let ns = (t.as_nanosecond() - self.base).max(0) as u128;
+        ns << 34 | (kind as u128) << 32 | pos as u128
+    }
+
+    fn push(&mut self, t: Timestamp, kind: Kind, pos: u32) {
+        let k = self.key(t, kind, pos);
+        self.heap.push(Reverse(k));
+    }
+
+    fn peek(&self) -> Option<u128> {
+        self.heap.peek().map(|r| r.0)
+    }
+
+    fn decode(&self, k: u128) -> (Timestamp, Kind, u32) {
+        let t = Timestamp::from_nanosecond(self.base + (k >> 34) as i128).unwrap_or(Timestamp::MAX);
+        let kind = match (k >> 32) & 3 {
+            0 => Kind::End,
+            1 => Kind::Answer,
+            _ => Kind::Attempt,
+        };
+        (t, kind, k as u32)
+    }
 }
 
 /// Where the replay stands: what the engine decided for each CDR of the shard.
 struct World<'a> {
     cdrs: &'a CdrStore,
     /// Outcome per position in the shard.
-    outcomes: Vec<Option<Outcome>>,
-    /// Answers and ends to come: (time, kind, position).
-    queue: BinaryHeap<Reverse<(Timestamp, Kind, u32)>>,
+    outcomes: Vec<Outcome>,
+    queue: Queue,
+    cut_times: Vec<(u32, Timestamp)>,
     alerts: Vec<(Timestamp, u64, tollguard_engine::Alert)>,
 }
 
@@ -240,23 +343,26 @@ fn drive_shard(
     engine.set_learn_until(learn_until);
     // Attempts in start order (file order among equal starts), their starts side by side.
     let starts = sort_by_start(&mut idx, cdrs);
+    let base = starts.first().map_or(0, |t| t.as_nanosecond());
     let mut w = World {
         cdrs,
-        outcomes: (0..idx.len()).map(|_| None).collect(),
-        queue: BinaryHeap::new(),
+        outcomes: vec![Outcome::default(); idx.len()],
+        queue: Queue { base, heap: BinaryHeap::new() },
+        cut_times: Vec::new(),
         alerts: Vec::new(),
     };
+    let mut rules = RuleSets::new();
     let mut effects = Vec::new();
     let mut next_attempt = 0;
     loop {
-        let attempt = starts.get(next_attempt).map(|&t| (t, Kind::Attempt, next_attempt as u32));
-        let queued = w.queue.peek().map(|r| r.0);
-        let (t, kind, pos) = match (queued, attempt) {
+        let attempt = starts.get(next_attempt).map(|&t| w.queue.key(t, Kind::Attempt, next_attempt as u32));
+        let key = match (w.queue.peek(), attempt) {
             (Some(q), Some(a)) => q.min(a),
             (Some(q), None) => q,
             (None, Some(a)) => a,
             (None, None) => break,
         };
+        let (t, kind, pos) = w.queue.decode(key);
         // Time passes: ticks at the deadlines the engine asks for, on the grid, before the event.
         if let Some(d) = engine.next_deadline() {
             let g = on_grid(d);
@@ -266,11 +372,21 @@ fn drive_shard(
                 continue;
             }
         }
-        if kind == Kind::Attempt {
+        let t = if kind == Kind::Attempt {
+            // Records come in start order, not stored order: fetched ahead, row then text.
+            if let Some(&i) = idx.get(next_attempt + PREFETCH_ROWS) {
+                cdrs.prefetch(i as usize, false);
+            }
+            if let Some(&i) = idx.get(next_attempt + PREFETCH_ROWS / 2) {
+                cdrs.prefetch(i as usize, true);
+            }
             next_attempt += 1;
+            // The start itself (the key keeps time from the earliest start only).
+            starts[pos as usize]
         } else {
-            w.queue.pop();
-        }
+            w.queue.heap.pop();
+            t
+        };
         let c = cdrs.get(idx[pos as usize] as usize);
         match kind {
             Kind::Attempt => {
@@ -308,55 +424,64 @@ fn drive_shard(
                     if d.allowed {
                         match c.answer() {
                             Some(ans) if c.billsec() > 0 => {
-                                w.queue.push(Reverse((ans.max(t), Kind::Answer, pos)));
+                                w.queue.push(ans.max(t), Kind::Answer, pos);
                                 let end = ans.max(t) + SignedDuration::from_secs(talk as i64);
-                                w.queue.push(Reverse((end, Kind::End, pos)));
+                                w.queue.push(end, Kind::End, pos);
                             }
                             _ => {
                                 let end = c.end().unwrap_or(t).max(t);
-                                w.queue.push(Reverse((end, Kind::End, pos)));
+                                w.queue.push(end, Kind::End, pos);
                             }
                         }
                     }
-                    w.outcomes[pos as usize] = Some(Outcome {
+                    w.outcomes[pos as usize] = Outcome {
                         allowed: d.allowed,
-                        cap: d.max_duration_s,
-                        rules: d.rules.clone(),
-                        cut_at: None,
-                        cut_time: None,
+                        unrated,
+                        attempted: true,
                         ended: !d.allowed,
+                        cap: d.max_duration_s,
+                        rules: rules.id(&d.rules),
+                        cut_at: None,
                         talk: if d.allowed { talk } else { 0 },
                         cost,
-                        unrated,
-                    });
+                    };
                 }
                 w.apply(&mut effects, t, &idx);
             }
             Kind::Answer => {
-                if w.outcomes[pos as usize].as_ref().is_some_and(|o| !o.ended) {
+                if !w.outcomes[pos as usize].ended {
                     engine.handle(Event::Answer { call_id: c.call_id() }, t, &mut effects);
                     w.apply(&mut effects, t, &idx);
                 }
             }
             Kind::End => {
-                if let Some(o) = w.outcomes[pos as usize].as_mut() {
-                    if !o.ended {
-                        o.ended = true;
-                        let billsec = o.talk;
-                        engine.handle(
-                            Event::End { call_id: c.call_id(), billsec: Some(billsec) },
-                            t,
-                            &mut effects,
-                        );
-                        w.apply(&mut effects, t, &idx);
-                    }
+                let o = &mut w.outcomes[pos as usize];
+                if o.attempted && !o.ended {
+                    o.ended = true;
+                    let billsec = o.talk;
+                    engine.handle(
+                        Event::End { call_id: c.call_id(), billsec: Some(billsec) },
+                        t,
+                        &mut effects,
+                    );
+                    w.apply(&mut effects, t, &idx);
                 }
             }
         }
     }
-    let outcomes = w.outcomes.into_iter().map(|o| o.expect("every CDR was attempted")).collect();
-    Shard { idx, outcomes, alerts: w.alerts, state: engine.account_state_bytes() }
+    assert!(w.outcomes.iter().all(|o| o.attempted), "every CDR was attempted");
+    Shard {
+        idx,
+        outcomes: w.outcomes,
+        rules,
+        cut_times: w.cut_times,
+        alerts: w.alerts,
+        state: engine.account_state_bytes(),
+    }
 }
+
+/// How many attempts ahead the driver asks for a record to be fetched into the cache.
+const PREFETCH_ROWS: usize = 16;
 
 /// Sorts record positions (given in file order) by start time, file order among equal starts:
 /// a least-significant-digit radix sort on the start's offset from the earliest second (and on
@@ -426,7 +551,7 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
     let options = ReadOptions { tz: setup.cdr_tz.clone(), generic: setup.generic.clone() };
     let (cdrs, malformed) = read_cdrs(&args.input, &options)?;
     let rater = Arc::new(setup.rater.clone());
-    let Replayed { outcomes, alerts, .. } =
+    let Replayed { outcomes, rules, alerts, .. } =
         drive(rater.clone(), setup.policy.clone(), learn_until, &cdrs, args.threads.get());
 
     // Outputs and summary.
@@ -469,7 +594,7 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
         }
         if let Some(w) = decisions.as_mut() {
             line.clear();
-            decision_line(&mut line, c.call_id(), o.allowed, o.cut_at.or(o.cap), &o.rules);
+            decision_line(&mut line, c.call_id(), o.allowed, o.cut_at.or(o.cap), &rules[o.rules as usize]);
             w.write_all(&line)?;
         }
     }
@@ -508,13 +633,15 @@ impl World<'_> {
                 Effect::Cut { call_id, .. } => {
                     // A running call has its end queued: find it there (cuts are rare).
                     let cdrs = self.cdrs;
-                    let Some(pos) = self.queue.iter().find_map(|Reverse((_, kind, pos))| {
-                        (*kind == Kind::End && cdrs.get(idx[*pos as usize] as usize).call_id() == call_id)
-                            .then_some(*pos)
+                    let Some(pos) = self.queue.heap.iter().find_map(|&Reverse(k)| {
+                        let pos = k as u32;
+                        ((k >> 32) & 3 == Kind::End as u128
+                            && cdrs.get(idx[pos as usize] as usize).call_id() == call_id)
+                            .then_some(pos)
                     }) else {
                         continue;
                     };
-                    let Some(o) = self.outcomes[pos as usize].as_mut() else { continue };
+                    let o = &mut self.outcomes[pos as usize];
                     if o.ended {
                         continue;
                     }
@@ -527,8 +654,8 @@ impl World<'_> {
                     };
                     o.talk = talk;
                     o.cut_at = Some(talk);
-                    o.cut_time = Some(now);
-                    self.queue.push(Reverse((now, Kind::End, pos)));
+                    self.cut_times.push((pos, now));
+                    self.queue.push(now, Kind::End, pos);
                 }
                 _ => {}
             }
