@@ -287,8 +287,6 @@ pub enum Effect {
     Charged {
         /// Account.
         account: String,
-        /// Call id.
-        call_id: String,
         /// Amount (negative for a correction down).
         units: i64,
     },
@@ -340,6 +338,13 @@ enum Exact {
 /// Ten-thousandths rounded up.
 fn units_up(d: Decimal) -> i128 {
     let scale = d.scale();
+    // In 64 bits when it fits (every real price): a 128-bit division is a slow library call.
+    if let Some(m) =
+        i64::try_from(d.mantissa()).ok().and_then(|m| m.checked_mul(10_000)).filter(|_| scale <= 18)
+    {
+        let den = 10i64.pow(scale);
+        return (m.div_euclid(den) + i64::from(m.rem_euclid(den) != 0)) as i128;
+    }
     let m = d.mantissa() * 10_000;
     let den = 10i128.pow(scale);
     m.div_euclid(den) + i128::from(m.rem_euclid(den) != 0)
@@ -500,6 +505,9 @@ fn rounded_units(d: Decimal) -> i64 {
 fn to_units(d: Decimal) -> i64 {
     let m = d.mantissa();
     let s = d.scale();
+    if let (Ok(m), 4..=18) = (i64::try_from(m), s) {
+        return m / 10i64.pow(s - 4);
+    }
     let u = if s >= 4 { m / 10i128.pow(s - 4) } else { m * 10i128.pow(4 - s) };
     u.clamp(i64::MIN as i128, i64::MAX as i128) as i64
 }
@@ -1213,7 +1221,6 @@ impl Engine {
                 let (at, acct, states) = (e.at, e.account, e.states.clone());
                 out.push(Effect::Charged {
                     account: self.accounts[acct as usize].name.clone(),
-                    call_id: c.call_id.clone(),
                     units: delta,
                 });
                 let local = self.accounts[acct as usize].local(at);
@@ -1299,7 +1306,7 @@ impl Engine {
         self.scratch_limits = limits;
         self.remember_ended(&c.call_id, acct, dest.rate, None, &states, units, at);
         if units != 0 {
-            out.push(Effect::Charged { account: c.account.clone(), call_id: c.call_id.clone(), units });
+            out.push(Effect::Charged { account: c.account.clone(), units });
         }
         // The limits it counts in, checked now as a tick would.
         for sid in states {
@@ -2272,7 +2279,7 @@ impl Engine {
         self.remember_ended(call_id, acct, rate, high_risk, &states, units, now);
         if units != 0 {
             let account = self.accounts[acct as usize].name.clone();
-            out.push(Effect::Charged { account, call_id: call_id.to_string(), units });
+            out.push(Effect::Charged { account, units });
         }
         self.slots[slot as usize].states = states;
         self.slots[slot as usize].states.clear();
@@ -2418,7 +2425,11 @@ impl Engine {
                         }
                         now.as_second() as i128
                     } else {
-                        (need + offset).div_euclid(slope)
+                        let num = need + offset;
+                        match (i64::try_from(num), i64::try_from(slope)) {
+                            (Ok(n), Ok(d)) => n.div_euclid(d) as i128,
+                            _ => num.div_euclid(slope),
+                        }
                     };
                     if t <= now.as_second() as i128 {
                         let spent = *actual.get_or_insert_with(|| {
