@@ -909,8 +909,28 @@ pub struct AccountReport {
     pub blocks: Vec<BlockInfo>,
     /// Kinds of destination it has called (countries and special ranges).
     pub destinations_seen: usize,
+    /// Kinds of destination it first called in the last [`NEW_DESTINATION_AGE`], newest first
+    /// (not those learned): what limits with `new_destinations` count.
+    pub new_destinations: Vec<NewDestination>,
     /// Countries allowed after a false positive.
     pub allowances: Vec<Allowance>,
+}
+
+/// A kind of destination an account first called lately ([`AccountReport::new_destinations`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NewDestination {
+    /// ISO 3166 alpha-2 (`001` for international networks; empty when the country code is not
+    /// known).
+    pub country: String,
+    /// `any` for the country's ordinary numbers, else the kind of range within it (`premium`,
+    /// `satellite`, `unknown` for numbers its plan does not know, ...).
+    pub number_type: &'static str,
+    /// The account's first call to it (RFC 3339).
+    pub first_call: String,
+    /// `new`: its calls count in limits with `new_destinations`; `account_learning`: not, it
+    /// was first called in the account's own first week; `allowed`: not, an operator allows
+    /// the country.
+    pub status: &'static str,
 }
 
 /// An account at a glance ([`Engine::account_glance`]).
@@ -1094,6 +1114,7 @@ impl Engine {
                 })
                 .collect(),
             destinations_seen: a.memory.seen.len(),
+            new_destinations: self.new_destinations(acct, now),
             allowances: a
                 .memory
                 .allowances
@@ -1102,6 +1123,38 @@ impl Engine {
                 .map(|(c, u)| Allowance { country: c.clone(), until: u.map(|u| u.to_string()) })
                 .collect(),
         })
+    }
+
+    /// The kinds of destination an account first called in the last [`NEW_DESTINATION_AGE`].
+    fn new_destinations(&self, acct: u32, now: Timestamp) -> Vec<NewDestination> {
+        let m = &self.accounts[acct as usize].memory;
+        let learning = self.learn_until.is_some_and(|t| now < t);
+        let mut found: Vec<(i64, NewDestination)> = m
+            .seen
+            .iter()
+            .filter(|&&(_, first)| {
+                first != LEARNT && now.as_second().saturating_sub(first) < NEW_DESTINATION_AGE.as_secs()
+            })
+            .map(|&(kind, first)| {
+                let country =
+                    self.rater.numbering().region((kind >> 8) as u16).map_or("", |r| r.iso2.as_str());
+                let number_type = match kind & 0xff {
+                    0 => "any",
+                    t => NumberType::ALL.get(t as usize - 1).map_or("unknown", |t| t.as_str()),
+                };
+                let status = if m.allows(country, now) {
+                    "allowed"
+                } else if self.is_new(acct, Some(kind), country, now, learning) {
+                    "new"
+                } else {
+                    "account_learning"
+                };
+                let first_call = Timestamp::from_second(first).map(|t| t.to_string()).unwrap_or_default();
+                (first, NewDestination { country: country.to_string(), number_type, first_call, status })
+            })
+            .collect();
+        found.sort_by_key(|(first, d)| (std::cmp::Reverse(*first), d.country.clone(), d.number_type));
+        found.into_iter().map(|(_, d)| d).collect()
     }
 
     /// Report-only learning until `t`: attempts before it update all state and may raise alerts,

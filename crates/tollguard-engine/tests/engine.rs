@@ -1005,6 +1005,12 @@ fn a_new_high_risk_destination_has_a_small_budget_of_its_own() {
         .expect("an alert");
     assert_eq!((alert.severity, alert.action), (Severity::Critical, AlertAction::Block));
     assert!(alert.message.contains("destinations first called lately"), "{alert:?}");
+    // The account's report names it, with the first call; Nigeria, learnt, is not new.
+    let new = |e: &mut Engine, at| -> Vec<(String, &'static str, String, &'static str)> {
+        let r = e.account_report("acme", at).expect("known");
+        r.new_destinations.into_iter().map(|d| (d.country, d.number_type, d.first_call, d.status)).collect()
+    };
+    assert_eq!(new(&mut e, ended), [("TL".to_string(), "any", "2026-01-22T10:00:00Z".to_string(), "new")]);
     let day2 = day1 + SignedDuration::from_hours(24);
     let (d, out) = attempt(&mut e, "d3", "201", "0067077123456", day2);
     assert!(!d.allowed && d.rules == ["default.new_high_risk_spend_7d"], "{d:?}");
@@ -1022,6 +1028,10 @@ fn a_new_high_risk_destination_has_a_small_budget_of_its_own() {
     e.handle(Event::Command(allow), day10, &mut vec![]);
     let (d, _) = attempt(&mut e, "d5", "201", "0067077123456", day10 + SignedDuration::from_secs(60));
     assert!(d.allowed && !named(&d), "{d:?}");
+    assert_eq!(new(&mut e, day10)[0].3, "allowed");
+    // 30 days after its first call it is no longer listed.
+    assert_eq!(new(&mut e, day1 + SignedDuration::from_hours(30 * 24 - 1)).len(), 1);
+    assert!(new(&mut e, day1 + SignedDuration::from_hours(30 * 24)).is_empty());
 
     // The same calls from an account that called East Timor while it was learned (and not in
     // its own first week): no such budget.
@@ -1041,6 +1051,12 @@ fn a_new_high_risk_destination_has_a_small_budget_of_its_own() {
     let mut e = engine("");
     // (An account's first week is how its destinations become known: this one calls from 1 December.)
     attempt(&mut e, "national", "201", "0201234567", t("2025-12-01T10:00:00Z"));
+    // A call to its own country's premium numbers in its first week: listed, not counted.
+    attempt(&mut e, "premium", "201", "0909123456", t("2025-12-02T10:00:00Z"));
+    let r = e.account_report("acme", t("2025-12-03T10:00:00Z")).expect("known");
+    let listed: Vec<_> =
+        r.new_destinations.iter().map(|d| (d.country.as_str(), d.number_type, d.status)).collect();
+    assert_eq!(listed, [("NL", "premium", "account_learning"), ("NL", "any", "account_learning")]);
     let first = t("2025-12-10T10:00:00Z");
     attempt(&mut e, "first", "201", "0067077123456", first);
     end(&mut e, "first", 300, first + SignedDuration::from_secs(300));

@@ -472,6 +472,17 @@ async fn account(
                     json!({ "extension": b.extension, "rule": b.rule, "until": b.until.as_deref().map(|u| shown_str(u, &tz)) })
                 }).collect::<Vec<_>>()).unwrap_or_default(),
                 "destinations_seen": report.as_ref().map_or(0, |r| r.destinations_seen),
+                "new_destinations": report.as_ref().map(|r| r.new_destinations.iter().map(|d| json!({
+                    "country": if d.country.is_empty() { "unknown country" } else { d.country.as_str() },
+                    "number_type": if d.number_type == "any" { "" } else { d.number_type },
+                    "first_call": shown_str(&d.first_call, &tz),
+                    "status": match d.status {
+                        "new" => "counted in the new destination's budget",
+                        "allowed" => "allowed by an operator",
+                        _ => "called in the account's first week: learned",
+                    },
+                    "new": d.status == "new",
+                })).collect::<Vec<_>>()).unwrap_or_default(),
                 "running": running,
                 "own_limits": own_limits,
                 "owner": if owner == tollguard_engine::LimitOwner::Operator { "operator" } else { "customer" },

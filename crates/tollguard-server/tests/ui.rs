@@ -145,6 +145,11 @@ async fn the_operator_sees_every_account_and_the_customer_only_its_own() {
     assert_eq!(acme.status, StatusCode::OK, "{}", acme.body);
     assert!(acme.body.contains("0067077001234"), "the denied call is not in the recent calls");
     assert!(acme.body.contains("id=\"block\""), "an operator gets the block button");
+    // Its first call, to the Netherlands, is listed as first called lately (in its first week).
+    let listed = acme.body.split("id=\"new-destinations\"").nth(1).unwrap_or_default();
+    let listed = listed.split("</table>").next().unwrap_or_default();
+    assert!(listed.contains("<td>NL</td>") && listed.contains("learned"), "{listed}");
+    assert!(!listed.contains("TL"), "a denied call is not a destination called: {listed}");
 
     // The customer: its own account page without the block button, not the others'.
     let own = get(&app, "/ui/accounts/acme", Some(&f.acme)).await;
