@@ -233,10 +233,7 @@ impl CdrStore {
     /// An empty store with room for `rows` records holding `text` bytes of text fields (no
     /// reallocation of the whole store while it fills, when the guess is big enough).
     pub fn with_capacity(rows: usize, text: usize) -> CdrStore {
-        let store = CdrStore { text: String::with_capacity(text), rows: Vec::with_capacity(rows) };
-        huge_pages(store.rows.as_ptr().cast(), store.rows.capacity() * std::mem::size_of::<StoredRow>());
-        huge_pages(store.text.as_ptr(), store.text.capacity());
-        store
+        CdrStore { text: String::with_capacity(text), rows: Vec::with_capacity(rows) }
     }
 
     /// Number of records.
@@ -308,27 +305,6 @@ impl CdrStore {
     pub fn iter(&self) -> impl ExactSizeIterator<Item = CdrRef<'_>> + '_ {
         self.rows.iter().map(|row| CdrRef { text: &self.text, row })
     }
-}
-
-/// Asks the kernel to back the memory at `p` (`len` bytes, not yet touched) with huge pages:
-/// a store of a month of records is hundreds of megabytes, and faulting it in 4 KiB at a time
-/// costs a tenth of a replay. A hint: where the kernel has no huge pages, nothing changes.
-pub fn huge_pages(p: *const u8, len: usize) {
-    #[cfg(target_os = "linux")]
-    {
-        const HUGE: usize = 2 << 20;
-        let from = (p as usize).next_multiple_of(HUGE);
-        let to = (p as usize + len) / HUGE * HUGE;
-        if to > from {
-            // SAFETY: madvise with MADV_HUGEPAGE changes how the range is backed, never its
-            // contents; the range lies inside an allocation the caller owns.
-            unsafe {
-                libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_HUGEPAGE);
-            }
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (p, len);
 }
 
 /// A hint to the processor to load the cache line at `p`.
