@@ -285,8 +285,8 @@ pub enum Effect {
     /// What a call that ended (or a record, or a correction) added to the account's spend, in
     /// ten-thousandths of the first deck's currency.
     Charged {
-        /// Account.
-        account: String,
+        /// Account (shared with the engine's own copy of the name: no allocation per call).
+        account: Arc<str>,
         /// Amount (negative for a correction down).
         units: i64,
     },
@@ -686,7 +686,7 @@ impl AccountMemory {
 /// Everything the engine keeps about one account.
 #[derive(Clone, Debug)]
 struct Account {
-    name: String,
+    name: Arc<str>,
     tz: TimeZone,
     /// Its limit states.
     states: Vec<u32>,
@@ -767,6 +767,9 @@ fn destination_kind(region: u16, number_type: Option<NumberType>) -> u32 {
     (region as u32) << 8 | special
 }
 
+/// How many ended calls' id strings the engine keeps for reuse.
+const SPARE_IDS: usize = 1024;
+
 /// A budget that allows a call more than this many seconds gives no cap: ticks still cut the
 /// call if the limit is reached while it runs.
 pub const CAP_HORIZON_S: u32 = 4 * 3600;
@@ -827,6 +830,10 @@ pub struct Engine {
     policy_limits: u16,
     /// Limit indices of the attempt at hand (reused).
     scratch_limits: Vec<u16>,
+    /// Limit states of the attempt at hand (reused).
+    scratch_keys: Vec<u32>,
+    /// Call-id strings of ended calls, reused as keys of `calls` (no allocation per call).
+    spare_ids: Vec<String>,
     learn_until: Option<Timestamp>,
     accounts: Vec<Account>,
     account_ids: Map<String, u32>,
@@ -968,6 +975,8 @@ impl Engine {
             rater,
             policy_limits: policy.limits.len() as u16,
             scratch_limits: Vec::new(),
+            scratch_keys: Vec::new(),
+            spare_ids: Vec::new(),
             policy,
             learn_until: None,
             accounts: Vec::new(),
@@ -992,7 +1001,7 @@ impl Engine {
 
     /// The accounts the engine keeps state for, in the order first seen.
     pub fn account_names(&self) -> impl Iterator<Item = &str> {
-        self.accounts.iter().map(|a| a.name.as_str())
+        self.accounts.iter().map(|a| &*a.name)
     }
 
     /// Remember ended calls for this long, so that a call detail record arriving after the
@@ -1100,7 +1109,7 @@ impl Engine {
         });
         let a = &self.accounts[acct as usize];
         Some(AccountReport {
-            account: a.name.clone(),
+            account: a.name.to_string(),
             running_calls: a.running.len(),
             limits,
             blocks: a
@@ -1205,7 +1214,8 @@ impl Engine {
         use std::mem::size_of;
         let mut bytes = 0;
         for a in &self.accounts {
-            bytes += size_of::<Account>() + size_of::<(String, u32)>() + 2 * a.name.capacity();
+            // The name twice (the map's key, and shared with effects behind its two counts).
+            bytes += size_of::<Account>() + size_of::<(String, u32)>() + 2 * a.name.len() + 16;
             bytes += (a.states.capacity() + a.account_states.capacity() + a.running.capacity()) * 4;
             bytes += a.baseline.as_ref().map_or(0, |_| size_of::<Baseline>());
             let m = &a.memory;
@@ -1273,7 +1283,7 @@ impl Engine {
                 e.units = units;
                 let (at, acct, states) = (e.at, e.account, e.states.clone());
                 out.push(Effect::Charged {
-                    account: self.accounts[acct as usize].name.clone(),
+                    account: Arc::clone(&self.accounts[acct as usize].name),
                     units: delta,
                 });
                 let local = self.accounts[acct as usize].local(at);
@@ -1359,7 +1369,7 @@ impl Engine {
         self.scratch_limits = limits;
         self.remember_ended(&c.call_id, acct, dest.rate, None, &states, units, at);
         if units != 0 {
-            out.push(Effect::Charged { account: c.account.clone(), units });
+            out.push(Effect::Charged { account: Arc::clone(&self.accounts[acct as usize].name), units });
         }
         // The limits it counts in, checked now as a tick would.
         for sid in states {
@@ -1530,7 +1540,7 @@ impl Engine {
         }
         let id = self.accounts.len() as u32;
         self.accounts.push(Account {
-            name: name.to_string(),
+            name: name.into(),
             tz: self.rater.account(name).tz.clone(),
             states: vec![],
             account_states: vec![u32::MAX; self.policy.limits.len()],
@@ -1618,7 +1628,7 @@ impl Engine {
         let a = &self.accounts[acct as usize];
         Alert {
             time: now.to_zoned_datetime(a.tz.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
-            account: a.name.clone(),
+            account: a.name.to_string(),
             extension: ext.to_string(),
             severity: sev,
             rule: rule.to_string(),
@@ -1644,7 +1654,7 @@ impl Engine {
             d.rules.push("emergency".into());
             d.explanation.push(format!("{} is an emergency number: always allowed", a.dialled));
             let acct = self.account_id(a.account);
-            self.track(a.call_id, acct, a.extension, None, None, vec![]);
+            self.track(a.call_id, acct, a.extension, None, None, &[]);
             out.push(Effect::Decision(d));
             return;
         }
@@ -1660,7 +1670,7 @@ impl Engine {
                     if class.risk >= RiskTier::High {
                         // Followed to its end: a ring with no conversation is remembered then.
                         let acct = self.account_id(a.account);
-                        let slot = self.track(a.call_id, acct, a.extension, None, None, vec![]);
+                        let slot = self.track(a.call_id, acct, a.extension, None, None, &[]);
                         self.slots[slot as usize].high_risk = Some((from, true));
                     }
                 }
@@ -1839,7 +1849,8 @@ impl Engine {
         // Limits: the policy's, then those set for this account. A call a block or a rule above
         // denies spends nothing: no budget is used up by it.
         let denied_already = deny;
-        let mut keys = vec![];
+        let mut keys = std::mem::take(&mut self.scratch_keys);
+        keys.clear();
         let limits = self.limits_of(acct);
         for &i in &limits {
             let i = i as usize;
@@ -2062,7 +2073,7 @@ impl Engine {
             let priced = dest.rate.is_some();
             let class =
                 DestClass { country: dest.country, number_type: dest.number_type, risk: dest.risk, new };
-            let slot = self.track(a.call_id, acct, ext, dest.rate.clone(), Some(class), keys);
+            let slot = self.track(a.call_id, acct, ext, dest.rate.clone(), Some(class), &keys);
             if let (Dialled::E164(to), Some(RiskTier::High | RiskTier::Critical)) = (dialled, dest.risk) {
                 self.slots[slot as usize].high_risk = Some((to, false));
             }
@@ -2082,10 +2093,11 @@ impl Engine {
             self.reschedule_call(slot, now, now);
         } else {
             // Denied: the limits it looked at may have alerted; their deadlines stand.
-            for k in keys {
+            for &k in &keys {
                 self.reschedule(k, now, now);
             }
         }
+        self.scratch_keys = keys;
         out.push(Effect::Decision(d));
     }
 
@@ -2224,7 +2236,7 @@ impl Engine {
         a.block_history.retain(|(_, at)| now.duration_since(*at) < BLOCK_ESCALATION);
         a.block_history.push((b.limit, now));
         out.push(Effect::Block {
-            account: a.name.clone(),
+            account: a.name.to_string(),
             extension: b.extension.clone(),
             rule: b.rule.clone(),
             until: b.until,
@@ -2242,7 +2254,7 @@ impl Engine {
         extension: &str,
         rate: Option<CallRate>,
         class: Option<DestClass>,
-        states: Vec<u32>,
+        states: &[u32],
     ) -> u32 {
         let slot = match self.free_slots.pop() {
             Some(s) => s,
@@ -2260,9 +2272,13 @@ impl Engine {
         c.class = class;
         c.high_risk = None;
         c.capped_by = None;
-        c.states = states;
+        c.states.clear();
+        c.states.extend_from_slice(states);
         c.cut = false;
-        if let Some(old) = self.calls.insert(call_id.to_string(), slot) {
+        let mut key = self.spare_ids.pop().unwrap_or_default();
+        key.clear();
+        key.push_str(call_id);
+        if let Some(old) = self.calls.insert(key, slot) {
             // The same call id twice: the first is forgotten, as if it had ended unbilled.
             self.release(old);
         }
@@ -2292,7 +2308,10 @@ impl Engine {
     }
 
     fn end(&mut self, call_id: &str, billsec: Option<u32>, now: Timestamp, out: &mut Vec<Effect>) {
-        let Some(slot) = self.calls.remove(call_id) else { return };
+        let Some((key, slot)) = self.calls.remove_entry(call_id) else { return };
+        if self.spare_ids.len() < SPARE_IDS {
+            self.spare_ids.push(key);
+        }
         let call = &self.slots[slot as usize];
         let talk = billsec
             .or_else(|| call.answered.map(|a| now.duration_since(a).as_secs().max(0) as u32))
@@ -2331,7 +2350,7 @@ impl Engine {
         let high_risk = self.slots[slot as usize].high_risk;
         self.remember_ended(call_id, acct, rate, high_risk, &states, units, now);
         if units != 0 {
-            let account = self.accounts[acct as usize].name.clone();
+            let account = Arc::clone(&self.accounts[acct as usize].name);
             out.push(Effect::Charged { account, units });
         }
         self.slots[slot as usize].states = states;
@@ -2560,7 +2579,7 @@ impl Engine {
                 if a.blocks[i].until.is_some_and(|u| u <= now) {
                     let b = a.blocks.remove(i);
                     out.push(Effect::Unblock {
-                        account: a.name.clone(),
+                        account: a.name.to_string(),
                         extension: b.extension,
                         rule: b.rule,
                     });
@@ -2712,7 +2731,7 @@ impl Engine {
                 a.blocks = kept;
                 for b in gone {
                     out.push(Effect::Unblock {
-                        account: a.name.clone(),
+                        account: a.name.to_string(),
                         extension: b.extension,
                         rule: b.rule,
                     });

@@ -192,7 +192,7 @@ enum Write {
     },
     /// A call's cost counted for an account (for its open incident).
     Charged {
-        account: String,
+        account: std::sync::Arc<str>,
         units: i64,
     },
     /// A daily report queued for mailing, with the checkpoint of the day queued.
@@ -651,7 +651,7 @@ fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>, clock: Clock, feed: A
                         }
                     }
                     Write::Charged { account, units } => {
-                        if active.contains(&account) {
+                        if active.contains(&*account) {
                             incident::on_charged(b, &account, units, time_now_ns())?
                         }
                     }
