@@ -272,7 +272,16 @@ struct Metrics {
     cuts: AtomicU64,
     lost_calls: AtomicU64,
     authorize_ns: AtomicU64,
+    /// Authorizations whose `time` was more than [`CLOCK_SKEW`] from the server's clock.
+    skewed: AtomicU64,
+    /// When the last warning about it was printed (seconds by the server's clock).
+    skew_warned: std::sync::atomic::AtomicI64,
 }
+
+/// An authorization's `time` further than this from the server's clock is counted
+/// (`tollguard_authorize_time_skewed_total`) and warned about, at most once a minute: a switch
+/// whose clock is wrong gets night rules by day, and moves the account's windows.
+pub const CLOCK_SKEW: SignedDuration = SignedDuration::from_mins(5);
 
 struct Core {
     engine: Engine,
@@ -1197,6 +1206,9 @@ async fn metrics(State(s): State<Arc<AppState>>) -> String {
          # HELP tollguard_lost_calls_total Calls closed because their end never arrived.\n\
          # TYPE tollguard_lost_calls_total counter\n\
          tollguard_lost_calls_total {}\n\
+         # HELP tollguard_authorize_time_skewed_total Authorizations whose time was more than 5 minutes from the server's clock.\n\
+         # TYPE tollguard_authorize_time_skewed_total counter\n\
+         tollguard_authorize_time_skewed_total {}\n\
          # HELP tollguard_running_calls Calls allowed and not ended.\n\
          # TYPE tollguard_running_calls gauge\n\
          tollguard_running_calls {running}\n\
@@ -1215,6 +1227,7 @@ async fn metrics(State(s): State<Arc<AppState>>) -> String {
         g(&m.cuts),
         s.cut_failures.load(Ordering::Relaxed),
         g(&m.lost_calls),
+        g(&m.skewed),
     )
 }
 
@@ -1281,7 +1294,27 @@ async fn authorize(
     nonempty("call_id", &req.call_id)?;
     nonempty("account", &req.account)?;
     nonempty("to", &req.to)?;
-    let now = parse_time(req.time.as_deref(), s.now())?;
+    let clock = s.now();
+    let now = parse_time(req.time.as_deref(), clock)?;
+    let skew = now.duration_since(clock);
+    if skew.abs() > CLOCK_SKEW {
+        s.metrics.skewed.fetch_add(1, Ordering::Relaxed);
+        let last = s.metrics.skew_warned.load(Ordering::Relaxed);
+        if clock.as_second().saturating_sub(last) >= 60
+            && s.metrics
+                .skew_warned
+                .compare_exchange(last, clock.as_second(), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            eprintln!(
+                "warning: call {}: its time {now} is {} s {} tollguard's clock; decisions use it (night rules, windows). \
+                 Check the switch's clock, or leave `time` out",
+                req.call_id,
+                skew.as_secs().abs(),
+                if skew.is_negative() { "behind" } else { "ahead of" },
+            );
+        }
+    }
     let started = std::time::Instant::now();
     let extension = req.extension.as_deref().unwrap_or(&req.from);
     let attempt = Attempt {

@@ -1387,6 +1387,13 @@ async fn a_call_whose_end_never_arrives_is_closed_and_a_later_record_corrects_it
     assert_eq!(v["running_calls"], 0, "{v}");
     let (_, m) = call(&app, "GET", "/metrics", None, None).await;
     assert!(m.as_str().unwrap().contains("tollguard_lost_calls_total 1"), "{m}");
+    // Its time was four hours behind the server's clock: counted (and warned about).
+    assert!(m.as_str().unwrap().contains("tollguard_authorize_time_skewed_total 1"), "{m}");
+    let mut body = authorize_body("now1", "0201234567", "");
+    body["time"] = json!((jiff::Timestamp::now() - jiff::SignedDuration::from_secs(3)).to_string());
+    call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body)).await;
+    let (_, m) = call(&app, "GET", "/metrics", None, None).await;
+    assert!(m.as_str().unwrap().contains("tollguard_authorize_time_skewed_total 1"), "a few seconds: {m}");
     let day = |v: &Value| {
         v["limits"].as_array().unwrap().iter().find(|l| l["limit"] == "default.spend_day").unwrap()["used"]
             .clone()
