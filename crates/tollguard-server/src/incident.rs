@@ -92,6 +92,18 @@ pub(crate) fn on_block(b: &mut Batch<'_>, account: &str, details: &Value, now_ns
     Ok(())
 }
 
+/// tollguard cut one of the account's running calls: counted, the first on the timeline.
+pub(crate) fn on_cut(b: &mut Batch<'_>, account: &str, details: &Value, now_ns: i64) -> StoreResult<()> {
+    let Some((id, data)) = b.active_incident(account)? else { return Ok(()) };
+    let mut d: Value = serde_json::from_str(&data).unwrap_or_default();
+    if d["first_cut"].is_null() {
+        d["first_cut"] =
+            json!({ "time": time(now_ns), "call_id": details["call_id"], "rule": details["rule"] });
+    }
+    d["calls_cut"] = json!(d["calls_cut"].as_i64().unwrap_or(0) + 1);
+    b.update_incident(id, now_ns, None, &d.to_string())
+}
+
 /// An operator's (or the customer's) step: acknowledge, resolve, or mark a false positive.
 pub(crate) fn change(
     b: &mut Batch<'_>,

@@ -654,9 +654,16 @@ fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>, clock: Clock, feed: A
                     }
                     Write::Audit { time_ns, actor, action, account, details } => {
                         b.audit(time_ns, &actor, action, &account, &details)?;
-                        if actor == "tollguard" && action == "block" && active.contains(&account) {
+                        if actor == "tollguard"
+                            && matches!(action, "block" | "cut")
+                            && active.contains(&account)
+                        {
                             let d: serde_json::Value = serde_json::from_str(&details).unwrap_or_default();
-                            incident::on_block(b, &account, &d, time_ns)?;
+                            if action == "block" {
+                                incident::on_block(b, &account, &d, time_ns)?;
+                            } else {
+                                incident::on_cut(b, &account, &d, time_ns)?;
+                            }
                         }
                     }
                     Write::Charged { account, units } => {
@@ -850,7 +857,11 @@ impl AppState {
                 Effect::Alert(_) | Effect::Decision(_) => {}
                 Effect::Cut { call_id, rule } => {
                     self.metrics.cuts.fetch_add(1, Ordering::Relaxed);
-                    self.audit("tollguard", "cut", "", json!({ "call_id": call_id, "rule": rule }));
+                    let account = {
+                        let core = self.core.lock().expect("engine lock");
+                        core.live.get(&call_id).map(|l| l.account.clone()).unwrap_or_default()
+                    };
+                    self.audit("tollguard", "cut", &account, json!({ "call_id": call_id, "rule": rule }));
                     self.cut(&call_id, &rule);
                 }
                 Effect::Block { account, extension, rule, until } => self.audit(

@@ -399,6 +399,18 @@ pub fn incident_report(
             data["first_denial"]["to"].as_str().unwrap_or("")
         ),
     ));
+    if !data["first_cut"].is_null() {
+        timeline.push(moment(
+            "first running call cut",
+            &data["first_cut"],
+            format!(
+                "{} ({}), {} cut in all",
+                data["first_cut"]["call_id"].as_str().unwrap_or(""),
+                data["first_cut"]["rule"].as_str().unwrap_or(""),
+                data["calls_cut"].as_i64().unwrap_or(1)
+            ),
+        ));
+    }
     let block_detail = if data["block"].is_null() {
         String::new()
     } else {

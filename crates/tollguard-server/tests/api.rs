@@ -1483,6 +1483,27 @@ async fn a_cut_the_switch_answers_with_no_such_dialog_ends_the_call_here() {
             && req.contains("[342,56]"),
         "{req}"
     );
+    // The cut is on the account's incident (counted, the first on its timeline) and in the
+    // audit log under the account.
+    let (_, v) = call(&app, "GET", "/v1/incidents?account=acme", Some(&f.operator), None).await;
+    let inc = &v["incidents"][0];
+    assert_eq!(
+        (inc["calls_cut"].as_i64(), inc["first_cut"]["call_id"].as_str()),
+        (Some(1), Some("k1")),
+        "{v}"
+    );
+    assert_eq!(inc["first_cut"]["rule"], "tiny", "{v}");
+    let (_, v) = call(&app, "GET", "/v1/audit?account=acme", Some(&f.operator), None).await;
+    assert!(v.to_string().contains(r#""action":"cut""#), "{v}");
+    // The evidence pack's timeline names it.
+    let page = Request::builder()
+        .uri(format!("/ui/incidents/{}", inc["id"]))
+        .header("cookie", format!("tollguard_token={}", f.operator))
+        .body(Body::empty())
+        .unwrap();
+    let page = app.clone().oneshot(page).await.unwrap();
+    let html = String::from_utf8(page.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(html.contains("first running call cut") && html.contains("k1 (tiny), 1 cut in all"), "{html}");
     // The switch no longer has the dialog: the next tick ends the call here.
     s.tick(now + jiff::SignedDuration::from_secs(1));
     let (_, v) = call(&app, "GET", "/v1/accounts/acme", Some(&f.operator), None).await;
