@@ -794,6 +794,40 @@ mod tests {
     use super::*;
     use tollguard_core::cdr::Cdr;
 
+    #[test]
+    fn queue_keys_order_as_time_kind_position_and_give_the_time_back() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        // Around 1970 (jiff's negative fractions) and in 2026, with and without nanoseconds.
+        for base in [-30i64, 1_767_225_600] {
+            let q = Queue { base: base - 1, heap: BinaryHeap::new() };
+            let events: Vec<(Timestamp, Kind, u32)> = (0..2_000)
+                .map(|_| {
+                    let ns = if next() % 2 == 0 { (next() % 1_000_000_000) as i128 } else { 0 };
+                    let t = Timestamp::from_nanosecond(
+                        (base + (next() % 60) as i64) as i128 * 1_000_000_000 + ns,
+                    )
+                    .unwrap();
+                    let kind = [Kind::End, Kind::Answer, Kind::Attempt][(next() % 3) as usize];
+                    (t, kind, (next() % 8) as u32)
+                })
+                .collect();
+            for &(t, kind, pos) in &events {
+                assert_eq!(q.decode(q.key(t, kind, pos)), (t, kind, pos));
+            }
+            let mut by_key = events.clone();
+            by_key.sort_by_key(|&(t, kind, pos)| q.key(t, kind, pos));
+            let mut by_tuple = events;
+            by_tuple.sort();
+            assert_eq!(by_key, by_tuple, "around {base}");
+        }
+    }
+
     fn store(starts: &[(i64, i32)]) -> CdrStore {
         let mut s = CdrStore::new();
         for &(sec, ns) in starts {
