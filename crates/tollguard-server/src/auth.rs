@@ -66,6 +66,41 @@ pub fn create_token(db: &Path, name: &str, scope: &Scope) -> anyhow::Result<Stri
     Ok(token)
 }
 
+/// The tokens stored: (name, scope, created, RFC 3339), oldest first. The tokens themselves are
+/// not stored, only their hashes.
+pub fn list_tokens(db: &Path) -> anyhow::Result<Vec<(String, String, String)>> {
+    let store = Store::open(db)?;
+    Ok(store
+        .tokens()?
+        .into_iter()
+        .map(|(name, scope, ns)| {
+            let created =
+                jiff::Timestamp::from_nanosecond(ns as i128).map(|t| t.to_string()).unwrap_or_default();
+            (name, scope, created)
+        })
+        .collect())
+}
+
+/// Revokes the tokens named `name` (written to the audit log); returns how many there were. A
+/// running server stops accepting them within [`TOKEN_RECHECK`].
+pub fn revoke_tokens(db: &Path, name: &str) -> anyhow::Result<usize> {
+    let mut store = Store::open(db)?;
+    let now = jiff::Timestamp::now().as_nanosecond() as i64;
+    let details = serde_json::json!({ "name": name }).to_string();
+    let n = store.batch(|b| {
+        let n = b.remove_tokens(name)?;
+        if n > 0 {
+            b.audit(now, "tollguard token revoke", "revoke_token", "", &details)?;
+        }
+        Ok(n)
+    })?;
+    Ok(n)
+}
+
+/// How long a server trusts a token it has looked up before it looks again (a revoked token is
+/// refused after at most this long, by the server's clock).
+pub const TOKEN_RECHECK: jiff::SignedDuration = jiff::SignedDuration::from_secs(30);
+
 /// What an endpoint needs.
 pub(crate) enum Need<'a> {
     /// Call-path endpoints.
@@ -141,8 +176,11 @@ fn caller(state: &AppState, headers: &HeaderMap) -> Result<(String, Scope), ApiE
 /// The name and scope of a token.
 pub(crate) fn token_caller(state: &AppState, token: &str) -> Result<(String, Scope), ApiError> {
     let hash = hash_token(token);
-    if let Some(s) = state.tokens.lock().expect("token cache").get(&hash) {
-        return Ok(s.clone());
+    let now = state.now();
+    if let Some((name, scope, at)) = state.tokens.lock().expect("token cache").get(&hash) {
+        if now.duration_since(*at) < TOKEN_RECHECK {
+            return Ok((name.clone(), scope.clone()));
+        }
     }
     let stored = state
         .reader
@@ -152,7 +190,8 @@ pub(crate) fn token_caller(state: &AppState, token: &str) -> Result<(String, Sco
         .map_err(|e| ApiError::internal(e.to_string()))?
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown token"))?;
     let scope: Scope = stored.scope.parse().map_err(ApiError::internal)?;
-    state.tokens.lock().expect("token cache").insert(hash, (stored.name.clone(), scope.clone()));
+    let mut cache = state.tokens.lock().expect("token cache");
+    cache.insert(hash, (stored.name.clone(), scope.clone(), now));
     Ok((stored.name, scope))
 }
 

@@ -43,7 +43,7 @@ mod webhook;
 
 pub use webhook::{signature as webhook_signature, Webhook};
 
-pub use auth::{create_token, hash_token, Scope};
+pub use auth::{create_token, hash_token, list_tokens, revoke_tokens, Scope, TOKEN_RECHECK};
 
 /// How the server runs.
 #[derive(Clone, Debug)]
@@ -307,8 +307,8 @@ pub struct AppState {
     opts: Options,
     metrics: Metrics,
     ready: AtomicBool,
-    /// Token hash -> (name, scope).
-    tokens: Mutex<HashMap<String, (String, Scope)>>,
+    /// Tokens looked up: hash -> (name, scope, when looked up; see [`auth::TOKEN_RECHECK`]).
+    tokens: Mutex<HashMap<String, (String, Scope, Timestamp)>>,
     tails: tokio::sync::Mutex<Vec<tollguard_ingest::tail::Tail>>,
     /// Builds the rater and policy again from the configuration, for a reload.
     reloader: Mutex<Option<Reloader>>,

@@ -1559,3 +1559,38 @@ async fn a_cgrates_plan_prices_the_calls_and_its_max_cost_caps_them() {
     // Shown to the cent; the test deck has no German rate, so this is the plan's price.
     assert_eq!(day["used"], "0.06", "{v}");
 }
+
+#[tokio::test]
+async fn a_revoked_token_is_refused_within_the_recheck_time() {
+    let f = fixture("revoke");
+    let start = jiff::Timestamp::now();
+    let clock = tollguard_server::Clock::driven(start, 0);
+    let opts = Options { database: f.db.clone(), clock: clock.clone(), ..Options::default() };
+    let s = Server::start(rater(), Policy::builtin(), opts).unwrap();
+    let app = s.router();
+    let names: Vec<(String, String)> =
+        tollguard_server::list_tokens(&f.db).unwrap().into_iter().map(|(n, s, _)| (n, s)).collect();
+    assert!(names.contains(&("acme it".into(), "customer:acme".into())), "{names:?}");
+    assert!(names.contains(&("kamailio".into(), "integration".into())), "{names:?}");
+    let read = |token: String| {
+        let app = app.clone();
+        async move { call(&app, "GET", "/v1/alerts", Some(&token), None).await.0 }
+    };
+    // The customer's token is used (and so kept by the server), then revoked.
+    assert_eq!(read(f.acme.clone()).await, StatusCode::OK);
+    // A token the server has never seen is refused at once once revoked.
+    let spare = create_token(&f.db, "spare", &Scope::Operator).unwrap();
+    assert_eq!(tollguard_server::revoke_tokens(&f.db, "acme it").unwrap(), 1);
+    assert_eq!(tollguard_server::revoke_tokens(&f.db, "spare").unwrap(), 1);
+    assert_eq!(tollguard_server::revoke_tokens(&f.db, "nobody").unwrap(), 0);
+    assert_eq!(read(spare).await, StatusCode::UNAUTHORIZED);
+    // The one it has seen works until the server looks again, then not.
+    clock.set(start + tollguard_server::TOKEN_RECHECK - jiff::SignedDuration::from_secs(1), 0);
+    assert_eq!(read(f.acme.clone()).await, StatusCode::OK);
+    clock.set(start + tollguard_server::TOKEN_RECHECK, 0);
+    assert_eq!(read(f.acme.clone()).await, StatusCode::UNAUTHORIZED);
+    // The others are untouched; the revocation is in the audit log.
+    assert_eq!(read(f.operator.clone()).await, StatusCode::OK);
+    let (_, v) = call(&app, "GET", "/v1/audit", Some(&f.operator), None).await;
+    assert!(v.to_string().contains(r#""action":"revoke_token""#) && v.to_string().contains("acme it"), "{v}");
+}

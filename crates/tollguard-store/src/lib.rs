@@ -342,6 +342,20 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Every token: name, scope and when it was created (nanoseconds), oldest first. The tokens
+    /// themselves are not stored.
+    pub fn tokens(&self) -> Result<Vec<(String, String, i64)>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT name, scope, created_ns FROM tokens ORDER BY created_ns, name")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .and_then(|rows| rows.collect::<std::result::Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e));
+        rows
+    }
+
     /// Outbox messages due at `now_ns` (pending, next try reached), oldest first.
     pub fn outbox_due(&self, now_ns: i64, limit: u32) -> Result<Vec<OutboxItem>> {
         self.outbox_query(
@@ -604,6 +618,11 @@ impl Batch<'_> {
             )
             .map_err(|e| self.err(e))?;
         Ok(())
+    }
+
+    /// Deletes the tokens named `name`; returns how many there were.
+    pub fn remove_tokens(&mut self, name: &str) -> Result<usize> {
+        self.tx.execute("DELETE FROM tokens WHERE name = ?1", [name]).map_err(|e| self.err(e))
     }
 
     /// Sets a checkpoint.

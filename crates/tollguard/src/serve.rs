@@ -1,4 +1,4 @@
-//! `tollguard serve` and `tollguard token create`.
+//! `tollguard serve` and `tollguard token create|list|revoke`.
 
 use crate::rate::setup;
 use crate::InputArgs;
@@ -115,6 +115,29 @@ async fn shutdown_signal() {
 pub enum TokenCommand {
     /// Create an API token; prints it once (only its hash is stored).
     Create(TokenCreateArgs),
+    /// List the tokens: name, scope, when created (the tokens themselves are not stored).
+    List(TokenListArgs),
+    /// Revoke the tokens with a name: a running server refuses them within 30 s.
+    Revoke(TokenRevokeArgs),
+}
+
+/// Arguments of `tollguard token list`.
+#[derive(clap::Args, Debug)]
+pub struct TokenListArgs {
+    /// The server's SQLite database.
+    #[arg(long)]
+    database: PathBuf,
+}
+
+/// Arguments of `tollguard token revoke`.
+#[derive(clap::Args, Debug)]
+pub struct TokenRevokeArgs {
+    /// The server's SQLite database.
+    #[arg(long)]
+    database: PathBuf,
+    /// The name the tokens were created with (every token with it is revoked).
+    #[arg(long)]
+    name: String,
 }
 
 /// Arguments of `tollguard token create`.
@@ -138,6 +161,28 @@ pub fn token(cmd: TokenCommand) -> Result<ExitCode> {
             let token = tollguard_server::create_token(&a.database, &a.name, &scope)?;
             println!("{token}");
             eprintln!("token {:?} with scope {scope} stored (hashed) in {}", a.name, a.database.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        TokenCommand::List(a) => {
+            let tokens = tollguard_server::list_tokens(&a.database)?;
+            println!("{:<24} {:<24} created", "name", "scope");
+            for (name, scope, created) in &tokens {
+                println!("{name:<24} {scope:<24} {created}");
+            }
+            eprintln!("{} tokens in {}", tokens.len(), a.database.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        TokenCommand::Revoke(a) => {
+            let n = tollguard_server::revoke_tokens(&a.database, &a.name)?;
+            if n == 0 {
+                return Err(anyhow!("no token named {:?} in {}", a.name, a.database.display()));
+            }
+            eprintln!(
+                "revoked {n} token(s) named {:?} in {}; a running server refuses them within {} s",
+                a.name,
+                a.database.display(),
+                tollguard_server::TOKEN_RECHECK.as_secs()
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
