@@ -69,7 +69,7 @@ pub fn create_token(db: &Path, name: &str, scope: &Scope) -> anyhow::Result<Stri
 /// The tokens stored: (name, scope, created, RFC 3339), oldest first. The tokens themselves are
 /// not stored, only their hashes.
 pub fn list_tokens(db: &Path) -> anyhow::Result<Vec<(String, String, String)>> {
-    let store = Store::open(db)?;
+    let store = existing(db)?;
     Ok(store
         .tokens()?
         .into_iter()
@@ -84,7 +84,7 @@ pub fn list_tokens(db: &Path) -> anyhow::Result<Vec<(String, String, String)>> {
 /// Revokes the tokens named `name` (written to the audit log); returns how many there were. A
 /// running server stops accepting them within [`TOKEN_RECHECK`].
 pub fn revoke_tokens(db: &Path, name: &str) -> anyhow::Result<usize> {
-    let mut store = Store::open(db)?;
+    let mut store = existing(db)?;
     let now = jiff::Timestamp::now().as_nanosecond() as i64;
     let details = serde_json::json!({ "name": name }).to_string();
     let n = store.batch(|b| {
@@ -95,6 +95,14 @@ pub fn revoke_tokens(db: &Path, name: &str) -> anyhow::Result<usize> {
         Ok(n)
     })?;
     Ok(n)
+}
+
+/// The store at `db`, which must exist (opening a mistyped path would make an empty one).
+fn existing(db: &Path) -> anyhow::Result<Store> {
+    if !db.is_file() {
+        anyhow::bail!("no database at {}", db.display());
+    }
+    Ok(Store::open(db)?)
 }
 
 /// How long a server trusts a token it has looked up before it looks again (a revoked token is

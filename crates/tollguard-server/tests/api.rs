@@ -1583,6 +1583,9 @@ async fn a_revoked_token_is_refused_within_the_recheck_time() {
     assert_eq!(tollguard_server::revoke_tokens(&f.db, "acme it").unwrap(), 1);
     assert_eq!(tollguard_server::revoke_tokens(&f.db, "spare").unwrap(), 1);
     assert_eq!(tollguard_server::revoke_tokens(&f.db, "nobody").unwrap(), 0);
+    let typo = f.db.with_file_name("tolguard.db");
+    let e = tollguard_server::revoke_tokens(&typo, "spare").unwrap_err().to_string();
+    assert!(e.contains("no database at") && e.contains("tolguard.db") && !typo.exists(), "{e}");
     assert_eq!(read(spare).await, StatusCode::UNAUTHORIZED);
     // The one it has seen works until the server looks again, then not.
     clock.set(start + tollguard_server::TOKEN_RECHECK - jiff::SignedDuration::from_secs(1), 0);
