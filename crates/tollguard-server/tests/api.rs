@@ -1592,6 +1592,15 @@ async fn a_revoked_token_is_refused_within_the_recheck_time() {
     assert_eq!(read(f.acme.clone()).await, StatusCode::OK);
     clock.set(start + tollguard_server::TOKEN_RECHECK, 0);
     assert_eq!(read(f.acme.clone()).await, StatusCode::UNAUTHORIZED);
+    // Nor does a clock set back keep a revoked token alive.
+    let kamailio_read = |token: String| {
+        let app = app.clone();
+        async move { call(&app, "POST", "/v1/cdrs", Some(&token), Some(json!([]))).await.0 }
+    };
+    assert_eq!(kamailio_read(f.integration.clone()).await, StatusCode::OK);
+    assert_eq!(tollguard_server::revoke_tokens(&f.db, "kamailio").unwrap(), 1);
+    clock.set(start, 0);
+    assert_eq!(kamailio_read(f.integration.clone()).await, StatusCode::UNAUTHORIZED);
     // The others are untouched; the revocation is in the audit log.
     assert_eq!(read(f.operator.clone()).await, StatusCode::OK);
     let (_, v) = call(&app, "GET", "/v1/audit", Some(&f.operator), None).await;
