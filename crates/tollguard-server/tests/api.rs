@@ -70,6 +70,11 @@ async fn raw(app: &Router, req: Request<Body>) -> (StatusCode, Value) {
     (status, v)
 }
 
+/// `POST /v1/authorize` with the integration token.
+async fn authorize(app: &Router, f: &Fixture, body: Value) -> (StatusCode, Value) {
+    call(app, "POST", "/v1/authorize", Some(&f.integration), Some(body)).await
+}
+
 fn authorize_body(call_id: &str, to: &str, time: &str) -> Value {
     json!({ "call_id": call_id, "account": "acme", "extension": "210", "from": "+31201234567", "to": to, "time": time })
 }
@@ -97,7 +102,7 @@ async fn authorize_needs_a_token_with_the_right_scope() {
     assert_eq!(st, StatusCode::UNAUTHORIZED);
     let (st, v) = call(&app, "POST", "/v1/authorize", Some(&f.acme), Some(body.clone())).await;
     assert_eq!((st, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
-    let (st, v) = call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body.clone())).await;
+    let (st, v) = authorize(&app, &f, body.clone()).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["allow"], true);
     let (st, _) = call(
@@ -150,14 +155,8 @@ async fn a_night_attack_is_denied_explained_alerted_and_visible() {
     let s = server(&f.db);
     let app = s.router();
     // Saturday 23:10 in Amsterdam: the first call of acme to East Timor.
-    let (st, v) = call(
-        &app,
-        "POST",
-        "/v1/authorize",
-        Some(&f.integration),
-        Some(authorize_body("tl1", "0067077123456", "2011-06-11T23:10:00+02:00")),
-    )
-    .await;
+    let (st, v) =
+        authorize(&app, &f, authorize_body("tl1", "0067077123456", "2011-06-11T23:10:00+02:00")).await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(v["allow"], false);
     assert_eq!(v["rules"], json!(["default.new_critical_destination_night"]));
@@ -167,35 +166,14 @@ async fn a_night_attack_is_denied_explained_alerted_and_visible() {
         call(&app, "POST", "/v1/accounts/acme/block", Some(&f.operator), Some(json!({"reason": "test"})))
             .await;
     assert_eq!(v, Value::String(String::new()));
-    let (_, v) = call(
-        &app,
-        "POST",
-        "/v1/authorize",
-        Some(&f.integration),
-        Some(authorize_body("e1", "112", "2011-06-11T23:11:00+02:00")),
-    )
-    .await;
+    let (_, v) = authorize(&app, &f, authorize_body("e1", "112", "2011-06-11T23:11:00+02:00")).await;
     assert_eq!(v["allow"], true, "{v}");
-    let (_, v) = call(
-        &app,
-        "POST",
-        "/v1/authorize",
-        Some(&f.integration),
-        Some(authorize_body("n1", "0201234567", "2011-06-11T23:11:00+02:00")),
-    )
-    .await;
+    let (_, v) = authorize(&app, &f, authorize_body("n1", "0201234567", "2011-06-11T23:11:00+02:00")).await;
     assert_eq!(v["allow"], false, "blocked: {v}");
     assert!(v["rules"][0].as_str().unwrap().starts_with("operator.block"), "{v}");
     let (st, _) = call(&app, "POST", "/v1/accounts/acme/unblock", Some(&f.operator), None).await;
     assert_eq!(st, StatusCode::NO_CONTENT);
-    let (_, v) = call(
-        &app,
-        "POST",
-        "/v1/authorize",
-        Some(&f.integration),
-        Some(authorize_body("n2", "0201234567", "2011-06-11T23:12:00+02:00")),
-    )
-    .await;
+    let (_, v) = authorize(&app, &f, authorize_body("n2", "0201234567", "2011-06-11T23:12:00+02:00")).await;
     assert_eq!(v["allow"], true, "unblocked: {v}");
     // The decision with its explanation, for the operator and the account itself only.
     let (st, v) = call(&app, "GET", "/v1/decisions/tl1", Some(&f.operator), None).await;
@@ -233,14 +211,8 @@ async fn usage_counts_running_calls_and_survives_a_restart() {
         let app = s.router();
         for i in 0..3 {
             let id = format!("c{i}");
-            let (_, v) = call(
-                &app,
-                "POST",
-                "/v1/authorize",
-                Some(&f.integration),
-                Some(authorize_body(&id, "0067077123456", "2026-01-19T10:00:00+01:00")),
-            )
-            .await;
+            let (_, v) =
+                authorize(&app, &f, authorize_body(&id, "0067077123456", "2026-01-19T10:00:00+01:00")).await;
             assert_eq!(v["allow"], true, "{v}");
             let (st, _) = call(
                 &app,
@@ -311,28 +283,14 @@ async fn the_record_of_a_denied_call_does_not_teach_its_destination() {
     let s = server(&f.db);
     let app = s.router();
     let night = |id: &str, time: &str| authorize_body(id, "0067077123456", time);
-    let (_, v) = call(
-        &app,
-        "POST",
-        "/v1/authorize",
-        Some(&f.integration),
-        Some(night("tl1", "2011-06-11T23:10:00+02:00")),
-    )
-    .await;
+    let (_, v) = authorize(&app, &f, night("tl1", "2011-06-11T23:10:00+02:00")).await;
     assert_eq!(v["allow"], false, "{v}");
     let batch = json!([{"call_id": "tl1", "account": "acme", "extension": "210", "to": "0067077123456",
                         "start": "2011-06-11T21:10:00Z", "end": "2011-06-11T21:10:01Z", "billsec": 0,
                         "disposition": "failed"}]);
     let (st, v) = call(&app, "POST", "/v1/cdrs", Some(&f.integration), Some(batch)).await;
     assert_eq!((st, v["new"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
-    let (_, v) = call(
-        &app,
-        "POST",
-        "/v1/authorize",
-        Some(&f.integration),
-        Some(night("tl2", "2011-06-11T23:20:00+02:00")),
-    )
-    .await;
+    let (_, v) = authorize(&app, &f, night("tl2", "2011-06-11T23:20:00+02:00")).await;
     assert_eq!(
         (v["allow"].clone(), v["rules"].clone()),
         (json!(false), json!(["default.new_critical_destination_night"])),
@@ -344,14 +302,7 @@ async fn the_record_of_a_denied_call_does_not_teach_its_destination() {
     drop(s);
     let s = server(&f.db);
     let app = s.router();
-    let (_, v) = call(
-        &app,
-        "POST",
-        "/v1/authorize",
-        Some(&f.integration),
-        Some(night("tl3", "2011-06-11T23:30:00+02:00")),
-    )
-    .await;
+    let (_, v) = authorize(&app, &f, night("tl3", "2011-06-11T23:30:00+02:00")).await;
     assert_eq!(v["rules"], json!(["default.new_critical_destination_night"]), "{v}");
     // A switch that connects a denied call all the same: counted, and a critical alert says so.
     let batch = json!([{"call_id": "tl3", "account": "acme", "extension": "210", "to": "0067077123456",
@@ -476,8 +427,8 @@ async fn the_same_call_id_asked_again_gets_the_same_answer_and_is_counted_once()
     acme_has_called_east_timor(&app, &f).await;
     let mut body = authorize_body("dup", "0067077123456", "");
     body.as_object_mut().unwrap().remove("time"); // the server's clock: counted in the last hour
-    let (_, first) = call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body.clone())).await;
-    let (_, again) = call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body)).await;
+    let (_, first) = authorize(&app, &f, body.clone()).await;
+    let (_, again) = authorize(&app, &f, body).await;
     assert_eq!(first, again);
     let (_, v) = call(&app, "GET", "/v1/accounts/acme", Some(&f.operator), None).await;
     assert_eq!(v["running_calls"], 1, "{v}");
@@ -493,21 +444,20 @@ async fn bad_requests_get_clear_errors() {
     let app = s.router();
     let (st, v) = call(&app, "GET", "/v2/nothing", None, None).await;
     assert_eq!((st, v["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
-    let (st, v) =
-        call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(json!({"call_id": "c"}))).await;
+    let (st, v) = authorize(&app, &f, json!({"call_id": "c"})).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert!(v["error"]["message"].as_str().unwrap().contains("missing field"), "{v}");
     let mut body = authorize_body("c", "0201234567", "yesterday");
-    let (st, v) = call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body.clone())).await;
+    let (st, v) = authorize(&app, &f, body.clone()).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert!(v["error"]["message"].as_str().unwrap().starts_with("time:"), "{v}");
     body["time"] = json!("2026-01-19T10:00:00Z");
     body["colour"] = json!("blue");
-    let (st, v) = call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body)).await;
+    let (st, v) = authorize(&app, &f, body).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert!(v["error"]["message"].as_str().unwrap().contains("unknown field `colour`"), "{v}");
     let big = json!({ "call_id": "x".repeat(100_000) });
-    let (st, _) = call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(big)).await;
+    let (st, _) = authorize(&app, &f, big).await;
     assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE);
     let (st, _) = call(&app, "GET", "/v1/accounts/nobody", Some(&f.operator), None).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
@@ -636,7 +586,7 @@ async fn limits_set_by_the_operator_and_the_customer_within_its_ceiling() {
         acme_has_called_east_timor(&app, &f).await;
         let mut body = authorize_body("lim1", "0067077123456", "");
         body.as_object_mut().unwrap().remove("time");
-        let (_, v) = call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body)).await;
+        let (_, v) = authorize(&app, &f, body).await;
         assert_eq!(v["allow"], false, "{v}");
         assert_eq!(v["rules"], json!(["own.day"]), "{v}");
         s.flush().await;
@@ -670,7 +620,7 @@ async fn a_record_long_after_the_end_of_an_authorized_call_is_not_counted_again(
         acme_has_called_east_timor(&app, &f).await;
         let mut body = authorize_body("old1", "0067077123456", "");
         body["time"] = json!(at(600));
-        let (_, v) = call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body)).await;
+        let (_, v) = authorize(&app, &f, body).await;
         assert_eq!(v["allow"], true, "{v}");
         call(&app, "POST", "/v1/calls/old1/answer", Some(&f.integration), Some(json!({"time": at(600)})))
             .await;
@@ -709,7 +659,7 @@ async fn a_reload_applies_the_new_policy_and_keeps_the_calls_in_flight() {
     );
     let mut body = authorize_body("r1", "0201234567", "");
     body.as_object_mut().unwrap().remove("time");
-    let (_, v) = call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body.clone())).await;
+    let (_, v) = authorize(&app, &f, body.clone()).await;
     assert_eq!(v["allow"], true);
     // The new configuration: one call at a time for acme.
     s.set_reloader(Box::new(|| {
@@ -726,7 +676,7 @@ async fn a_reload_applies_the_new_policy_and_keeps_the_calls_in_flight() {
     let (_, v) = call(&app, "GET", "/v1/accounts/acme", Some(&f.operator), None).await;
     assert_eq!(v["running_calls"], 1, "the call in flight is still known: {v}");
     body["call_id"] = json!("r2");
-    let (_, v) = call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body)).await;
+    let (_, v) = authorize(&app, &f, body).await;
     assert_eq!((v["allow"].as_bool(), v["rules"][0].as_str()), (Some(false), Some("one_at_a_time")), "{v}");
     let (st, _) =
         call(&app, "POST", "/v1/calls/r1/end", Some(&f.integration), Some(json!({"billsec": 10}))).await;
@@ -813,14 +763,7 @@ where
 
 /// A night call to East Timor: denied with one critical alert, stored when this returns.
 async fn night_call_to_east_timor(s: &Server, app: &Router, f: &Fixture, call_id: &str) {
-    call(
-        app,
-        "POST",
-        "/v1/authorize",
-        Some(&f.integration),
-        Some(authorize_body(call_id, "0067077123456", "2011-06-11T23:10:00+02:00")),
-    )
-    .await;
+    authorize(app, f, authorize_body(call_id, "0067077123456", "2011-06-11T23:10:00+02:00")).await;
     s.flush().await;
 }
 
@@ -946,7 +889,7 @@ async fn every_command_and_automatic_action_is_in_the_audit_log() {
     for id in ["a1", "a2"] {
         let mut body = authorize_body(id, "0201234567", "");
         body.as_object_mut().unwrap().remove("time");
-        call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body)).await;
+        authorize(&app, &f, body).await;
     }
     let (st, v) = call(&app, "GET", "/v1/audit", Some(&f.operator), None).await;
     assert_eq!(st, StatusCode::OK);
@@ -995,25 +938,11 @@ async fn alerts_group_into_an_incident_with_its_timeline_until_an_operator_close
     let s = server(&f.db);
     let app = s.router();
     for (id, t) in [("tl1", "2011-06-11T23:10:00+02:00"), ("tl2", "2011-06-11T23:12:00+02:00")] {
-        let (_, v) = call(
-            &app,
-            "POST",
-            "/v1/authorize",
-            Some(&f.integration),
-            Some(authorize_body(id, "0067077123456", t)),
-        )
-        .await;
+        let (_, v) = authorize(&app, &f, authorize_body(id, "0067077123456", t)).await;
         assert_eq!(v["allow"], false);
     }
     // While it is open, an ordinary call of the account runs and ends: its cost is exposure.
-    call(
-        &app,
-        "POST",
-        "/v1/authorize",
-        Some(&f.integration),
-        Some(authorize_body("nl1", "0201234567", "2011-06-11T23:13:00+02:00")),
-    )
-    .await;
+    authorize(&app, &f, authorize_body("nl1", "0201234567", "2011-06-11T23:13:00+02:00")).await;
     call(
         &app,
         "POST",
@@ -1081,14 +1010,8 @@ async fn alerts_group_into_an_incident_with_its_timeline_until_an_operator_close
     let (_, v) = call(&app, "GET", "/v1/audit", Some(&f.operator), None).await;
     assert_eq!(v["audit"].as_array().unwrap().iter().filter(|e| e["action"] == "incident").count(), 2);
     // The next alert opens a new incident.
-    let (_, _) = call(
-        &app,
-        "POST",
-        "/v1/authorize",
-        Some(&f.integration),
-        Some(authorize_body("cu1", "005372345678", "2011-06-11T23:20:00+02:00")),
-    )
-    .await;
+    let (_, _) =
+        authorize(&app, &f, authorize_body("cu1", "005372345678", "2011-06-11T23:20:00+02:00")).await;
     let (_, v) = call(&app, "GET", "/v1/incidents", Some(&f.operator), None).await;
     assert_eq!(v["incidents"].as_array().unwrap().len(), 2, "{v}");
     assert_eq!(v["incidents"][0]["state"], "open");
@@ -1101,14 +1024,7 @@ async fn a_false_positive_allowance_stops_the_repeat_alert_and_is_logged() {
     {
         let s = server(&f.db);
         let app = s.router();
-        let (_, v) = call(
-            &app,
-            "POST",
-            "/v1/authorize",
-            Some(&f.integration),
-            Some(night("n1", "2011-06-11T23:10:00+02:00")),
-        )
-        .await;
+        let (_, v) = authorize(&app, &f, night("n1", "2011-06-11T23:10:00+02:00")).await;
         assert_eq!(v["allow"], false);
         let (_, v) = call(&app, "GET", "/v1/incidents", Some(&f.operator), None).await;
         let id = v["incidents"][0]["id"].as_i64().unwrap();
@@ -1117,14 +1033,7 @@ async fn a_false_positive_allowance_stops_the_repeat_alert_and_is_logged() {
         assert_eq!(st, StatusCode::OK, "{v}");
         // The same call the next night: no first-call rule, no alert (the spend limits on
         // high-risk ranges still count it and cap it).
-        let (_, v) = call(
-            &app,
-            "POST",
-            "/v1/authorize",
-            Some(&f.integration),
-            Some(night("n2", "2011-06-12T23:10:00+02:00")),
-        )
-        .await;
+        let (_, v) = authorize(&app, &f, night("n2", "2011-06-12T23:10:00+02:00")).await;
         assert_eq!(
             (v["allow"].as_bool(), v["rules"].clone()),
             (Some(true), json!(["default.high_risk_spend_1h"])),
@@ -1159,27 +1068,13 @@ async fn a_false_positive_allowance_stops_the_repeat_alert_and_is_logged() {
         v["allowances"].as_array().unwrap().iter().map(|a| a["country"].as_str().unwrap()).collect();
     assert_eq!(countries, ["TL", "CU"], "{v}");
     let cuba = |id: &str, t: &str| authorize_body(id, "005372345678", t);
-    let (_, v) = call(
-        &app,
-        "POST",
-        "/v1/authorize",
-        Some(&f.integration),
-        Some(cuba("c1", "2030-06-15T23:10:00+02:00")),
-    )
-    .await;
+    let (_, v) = authorize(&app, &f, cuba("c1", "2030-06-15T23:10:00+02:00")).await;
     assert_eq!(v["allow"], true, "allowed before the expiry: {v}");
     let f2 = fixture("allowance-expiry");
     let s2 = server(&f2.db);
     let app2 = s2.router();
     // On an account whose allowance has expired, the first-call rule is back.
-    let (_, v) = call(
-        &app2,
-        "POST",
-        "/v1/authorize",
-        Some(&f2.integration),
-        Some(cuba("c2", "2030-06-15T23:10:00+02:00")),
-    )
-    .await;
+    let (_, v) = authorize(&app2, &f2, cuba("c2", "2030-06-15T23:10:00+02:00")).await;
     let (_, inc) = call(&app2, "GET", "/v1/incidents", Some(&f2.operator), None).await;
     let id = inc["incidents"][0]["id"].as_i64().unwrap();
     assert_eq!(v["allow"], false);
@@ -1191,14 +1086,7 @@ async fn a_false_positive_allowance_stops_the_repeat_alert_and_is_logged() {
         Some(json!({ "allow": { "countries": ["CU"], "until": "2030-06-16T00:00:00Z" } })),
     )
     .await;
-    let (_, v) = call(
-        &app2,
-        "POST",
-        "/v1/authorize",
-        Some(&f2.integration),
-        Some(cuba("c3", "2030-06-20T23:10:00+02:00")),
-    )
-    .await;
+    let (_, v) = authorize(&app2, &f2, cuba("c3", "2030-06-20T23:10:00+02:00")).await;
     assert_eq!(
         (v["allow"].as_bool(), v["rules"][0].as_str()),
         (Some(false), Some("default.new_critical_destination_night")),
@@ -1234,28 +1122,24 @@ async fn destination_blocks_and_who_may_lift_them() {
     )
     .await;
     assert_eq!(st, StatusCode::NO_CONTENT);
-    let (_, v) =
-        call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body("d1", "0067077123456"))).await;
+    let (_, v) = authorize(&app, &f, body("d1", "0067077123456")).await;
     assert_eq!(
         (v["allow"].as_bool(), v["rules"][0].as_str()),
         (Some(false), Some("operator.block (TL, +4930): IRSF wave")),
         "{v}"
     );
-    let (_, v) =
-        call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body("d2", "0201234567"))).await;
+    let (_, v) = authorize(&app, &f, body("d2", "0201234567")).await;
     assert_eq!(v["allow"], true, "Dutch numbers are not blocked: {v}");
     // The customer may lift only what tollguard's limits set; the operator's block stays.
     let (st, _) = call(&app, "POST", "/v1/accounts/acme/unblock", Some(&f.other), None).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     let (st, _) = call(&app, "POST", "/v1/accounts/acme/unblock", Some(&f.acme), None).await;
     assert_eq!(st, StatusCode::NO_CONTENT);
-    let (_, v) =
-        call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body("d3", "004930123456"))).await;
+    let (_, v) = authorize(&app, &f, body("d3", "004930123456")).await;
     assert_eq!(v["allow"], false, "{v}");
     let (st, _) = call(&app, "POST", "/v1/accounts/acme/unblock", Some(&f.operator), None).await;
     assert_eq!(st, StatusCode::NO_CONTENT);
-    let (_, v) =
-        call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body("d4", "004930123457"))).await;
+    let (_, v) = authorize(&app, &f, body("d4", "004930123457")).await;
     assert_eq!(v["allow"], true, "{v}");
     let (_, v) = call(&app, "GET", "/v1/audit", Some(&f.operator), None).await;
     let actions: Vec<(&str, &str)> = v["audit"]
@@ -1279,17 +1163,10 @@ async fn every_endpoint_and_every_scope() {
     let s = server(&f.db);
     let app = s.router();
     // An account with a decision, a running call and an incident.
-    call(
-        &app,
-        "POST",
-        "/v1/authorize",
-        Some(&f.integration),
-        Some(authorize_body("c0", "0067077123456", "2011-06-11T23:10:00+02:00")),
-    )
-    .await;
+    authorize(&app, &f, authorize_body("c0", "0067077123456", "2011-06-11T23:10:00+02:00")).await;
     let mut live = authorize_body("c1", "0201234567", "");
     live.as_object_mut().unwrap().remove("time");
-    call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(live)).await;
+    authorize(&app, &f, live).await;
     s.flush().await;
     let (_, v) = call(&app, "GET", "/v1/incidents", Some(&f.operator), None).await;
     let inc = v["incidents"][0]["id"].as_i64().unwrap();
@@ -1367,7 +1244,7 @@ async fn a_call_whose_end_never_arrives_is_closed_and_a_later_record_corrects_it
     // A call to a Dutch number (EUR 0.012 a minute, whole minutes), answered 4 h 10 s ago.
     let mut body = authorize_body("lost1", "0201234567", "");
     body["time"] = json!(ago(4 * 3600 + 20).to_string());
-    let (_, v) = call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body)).await;
+    let (_, v) = authorize(&app, &f, body).await;
     assert_eq!((v["allow"].as_bool(), v["max_duration_s"].as_u64()), (Some(true), None));
     call(
         &app,
@@ -1391,7 +1268,7 @@ async fn a_call_whose_end_never_arrives_is_closed_and_a_later_record_corrects_it
     assert!(m.as_str().unwrap().contains("tollguard_authorize_time_skewed_total 1"), "{m}");
     let mut body = authorize_body("now1", "0201234567", "");
     body["time"] = json!((jiff::Timestamp::now() - jiff::SignedDuration::from_secs(3)).to_string());
-    call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body)).await;
+    authorize(&app, &f, body).await;
     let (_, m) = call(&app, "GET", "/metrics", None, None).await;
     assert!(m.as_str().unwrap().contains("tollguard_authorize_time_skewed_total 1"), "a few seconds: {m}");
     let day = |v: &Value| {
@@ -1464,7 +1341,7 @@ async fn a_cut_the_switch_answers_with_no_such_dialog_ends_the_call_here() {
     let now = jiff::Timestamp::now();
     let mut body = authorize_body("k1", "0067077123456", "");
     body["time"] = json!((now - jiff::SignedDuration::from_secs(20)).to_string());
-    let (_, v) = call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body)).await;
+    let (_, v) = authorize(&app, &f, body).await;
     assert_eq!(v["allow"], true, "{v}");
     call(&app, "POST", "/v1/calls/k1/answer", Some(&f.integration),
         Some(json!({ "time": (now - jiff::SignedDuration::from_secs(10)).to_string(), "kamailio_h_entry": 342, "kamailio_h_id": 56 }))).await;
@@ -1535,7 +1412,7 @@ async fn a_cgrates_plan_prices_the_calls_and_its_max_cost_caps_them() {
     // Satellite: EUR 0.50 connect fee + 6.50 a minute in whole minutes, MaxCost 20 *disconnect
     // (connect fee not counted): the fourth minute is the one that reaches it.
     let body = authorize_body("sat1", "+881612345678", "2026-01-19T10:00:00+01:00");
-    let (_, v) = call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body)).await;
+    let (_, v) = authorize(&app, &f, body).await;
     assert_eq!(v["allow"], true, "{v}");
     assert!(v["rules"].as_array().unwrap().iter().any(|r| r == "tariff.max_cost"), "{v}");
     assert_eq!(v["max_duration_s"], 240, "{v}");
@@ -1547,7 +1424,7 @@ async fn a_cgrates_plan_prices_the_calls_and_its_max_cost_caps_them() {
     let ago = |s: i64| json!({ "time": (now - jiff::SignedDuration::from_secs(s)).to_string() });
     let mut body = authorize_body("de1", "+492211234567", "");
     body["time"] = ago(130)["time"].clone();
-    let (_, v) = call(&app, "POST", "/v1/authorize", Some(&f.integration), Some(body)).await;
+    let (_, v) = authorize(&app, &f, body).await;
     assert_eq!((v["allow"].clone(), v["max_duration_s"].clone()), (json!(true), Value::Null), "{v}");
     call(&app, "POST", "/v1/calls/de1/answer", Some(&f.integration), Some(ago(125))).await;
     let mut end = ago(0);
