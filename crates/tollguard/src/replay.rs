@@ -794,15 +794,19 @@ mod tests {
     use super::*;
     use tollguard_core::cdr::Cdr;
 
-    #[test]
-    fn queue_keys_order_as_time_kind_position_and_give_the_time_back() {
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move || {
+    /// A small deterministic generator of test data.
+    fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+        move || {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             x
-        };
+        }
+    }
+
+    #[test]
+    fn queue_keys_order_as_time_kind_position_and_give_the_time_back() {
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         // Around 1970 (jiff's negative fractions) and in 2026, with and without nanoseconds.
         for base in [-30i64, 1_767_225_600] {
             let q = Queue { base: base - 1, heap: BinaryHeap::new() };
@@ -841,13 +845,7 @@ mod tests {
     /// equal starts; with and without nanoseconds, across the 16-bit digit boundaries.
     #[test]
     fn records_sort_by_start_in_file_order_among_equals() {
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         for (base, span, nanos) in [
             (1_767_225_600i64, 50i64, false),
             (1_767_225_600, 40_000, false),
