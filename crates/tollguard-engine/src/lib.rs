@@ -618,7 +618,7 @@ struct AccountMemory {
     talked: Vec<(E164, Timestamp)>,
     /// Numbers whose wangiri alert was raised (while they are remembered in `rang_in`).
     wangiri_alerted: Vec<E164>,
-    /// The last callback the wangiri rule denied (when, the number, the caller's [`ext_hash`]),
+    /// The last callback the wangiri rule denied (when, the number, the caller's [`fnv1a`]),
     /// and the last time it raised a critical alert.
     wangiri_denied: Option<(Timestamp, E164, u64)>,
     wangiri_critical: Option<Timestamp>,
@@ -669,7 +669,7 @@ impl AccountMemory {
 
     /// Whether the account has called `kind`.
     fn has_seen(&self, kind: u32) -> bool {
-        self.seen.iter().any(|(k, _)| *k == kind)
+        self.first_call(kind).is_some()
     }
 
     /// When the account first called `kind` (seconds; [`LEARNT`]), if it has.
@@ -740,9 +740,10 @@ fn later(t: Timestamp, d: SignedDuration) -> Timestamp {
     t.checked_add(d).unwrap_or(Timestamp::MAX)
 }
 
-/// A deterministic hash of an extension (FNV-1a), to tell callers apart without keeping the text.
-fn ext_hash(ext: &str) -> u64 {
-    ext.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+/// A small deterministic hash of a text (FNV-1a): to tell extensions apart without keeping their
+/// text, and to share accounts among replay threads.
+pub fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// A kind of destination, as the new-destination rule remembers them: the country, and for
@@ -1811,7 +1812,7 @@ impl Engine {
                     // now and then, is what two-way traffic looks like, and the caller may redial
                     // it); a second within WANGIRI_BURST by another extension or to another
                     // number is the pattern: staff are calling back one-ring numbers.
-                    let caller = ext_hash(ext);
+                    let caller = fnv1a(ext);
                     let previous = m
                         .wangiri_denied
                         .replace((now, to, caller))

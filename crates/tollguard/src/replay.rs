@@ -198,11 +198,7 @@ fn on_grid(t: Timestamp) -> Timestamp {
 
 /// A small fast hash of an account name, to share accounts among threads.
 fn shard_of(account: &str, shards: usize) -> usize {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in account.bytes() {
-        h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
-    }
-    (h % shards as u64) as usize
+    (tollguard_engine::fnv1a(account) % shards as u64) as usize
 }
 
 /// Drives the engine through the CDRs in event time, with the accounts shared among `threads`
