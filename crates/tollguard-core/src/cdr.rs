@@ -199,6 +199,27 @@ impl Cdr {
     }
 }
 
+/// The fields of a [`Cdr`] other than its text, for [`CdrStore::push_parts`].
+#[derive(Clone, Copy, Debug)]
+pub struct CdrFacts {
+    /// [`Cdr::start`].
+    pub start: Timestamp,
+    /// [`Cdr::answer`].
+    pub answer: Option<Timestamp>,
+    /// [`Cdr::end`].
+    pub end: Option<Timestamp>,
+    /// [`Cdr::duration_s`].
+    pub duration_s: u32,
+    /// [`Cdr::billsec`].
+    pub billsec: u32,
+    /// [`Cdr::disposition`].
+    pub disposition: Disposition,
+    /// [`Cdr::direction`].
+    pub direction: Direction,
+    /// [`Cdr::line`].
+    pub line: u64,
+}
+
 /// Many CDRs kept compactly in memory, for replay: the text fields of every record in one
 /// buffer, the rest in a fixed-size row (about a third of the memory of a `Vec<Cdr>`, and no
 /// allocation per record).
@@ -248,10 +269,8 @@ impl CdrStore {
 
     /// Appends a copy of `cdr`.
     pub fn push(&mut self, cdr: &Cdr) {
-        let off = self.text.len();
-        let mut ends = [0u32; 7];
-        let fields = [
-            &cdr.call_id,
+        let text = [
+            cdr.call_id.as_str(),
             &cdr.account,
             &cdr.source,
             &cdr.dialled,
@@ -259,13 +278,7 @@ impl CdrStore {
             &cdr.channel,
             &cdr.dst_channel,
         ];
-        for (end, f) in ends.iter_mut().zip(fields) {
-            self.text.push_str(f);
-            *end = (self.text.len() - off) as u32;
-        }
-        self.rows.push(StoredRow {
-            off,
-            ends,
+        let facts = CdrFacts {
             start: cdr.start,
             answer: cdr.answer,
             end: cdr.end,
@@ -274,6 +287,32 @@ impl CdrStore {
             disposition: cdr.disposition,
             direction: cdr.direction,
             line: cdr.line,
+        };
+        self.push_parts(text, &facts);
+    }
+
+    /// Appends a record given as its text fields (call id, account, source, dialled, context,
+    /// channel, destination channel: the [`Cdr`] fields of those names) and the rest: a reader
+    /// can store a record straight from its input, without filling a [`Cdr`] first.
+    pub fn push_parts(&mut self, text: [&str; 7], facts: &CdrFacts) {
+        let off = self.text.len();
+        let mut ends = [0u32; 7];
+        for (end, f) in ends.iter_mut().zip(text) {
+            self.text.push_str(f);
+            *end = (self.text.len() - off) as u32;
+        }
+        let f = *facts;
+        self.rows.push(StoredRow {
+            off,
+            ends,
+            start: f.start,
+            answer: f.answer,
+            end: f.end,
+            duration_s: f.duration_s,
+            billsec: f.billsec,
+            disposition: f.disposition,
+            direction: f.direction,
+            line: f.line,
         });
     }
 

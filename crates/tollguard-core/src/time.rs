@@ -97,12 +97,38 @@ pub struct LocalTimes {
     /// (hour key, UTC instant of that local hour's start in seconds) of unambiguous hours,
     /// direct-mapped by hour key: rows from a few interleaved days still hit.
     cache: [(i64, i64); CACHE_SLOTS],
+    /// The text up to the minutes (`YYYY-MM-DD HH:`) of the last time [`LocalTimes::read`] took
+    /// from the cache, and that hour's start: a record's start, answer and end, and the next
+    /// record's, mostly share it.
+    last: ([u8; 14], i64),
 }
 
 impl LocalTimes {
     /// Local times in `tz`.
     pub fn new(tz: TimeZone) -> LocalTimes {
-        LocalTimes { tz, cache: [(i64::MIN, 0); CACHE_SLOTS] }
+        LocalTimes { tz, cache: [(i64::MIN, 0); CACHE_SLOTS], last: ([0; 14], 0) }
+    }
+
+    /// [`LocalDateTime::parse`] then [`LocalTimes::resolve`]; `None` when either fails. A time
+    /// in the same unambiguous hour as the last one read costs a comparison and four digits.
+    pub fn read(&mut self, s: &[u8]) -> Option<Timestamp> {
+        if s.len() == 19 && s[..14] == self.last.0 && s[16] == b':' {
+            let d = |i: usize| s[i].wrapping_sub(b'0') as i64;
+            let (m1, m2, s1, s2) = (d(14), d(15), d(17), d(18));
+            if m1 < 6 && m2 < 10 && s1 < 10 && s2 < 10 {
+                let within = (m1 * 10 + m2) * 60 + (s1 * 10 + s2).min(59);
+                return Timestamp::from_second(self.last.1 + within).ok();
+            }
+        }
+        let t = LocalDateTime::parse(s)?;
+        let ts = self.resolve(&t)?;
+        let key = t.hour_key();
+        let (k, base) = self.cache[key.rem_euclid(CACHE_SLOTS as i64) as usize];
+        if k == key && s.len() == 19 {
+            self.last.0.copy_from_slice(&s[..14]);
+            self.last.1 = base;
+        }
+        Some(ts)
     }
 
     /// The zone.
@@ -157,6 +183,36 @@ mod tests {
         assert!(LocalDateTime::parse(b"2023-07-26 01:51:32x").is_none());
         // found by fuzzing: a blank where a digit belongs (overflowed in debug builds)
         assert!(LocalDateTime::parse(b"2009-04-23 1 :16:52").is_none());
+    }
+
+    #[test]
+    fn read_agrees_with_parse_then_resolve_across_dst_and_bad_text() {
+        let tz = TimeZone::get("Europe/Amsterdam").unwrap();
+        let (mut fast, mut slow) = (LocalTimes::new(tz.clone()), LocalTimes::new(tz));
+        let mut texts = vec![];
+        // every 7 minutes 13 seconds across the night clocks go back, and the one they go forward
+        for day in ["2024-10-26", "2024-10-27", "2024-03-31"] {
+            for k in 0..200 {
+                let s = k * 433 % 86_400;
+                texts.push(format!("{day} {:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60));
+            }
+        }
+        let odd = [
+            "2024-10-27 02:6x:00",
+            "2024-10-27 02:60:00",
+            "2024-10-27 02:59:60",
+            "2024-10-27 02:5",
+            "2024-10-27T02:10:00",
+            "2024-10-27 02:10:00.5",
+            "2024-02-30 02:10:00",
+        ];
+        for (i, t) in odd.iter().enumerate() {
+            texts.insert(40 * i + 1, t.to_string());
+        }
+        for t in &texts {
+            let want = LocalDateTime::parse(t.as_bytes()).and_then(|l| slow.resolve(&l));
+            assert_eq!(fast.read(t.as_bytes()), want, "{t}");
+        }
     }
 
     #[test]

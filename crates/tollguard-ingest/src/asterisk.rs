@@ -27,7 +27,7 @@ use jiff::tz::TimeZone;
 use std::fmt::Write as _;
 use std::io::Read;
 use std::sync::Arc;
-use tollguard_core::cdr::{Cdr, Disposition};
+use tollguard_core::cdr::{Cdr, CdrFacts, CdrStore, Direction, Disposition};
 use tollguard_core::time::LocalTimes;
 
 /// Reads Asterisk `cdr_csv` rows.
@@ -43,13 +43,48 @@ impl AsteriskReader {
         AsteriskReader { name, rows: Splitter::new(input), times: LocalTimes::new(tz) }
     }
 
-    fn fill(&mut self, cdr: &mut Cdr) -> Result<(), String> {
-        let r = &mut self.rows;
-        let n = r.len();
+    /// Checks the column count of the row just split.
+    fn columns(&self) -> Result<usize, String> {
+        let n = self.rows.len();
         if n != 16 && n != 18 && n != 21 {
             let hint = if n == 19 { " (a cdr_custom layout? clid first is not cdr_csv)" } else { "" };
             return Err(format!("expected 16, 18 or 21 columns (Asterisk cdr_csv), found {n}{hint}"));
         }
+        Ok(n)
+    }
+
+    /// Everything but the text fields, from the row just split (`line` and `direction` left as
+    /// given).
+    fn facts(&mut self, line: u64) -> Result<CdrFacts, String> {
+        let r = &mut self.rows;
+        let start = local_time(&mut self.times, "start", r.field(9))?
+            .ok_or_else(|| "field start: empty (every call has a start time)".to_string())?;
+        let answer = local_time(&mut self.times, "answer", r.field(10))?;
+        let end = local_time(&mut self.times, "end", r.field(11))?;
+        let duration_s = parse_secs("duration", r.field(12))?;
+        let billsec = parse_secs("billsec", r.field(13))?;
+        if billsec > duration_s {
+            return Err(format!("billsec {billsec} is longer than duration {duration_s}"));
+        }
+        let disposition = match std::str::from_utf8(r.field(14)) {
+            Ok(s) => Disposition::from_asterisk(s),
+            Err(_) => Disposition::Unknown,
+        };
+        Ok(CdrFacts {
+            start,
+            answer,
+            end,
+            duration_s,
+            billsec,
+            disposition,
+            direction: Direction::Unknown,
+            line,
+        })
+    }
+
+    fn fill(&mut self, cdr: &mut Cdr) -> Result<(), String> {
+        let n = self.columns()?;
+        let r = &mut self.rows;
         // Text checked as UTF-8 once for the whole record; field by field (invalid bytes
         // replaced) only when that fails.
         let has_id = n >= 18 && !r.raw(16).is_empty();
@@ -76,19 +111,10 @@ impl AsteriskReader {
             set_lossy(&mut cdr.channel, r.field(5));
             set_lossy(&mut cdr.dst_channel, r.field(6));
         }
-        cdr.start = local_time(&mut self.times, "start", r.field(9))?
-            .ok_or_else(|| "field start: empty (every call has a start time)".to_string())?;
-        cdr.answer = local_time(&mut self.times, "answer", r.field(10))?;
-        cdr.end = local_time(&mut self.times, "end", r.field(11))?;
-        cdr.duration_s = parse_secs("duration", r.field(12))?;
-        cdr.billsec = parse_secs("billsec", r.field(13))?;
-        if cdr.billsec > cdr.duration_s {
-            return Err(format!("billsec {} is longer than duration {}", cdr.billsec, cdr.duration_s));
-        }
-        cdr.disposition = match std::str::from_utf8(r.field(14)) {
-            Ok(s) => Disposition::from_asterisk(s),
-            Err(_) => Disposition::Unknown,
-        };
+        let f = self.facts(cdr.line)?;
+        (cdr.start, cdr.answer, cdr.end) = (f.start, f.answer, f.end);
+        (cdr.duration_s, cdr.billsec, cdr.disposition) = (f.duration_s, f.billsec, f.disposition);
+        let r = &mut self.rows;
         if has_id {
             if !text_done {
                 set_lossy(&mut cdr.call_id, r.field(16));
@@ -104,26 +130,56 @@ impl AsteriskReader {
         }
         Ok(())
     }
+
+    /// The next row's line, or what ended reading.
+    fn next_row(&mut self) -> Result<Option<u64>, ReadError> {
+        match self.rows.next() {
+            Ok(Next::Record(line)) => Ok(Some(line)),
+            Ok(Next::End) => Ok(None),
+            Ok(Next::Bad(line, why)) => {
+                Err(ReadError::Row(RowError { file: self.name.clone(), line, reason: why.to_string() }))
+            }
+            Err(source) => Err(ReadError::Io { file: self.name.clone(), source }),
+        }
+    }
 }
 
 impl CdrReader for AsteriskReader {
     fn read_into(&mut self, cdr: &mut Cdr) -> Result<bool, ReadError> {
-        let line = match self.rows.next() {
-            Ok(Next::Record(line)) => line,
-            Ok(Next::End) => return Ok(false),
-            Ok(Next::Bad(line, why)) => {
-                return Err(ReadError::Row(RowError {
-                    file: self.name.clone(),
-                    line,
-                    reason: why.to_string(),
-                }))
-            }
-            Err(source) => return Err(ReadError::Io { file: self.name.clone(), source }),
-        };
+        let Some(line) = self.next_row()? else { return Ok(false) };
         cdr.clear();
         match self.fill(cdr) {
             Ok(()) => {
                 cdr.line = line;
+                Ok(true)
+            }
+            Err(reason) => Err(ReadError::Row(RowError { file: self.name.clone(), line, reason })),
+        }
+    }
+
+    /// The usual row (valid UTF-8, a `uniqueid`, no `""` in the text kept) goes into the store
+    /// from the read buffer; any other through a [`Cdr`].
+    fn read_to_store(&mut self, store: &mut CdrStore, scratch: &mut Cdr) -> Result<bool, ReadError> {
+        let Some(line) = self.next_row()? else { return Ok(false) };
+        let (n, facts) = match self.columns().and_then(|n| Ok((n, self.facts(line)?))) {
+            Ok(v) => v,
+            Err(reason) => return Err(ReadError::Row(RowError { file: self.name.clone(), line, reason })),
+        };
+        if let (true, Some(f)) = (n >= 18, self.rows.text_fields()) {
+            if let [Some(id), Some(a), Some(s), Some(d), Some(c), Some(ch), Some(dch)] =
+                [16, 0, 1, 2, 3, 5, 6].map(|i| f.plain(i))
+            {
+                if !id.is_empty() {
+                    store.push_parts([id, a, s, d, c, ch, dch], &facts);
+                    return Ok(true);
+                }
+            }
+        }
+        scratch.clear();
+        scratch.line = line;
+        match self.fill(scratch) {
+            Ok(()) => {
+                store.push(scratch);
                 Ok(true)
             }
             Err(reason) => Err(ReadError::Row(RowError { file: self.name.clone(), line, reason })),
@@ -188,6 +244,73 @@ mod tests {
         assert_eq!(ok[3].call_id, "1598519380.114");
         assert_eq!(ok[3].billsec, 654);
         assert_eq!(ok[3].channel, "SIP/sip0-00000015");
+    }
+
+    #[test]
+    fn storing_from_the_read_buffer_gives_what_reading_then_storing_gives() {
+        // the fixtures (when present), then rows of every kind: plain, `""` in a kept field, no
+        // uniqueid (16 columns, or 18 with it empty), Latin-1 text, bad times, wrong column counts
+        let (mut text, mut bad_rows) = (Vec::new(), 2);
+        for (f, bad) in [
+            ("asterisk/master_csv_lines_from_public_code_comments.csv", 0),
+            ("asterisk/Master_KelySaina_cdr_custom_variant.csv", 14),
+        ] {
+            if let Some(p) = fixture(f) {
+                text.extend(std::fs::read(p).unwrap());
+                bad_rows += bad;
+            }
+        }
+        let row = |acct: &str, ch: &str, start: &str, id: &str| {
+            format!("\"{acct}\",\"201\",\"0031201234567\",\"from-internal\",\"\"\"Bob\"\" <201>\",\"{ch}\",\"SIP/trunk-02\",\"Dial\",\"x\",\"{start}\",,\"2024-01-02 10:00:20\",20,0,\"NO ANSWER\",\"DOCUMENTATION\"{id}\n")
+        };
+        for r in [
+            row("acme", "SIP/201-01", "2024-01-02 10:00:00", ",\"id1\",\"\""),
+            row("ac\"\"me", "SIP/201-01", "2024-01-02 10:00:01", ",\"id2\",\"\""),
+            row("acme", "SIP/\"\"201\"\"", "2024-01-02 10:00:02", ",\"id3\",\"\""),
+            row("acme", "SIP/201-01", "2024-01-02 10:00:03", ""),
+            row("acme", "SIP/201-01", "2024-01-02 10:00:04", ",\"\",\"\""),
+            row("acme", "SIP/201-01", "2024-01-02 10:00:0x", ",\"id4\",\"\""),
+            row("acme", "SIP/201-01", "2024-01-02 10:00:05", ",\"id5\""),
+            row("acme", "SIP/201-01", "2024-01-02 10:00:06", ",\"id6\",\"\",\"\",\"id6\",7"),
+        ] {
+            text.extend(r.into_bytes());
+        }
+        text.extend(b"\"M\xfcller\",\"201\",\"112\",\"c\",\"\",\"ch\",\"dch\",\"Dial\",\"\",\"2024-01-02 10:00:07\",,\"2024-01-02 10:00:20\",13,0,\"NO ANSWER\",\"DOCUMENTATION\",\"id7\",\"\"\n");
+        let open = || {
+            AsteriskReader::new(
+                Arc::from("t.csv"),
+                Box::new(text.clone().leak() as &[u8]),
+                TimeZone::get("Europe/Amsterdam").unwrap(),
+            )
+        };
+        let (mut by_cdr, mut direct) = (CdrStore::new(), CdrStore::new());
+        let (mut errors_a, mut errors_b) = (vec![], vec![]);
+        let (mut r, mut cdr) = (open(), Cdr::default());
+        loop {
+            match r.read_into(&mut cdr) {
+                Ok(true) => by_cdr.push(&cdr),
+                Ok(false) => break,
+                Err(e) => errors_a.push(e.to_string()),
+            }
+        }
+        let mut r = open();
+        loop {
+            match r.read_to_store(&mut direct, &mut cdr) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => errors_b.push(e.to_string()),
+            }
+        }
+        assert_eq!(errors_a, errors_b);
+        assert_eq!(errors_a.len(), bad_rows, "{errors_a:?}");
+        assert_eq!(by_cdr.len(), direct.len());
+        assert!(by_cdr.len() >= 7);
+        let (mut a, mut b) = (Cdr::default(), Cdr::default());
+        for i in 0..by_cdr.len() {
+            by_cdr.get(i).load_into(&mut a);
+            direct.get(i).load_into(&mut b);
+            assert_eq!(a, b);
+        }
     }
 
     #[test]

@@ -9,6 +9,13 @@
 //! inside a quoted field is part of the field. Anything outside that dialect (text after a closing
 //! quote, a quote that never closes) is a malformed row: reported with its line, skipped up to the
 //! next line end, and reading goes on.
+//!
+//! Most records are plain: every field bare without a quote, or quoted with no quote inside.
+//! Those are split 64 bytes at a time ([`split_plain`]): bit masks of quotes and commas (SSE2 on
+//! x86-64), a prefix XOR of the quote mask for "inside quotes", and the commas outside quotes are
+//! the field ends. A count of quotes then proves the record plain, or it goes to the byte-by-byte
+//! scan, which handles the rest of the dialect. The same pass notes whether the record is ASCII,
+//! so its text needs no UTF-8 check.
 
 use memchr::memchr;
 use std::io::{self, Read};
@@ -34,6 +41,8 @@ pub(crate) struct Splitter<R> {
     spans: Vec<Span>,
     /// Unescaped copies of fields that had `""`.
     scratch: Vec<u8>,
+    /// The last record's bytes are all ASCII (known from the plain split, else false).
+    ascii: bool,
     /// Line number of the next record's first line (1-based).
     line: u64,
     /// Bytes consumed before `buf[0]`.
@@ -69,6 +78,7 @@ impl<R: Read> Splitter<R> {
             eof: false,
             spans: Vec::with_capacity(32),
             scratch: Vec::new(),
+            ascii: false,
             line: 1,
             base: 0,
         }
@@ -137,11 +147,28 @@ impl<R: Read> Splitter<R> {
         }
     }
 
-    /// Splits one record starting at `pos` into `spans`: find the line end with one `memchr`,
-    /// then walk the line's bytes once; a quote still open at the line end takes the next line in.
+    /// Splits one record starting at `pos` into `spans`: find the line end with one `memchr`;
+    /// a plain line is split by [`split_plain`], any other by [`Self::scan_bytes`].
     fn scan(&mut self) -> Scan {
-        self.spans.clear();
         self.scratch.clear();
+        let data = &self.buf[..self.len];
+        let line_end = match memchr(b'\n', &data[self.pos..]) {
+            Some(k) => self.pos + k,
+            None if self.eof => data.len(),
+            None => return Scan::More,
+        };
+        if let Some(ascii) = split_plain(data, self.pos, line_end, &mut self.spans) {
+            self.ascii = ascii;
+            return if line_end < data.len() { Scan::Done(line_end + 1, 1) } else { Scan::Done(line_end, 0) };
+        }
+        self.ascii = false;
+        self.scan_bytes()
+    }
+
+    /// [`Self::scan`] for any record: walk the line's bytes once; a quote still open at the line
+    /// end takes the next line in.
+    fn scan_bytes(&mut self) -> Scan {
+        self.spans.clear();
         let data = &self.buf[..self.len];
         let mut newlines = 0u64;
         let mut i = self.pos;
@@ -257,7 +284,14 @@ impl<R: Read> Splitter<R> {
     /// whole record), and a way to its fields ([`Fields::get`]).
     pub(crate) fn text_fields(&self) -> Option<Fields<'_>> {
         let (first, last) = (self.spans.first()?, self.spans.last()?);
-        let text = std::str::from_utf8(&self.buf[first.start..last.end]).ok()?;
+        let bytes = &self.buf[first.start..last.end];
+        let text = if self.ascii {
+            // SAFETY: `split_plain` found no byte >= 0x80 on the record's line, which holds these
+            // bytes; ASCII is valid UTF-8.
+            unsafe { std::str::from_utf8_unchecked(bytes) }
+        } else {
+            std::str::from_utf8(bytes).ok()?
+        };
         Some(Fields { text, base: first.start, spans: &self.spans })
     }
 
@@ -276,7 +310,13 @@ pub(crate) struct Fields<'a> {
     spans: &'a [Span],
 }
 
-impl Fields<'_> {
+impl<'a> Fields<'a> {
+    /// Field `i` as it stands, when it has no `""` to unescape.
+    pub(crate) fn plain(&self, i: usize) -> Option<&'a str> {
+        let s = self.spans[i];
+        (!s.escaped).then(|| &self.text[s.start - self.base..s.end - self.base])
+    }
+
     /// Field `i` (unescaped), into `out`.
     pub(crate) fn get(&self, i: usize, out: &mut String) {
         out.clear();
@@ -288,6 +328,134 @@ impl Fields<'_> {
             out.push_str(field);
         }
     }
+}
+
+/// Splits the one-line record `data[from..to]` (no `\n` inside; a `\r` at its end is dropped)
+/// into `spans`, as [`Splitter::scan_bytes`] would, and returns whether the line is all ASCII.
+/// `None` leaves the record to the byte scan: a quote still open at the line end (a field goes on
+/// on the next line), a quote inside a bare field, text after a closing quote.
+///
+/// Why the spans are the byte scan's: a byte is inside quotes when an odd number of quotes come
+/// before it on the line (counting it if it is one). The commas outside quotes are the byte scan's
+/// field ends as long as every quote is either a field's opening quote, its closing quote, or one
+/// of a `""` pair inside it: so each quote that opens must follow a field end, the line start or
+/// a quote (the pair), and each quote that closes must be followed by a field end, a quote or the
+/// line end. Anything else is rejected here.
+fn split_plain(data: &[u8], from: usize, to: usize, spans: &mut Vec<Span>) -> Option<bool> {
+    spans.clear();
+    let mut end = to;
+    if end > from && data[end - 1] == b'\r' {
+        end -= 1;
+    }
+    let mut high = 0u64;
+    // Carried from the previous block: inside quotes at its last byte (all ones or zero), and
+    // whether its last byte was a closing quote, a field end (the line start counts) or a quote.
+    let (mut carry, mut closing_before, mut end_before, mut quote_before) = (0u64, 0u64, 1u64, 0u64);
+    // The field being split has a `""` in the blocks before this one.
+    let mut escaped_before = false;
+    let mut field_start = from;
+    let mut at = from;
+    while at < end {
+        let n = end - at;
+        let (q, c, h) = if n >= 64 {
+            let block: &[u8; 64] = data[at..at + 64].try_into().expect("64 bytes");
+            classify(block)
+        } else {
+            let mut block = [0u8; 64];
+            block[..n].copy_from_slice(&data[at..end]);
+            classify(&block)
+        };
+        let valid = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+        let inside = prefix_xor(q) ^ carry;
+        let ends = c & !inside;
+        let (opening, closing) = (q & inside, q & !inside);
+        let after_closing = (closing << 1) | closing_before;
+        let quote_or_end_before = (ends << 1) | end_before | (q << 1) | quote_before;
+        if after_closing & !(ends | q) & valid != 0 || opening & !quote_or_end_before != 0 {
+            return None;
+        }
+        // the second quote of each `""`
+        let mut pairs = opening & ((q << 1) | quote_before);
+        carry = ((inside as i64) >> 63) as u64;
+        (closing_before, end_before, quote_before) = (closing >> 63, ends >> 63, q >> 63);
+        high |= h;
+        let mut rest = ends;
+        while rest != 0 {
+            let bit = rest.trailing_zeros();
+            let k = at + bit as usize;
+            let mut escaped = escaped_before;
+            if pairs != 0 {
+                let upto = u64::MAX >> (63 - bit);
+                escaped |= pairs & upto != 0;
+                pairs &= !upto;
+            }
+            // A quoted field's last byte is its closing quote: after a closing quote only a quote
+            // or a field end may come, and a quote would open again.
+            let quoted = usize::from(data[field_start] == b'"');
+            spans.push(Span { start: field_start + quoted, end: k - quoted, escaped });
+            escaped_before = false;
+            field_start = k + 1;
+            rest &= rest - 1;
+        }
+        escaped_before |= pairs != 0;
+        at += 64;
+    }
+    if carry != 0 {
+        return None;
+    }
+    let quoted = usize::from(field_start < end && data[field_start] == b'"');
+    spans.push(Span { start: field_start + quoted, end: end - quoted, escaped: escaped_before });
+    Some(high == 0)
+}
+
+/// Bit i of each mask: `block[i]` is `"`; is `,`; is not ASCII.
+#[inline]
+fn classify(block: &[u8; 64]) -> (u64, u64, u64) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::{_mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
+        let bits = |m: i32| (m as u32 & 0xffff) as u64;
+        let (mut q, mut c, mut h) = (0u64, 0u64, 0u64);
+        // SAFETY: SSE2 is part of every x86-64 target, so these instructions exist; the 16 bytes
+        // read at a time are block[16k..16k + 16], inside the array.
+        unsafe {
+            let quote = _mm_set1_epi8(b'"' as i8);
+            let comma = _mm_set1_epi8(b',' as i8);
+            for k in 0..4 {
+                let v = _mm_loadu_si128(block.as_ptr().add(16 * k).cast());
+                q |= bits(_mm_movemask_epi8(_mm_cmpeq_epi8(v, quote))) << (16 * k);
+                c |= bits(_mm_movemask_epi8(_mm_cmpeq_epi8(v, comma))) << (16 * k);
+                h |= bits(_mm_movemask_epi8(v)) << (16 * k);
+            }
+        }
+        (q, c, h)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    classify_bytes(block)
+}
+
+/// [`classify`] a byte at a time (other targets, and the reference in tests).
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+fn classify_bytes(block: &[u8; 64]) -> (u64, u64, u64) {
+    let (mut q, mut c, mut h) = (0u64, 0u64, 0u64);
+    for (i, &b) in block.iter().enumerate() {
+        q |= u64::from(b == b'"') << i;
+        c |= u64::from(b == b',') << i;
+        h |= u64::from(b >= 0x80) << i;
+    }
+    (q, c, h)
+}
+
+/// Bit i of the result is the XOR of bits 0..=i of `x`.
+#[inline]
+fn prefix_xor(mut x: u64) -> u64 {
+    x ^= x << 1;
+    x ^= x << 2;
+    x ^= x << 4;
+    x ^= x << 8;
+    x ^= x << 16;
+    x ^= x << 32;
+    x
 }
 
 /// First position of `b` in `hay[from..to]`, or `to`; eight bytes at a time (SWAR): the lowest
@@ -376,6 +544,63 @@ mod tests {
         }
     }
 
+    /// The fields `split_plain` finds, or `None` when it leaves the record to the byte scan.
+    fn plain(line: &[u8]) -> Option<(Vec<String>, bool)> {
+        let mut spans = vec![];
+        let ascii = split_plain(line, 0, line.len(), &mut spans)?;
+        Some((
+            spans.iter().map(|s| String::from_utf8_lossy(&line[s.start..s.end]).into_owned()).collect(),
+            ascii,
+        ))
+    }
+
+    #[test]
+    fn plain_records_are_split_by_masks_and_the_rest_left_to_the_byte_scan() {
+        let row = "\"acme\",\"201\",\"0067077123456\",\"from-internal\",\"Bob, Jr <201>\",\"SIP/201-0001\",\"SIP/trunk-0002\",\"Dial\",\"SIP/trunk/0067077123456,60\",\"2011-06-11 23:10:00\",,\"2011-06-11 23:11:05\",65,0,\"NO ANSWER\",\"DOCUMENTATION\",\"1307833800.12\",\"\"";
+        assert!(row.len() > 128, "crosses two 64-byte blocks");
+        let (fields, ascii) = plain(row.as_bytes()).expect("plain");
+        assert!(ascii);
+        assert_eq!(fields.len(), 18);
+        assert_eq!((fields[4].as_str(), fields[8].as_str()), ("Bob, Jr <201>", "SIP/trunk/0067077123456,60"));
+        assert_eq!((fields[10].as_str(), fields[12].as_str(), fields[17].as_str()), ("", "65", ""));
+        // a CR before the line end is not part of the last field; non-ASCII is noted
+        assert_eq!(plain(b"a,\"b\"\r"), Some((vec!["a".into(), "b".into()], true)));
+        assert_eq!(
+            plain("\"M\u{fc}ller\",1".as_bytes()),
+            Some((vec!["M\u{fc}ller".into(), "1".into()], false))
+        );
+        assert_eq!(plain(b""), Some((vec!["".into()], true)));
+        // `""` inside quotes: the field is marked for unescaping, its neighbours are not
+        let mut spans = vec![];
+        let line = b"\"x\",\"\"\"Bob\"\" <201>\",\"y\"";
+        split_plain(line, 0, line.len(), &mut spans).expect("plain");
+        assert_eq!(spans.iter().map(|s| s.escaped).collect::<Vec<_>>(), [false, true, false]);
+        assert_eq!(&line[spans[1].start..spans[1].end], b"\"\"Bob\"\" <201>");
+        // quotes anywhere else: the byte scan decides
+        for odd in [&b"ab\"c,1"[..], b"\"a\"x,1", b"\"open,1", b"\",1", b"\"a\" ,2", b"1,\"a\"\"\"b\""] {
+            assert_eq!(plain(odd), None, "{}", String::from_utf8_lossy(odd));
+        }
+    }
+
+    #[test]
+    fn masks_agree_with_a_byte_loop_and_prefix_xor_with_its_definition() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..200 {
+            let mut block = [0u8; 64];
+            for b in block.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = [b'"', b',', b'a', 0xc3, 0x80, b'\n'][(x % 6) as usize];
+            }
+            assert_eq!(classify(&block), classify_bytes(&block));
+            let q = classify_bytes(&block).0;
+            let want = (0..64)
+                .fold(0u64, |acc, i| acc | (((q & (u64::MAX >> (63 - i))).count_ones() as u64 & 1) << i));
+            assert_eq!(prefix_xor(q), want);
+        }
+    }
+
     #[test]
     fn find_byte_agrees_with_a_scan() {
         let hay = b"\"acme\",\"210\",\"0067077123456\",x,,\"\"\"q\"\"\"";
@@ -412,6 +637,43 @@ mod tests {
             let mut rdr = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(&text[..]);
             let want: Vec<Vec<String>> = rdr.records().map(|r| r.unwrap().iter().map(String::from).collect()).collect();
             proptest::prop_assert_eq!(got, want);
+        }
+    }
+
+    proptest::proptest! {
+        /// On any line of quotes, commas and text, the mask split either steps aside or finds
+        /// the byte scan's fields, `""` marks included.
+        #[test]
+        fn the_mask_split_agrees_with_the_byte_scan(
+            fields in proptest::collection::vec(("[a,é\"]{0,10}", proptest::bool::ANY), 1..30),
+            typo in proptest::option::of((proptest::num::usize::ANY, proptest::sample::select(vec![b'"', b',', b'a', b'\r']))),
+        ) {
+            // a record in the dialect, maybe with one byte changed
+            let mut bytes = fields
+                .iter()
+                .map(|(f, quote)| if *quote { format!("\"{}\"", f.replace('"', "\"\"")) } else { f.replace('"', "") })
+                .collect::<Vec<_>>()
+                .join(",")
+                .into_bytes();
+            if let Some((at, b)) = typo {
+                let at = at % bytes.len().max(1);
+                if at < bytes.len() && bytes[at].is_ascii() {
+                    bytes[at] = b;
+                }
+            }
+            let (bytes, line) = (&bytes[..], String::from_utf8_lossy(&bytes));
+            let mut spans = vec![];
+            if let Some(ascii) = split_plain(bytes, 0, bytes.len(), &mut spans) {
+                let mut s = Splitter::new(bytes);
+                while !s.eof {
+                    s.fill().unwrap();
+                }
+                let scanned = matches!(s.scan_bytes(), Scan::Done(..));
+                proptest::prop_assert!(scanned, "the byte scan refused what the mask split took");
+                let key = |v: &[Span]| v.iter().map(|s| (s.start, s.end, s.escaped)).collect::<Vec<_>>();
+                proptest::prop_assert_eq!(key(&spans), key(&s.spans));
+                proptest::prop_assert_eq!(ascii, line.is_ascii());
+            }
         }
     }
 

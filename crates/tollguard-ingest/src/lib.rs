@@ -36,7 +36,7 @@ use std::io::{self, Read};
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
-use tollguard_core::cdr::Cdr;
+use tollguard_core::cdr::{Cdr, CdrStore};
 
 pub mod asterisk;
 pub mod cucm;
@@ -86,6 +86,17 @@ pub trait CdrReader {
     /// Reads the next record into `cdr` (clearing it first). `Ok(true)`: a record was read;
     /// `Ok(false)`: end of input; `Err(ReadError::Row)`: a malformed row was skipped, call again.
     fn read_into(&mut self, cdr: &mut Cdr) -> Result<bool, ReadError>;
+
+    /// Reads the next record onto the end of `store`, as [`CdrReader::read_into`] then
+    /// [`CdrStore::push`] would (`scratch` is room for that); a reader may store records straight
+    /// from its input instead. The results are those of `read_into`; nothing is stored on `Err`.
+    fn read_to_store(&mut self, store: &mut CdrStore, scratch: &mut Cdr) -> Result<bool, ReadError> {
+        let read = self.read_into(scratch)?;
+        if read {
+            store.push(scratch);
+        }
+        Ok(read)
+    }
 
     /// Bytes consumed so far (for progress bars), when known.
     fn bytes_read(&self) -> u64 {

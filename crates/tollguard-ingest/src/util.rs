@@ -4,7 +4,7 @@ use crate::{ReadError, RowError};
 use jiff::Timestamp;
 use std::io::Read;
 use std::sync::Arc;
-use tollguard_core::time::{LocalDateTime, LocalTimes};
+use tollguard_core::time::LocalTimes;
 
 /// Replaces `out` with `bytes` decoded as UTF-8, invalid sequences replaced by U+FFFD, so a
 /// stray Latin-1 byte in a caller name never loses the row.
@@ -47,8 +47,7 @@ pub(crate) fn local_time(
     let bad = || {
         format!("field {field}: not a date-time YYYY-MM-DD HH:MM:SS: {:?}", String::from_utf8_lossy(bytes))
     };
-    let local = LocalDateTime::parse(t).ok_or_else(bad)?;
-    times.resolve(&local).map(Some).ok_or_else(bad)
+    times.read(t).map(Some).ok_or_else(bad)
 }
 
 /// 64-bit FNV-1a, stable across releases and platforms: used for derived call ids.

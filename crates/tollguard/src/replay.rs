@@ -12,7 +12,7 @@
 //! 300 bytes per CDR).
 
 use crate::config::Setup;
-use crate::rate::{read_batches, setup, Msg, MAX_REPORTED};
+use crate::rate::{setup, MAX_REPORTED};
 use crate::InputArgs;
 use anyhow::{anyhow, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget};
@@ -23,13 +23,13 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use tollguard_core::cdr::{CallParts, Cdr, CdrStore, Direction};
 use tollguard_core::money::Currency;
 use tollguard_core::rater::Rater;
 use tollguard_engine::policy::Policy;
 use tollguard_engine::{Attempt, Effect, Engine, Event, Severity};
-use tollguard_ingest::ReadOptions;
+use tollguard_ingest::{ReadError, ReadOptions};
 
 /// The tick grid, seconds: a tick the engine asks for at `t` happens at the first multiple of
 /// this (since 1970) at or after `t`. The live server ticks every second.
@@ -100,8 +100,10 @@ fn parse_learn_until(s: &str, setup: &Setup) -> Result<Timestamp> {
     setup.cdr_tz.to_timestamp(civil).map_err(|e| anyhow!("--learn-until {s:?}: {e}"))
 }
 
-/// Reads every CDR of the inputs into a store (parsing on a second thread); malformed rows are
-/// reported and counted.
+/// Reads every CDR of the inputs into a store; malformed rows are reported and counted.
+///
+/// On one thread: parsing is nearly all the work, so a second thread would only hand records
+/// over (`tollguard rate`, which rates as it reads, parses on a second thread).
 pub fn read_cdrs(input: &InputArgs, options: &ReadOptions) -> Result<(CdrStore, u64)> {
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_message("reading CDRs");
@@ -111,34 +113,33 @@ pub fn read_cdrs(input: &InputArgs, options: &ReadOptions) -> Result<(CdrStore, 
     let guess = |n: u64, most: u64| n.min(most) as usize;
     let mut store = CdrStore::with_capacity(guess(bytes / 200, 8 << 20), guess(bytes / 3, 1 << 30));
     let mut malformed = 0u64;
-    let (tx, rx) = mpsc::sync_channel::<Msg>(4);
-    let (free_tx, free_rx) = mpsc::channel::<Vec<Cdr>>();
-    let (paths, format) = (&input.cdr, input.format);
-    std::thread::scope(|scope| -> Result<()> {
-        scope.spawn(move || read_batches(paths, format, options, tx, free_rx));
-        for msg in rx {
-            match msg {
-                Msg::Batch(batch, n) => {
-                    for c in &batch[..n] {
-                        store.push(c);
+    let mut scratch = Cdr::default();
+    for path in &input.cdr {
+        let mut reader = tollguard_ingest::open(input.format, path, options)?;
+        loop {
+            match reader.read_to_store(&mut store, &mut scratch) {
+                Ok(true) => {
+                    if store.len() % PROGRESS_EVERY == 0 {
+                        bar.set_position(store.len() as u64);
                     }
-                    let _ = free_tx.send(batch);
                 }
-                Msg::Malformed(bad) => {
+                Ok(false) => break,
+                Err(ReadError::Row(bad)) => {
                     malformed += 1;
                     if malformed <= MAX_REPORTED {
                         bar.suspend(|| eprintln!("warning: skipped malformed row: {bad}"));
                     }
                 }
-                Msg::Progress(_) => bar.set_position(store.len() as u64),
-                Msg::Failed(e) => return Err(e.into()),
+                Err(e) => return Err(e.into()),
             }
         }
-        Ok(())
-    })?;
+    }
     bar.finish_and_clear();
     Ok((store, malformed))
 }
+
+/// Records read between updates of the progress bar.
+const PROGRESS_EVERY: usize = 1 << 16;
 
 /// What the replay did: one outcome per CDR (same order) and the alerts raised.
 pub struct Replayed {
