@@ -107,11 +107,13 @@ fn parse_learn_until(s: &str, setup: &Setup) -> Result<Timestamp> {
 pub fn read_cdrs(input: &InputArgs, options: &ReadOptions) -> Result<(CdrStore, u64)> {
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_message("reading CDRs");
-    // Room guessed from the files' sizes (an Asterisk row is about 250 bytes, a third of it the
-    // text kept); a wrong guess only costs a reallocation.
+    // Room from the files' sizes, generous: memory reserved and never written costs nothing (the
+    // kernel hands out pages when first touched), while outgrowing a guess copies the whole store
+    // into fresh memory twice its size. The text kept is part of each row (a third of an
+    // Asterisk row), rows are 64 bytes or more.
     let bytes: u64 = input.cdr.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
     let guess = |n: u64, most: u64| n.min(most) as usize;
-    let mut store = CdrStore::with_capacity(guess(bytes / 200, 8 << 20), guess(bytes / 3, 1 << 30));
+    let mut store = CdrStore::with_capacity(guess(bytes / 64, 8 << 20), guess(bytes, 1 << 30));
     let mut malformed = 0u64;
     let mut scratch = Cdr::default();
     for path in &input.cdr {
