@@ -306,6 +306,8 @@ pub struct AppState {
     reader: Mutex<Store>,
     opts: Options,
     metrics: Metrics,
+    /// The writer's failures.
+    store_health: Arc<StoreHealth>,
     ready: AtomicBool,
     /// Tokens looked up: hash -> (name, scope, when looked up; see [`auth::TOKEN_RECHECK`]).
     tokens: Mutex<HashMap<String, (String, Scope, Timestamp)>>,
@@ -366,11 +368,13 @@ impl Server {
         let reader = Store::open(&opts.database)?;
         let (tx, rx) = mpsc::channel::<Write>();
         let writer_store = Store::open(&opts.database)?;
+        let store_health = Arc::new(StoreHealth::default());
+        let writer_health = store_health.clone();
         let (clock, alerts_feed) = (opts.clock.clone(), tokio::sync::broadcast::channel(256).0);
         let feed = alerts_feed.clone();
         let writer = std::thread::Builder::new()
             .name("tollguard-writer".into())
-            .spawn(move || write_loop(writer_store, rx, clock, feed))
+            .spawn(move || write_loop(writer_store, rx, clock, feed, writer_health))
             .context("starting the writer thread")?;
         let state = Arc::new(AppState {
             core: Mutex::new(Core {
@@ -384,6 +388,7 @@ impl Server {
             reader: Mutex::new(reader),
             opts,
             metrics: Metrics::default(),
+            store_health,
             ready: AtomicBool::new(true),
             tokens: Mutex::new(HashMap::new()),
             tails: tokio::sync::Mutex::new(tails),
@@ -584,7 +589,21 @@ const COMMIT_EVERY: Duration = Duration::from_millis(2);
 
 /// The writer thread: commits what arrives in batches, one transaction for what came within
 /// [`COMMIT_EVERY`] of the first (at most 4,096 writes).
-fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>, clock: Clock, feed: AlertFeed) {
+///
+/// A batch that fails is stored again one write per transaction, so that one write the database
+/// refuses (a constraint, a trigger) loses only itself. A write that fails because the database
+/// cannot write now (busy or locked past the busy timeout, disk full, an I/O error) is tried again,
+/// waiting 50 ms, then twice as long each time up to a second, for as long as the store has been
+/// failing less than [`STORE_RETRY_FOR`]. A write that still fails is lost: said on stderr with
+/// what it was, counted (`tollguard_store_writes_lost_total`), and answered with the error where
+/// a request waits for it (records, incident steps).
+fn write_loop(
+    mut store: Store,
+    rx: mpsc::Receiver<Write>,
+    clock: Clock,
+    feed: AlertFeed,
+    health: Arc<StoreHealth>,
+) {
     let time_now_ns = || ns(clock.now());
     // Accounts with an open or acknowledged incident: only their calls touch the incidents table.
     let mut active: std::collections::HashSet<String> = ["open", "acknowledged"]
@@ -594,6 +613,8 @@ fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>, clock: Clock, feed: A
         .collect();
     let mut stop = false;
     let mut behind = false;
+    // Since when the store has failed every write tried (none since).
+    let mut failing_since: Option<std::time::Instant> = None;
     while !stop {
         let Ok(first) = rx.recv() else { break };
         let mut batch = vec![first];
@@ -612,118 +633,227 @@ fn write_loop(mut store: Store, rx: mpsc::Receiver<Write>, clock: Clock, feed: A
         }
         behind = batch.len() == 4096;
         let mut acks = vec![];
-        let mut answers: Vec<(RecordsDone, Vec<RecordSeen>)> = vec![];
-        let mut steps: Vec<(IncidentDone, Result<String, String>)> = vec![];
-        let mut published: Vec<FeedItem> = vec![];
-        let r = store.batch(|b| {
-            for w in batch {
-                match w {
-                    Write::Event { time_ns, kind, payload } => {
-                        b.append_event(time_ns, kind, &payload)?;
-                    }
-                    Write::Authorized { time_ns, attempt, call_id, account, decision } => {
-                        b.append_event(time_ns, "attempt", &attempt)?;
-                        b.put_decision(&call_id, &account, time_ns, &decision)?;
-                        if active.contains(&account) && decision.contains("\"allow\":false") {
-                            let d: serde_json::Value = serde_json::from_str(&decision).unwrap_or_default();
-                            incident::on_denial(b, &account, &d, time_ns)?;
-                        }
-                    }
-                    Write::Alert { account, json, targets } => {
-                        let id = b.add_alert(&account, &json)?;
-                        published.push(FeedItem { id, account: account.clone(), json: json.clone() });
-                        let alert: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
-                        incident::on_alert(b, id, &alert, time_now_ns())?;
-                        active.insert(account.clone());
-                        if !targets.is_empty() {
-                            let mut v = alert.clone();
-                            v["id"] = json!(id);
-                            let body = v.to_string();
-                            for t in &targets {
-                                b.enqueue(t, &body, time_now_ns())?;
-                            }
-                        }
-                    }
-                    Write::DailyMail { account, date } => {
-                        let body = json!({ "account": account, "date": date }).to_string();
-                        b.enqueue("email-daily", &body, time_now_ns())?;
-                        b.set_checkpoint(&daily::checkpoint(&account), &date)?;
-                    }
-                    Write::Tried { id, ok, error, next_ns, dead } => {
-                        b.outbox_tried(id, ok, &error, next_ns, dead)?
-                    }
-                    Write::Audit { time_ns, actor, action, account, details } => {
-                        b.audit(time_ns, &actor, action, &account, &details)?;
-                        if actor == "tollguard"
-                            && matches!(action, "block" | "cut")
-                            && active.contains(&account)
-                        {
-                            let d: serde_json::Value = serde_json::from_str(&details).unwrap_or_default();
-                            if action == "block" {
-                                incident::on_block(b, &account, &d, time_ns)?;
-                            } else {
-                                incident::on_cut(b, &account, &d, time_ns)?;
-                            }
-                        }
-                    }
-                    Write::Charged { account, units } => {
-                        if active.contains(&*account) {
-                            incident::on_charged(b, &account, units, time_now_ns())?
-                        }
-                    }
-                    Write::IncidentStep { id, to, by, reason, done } => {
-                        let r = incident::change(b, id, to, &by, &reason, time_now_ns())?;
-                        if let (Ok(account), "resolved" | "false_positive") = (&r, to) {
-                            active.remove(account);
-                        }
-                        steps.push((done, r));
-                    }
-                    Write::Records { time_ns, records, checkpoint, done } => {
-                        let mut new = Vec::with_capacity(records.len());
-                        for (call_id, account, json) in &records {
-                            let fresh = b.insert_cdr(call_id, account, time_ns, json)?;
-                            if fresh {
-                                b.append_event(time_ns, "record", json)?;
-                            }
-                            let allowed = if fresh { b.was_allowed(call_id)? } else { None };
-                            new.push((fresh, allowed));
-                        }
-                        if let Some((source, value)) = &checkpoint {
-                            b.set_checkpoint(source, value)?;
-                        }
-                        answers.push((done, new));
-                    }
-                    Write::Flush(tx) => acks.push(tx),
-                    Write::Shutdown => stop = true,
-                }
-            }
-            Ok(())
+        let together = store.batch(|b| {
+            batch.iter().map(|w| store_write(b, w, &mut active, &time_now_ns)).collect::<Result<Vec<_>, _>>()
         });
-        match r {
-            Ok(()) => {
-                for (done, new) in answers {
-                    let _ = done.send(Ok(new));
-                }
-                for (done, r) in steps {
-                    let _ = done.send(Ok(r));
-                }
-                // Stored: now the live feeds may show them (no receiver is not an error).
-                for item in published {
-                    let _ = feed.send(Arc::new(item));
+        match together {
+            Ok(stored) => {
+                failing_since = None;
+                health.failing.store(false, Ordering::Relaxed);
+                for (w, out) in batch.into_iter().zip(stored) {
+                    deliver(w, Ok(out), &feed, &mut acks, &mut stop);
                 }
             }
             Err(e) => {
-                eprintln!("error: {e}");
-                for (done, _) in answers {
-                    let _ = done.send(Err(e.to_string()));
-                }
-                for (done, _) in steps {
-                    let _ = done.send(Err(e.to_string()));
+                health.batches_failed.fetch_add(1, Ordering::Relaxed);
+                eprintln!("error: storing {} writes together: {e}; storing them one at a time", batch.len());
+                for w in batch {
+                    let out = if matches!(w, Write::Flush(_) | Write::Shutdown) {
+                        Ok(Stored::Nothing)
+                    } else {
+                        store_alone(&mut store, &w, &mut active, &time_now_ns, &health, &mut failing_since)
+                    };
+                    deliver(w, out, &feed, &mut acks, &mut stop);
                 }
             }
         }
         for a in acks {
             let _ = a.send(());
+        }
+    }
+}
+
+/// How long the writer keeps trying writes the database cannot take now (see [`write_loop`]).
+pub const STORE_RETRY_FOR: Duration = Duration::from_secs(60);
+
+/// The writer's failures, for `/metrics`.
+#[derive(Default)]
+pub(crate) struct StoreHealth {
+    /// Batches whose transaction failed (their writes were then stored one at a time).
+    batches_failed: AtomicU64,
+    /// Writes given up on.
+    writes_lost: AtomicU64,
+    /// The last write tried failed and is being tried again.
+    failing: AtomicBool,
+}
+
+/// What storing a write gave, handed out once its transaction has committed.
+enum Stored {
+    Nothing,
+    Records(Vec<RecordSeen>),
+    Step(Result<String, String>),
+    Alert(FeedItem),
+}
+
+/// Stores one write in its own transaction, trying again while the database cannot write now
+/// (see [`write_loop`]); the error if it is lost.
+fn store_alone(
+    store: &mut Store,
+    w: &Write,
+    active: &mut std::collections::HashSet<String>,
+    time_now_ns: &dyn Fn() -> i64,
+    health: &StoreHealth,
+    failing_since: &mut Option<std::time::Instant>,
+) -> Result<Stored, String> {
+    let mut wait = Duration::from_millis(50);
+    loop {
+        match store.batch(|b| store_write(b, w, active, time_now_ns)) {
+            Ok(out) => {
+                *failing_since = None;
+                health.failing.store(false, Ordering::Relaxed);
+                return Ok(out);
+            }
+            Err(e) => {
+                let since = *failing_since.get_or_insert_with(std::time::Instant::now);
+                if e.is_transient() && since.elapsed() < STORE_RETRY_FOR {
+                    health.failing.store(true, Ordering::Relaxed);
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+                health.writes_lost.fetch_add(1, Ordering::Relaxed);
+                eprintln!("error: lost a write ({}): {e}", w.what());
+                return Err(e.to_string());
+            }
+        }
+    }
+}
+
+/// Stores one write in the open transaction `b`.
+fn store_write(
+    b: &mut tollguard_store::Batch<'_>,
+    w: &Write,
+    active: &mut std::collections::HashSet<String>,
+    time_now_ns: &dyn Fn() -> i64,
+) -> tollguard_store::Result<Stored> {
+    match w {
+        Write::Event { time_ns, kind, payload } => {
+            b.append_event(*time_ns, kind, payload)?;
+        }
+        Write::Authorized { time_ns, attempt, call_id, account, decision } => {
+            b.append_event(*time_ns, "attempt", attempt)?;
+            b.put_decision(call_id, account, *time_ns, decision)?;
+            if active.contains(account) && decision.contains("\"allow\":false") {
+                let d: serde_json::Value = serde_json::from_str(decision).unwrap_or_default();
+                incident::on_denial(b, account, &d, *time_ns)?;
+            }
+        }
+        Write::Alert { account, json, targets } => {
+            let id = b.add_alert(account, json)?;
+            let alert: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+            incident::on_alert(b, id, &alert, time_now_ns())?;
+            active.insert(account.clone());
+            if !targets.is_empty() {
+                let mut v = alert.clone();
+                v["id"] = json!(id);
+                let body = v.to_string();
+                for t in targets {
+                    b.enqueue(t, &body, time_now_ns())?;
+                }
+            }
+            return Ok(Stored::Alert(FeedItem { id, account: account.clone(), json: json.clone() }));
+        }
+        Write::DailyMail { account, date } => {
+            let body = json!({ "account": account, "date": date }).to_string();
+            b.enqueue("email-daily", &body, time_now_ns())?;
+            b.set_checkpoint(&daily::checkpoint(account), date)?;
+        }
+        Write::Tried { id, ok, error, next_ns, dead } => b.outbox_tried(*id, *ok, error, *next_ns, *dead)?,
+        Write::Audit { time_ns, actor, action, account, details } => {
+            b.audit(*time_ns, actor, action, account, details)?;
+            if actor == "tollguard" && matches!(*action, "block" | "cut") && active.contains(account) {
+                let d: serde_json::Value = serde_json::from_str(details).unwrap_or_default();
+                if *action == "block" {
+                    incident::on_block(b, account, &d, *time_ns)?;
+                } else {
+                    incident::on_cut(b, account, &d, *time_ns)?;
+                }
+            }
+        }
+        Write::Charged { account, units } => {
+            if active.contains(&**account) {
+                incident::on_charged(b, account, *units, time_now_ns())?
+            }
+        }
+        Write::IncidentStep { id, to, by, reason, .. } => {
+            let r = incident::change(b, *id, to, by, reason, time_now_ns())?;
+            if let (Ok(account), "resolved" | "false_positive") = (&r, *to) {
+                active.remove(account);
+            }
+            return Ok(Stored::Step(r));
+        }
+        Write::Records { time_ns, records, checkpoint, .. } => {
+            let mut new = Vec::with_capacity(records.len());
+            for (call_id, account, json) in records {
+                let fresh = b.insert_cdr(call_id, account, *time_ns, json)?;
+                if fresh {
+                    b.append_event(*time_ns, "record", json)?;
+                }
+                let allowed = if fresh { b.was_allowed(call_id)? } else { None };
+                new.push((fresh, allowed));
+            }
+            if let Some((source, value)) = checkpoint {
+                b.set_checkpoint(source, value)?;
+            }
+            return Ok(Stored::Records(new));
+        }
+        Write::Flush(_) | Write::Shutdown => {}
+    }
+    Ok(Stored::Nothing)
+}
+
+/// Hands out what a write gave once committed, or why it was lost, to whoever waits for it;
+/// flushes are answered by the caller once the whole batch is through.
+fn deliver(
+    w: Write,
+    out: Result<Stored, String>,
+    feed: &AlertFeed,
+    acks: &mut Vec<tokio::sync::oneshot::Sender<()>>,
+    stop: &mut bool,
+) {
+    match (w, out) {
+        (Write::Records { done, .. }, Ok(Stored::Records(new))) => {
+            let _ = done.send(Ok(new));
+        }
+        (Write::Records { done, .. }, Err(e)) => {
+            let _ = done.send(Err(e));
+        }
+        (Write::IncidentStep { done, .. }, Ok(Stored::Step(r))) => {
+            let _ = done.send(Ok(r));
+        }
+        (Write::IncidentStep { done, .. }, Err(e)) => {
+            let _ = done.send(Err(e));
+        }
+        (Write::Flush(tx), _) => acks.push(tx),
+        (Write::Shutdown, _) => *stop = true,
+        // Stored: now the live feeds may show it (no receiver is not an error).
+        (_, Ok(Stored::Alert(item))) => {
+            let _ = feed.send(Arc::new(item));
+        }
+        _ => {}
+    }
+}
+
+impl Write {
+    /// What the write is, for the message when it is lost.
+    fn what(&self) -> String {
+        match self {
+            Write::Event { time_ns, kind, payload } => format!("{kind} event at {time_ns} ns: {payload}"),
+            Write::Authorized { call_id, decision, .. } => {
+                format!("attempt and decision of call {call_id}: {decision}")
+            }
+            Write::Alert { json, .. } => format!("alert {json}"),
+            Write::DailyMail { account, date } => format!("daily report of {account} for {date}"),
+            Write::Tried { id, .. } => format!("outcome of delivery {id}"),
+            Write::Audit { action, account, details, .. } => format!("audit {action} {account}: {details}"),
+            Write::Charged { account, units } => format!("{units} units charged to {account}'s incident"),
+            Write::IncidentStep { id, to, .. } => format!("incident {id} to {to}"),
+            Write::Records { records, .. } => {
+                let ids: Vec<&str> = records.iter().map(|r| r.0.as_str()).collect();
+                format!("{} records: {}", ids.len(), ids.join(" "))
+            }
+            Write::Flush(_) => "flush".into(),
+            Write::Shutdown => "shutdown".into(),
         }
     }
 }
@@ -1220,6 +1350,15 @@ async fn metrics(State(s): State<Arc<AppState>>) -> String {
          # HELP tollguard_authorize_time_skewed_total Authorizations whose time was more than 5 minutes from the server's clock.\n\
          # TYPE tollguard_authorize_time_skewed_total counter\n\
          tollguard_authorize_time_skewed_total {}\n\
+         # HELP tollguard_store_batches_failed_total Writer transactions that failed (their writes were then stored one at a time).\n\
+         # TYPE tollguard_store_batches_failed_total counter\n\
+         tollguard_store_batches_failed_total {}\n\
+         # HELP tollguard_store_writes_lost_total Writes (events, decisions, alerts, records, audit entries) the store did not take, each said on stderr.\n\
+         # TYPE tollguard_store_writes_lost_total counter\n\
+         tollguard_store_writes_lost_total {}\n\
+         # HELP tollguard_store_failing 1 while the writer is waiting to try again a write the database could not take.\n\
+         # TYPE tollguard_store_failing gauge\n\
+         tollguard_store_failing {}\n\
          # HELP tollguard_running_calls Calls allowed and not ended.\n\
          # TYPE tollguard_running_calls gauge\n\
          tollguard_running_calls {running}\n\
@@ -1239,6 +1378,9 @@ async fn metrics(State(s): State<Arc<AppState>>) -> String {
         s.cut_failures.load(Ordering::Relaxed),
         g(&m.lost_calls),
         g(&m.skewed),
+        g(&s.store_health.batches_failed),
+        g(&s.store_health.writes_lost),
+        u8::from(s.store_health.failing.load(Ordering::Relaxed)),
     )
 }
 
@@ -1842,7 +1984,102 @@ async fn decision(
 
 #[cfg(test)]
 mod tests {
-    use super::parse_url;
+    use super::*;
+
+    /// A fresh database file in the temporary folder.
+    fn temp_db(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("tollguard-writer-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("store.db")
+    }
+
+    fn authorized(call_id: &str) -> Write {
+        Write::Authorized {
+            time_ns: 1_767_600_000_000_000_000,
+            attempt: format!(r#"{{"call_id":"{call_id}"}}"#),
+            call_id: call_id.into(),
+            account: "acct1".into(),
+            decision: format!(r#"{{"call_id":"{call_id}","allow":true}}"#),
+        }
+    }
+
+    /// Runs the writer over `writes` (one batch: all are queued before it starts) to the end.
+    fn run_writer(store: Store, writes: Vec<Write>) -> (Arc<StoreHealth>, Vec<i64>) {
+        let (tx, rx) = mpsc::channel();
+        for w in writes {
+            tx.send(w).unwrap();
+        }
+        tx.send(Write::Shutdown).unwrap();
+        let (feed, mut published) = tokio::sync::broadcast::channel(16);
+        let health = Arc::new(StoreHealth::default());
+        write_loop(store, rx, Clock::wall(), feed, health.clone());
+        let mut ids = vec![];
+        while let Ok(item) = published.try_recv() {
+            ids.push(item.id);
+        }
+        (health, ids)
+    }
+
+    fn decided(db: &std::path::Path) -> Vec<String> {
+        let c = rusqlite::Connection::open(db).unwrap();
+        let mut q = c.prepare("SELECT call_id FROM decisions ORDER BY call_id").unwrap();
+        let ids = q.query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect();
+        ids
+    }
+
+    #[test]
+    fn a_write_the_database_refuses_loses_only_itself() {
+        let db = temp_db("refused");
+        let store = Store::open(&db).unwrap();
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON decisions WHEN NEW.call_id = 'c-2'
+                 BEGIN SELECT RAISE(ABORT, 'refused for the test'); END;",
+            )
+            .unwrap();
+        let alert =
+            Write::Alert { account: "acct1".into(), json: r#"{"account":"acct1"}"#.into(), targets: vec![] };
+        let (health, published) =
+            run_writer(store, vec![authorized("c-1"), authorized("c-2"), alert, authorized("c-3")]);
+        assert_eq!(decided(&db), ["c-1", "c-3"]);
+        let c = rusqlite::Connection::open(&db).unwrap();
+        let attempts: i64 =
+            c.query_row("SELECT count(*) FROM events WHERE kind = 'attempt'", [], |r| r.get(0)).unwrap();
+        assert_eq!(attempts, 2, "c-2's attempt went with its decision");
+        let alerts: i64 = c.query_row("SELECT count(*) FROM alerts", [], |r| r.get(0)).unwrap();
+        assert_eq!((alerts, published.len()), (1, 1), "the alert is stored, then published");
+        assert_eq!(health.batches_failed.load(Ordering::Relaxed), 1);
+        assert_eq!(health.writes_lost.load(Ordering::Relaxed), 1);
+        assert!(!health.failing.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn writes_wait_out_a_locked_database() {
+        let db = temp_db("locked");
+        let store = Store::open(&db).unwrap();
+        store.set_busy_timeout(Duration::from_millis(100)).unwrap();
+        // Another connection holds the write lock for a second.
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let holder = {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                let c = rusqlite::Connection::open(&db).unwrap();
+                c.execute_batch("BEGIN EXCLUSIVE; INSERT INTO checkpoints VALUES ('held', 'x');").unwrap();
+                locked_tx.send(()).unwrap();
+                std::thread::sleep(Duration::from_millis(1000));
+                c.execute_batch("COMMIT").unwrap();
+            })
+        };
+        locked_rx.recv().unwrap();
+        let (health, _) = run_writer(store, vec![authorized("c-1"), authorized("c-2"), authorized("c-3")]);
+        holder.join().unwrap();
+        assert_eq!(decided(&db), ["c-1", "c-2", "c-3"], "nothing lost");
+        assert_eq!(health.batches_failed.load(Ordering::Relaxed), 1);
+        assert_eq!(health.writes_lost.load(Ordering::Relaxed), 0);
+        assert!(!health.failing.load(Ordering::Relaxed), "not failing once stored");
+    }
 
     #[test]
     fn post_addresses_read_with_their_default_ports() {

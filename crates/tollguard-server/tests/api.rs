@@ -1264,6 +1264,9 @@ async fn a_call_whose_end_never_arrives_is_closed_and_a_later_record_corrects_it
     assert_eq!(v["running_calls"], 0, "{v}");
     let (_, m) = call(&app, "GET", "/metrics", None, None).await;
     assert!(m.as_str().unwrap().contains("tollguard_lost_calls_total 1"), "{m}");
+    for healthy in ["tollguard_store_writes_lost_total 0", "tollguard_store_failing 0"] {
+        assert!(m.as_str().unwrap().contains(healthy), "{m}");
+    }
     // Its time was four hours behind the server's clock: counted (and warned about).
     assert!(m.as_str().unwrap().contains("tollguard_authorize_time_skewed_total 1"), "{m}");
     let mut body = authorize_body("now1", "0201234567", "");

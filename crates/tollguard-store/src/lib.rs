@@ -23,6 +23,20 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// The database could not take the write now but may later: busy or locked by another
+    /// connection past the busy timeout, disk full, an I/O error, out of memory. Not: a write
+    /// the database refuses for what it is (a constraint, a trigger, a type).
+    pub fn is_transient(&self) -> bool {
+        use rusqlite::ErrorCode::*;
+        let StoreError::Sqlite { source, .. } = self;
+        matches!(
+            source.sqlite_error_code(),
+            Some(DatabaseBusy | DatabaseLocked | DiskFull | SystemIoFailure | OutOfMemory | CannotOpen)
+        )
+    }
+}
+
 /// Results of store operations.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
@@ -197,6 +211,12 @@ impl Store {
         conn.pragma_update(None, "busy_timeout", 5000).map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
         Ok(Store { conn, path: name })
+    }
+
+    /// How long a write waits for another connection's lock before it fails as busy (5 s from
+    /// [`Store::open`]).
+    pub fn set_busy_timeout(&self, wait: std::time::Duration) -> Result<()> {
+        self.conn.busy_timeout(wait).map_err(|e| self.err(e))
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
