@@ -100,24 +100,26 @@ pub struct LocalTimes {
     /// The text up to the minutes (`YYYY-MM-DD HH:`) of the last time [`LocalTimes::read`] took
     /// from the cache, and that hour's start: a record's start, answer and end, and the next
     /// record's, mostly share it.
-    last: ([u8; 14], i64),
+    last: Option<([u8; 14], i64)>,
 }
 
 impl LocalTimes {
     /// Local times in `tz`.
     pub fn new(tz: TimeZone) -> LocalTimes {
-        LocalTimes { tz, cache: [(i64::MIN, 0); CACHE_SLOTS], last: ([0; 14], 0) }
+        LocalTimes { tz, cache: [(i64::MIN, 0); CACHE_SLOTS], last: None }
     }
 
     /// [`LocalDateTime::parse`] then [`LocalTimes::resolve`]; `None` when either fails. A time
     /// in the same unambiguous hour as the last one read costs a comparison and four digits.
     pub fn read(&mut self, s: &[u8]) -> Option<Timestamp> {
-        if s.len() == 19 && s[..14] == self.last.0 && s[16] == b':' {
-            let d = |i: usize| s[i].wrapping_sub(b'0') as i64;
-            let (m1, m2, s1, s2) = (d(14), d(15), d(17), d(18));
-            if m1 < 6 && m2 < 10 && s1 < 10 && s2 < 10 {
-                let within = (m1 * 10 + m2) * 60 + (s1 * 10 + s2).min(59);
-                return Timestamp::from_second(self.last.1 + within).ok();
+        if let (19, Some((prefix, base))) = (s.len(), self.last) {
+            if s[..14] == prefix && s[16] == b':' {
+                let d = |i: usize| s[i].wrapping_sub(b'0') as i64;
+                let (m1, m2, s1, s2) = (d(14), d(15), d(17), d(18));
+                if m1 < 6 && m2 < 10 && s1 < 10 && s2 < 10 {
+                    let within = (m1 * 10 + m2) * 60 + (s1 * 10 + s2).min(59);
+                    return Timestamp::from_second(base + within).ok();
+                }
             }
         }
         let t = LocalDateTime::parse(s)?;
@@ -125,8 +127,9 @@ impl LocalTimes {
         let key = t.hour_key();
         let (k, base) = self.cache[key.rem_euclid(CACHE_SLOTS as i64) as usize];
         if k == key && s.len() == 19 {
-            self.last.0.copy_from_slice(&s[..14]);
-            self.last.1 = base;
+            let mut prefix = [0; 14];
+            prefix.copy_from_slice(&s[..14]);
+            self.last = Some((prefix, base));
         }
         Some(ts)
     }
@@ -197,6 +200,8 @@ mod tests {
                 texts.push(format!("{day} {:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60));
             }
         }
+        // before any time was read there is no prefix to match (a field of NULs once matched one)
+        assert_eq!(fast.read(b"\0\0\0\0\0\0\0\0\0\0\0\0\0\x0012:34"), None);
         let odd = [
             "2024-10-27 02:6x:00",
             "2024-10-27 02:60:00",

@@ -10,12 +10,12 @@
 //! quote, a quote that never closes) is a malformed row: reported with its line, skipped up to the
 //! next line end, and reading goes on.
 //!
-//! Most records are plain: every field bare without a quote, or quoted with no quote inside.
-//! Those are split 64 bytes at a time ([`split_plain`]): bit masks of quotes and commas (SSE2 on
-//! x86-64), a prefix XOR of the quote mask for "inside quotes", and the commas outside quotes are
-//! the field ends. A count of quotes then proves the record plain, or it goes to the byte-by-byte
-//! scan, which handles the rest of the dialect. The same pass notes whether the record is ASCII,
-//! so its text needs no UTF-8 check.
+//! A record on one line whose quotes all open a field, close one, or pair up as `""` inside one
+//! (nearly every record) is split 64 bytes at a time ([`split_plain`]): bit masks of quotes and
+//! commas (SSE2 on x86-64), a prefix XOR of the quote mask for "inside quotes", and the commas
+//! outside quotes are the field ends. The bytes next to each quote prove the record is of that
+//! kind, or it goes to the byte-by-byte scan, which handles the rest of the dialect. The same pass
+//! notes whether the record is ASCII, so its text needs no UTF-8 check.
 
 use memchr::memchr;
 use std::io::{self, Read};
@@ -150,6 +150,8 @@ impl<R: Read> Splitter<R> {
     /// Splits one record starting at `pos` into `spans`: find the line end with one `memchr`;
     /// a plain line is split by [`split_plain`], any other by [`Self::scan_bytes`].
     fn scan(&mut self) -> Scan {
+        // Until a record is split: what `spans` still points at may be other bytes by now.
+        self.ascii = false;
         self.scratch.clear();
         let data = &self.buf[..self.len];
         let line_end = match memchr(b'\n', &data[self.pos..]) {
@@ -161,7 +163,6 @@ impl<R: Read> Splitter<R> {
             self.ascii = ascii;
             return if line_end < data.len() { Scan::Done(line_end + 1, 1) } else { Scan::Done(line_end, 0) };
         }
-        self.ascii = false;
         self.scan_bytes()
     }
 
@@ -599,6 +600,32 @@ mod tests {
                 .fold(0u64, |acc, i| acc | (((q & (u64::MAX >> (63 - i))).count_ones() as u64 & 1) << i));
             assert_eq!(prefix_xor(q), want);
         }
+    }
+
+    #[test]
+    fn after_a_read_error_the_last_record_is_not_taken_for_ascii() {
+        // "a\n", then a byte that is not UTF-8 moved to where "a" was, then the input fails
+        struct Failing(u8);
+        impl Read for Failing {
+            fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+                self.0 += 1;
+                match self.0 {
+                    1 => {
+                        out[..2].copy_from_slice(b"a\n");
+                        Ok(2)
+                    }
+                    2 => {
+                        out[0] = 0xff;
+                        Ok(1)
+                    }
+                    _ => Err(io::Error::other("gone")),
+                }
+            }
+        }
+        let mut s = Splitter::new(Failing(0));
+        assert!(matches!(s.next().unwrap(), Next::Record(1)));
+        assert!(s.next().is_err());
+        assert!(s.text_fields().is_none(), "the old spans point at other bytes now");
     }
 
     #[test]
