@@ -374,7 +374,7 @@ impl Server {
         let feed = alerts_feed.clone();
         let writer = std::thread::Builder::new()
             .name("tollguard-writer".into())
-            .spawn(move || write_loop(writer_store, rx, clock, feed, writer_health))
+            .spawn(move || write_loop(writer_store, rx, clock, feed, writer_health, STORE_RETRY_FOR))
             .context("starting the writer thread")?;
         let state = Arc::new(AppState {
             core: Mutex::new(Core {
@@ -594,26 +594,31 @@ const COMMIT_EVERY: Duration = Duration::from_millis(2);
 /// refuses (a constraint, a trigger) loses only itself. A write that fails because the database
 /// cannot write now (busy or locked past the busy timeout, disk full, an I/O error) is tried again,
 /// waiting 50 ms, then twice as long each time up to a second, for as long as the store has been
-/// failing less than [`STORE_RETRY_FOR`]. A write that still fails is lost: said on stderr with
-/// what it was, counted (`tollguard_store_writes_lost_total`), and answered with the error where
-/// a request waits for it (records, incident steps).
+/// failing less than `retry_for` ([`STORE_RETRY_FOR`]). A write that still fails is lost, and so is
+/// the rest of its batch without being tried (each would wait out the busy timeout); the next batch
+/// starts afresh. A lost write is said on stderr with what it was, counted
+/// (`tollguard_store_writes_lost_total`), and answered with the error where a request waits for it
+/// (records, incident steps).
 fn write_loop(
     mut store: Store,
     rx: mpsc::Receiver<Write>,
     clock: Clock,
     feed: AlertFeed,
     health: Arc<StoreHealth>,
+    retry_for: Duration,
 ) {
     let time_now_ns = || ns(clock.now());
-    // Accounts with an open or acknowledged incident: only their calls touch the incidents table.
-    let mut active: std::collections::HashSet<String> = ["open", "acknowledged"]
-        .iter()
-        .flat_map(|st| store.incidents(None, Some(st), u32::MAX).unwrap_or_default())
-        .map(|i| i.account)
-        .collect();
+    let mut active = ActiveAccounts {
+        set: ["open", "acknowledged"]
+            .iter()
+            .flat_map(|st| store.incidents(None, Some(st), u32::MAX).unwrap_or_default())
+            .map(|i| i.account)
+            .collect(),
+        undo: vec![],
+    };
     let mut stop = false;
     let mut behind = false;
-    // Since when the store has failed every write tried (none since).
+    // Since when writes the database could not take now have been failing (none since).
     let mut failing_since: Option<std::time::Instant> = None;
     while !stop {
         let Ok(first) = rx.recv() else { break };
@@ -638,6 +643,7 @@ fn write_loop(
         });
         match together {
             Ok(stored) => {
+                active.committed();
                 failing_since = None;
                 health.failing.store(false, Ordering::Relaxed);
                 for (w, out) in batch.into_iter().zip(stored) {
@@ -645,13 +651,30 @@ fn write_loop(
                 }
             }
             Err(e) => {
+                active.rolled_back();
                 health.batches_failed.fetch_add(1, Ordering::Relaxed);
-                eprintln!("error: storing {} writes together: {e}; storing them one at a time", batch.len());
+                let n = batch.iter().filter(|w| !matches!(w, Write::Flush(_) | Write::Shutdown)).count();
+                eprintln!("error: storing {n} writes together: {e}; storing them one at a time");
+                let mut gave_up = false;
                 for w in batch {
                     let out = if matches!(w, Write::Flush(_) | Write::Shutdown) {
                         Ok(Stored::Nothing)
+                    } else if gave_up {
+                        Err(lose(&w, &health, "not tried: the store has been failing too long"))
                     } else {
-                        store_alone(&mut store, &w, &mut active, &time_now_ns, &health, &mut failing_since)
+                        let r = store_alone(
+                            &mut store,
+                            &w,
+                            &mut active,
+                            &time_now_ns,
+                            retry_for,
+                            &mut failing_since,
+                        );
+                        health.failing.store(failing_since.is_some(), Ordering::Relaxed);
+                        r.map_err(|(e, too_long)| {
+                            gave_up |= too_long;
+                            lose(&w, &health, &e)
+                        })
                     };
                     deliver(w, out, &feed, &mut acks, &mut stop);
                 }
@@ -685,45 +708,96 @@ enum Stored {
     Alert(FeedItem),
 }
 
-/// Stores one write in its own transaction, trying again while the database cannot write now
-/// (see [`write_loop`]); the error if it is lost.
+/// Accounts with an open or acknowledged incident (only their calls touch the incidents table),
+/// and what the transaction under way changed in the set, to undo if it fails.
+struct ActiveAccounts {
+    set: std::collections::HashSet<String>,
+    /// (account, whether it was added).
+    undo: Vec<(String, bool)>,
+}
+
+impl ActiveAccounts {
+    fn contains(&self, account: &str) -> bool {
+        self.set.contains(account)
+    }
+
+    fn insert(&mut self, account: &str) {
+        if !self.set.contains(account) {
+            self.set.insert(account.to_string());
+            self.undo.push((account.to_string(), true));
+        }
+    }
+
+    fn remove(&mut self, account: &str) {
+        if self.set.remove(account) {
+            self.undo.push((account.to_string(), false));
+        }
+    }
+
+    fn committed(&mut self) {
+        self.undo.clear();
+    }
+
+    fn rolled_back(&mut self) {
+        while let Some((account, added)) = self.undo.pop() {
+            if added {
+                self.set.remove(&account);
+            } else {
+                self.set.insert(account);
+            }
+        }
+    }
+}
+
+/// Stores one write in its own transaction, trying again while the database cannot write now and
+/// has been failing less than `retry_for` (see [`write_loop`]). On failure: why, and whether the
+/// store has been failing too long.
 fn store_alone(
     store: &mut Store,
     w: &Write,
-    active: &mut std::collections::HashSet<String>,
+    active: &mut ActiveAccounts,
     time_now_ns: &dyn Fn() -> i64,
-    health: &StoreHealth,
+    retry_for: Duration,
     failing_since: &mut Option<std::time::Instant>,
-) -> Result<Stored, String> {
+) -> Result<Stored, (String, bool)> {
     let mut wait = Duration::from_millis(50);
     loop {
         match store.batch(|b| store_write(b, w, active, time_now_ns)) {
             Ok(out) => {
+                active.committed();
                 *failing_since = None;
-                health.failing.store(false, Ordering::Relaxed);
                 return Ok(out);
             }
             Err(e) => {
-                let since = *failing_since.get_or_insert_with(std::time::Instant::now);
-                if e.is_transient() && since.elapsed() < STORE_RETRY_FOR {
-                    health.failing.store(true, Ordering::Relaxed);
-                    std::thread::sleep(wait);
-                    wait = (wait * 2).min(Duration::from_secs(1));
-                    continue;
+                active.rolled_back();
+                if !e.is_transient() {
+                    return Err((e.to_string(), false));
                 }
-                health.writes_lost.fetch_add(1, Ordering::Relaxed);
-                eprintln!("error: lost a write ({}): {e}", w.what());
-                return Err(e.to_string());
+                let since = *failing_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() >= retry_for {
+                    // Given up: the next batch gets a whole `retry_for` again.
+                    *failing_since = None;
+                    return Err((e.to_string(), true));
+                }
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_secs(1));
             }
         }
     }
+}
+
+/// Counts and says a write that is lost; the message for whoever waits for it.
+fn lose(w: &Write, health: &StoreHealth, why: &str) -> String {
+    health.writes_lost.fetch_add(1, Ordering::Relaxed);
+    eprintln!("error: lost a write ({}): {why}", w.what());
+    why.to_string()
 }
 
 /// Stores one write in the open transaction `b`.
 fn store_write(
     b: &mut tollguard_store::Batch<'_>,
     w: &Write,
-    active: &mut std::collections::HashSet<String>,
+    active: &mut ActiveAccounts,
     time_now_ns: &dyn Fn() -> i64,
 ) -> tollguard_store::Result<Stored> {
     match w {
@@ -742,7 +816,7 @@ fn store_write(
             let id = b.add_alert(account, json)?;
             let alert: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
             incident::on_alert(b, id, &alert, time_now_ns())?;
-            active.insert(account.clone());
+            active.insert(account);
             if !targets.is_empty() {
                 let mut v = alert.clone();
                 v["id"] = json!(id);
@@ -771,7 +845,7 @@ fn store_write(
             }
         }
         Write::Charged { account, units } => {
-            if active.contains(&**account) {
+            if active.contains(account) {
                 incident::on_charged(b, account, *units, time_now_ns())?
             }
         }
@@ -2013,7 +2087,7 @@ mod tests {
         tx.send(Write::Shutdown).unwrap();
         let (feed, mut published) = tokio::sync::broadcast::channel(16);
         let health = Arc::new(StoreHealth::default());
-        write_loop(store, rx, Clock::wall(), feed, health.clone());
+        write_loop(store, rx, Clock::wall(), feed, health.clone(), STORE_RETRY_FOR);
         let mut ids = vec![];
         while let Ok(item) = published.try_recv() {
             ids.push(item.id);
@@ -2032,13 +2106,7 @@ mod tests {
     fn a_write_the_database_refuses_loses_only_itself() {
         let db = temp_db("refused");
         let store = Store::open(&db).unwrap();
-        rusqlite::Connection::open(&db)
-            .unwrap()
-            .execute_batch(
-                "CREATE TRIGGER refuse BEFORE INSERT ON decisions WHEN NEW.call_id = 'c-2'
-                 BEGIN SELECT RAISE(ABORT, 'refused for the test'); END;",
-            )
-            .unwrap();
+        refuse_decision(&db, "c-2");
         let alert =
             Write::Alert { account: "acct1".into(), json: r#"{"account":"acct1"}"#.into(), targets: vec![] };
         let (health, published) =
@@ -2055,24 +2123,129 @@ mod tests {
         assert!(!health.failing.load(Ordering::Relaxed));
     }
 
+    /// The writer on its own thread, as the server runs it.
+    fn spawn_writer(
+        store: Store,
+        retry_for: Duration,
+    ) -> (mpsc::Sender<Write>, std::thread::JoinHandle<()>, Arc<StoreHealth>) {
+        let (tx, rx) = mpsc::channel();
+        let health = Arc::new(StoreHealth::default());
+        let h = health.clone();
+        let feed = tokio::sync::broadcast::channel(16).0;
+        let t = std::thread::spawn(move || write_loop(store, rx, Clock::wall(), feed, h, retry_for));
+        (tx, t, health)
+    }
+
+    /// Sends a flush and waits until the writer has handled everything before it.
+    fn flushed(tx: &mpsc::Sender<Write>) {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        tx.send(Write::Flush(done)).unwrap();
+        wait.blocking_recv().unwrap();
+    }
+
+    /// Holds the write lock from another connection for `hold`, from when this returns.
+    fn lock_for(db: &std::path::Path, hold: Duration) -> std::thread::JoinHandle<()> {
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let db = db.to_path_buf();
+        let t = std::thread::spawn(move || {
+            let c = rusqlite::Connection::open(&db).unwrap();
+            c.execute_batch("BEGIN EXCLUSIVE; INSERT OR REPLACE INTO checkpoints VALUES ('held', 'x');")
+                .unwrap();
+            locked_tx.send(()).unwrap();
+            std::thread::sleep(hold);
+            c.execute_batch("COMMIT").unwrap();
+        });
+        locked_rx.recv().unwrap();
+        t
+    }
+
+    fn refuse_decision(db: &std::path::Path, call_id: &str) {
+        rusqlite::Connection::open(db)
+            .unwrap()
+            .execute_batch(&format!(
+                "CREATE TRIGGER refuse BEFORE INSERT ON decisions WHEN NEW.call_id = '{call_id}'
+                 BEGIN SELECT RAISE(ABORT, 'refused for the test'); END;"
+            ))
+            .unwrap();
+    }
+
+    #[test]
+    fn a_failed_batch_does_not_leave_its_incident_bookkeeping_behind() {
+        // acct1 has an open incident; a batch denies c-1, resolves the incident, and has a write
+        // the database refuses: stored one at a time, c-1's denial still counts in the incident.
+        let db = temp_db("incident");
+        let mut store = Store::open(&db).unwrap();
+        let id = store.batch(|b| b.open_incident("acct1", 1, "{}")).unwrap();
+        refuse_decision(&db, "c-2");
+        let denied = Write::Authorized {
+            time_ns: 2,
+            attempt: "{}".into(),
+            call_id: "c-1".into(),
+            account: "acct1".into(),
+            decision: r#"{"call_id":"c-1","allow":false,"rules":["x"]}"#.into(),
+        };
+        let (done, _answer) = tokio::sync::oneshot::channel();
+        let resolve =
+            Write::IncidentStep { id, to: "resolved", by: "noc".into(), reason: "test".into(), done };
+        let (health, _) = run_writer(store, vec![denied, resolve, authorized("c-2")]);
+        assert_eq!(health.writes_lost.load(Ordering::Relaxed), 1);
+        let incident = Store::open(&db).unwrap().incident(id).unwrap().unwrap();
+        assert_eq!(incident.state, "resolved");
+        assert!(incident.data.contains(r#""denials":1"#), "{}", incident.data);
+    }
+
+    #[test]
+    fn a_refused_write_does_not_shorten_the_wait_for_a_later_lock() {
+        let db = temp_db("stale");
+        let store = Store::open(&db).unwrap();
+        store.set_busy_timeout(Duration::from_millis(100)).unwrap();
+        refuse_decision(&db, "c-0");
+        let (tx, writer, health) = spawn_writer(store, Duration::from_secs(2));
+        tx.send(authorized("c-0")).unwrap();
+        flushed(&tx);
+        assert_eq!(health.writes_lost.load(Ordering::Relaxed), 1);
+        // Longer than the retry time later, the database is locked for half a second.
+        std::thread::sleep(Duration::from_millis(2500));
+        let holder = lock_for(&db, Duration::from_millis(500));
+        tx.send(authorized("c-1")).unwrap();
+        flushed(&tx);
+        holder.join().unwrap();
+        tx.send(Write::Shutdown).unwrap();
+        writer.join().unwrap();
+        assert_eq!(decided(&db), ["c-1"], "c-1 waited for the lock");
+        assert_eq!(health.writes_lost.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn past_the_retry_time_a_batch_is_given_up_at_once_and_the_next_one_tries_again() {
+        let db = temp_db("give-up");
+        let store = Store::open(&db).unwrap();
+        store.set_busy_timeout(Duration::from_millis(100)).unwrap();
+        let (tx, writer, health) = spawn_writer(store, Duration::from_millis(300));
+        let holder = lock_for(&db, Duration::from_millis(1500));
+        let started = std::time::Instant::now();
+        for id in ["c-1", "c-2", "c-3"] {
+            tx.send(authorized(id)).unwrap();
+        }
+        flushed(&tx);
+        assert_eq!(health.writes_lost.load(Ordering::Relaxed), 3);
+        assert!(started.elapsed() < Duration::from_millis(1400), "given up without waiting for each");
+        holder.join().unwrap();
+        tx.send(authorized("c-4")).unwrap();
+        flushed(&tx);
+        tx.send(Write::Shutdown).unwrap();
+        writer.join().unwrap();
+        assert_eq!(decided(&db), ["c-4"]);
+        assert!(!health.failing.load(Ordering::Relaxed));
+    }
+
     #[test]
     fn writes_wait_out_a_locked_database() {
         let db = temp_db("locked");
         let store = Store::open(&db).unwrap();
         store.set_busy_timeout(Duration::from_millis(100)).unwrap();
         // Another connection holds the write lock for a second.
-        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
-        let holder = {
-            let db = db.clone();
-            std::thread::spawn(move || {
-                let c = rusqlite::Connection::open(&db).unwrap();
-                c.execute_batch("BEGIN EXCLUSIVE; INSERT INTO checkpoints VALUES ('held', 'x');").unwrap();
-                locked_tx.send(()).unwrap();
-                std::thread::sleep(Duration::from_millis(1000));
-                c.execute_batch("COMMIT").unwrap();
-            })
-        };
-        locked_rx.recv().unwrap();
+        let holder = lock_for(&db, Duration::from_millis(1000));
         let (health, _) = run_writer(store, vec![authorized("c-1"), authorized("c-2"), authorized("c-3")]);
         holder.join().unwrap();
         assert_eq!(decided(&db), ["c-1", "c-2", "c-3"], "nothing lost");
