@@ -667,10 +667,8 @@ fn write_loop(
                             &w,
                             &mut active,
                             &time_now_ns,
-                            retry_for,
-                            &mut failing_since,
+                            (retry_for, &mut failing_since, &health.failing),
                         );
-                        health.failing.store(failing_since.is_some(), Ordering::Relaxed);
                         r.map_err(|(e, too_long)| {
                             gave_up |= too_long;
                             lose(&w, &health, &e)
@@ -750,19 +748,20 @@ impl ActiveAccounts {
 }
 
 /// Stores one write in its own transaction, trying again while the database cannot write now and
-/// has been failing less than `retry_for` (see [`write_loop`]). On failure: why, and whether the
-/// store has been failing too long.
+/// has been failing less than `retry_for` (see [`write_loop`]); `failing` is set while it waits to
+/// try again. On failure: why, and whether the store has been failing too long.
 fn store_alone(
     store: &mut Store,
     w: &Write,
     active: &mut ActiveAccounts,
     time_now_ns: &dyn Fn() -> i64,
-    retry_for: Duration,
-    failing_since: &mut Option<std::time::Instant>,
+    (retry_for, failing_since, failing): (Duration, &mut Option<std::time::Instant>, &AtomicBool),
 ) -> Result<Stored, (String, bool)> {
     let mut wait = Duration::from_millis(50);
     loop {
-        match store.batch(|b| store_write(b, w, active, time_now_ns)) {
+        let r = store.batch(|b| store_write(b, w, active, time_now_ns));
+        failing.store(false, Ordering::Relaxed);
+        match r {
             Ok(out) => {
                 active.committed();
                 *failing_since = None;
@@ -779,6 +778,7 @@ fn store_alone(
                     *failing_since = None;
                     return Err((e.to_string(), true));
                 }
+                failing.store(true, Ordering::Relaxed);
                 std::thread::sleep(wait);
                 wait = (wait * 2).min(Duration::from_secs(1));
             }
@@ -2246,8 +2246,15 @@ mod tests {
         store.set_busy_timeout(Duration::from_millis(100)).unwrap();
         // Another connection holds the write lock for a second.
         let holder = lock_for(&db, Duration::from_millis(1000));
-        let (health, _) = run_writer(store, vec![authorized("c-1"), authorized("c-2"), authorized("c-3")]);
+        let (tx, writer, health) = spawn_writer(store, STORE_RETRY_FOR);
+        for id in ["c-1", "c-2", "c-3"] {
+            tx.send(authorized(id)).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(600));
+        assert!(health.failing.load(Ordering::Relaxed), "the gauge shows the wait");
         holder.join().unwrap();
+        tx.send(Write::Shutdown).unwrap();
+        writer.join().unwrap();
         assert_eq!(decided(&db), ["c-1", "c-2", "c-3"], "nothing lost");
         assert_eq!(health.batches_failed.load(Ordering::Relaxed), 1);
         assert_eq!(health.writes_lost.load(Ordering::Relaxed), 0);
