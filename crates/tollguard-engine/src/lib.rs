@@ -294,6 +294,13 @@ pub enum Effect {
 
 type Map<K, V> = std::collections::HashMap<K, V, rustc_hash::FxBuildHasher>;
 
+/// A map keyed by text from outside: call ids, extensions, account codes. Hashed with a key drawn
+/// at random once per map (aHash), not with [`Map`]'s fixed function: a SIP caller picks the
+/// Call-ID a switch sends as `call_id`, and ids searched out to fall into one bucket under a
+/// known function would make every lookup walk them all, under the engine's lock. Nothing
+/// iterates these maps in an order that reaches an effect, so results stay the same run to run.
+type TextMap<V> = std::collections::HashMap<String, V, ahash::RandomState>;
+
 /// A call's price. `units` is exact; the rest is a linear view for budgets and deadlines:
 /// cost(t) <= fee_up + 1 + rate_up x (t + increment) / 60 in ten-thousandths.
 #[derive(Clone, Debug)]
@@ -837,12 +844,12 @@ pub struct Engine {
     spare_ids: Vec<String>,
     learn_until: Option<Timestamp>,
     accounts: Vec<Account>,
-    account_ids: Map<String, u32>,
+    account_ids: TextMap<u32>,
     /// States of per-extension limits: (account, limit) -> extension -> state.
-    extension_states: Map<(u32, u16), Map<String, u32>>,
+    extension_states: Map<(u32, u16), TextMap<u32>>,
     states: Vec<LimitState>,
     /// Call id -> slot in `slots`.
-    calls: Map<String, u32>,
+    calls: TextMap<u32>,
     slots: Vec<Call>,
     free_slots: Vec<u32>,
     /// Deadlines of states and block expiries of accounts; stale entries are skipped.
@@ -852,7 +859,7 @@ pub struct Engine {
     /// How long an ended call is remembered for a correcting record; `None`: not at all.
     record_grace: Option<SignedDuration>,
     /// Calls ended within the grace period, by call id, and their ids in end order.
-    recent: Map<String, Ended>,
+    recent: TextMap<Ended>,
     recent_order: std::collections::VecDeque<(Timestamp, String)>,
 }
 
@@ -981,16 +988,16 @@ impl Engine {
             policy,
             learn_until: None,
             accounts: Vec::new(),
-            account_ids: Map::default(),
+            account_ids: TextMap::default(),
             extension_states: Map::default(),
             states: Vec::new(),
-            calls: Map::default(),
+            calls: TextMap::default(),
             slots: Vec::new(),
             free_slots: Vec::new(),
             due: BinaryHeap::new(),
             deadlines: due::Deadlines::default(),
             record_grace: None,
-            recent: Map::default(),
+            recent: TextMap::default(),
             recent_order: std::collections::VecDeque::new(),
         }
     }
@@ -1233,7 +1240,7 @@ impl Engine {
                 + a.block_history.capacity() * size_of::<(Option<u16>, Timestamp)>();
         }
         for m in self.extension_states.values() {
-            bytes += size_of::<((u32, u16), Map<String, u32>)>();
+            bytes += size_of::<((u32, u16), TextMap<u32>)>();
             bytes += m.keys().map(|e| size_of::<(String, u32)>() + e.capacity()).sum::<usize>();
         }
         for s in &self.states {
