@@ -500,15 +500,23 @@ const PREFETCH_ROWS: usize = 16;
 /// Returns the starts in the new order.
 fn sort_by_start(idx: &mut [u32], cdrs: &CdrStore) -> Vec<Timestamp> {
     let start = |i: u32| cdrs.get(i as usize).start();
-    if idx.iter().all(|&i| start(i).subsec_nanosecond() == 0) {
-        let (min, max) = idx
-            .iter()
-            .map(|&i| start(i).as_second())
-            .fold((i64::MAX, i64::MIN), |(lo, hi), s| (lo.min(s), hi.max(s)));
-        if min <= max && max - min <= u32::MAX as i64 {
-            return sort_whole_seconds(idx, cdrs, min, max);
-        }
+    // One pass over the records (they are most of the memory read here): their seconds, and
+    // whether they are all whole seconds within 136 years.
+    let (mut min, mut max, mut whole) = (i64::MAX, i64::MIN, true);
+    let secs: Vec<i64> = idx
+        .iter()
+        .map(|&i| {
+            let t = start(i);
+            whole &= t.subsec_nanosecond() == 0;
+            let s = t.as_second();
+            (min, max) = (min.min(s), max.max(s));
+            s
+        })
+        .collect();
+    if whole && min <= max && max - min <= u32::MAX as i64 {
+        return sort_whole_seconds(idx, secs, min, max);
     }
+    drop(secs);
     // Whole seconds and nanoseconds from them, both counted forward (jiff gives a negative
     // fraction before 1970: -1.5 s is second -1 and -500,000,000 ns).
     let split = |t: Timestamp| {
@@ -564,13 +572,15 @@ fn sort_by_start(idx: &mut [u32], cdrs: &CdrStore) -> Vec<Timestamp> {
     starts
 }
 
-/// [`sort_by_start`] when every start is a whole second (as in every Asterisk file): the
-/// seconds from the earliest and the position packed into one 64-bit key, half the memory.
-fn sort_whole_seconds(idx: &mut [u32], cdrs: &CdrStore, min: i64, max: i64) -> Vec<Timestamp> {
-    let mut items: Vec<u64> = idx
-        .iter()
-        .map(|&i| ((cdrs.get(i as usize).start().as_second() - min) as u64) << 32 | i as u64)
-        .collect();
+/// [`sort_by_start`] when every start is a whole second (as in every Asterisk file; `secs` are
+/// the starts of `idx`, in its order): the seconds from the earliest and the position packed into
+/// one 64-bit key, half the memory.
+fn sort_whole_seconds(idx: &mut [u32], secs: Vec<i64>, min: i64, max: i64) -> Vec<Timestamp> {
+    // in the same memory as `secs` (same size and alignment: collected in place)
+    let mut items: Vec<u64> = secs.into_iter().map(|s| (s - min) as u64).collect();
+    for (k, &i) in items.iter_mut().zip(idx.iter()) {
+        *k = *k << 32 | i as u64;
+    }
     let mut other = vec![0u64; items.len()];
     let mut count = vec![0usize; 1 << 16];
     for shift in [32, 48].into_iter().filter(|&shift| shift == 32 || ((max - min) as u64) >> 16 != 0) {
