@@ -229,20 +229,47 @@ pub struct CdrStore {
     rows: Vec<StoredRow>,
 }
 
+/// 96 bytes (120 with `Option<Timestamp>` fields): a month of records is most of replay's memory.
 #[derive(Clone, Copy, Debug)]
 struct StoredRow {
     /// Where the record's text starts in the buffer.
     off: usize,
     /// Ends of its seven text fields, from `off`, in [`CdrRef`] field order.
     ends: [u32; 7],
-    start: Timestamp,
-    answer: Option<Timestamp>,
-    end: Option<Timestamp>,
+    start: Instant,
+    answer: Instant,
+    end: Instant,
     duration_s: u32,
     billsec: u32,
     disposition: Disposition,
     direction: Direction,
     line: u64,
+}
+
+/// A [`Timestamp`], or none, in 12 bytes: seconds ([`i64::MIN`]: none, outside any timestamp's
+/// range) and nanoseconds, as jiff splits them.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, packed(4))]
+struct Instant {
+    second: i64,
+    nanosecond: i32,
+}
+
+impl Instant {
+    fn of(t: Option<Timestamp>) -> Instant {
+        match t {
+            Some(t) => Instant { second: t.as_second(), nanosecond: t.subsec_nanosecond() },
+            None => Instant { second: i64::MIN, nanosecond: 0 },
+        }
+    }
+
+    fn get(self) -> Option<Timestamp> {
+        let (second, nanosecond) = (self.second, self.nanosecond);
+        if second == i64::MIN {
+            return None;
+        }
+        Some(Timestamp::new(second, nanosecond).expect("split from a timestamp"))
+    }
 }
 
 impl CdrStore {
@@ -305,9 +332,9 @@ impl CdrStore {
         self.rows.push(StoredRow {
             off,
             ends,
-            start: f.start,
-            answer: f.answer,
-            end: f.end,
+            start: Instant::of(Some(f.start)),
+            answer: Instant::of(f.answer),
+            end: Instant::of(f.end),
             duration_s: f.duration_s,
             billsec: f.billsec,
             disposition: f.disposition,
@@ -402,15 +429,15 @@ impl<'a> CdrRef<'a> {
     }
     /// See [`Cdr::start`].
     pub fn start(&self) -> Timestamp {
-        self.row.start
+        self.row.start.get().expect("a record has a start")
     }
     /// See [`Cdr::answer`].
     pub fn answer(&self) -> Option<Timestamp> {
-        self.row.answer
+        self.row.answer.get()
     }
     /// See [`Cdr::end`].
     pub fn end(&self) -> Option<Timestamp> {
-        self.row.end
+        self.row.end.get()
     }
     /// See [`Cdr::billsec`].
     pub fn billsec(&self) -> u32 {
@@ -430,7 +457,7 @@ impl<'a> CdrRef<'a> {
             context: self.context(),
             channel: self.channel(),
             dst_channel: self.dst_channel(),
-            start: self.row.start,
+            start: self.start(),
             billsec: self.row.billsec,
             direction: self.row.direction,
         }
@@ -446,9 +473,9 @@ impl<'a> CdrRef<'a> {
         out.context.push_str(self.context());
         out.channel.push_str(self.channel());
         out.dst_channel.push_str(self.dst_channel());
-        out.start = self.row.start;
-        out.answer = self.row.answer;
-        out.end = self.row.end;
+        out.start = self.start();
+        out.answer = self.answer();
+        out.end = self.end();
         out.duration_s = self.row.duration_s;
         out.billsec = self.row.billsec;
         out.disposition = self.row.disposition;
@@ -460,6 +487,22 @@ impl<'a> CdrRef<'a> {
 #[cfg(test)]
 mod store_tests {
     use super::*;
+
+    #[test]
+    fn times_come_back_exactly_in_a_smaller_row() {
+        assert_eq!(std::mem::size_of::<StoredRow>(), 96);
+        let times = [
+            Timestamp::MIN,
+            Timestamp::MAX,
+            Timestamp::new(-1, -500_000_000).unwrap(),
+            Timestamp::UNIX_EPOCH,
+            Timestamp::new(1_767_567_632, 123_456_789).unwrap(),
+        ];
+        for t in times {
+            assert_eq!(Instant::of(Some(t)).get(), Some(t));
+        }
+        assert_eq!(Instant::of(None).get(), None);
+    }
 
     #[test]
     fn a_stored_record_comes_back_whole() {
