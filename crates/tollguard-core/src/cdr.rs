@@ -236,9 +236,9 @@ struct StoredRow {
     off: usize,
     /// Ends of its seven text fields, from `off`, in [`CdrRef`] field order.
     ends: [u32; 7],
-    start: Instant,
-    answer: Instant,
-    end: Instant,
+    start: StoredTime,
+    answer: StoredTime,
+    end: StoredTime,
     duration_s: u32,
     billsec: u32,
     disposition: Disposition,
@@ -250,16 +250,16 @@ struct StoredRow {
 /// range) and nanoseconds, as jiff splits them.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, packed(4))]
-struct Instant {
+struct StoredTime {
     second: i64,
     nanosecond: i32,
 }
 
-impl Instant {
-    fn of(t: Option<Timestamp>) -> Instant {
+impl StoredTime {
+    fn of(t: Option<Timestamp>) -> StoredTime {
         match t {
-            Some(t) => Instant { second: t.as_second(), nanosecond: t.subsec_nanosecond() },
-            None => Instant { second: i64::MIN, nanosecond: 0 },
+            Some(t) => StoredTime { second: t.as_second(), nanosecond: t.subsec_nanosecond() },
+            None => StoredTime { second: i64::MIN, nanosecond: 0 },
         }
     }
 
@@ -332,9 +332,9 @@ impl CdrStore {
         self.rows.push(StoredRow {
             off,
             ends,
-            start: Instant::of(Some(f.start)),
-            answer: Instant::of(f.answer),
-            end: Instant::of(f.end),
+            start: StoredTime::of(Some(f.start)),
+            answer: StoredTime::of(f.answer),
+            end: StoredTime::of(f.end),
             duration_s: f.duration_s,
             billsec: f.billsec,
             disposition: f.disposition,
@@ -499,9 +499,9 @@ mod store_tests {
             Timestamp::new(1_767_567_632, 123_456_789).unwrap(),
         ];
         for t in times {
-            assert_eq!(Instant::of(Some(t)).get(), Some(t));
+            assert_eq!(StoredTime::of(Some(t)).get(), Some(t));
         }
-        assert_eq!(Instant::of(None).get(), None);
+        assert_eq!(StoredTime::of(None).get(), None);
     }
 
     #[test]
