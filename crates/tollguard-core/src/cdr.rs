@@ -151,6 +151,27 @@ impl Cdr {
         self.line = 0;
     }
 
+    /// Everything but the text fields.
+    pub fn facts(&self) -> CdrFacts {
+        CdrFacts {
+            start: self.start,
+            answer: self.answer,
+            end: self.end,
+            duration_s: self.duration_s,
+            billsec: self.billsec,
+            disposition: self.disposition,
+            direction: self.direction,
+            line: self.line,
+        }
+    }
+
+    /// Sets everything but the text fields.
+    pub fn set_facts(&mut self, f: &CdrFacts) {
+        (self.start, self.answer, self.end) = (f.start, f.answer, f.end);
+        (self.duration_s, self.billsec, self.line) = (f.duration_s, f.billsec, f.line);
+        (self.disposition, self.direction) = (f.disposition, f.direction);
+    }
+
     /// True when the call was answered with talk time.
     pub fn is_answered(&self) -> bool {
         self.billsec > 0
@@ -305,17 +326,7 @@ impl CdrStore {
             &cdr.channel,
             &cdr.dst_channel,
         ];
-        let facts = CdrFacts {
-            start: cdr.start,
-            answer: cdr.answer,
-            end: cdr.end,
-            duration_s: cdr.duration_s,
-            billsec: cdr.billsec,
-            disposition: cdr.disposition,
-            direction: cdr.direction,
-            line: cdr.line,
-        };
-        self.push_parts(text, &facts);
+        self.push_parts(text, &cdr.facts());
     }
 
     /// Appends a record given as its text fields (call id, account, source, dialled, context,

@@ -53,8 +53,8 @@ impl AsteriskReader {
         Ok(n)
     }
 
-    /// Everything but the text fields, from the row just split (`line` and `direction` left as
-    /// given).
+    /// Everything but the text fields, from the row just split at `line` (direction unknown:
+    /// cdr_csv does not say it).
     fn facts(&mut self, line: u64) -> Result<CdrFacts, String> {
         let r = &mut self.rows;
         let start = local_time(&mut self.times, "start", r.field(9))?
@@ -82,8 +82,15 @@ impl AsteriskReader {
         })
     }
 
-    fn fill(&mut self, cdr: &mut Cdr) -> Result<(), String> {
-        let n = self.columns()?;
+    /// The row just split, checked: its column count and everything but its text.
+    fn checked(&mut self, line: u64) -> Result<(usize, CdrFacts), ReadError> {
+        self.columns()
+            .and_then(|n| Ok((n, self.facts(line)?)))
+            .map_err(|reason| ReadError::Row(RowError { file: self.name.clone(), line, reason }))
+    }
+
+    /// The text fields and call id of the row just split (of `n` columns, checked) into `cdr`.
+    fn fill_text(&mut self, n: usize, cdr: &mut Cdr) {
         let r = &mut self.rows;
         // Text checked as UTF-8 once for the whole record; field by field (invalid bytes
         // replaced) only when that fails.
@@ -111,10 +118,6 @@ impl AsteriskReader {
             set_lossy(&mut cdr.channel, r.field(5));
             set_lossy(&mut cdr.dst_channel, r.field(6));
         }
-        let f = self.facts(cdr.line)?;
-        (cdr.start, cdr.answer, cdr.end) = (f.start, f.answer, f.end);
-        (cdr.duration_s, cdr.billsec, cdr.disposition) = (f.duration_s, f.billsec, f.disposition);
-        let r = &mut self.rows;
         if has_id {
             if !text_done {
                 set_lossy(&mut cdr.call_id, r.field(16));
@@ -128,7 +131,6 @@ impl AsteriskReader {
             cdr.call_id.clear();
             let _ = write!(cdr.call_id, "cdr-{:016x}", h.finish());
         }
-        Ok(())
     }
 
     /// The next row's line, or what ended reading.
@@ -147,24 +149,18 @@ impl AsteriskReader {
 impl CdrReader for AsteriskReader {
     fn read_into(&mut self, cdr: &mut Cdr) -> Result<bool, ReadError> {
         let Some(line) = self.next_row()? else { return Ok(false) };
+        let (n, facts) = self.checked(line)?;
         cdr.clear();
-        match self.fill(cdr) {
-            Ok(()) => {
-                cdr.line = line;
-                Ok(true)
-            }
-            Err(reason) => Err(ReadError::Row(RowError { file: self.name.clone(), line, reason })),
-        }
+        self.fill_text(n, cdr);
+        cdr.set_facts(&facts);
+        Ok(true)
     }
 
     /// The usual row (valid UTF-8, a `uniqueid`, no `""` in the text kept) goes into the store
     /// from the read buffer; any other through a [`Cdr`].
     fn read_to_store(&mut self, store: &mut CdrStore, scratch: &mut Cdr) -> Result<bool, ReadError> {
         let Some(line) = self.next_row()? else { return Ok(false) };
-        let (n, facts) = match self.columns().and_then(|n| Ok((n, self.facts(line)?))) {
-            Ok(v) => v,
-            Err(reason) => return Err(ReadError::Row(RowError { file: self.name.clone(), line, reason })),
-        };
+        let (n, facts) = self.checked(line)?;
         if let (true, Some(f)) = (n >= 18, self.rows.text_fields()) {
             if let [Some(id), Some(a), Some(s), Some(d), Some(c), Some(ch), Some(dch)] =
                 [16, 0, 1, 2, 3, 5, 6].map(|i| f.plain(i))
@@ -176,14 +172,10 @@ impl CdrReader for AsteriskReader {
             }
         }
         scratch.clear();
-        scratch.line = line;
-        match self.fill(scratch) {
-            Ok(()) => {
-                store.push(scratch);
-                Ok(true)
-            }
-            Err(reason) => Err(ReadError::Row(RowError { file: self.name.clone(), line, reason })),
-        }
+        self.fill_text(n, scratch);
+        scratch.set_facts(&facts);
+        store.push(scratch);
+        Ok(true)
     }
 
     fn bytes_read(&self) -> u64 {
