@@ -12,7 +12,7 @@
 //! Warm-up: until an account has traffic in at least [`MIN_WEEKS`] of those weeks the rule is
 //! silent (fixed limits and the risk-tier rules protect it meanwhile).
 
-use jiff::civil::DateTime;
+use crate::window::Local;
 
 /// Earlier weeks kept.
 pub const WEEKS: usize = 3;
@@ -56,9 +56,8 @@ pub struct Usual {
     pub level: i64,
 }
 
-fn hour_number(local: DateTime) -> i64 {
-    crate::window::days_since_epoch(local.year() as i64, local.month() as i64, local.day() as i64) * 24
-        + local.hour() as i64
+fn hour_number(local: Local) -> i64 {
+    local.hour_number()
 }
 
 /// Monday-based week number of an hour number (1970-01-01 was a Thursday).
@@ -85,7 +84,7 @@ impl Default for Baseline {
 
 impl Baseline {
     /// Moves to the hour of `local`, storing the hour that ended.
-    fn roll(&mut self, local: DateTime) {
+    fn roll(&mut self, local: Local) {
         let h = hour_number(local);
         if h == self.hour {
             return;
@@ -115,19 +114,19 @@ impl Baseline {
     }
 
     /// Adds the cost of a call that ended at `local`.
-    pub fn add(&mut self, local: DateTime, units: i64) {
+    pub(crate) fn add(&mut self, local: Local, units: i64) {
         self.roll(local);
         self.spend += units;
     }
 
     /// Ended spend in the hour of `local`.
-    pub fn this_hour(&mut self, local: DateTime) -> i64 {
+    pub(crate) fn this_hour(&mut self, local: Local) -> i64 {
         self.roll(local);
         self.spend
     }
 
     /// The usual level of the hour of `local`; `None` during warm-up.
-    pub fn usual(&mut self, local: DateTime) -> Option<Usual> {
+    pub(crate) fn usual(&mut self, local: Local) -> Option<Usual> {
         let h = hour_number(local);
         if let Some((at, usual)) = self.cached {
             if at == h {
@@ -179,8 +178,8 @@ mod tests {
     use super::*;
     use jiff::civil::date;
 
-    fn at(y: i16, m: i8, d: i8, h: i8) -> DateTime {
-        date(y, m, d).at(h, 30, 0, 0)
+    fn at(y: i16, m: i8, d: i8, h: i8) -> Local {
+        Local::new(date(y, m, d).at(h, 30, 0, 0))
     }
 
     #[test]

@@ -43,7 +43,7 @@ mod window;
 use baseline::Baseline;
 pub use policy::Limit;
 use policy::{Action, Metric, Policy, ScopeKind, WindowKind};
-use window::Window;
+use window::{Local, Window};
 
 /// A call about to be routed: what the switch knows before it rings (borrowed from the
 /// caller's request or record: the engine copies what it keeps).
@@ -474,6 +474,21 @@ impl CallRate {
     }
 }
 
+/// The price of a deck row, from the cache (built there at its first call).
+fn deck_rate(cache: &mut Map<RateKey, Arc<CallRate>>, row: &RateRow) -> Arc<CallRate> {
+    let key =
+        (row.connection_fee.serialize(), row.rate_per_minute.serialize(), row.initial_s, row.subsequent_s);
+    if let Some(r) = cache.get(&key) {
+        return Arc::clone(r);
+    }
+    if cache.len() >= MAX_DECK_RATES {
+        cache.clear();
+    }
+    let r = Arc::new(CallRate::new(row));
+    cache.insert(key, Arc::clone(&r));
+    r
+}
+
 /// `num / den` rounded half away from zero (`den` > 0).
 fn rounded_div<T>(num: T, den: T) -> T
 where
@@ -526,7 +541,7 @@ struct Call {
     /// The calling extension (the buffer is kept when the slot is reused).
     extension: String,
     answered: Option<Timestamp>,
-    rate: Option<CallRate>,
+    rate: Option<Arc<CallRate>>,
     /// Where it goes, for limits set while it runs; `None`: counted by no limit (emergency).
     class: Option<DestClass>,
     /// The high-risk number at the other end (the caller of an inbound call), for the wangiri
@@ -706,7 +721,7 @@ struct Account {
     /// Blocks set by limits: (limit, when), for escalation.
     block_history: Vec<(Option<u16>, Timestamp)>,
     /// The last time converted to local time, and the result.
-    last_local: (Timestamp, DateTime),
+    last_local: (Timestamp, Local),
     /// The zone's offset and the span of time it holds for (from, until): local times inside it
     /// need no look-up in the zone's transitions.
     offset: (jiff::tz::Offset, Timestamp, Timestamp),
@@ -723,7 +738,7 @@ impl Account {
     }
 
     /// `now` in the account's zone.
-    fn local(&mut self, now: Timestamp) -> DateTime {
+    fn local(&mut self, now: Timestamp) -> Local {
         if self.last_local.0 != now {
             let (offset, from, until) = &mut self.offset;
             if now < *from || now >= *until {
@@ -736,7 +751,7 @@ impl Account {
                 };
                 *until = self.tz.following(now).next().map_or(Timestamp::MAX, |t| t.timestamp());
             }
-            self.last_local = (now, offset.to_datetime(now));
+            self.last_local = (now, Local::new(offset.to_datetime(now)));
         }
         self.last_local.1
     }
@@ -861,13 +876,21 @@ pub struct Engine {
     /// Calls ended within the grace period, by call id, and their ids in end order.
     recent: TextMap<Ended>,
     recent_order: std::collections::VecDeque<(Timestamp, String)>,
+    /// The price of each deck row seen, by what it charges: built once, shared by its calls.
+    deck_rates: Map<RateKey, Arc<CallRate>>,
 }
+
+/// What a deck row charges: connection fee and rate (as stored, scale included), increments.
+type RateKey = ([u8; 16], [u8; 16], u32, u32);
+
+/// Deck prices kept at most; beyond, the cache starts again (no deck has as many).
+const MAX_DECK_RATES: usize = 1 << 16;
 
 /// An ended call, remembered for a record that corrects it.
 #[derive(Clone, Debug)]
 struct Ended {
     account: u32,
-    rate: Option<CallRate>,
+    rate: Option<Arc<CallRate>>,
     /// See [`Call::high_risk`].
     high_risk: Option<(E164, bool)>,
     states: Vec<u32>,
@@ -973,7 +996,7 @@ struct Dest {
     region: Option<u16>,
     number_type: Option<NumberType>,
     risk: Option<RiskTier>,
-    rate: Option<CallRate>,
+    rate: Option<Arc<CallRate>>,
 }
 
 impl Engine {
@@ -999,6 +1022,7 @@ impl Engine {
             record_grace: None,
             recent: TextMap::default(),
             recent_order: std::collections::VecDeque::new(),
+            deck_rates: Map::default(),
         }
     }
 
@@ -1520,7 +1544,7 @@ impl Engine {
         &mut self,
         call_id: &str,
         account: u32,
-        rate: Option<CallRate>,
+        rate: Option<Arc<CallRate>>,
         high_risk: Option<(E164, bool)>,
         states: &[u32],
         units: i64,
@@ -1556,7 +1580,7 @@ impl Engine {
             memory: AccountMemory::default(),
             blocks: vec![],
             block_history: vec![],
-            last_local: (Timestamp::MIN, DateTime::MIN),
+            last_local: (Timestamp::MIN, Local::new(DateTime::MIN)),
             offset: (jiff::tz::Offset::UTC, Timestamp::MAX, Timestamp::MIN),
             running: vec![],
             baseline: None,
@@ -1592,14 +1616,14 @@ impl Engine {
             })
     }
 
-    fn is_night(&self, local: DateTime) -> bool {
+    fn is_night(&self, local: Local) -> bool {
         let (from, to) = self.policy.night_hours;
-        let h = local.hour() as u8;
-        let weekend = local.weekday().to_monday_zero_offset() >= 5;
+        let h = local.dt.hour() as u8;
+        let weekend = local.weekday() >= 5;
         weekend || if from > to { h >= from || h < to } else { h >= from && h < to }
     }
 
-    fn destination(&self, a: &Attempt, now: Timestamp) -> (Dialled, Direction, Dest) {
+    fn destination(&mut self, a: &Attempt, now: Timestamp) -> (Dialled, Direction, Dest) {
         let own;
         let r = match a.rated {
             Some(r) => r,
@@ -1624,8 +1648,8 @@ impl Engine {
             number_type: r.class.map(|c| c.number_type),
             risk: r.class.map(|c| c.risk),
             rate: match (r.rows[0], r.tariff, self.rater.cgrates()) {
-                (Some(row), _, _) => Some(CallRate::new(row)),
-                (None, Some(t), Some(c)) => Some(CallRate::plan(&c.plan, t, now)),
+                (Some(row), _, _) => Some(deck_rate(&mut self.deck_rates, row)),
+                (None, Some(t), Some(c)) => Some(Arc::new(CallRate::plan(&c.plan, t, now))),
                 _ => None,
             },
         };
@@ -2027,7 +2051,7 @@ impl Engine {
         }
 
         // A CGRateS destination rate with MaxCost *disconnect: the call may last until it is reached.
-        if let Some(c) = dest.rate.as_ref().and_then(CallRate::max_cost_cap) {
+        if let Some(c) = dest.rate.as_deref().and_then(CallRate::max_cost_cap) {
             if !deny && cap.is_none_or(|old| c < old) {
                 if c == 0 {
                     deny = true;
@@ -2260,7 +2284,7 @@ impl Engine {
         call_id: &str,
         account: u32,
         extension: &str,
-        rate: Option<CallRate>,
+        rate: Option<Arc<CallRate>>,
         class: Option<DestClass>,
         states: &[u32],
     ) -> u32 {
@@ -2412,8 +2436,8 @@ impl Engine {
             money(ended),
             a.running.len(),
             money(live),
-            WEEKDAYS[local.weekday().to_monday_zero_offset() as usize],
-            local.hour(),
+            WEEKDAYS[local.weekday() as usize],
+            local.dt.hour(),
             money(usual.median),
             money(usual.mad),
             usual.samples,
@@ -2762,7 +2786,7 @@ fn usage(
     state: &mut LimitState,
     calls: &[Call],
     now: Timestamp,
-    local: DateTime,
+    local: Local,
     extra: i64,
 ) -> (i64, i64) {
     match limit.metric {
@@ -2846,6 +2870,30 @@ mod tests {
             currency: Currency::EUR,
             line: 2,
         }
+    }
+
+    /// Rows that charge the same share one price; a row that charges otherwise (scale, fee,
+    /// rate or increments) gets its own, priced as if built afresh.
+    #[test]
+    fn deck_rates_are_shared_by_what_they_charge() {
+        let mut cache = Map::default();
+        let a = deck_rate(&mut cache, &row(Decimal::new(5, 2), Decimal::new(120, 2), 60, 60));
+        let mut same = row(Decimal::new(5, 2), Decimal::new(120, 2), 60, 60);
+        same.prefix = "31".into();
+        assert!(Arc::ptr_eq(&a, &deck_rate(&mut cache, &same)));
+        for other in [
+            row(Decimal::new(50, 3), Decimal::new(120, 2), 60, 60),
+            row(Decimal::new(5, 2), Decimal::new(121, 2), 60, 60),
+            row(Decimal::new(5, 2), Decimal::new(120, 2), 30, 60),
+            row(Decimal::new(5, 2), Decimal::new(120, 2), 60, 1),
+        ] {
+            let b = deck_rate(&mut cache, &other);
+            assert!(!Arc::ptr_eq(&a, &b));
+            for talk in [1, 59, 61, 3600] {
+                assert_eq!(b.units(talk), CallRate::new(&other).units(talk));
+            }
+        }
+        assert_eq!(cache.len(), 5);
     }
 
     proptest! {

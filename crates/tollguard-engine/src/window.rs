@@ -50,14 +50,38 @@ pub(crate) fn days_since_epoch(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// A local time and its day number, worked out once per instant: windows, the baseline and
+/// the night rule all key on them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Local {
+    pub(crate) dt: DateTime,
+    /// Days since 1970-01-01 (local date).
+    pub(crate) day: i64,
+}
+
+impl Local {
+    pub(crate) fn new(dt: DateTime) -> Local {
+        Local { dt, day: days_since_epoch(dt.year() as i64, dt.month() as i64, dt.day() as i64) }
+    }
+
+    /// Hours since 1970-01-01 00:00 local.
+    pub(crate) fn hour_number(&self) -> i64 {
+        self.day * 24 + self.dt.hour() as i64
+    }
+
+    /// 0 on Monday, 6 on Sunday (1970-01-01 was a Thursday).
+    pub(crate) fn weekday(&self) -> i64 {
+        (self.day + 3).rem_euclid(7)
+    }
+}
+
 /// The calendar key of a local time for a window kind.
-fn calendar_key(kind: WindowKind, local: DateTime) -> i64 {
-    let days = days_since_epoch(local.year() as i64, local.month() as i64, local.day() as i64);
+fn calendar_key(kind: WindowKind, local: Local) -> i64 {
     match kind {
-        WindowKind::Hour => days * 24 + local.hour() as i64,
-        WindowKind::Day => days,
-        WindowKind::Week => days - local.weekday().to_monday_zero_offset() as i64,
-        WindowKind::Month => local.year() as i64 * 12 + local.month() as i64 - 1,
+        WindowKind::Hour => local.hour_number(),
+        WindowKind::Day => local.day,
+        WindowKind::Week => local.day - local.weekday(),
+        WindowKind::Month => local.dt.year() as i64 * 12 + local.dt.month() as i64 - 1,
         _ => 0,
     }
 }
@@ -78,7 +102,7 @@ impl Window {
     /// Moves to the period of `local`; never back (a time before the current period, e.g. a
     /// request's own time in the past, reads the current period).
     /// Returns false when `local` is before the current period.
-    fn roll(&mut self, local: DateTime) -> bool {
+    fn roll(&mut self, local: Local) -> bool {
         if let Window::Calendar { kind, key, spend, calls } = self {
             let k = calendar_key(*kind, local);
             if k < *key {
@@ -95,7 +119,7 @@ impl Window {
 
     /// Adds spend and calls at `now` (`local` is `now` in the account's zone). A time before
     /// the window's current period or span (a late record) is ignored: it no longer counts.
-    pub fn add(&mut self, now: Timestamp, local: DateTime, spend: i64, calls: u32) {
+    pub(crate) fn add(&mut self, now: Timestamp, local: Local, spend: i64, calls: u32) {
         if !self.roll(local) {
             return;
         }
@@ -120,7 +144,7 @@ impl Window {
     }
 
     /// Totals (spend, calls) inside the window at `now`.
-    pub fn totals(&mut self, now: Timestamp, local: DateTime) -> (i64, u32) {
+    pub(crate) fn totals(&mut self, now: Timestamp, local: Local) -> (i64, u32) {
         self.roll(local);
         match self {
             Window::Calendar { spend, calls, .. } => (*spend, *calls),
@@ -142,9 +166,9 @@ mod tests {
     use jiff::tz::TimeZone;
     use proptest::prelude::*;
 
-    fn at(s: &str) -> (Timestamp, DateTime) {
+    fn at(s: &str) -> (Timestamp, Local) {
         let t: Timestamp = s.parse().unwrap();
-        (t, TimeZone::get("Europe/Amsterdam").unwrap().to_datetime(t))
+        (t, Local::new(TimeZone::get("Europe/Amsterdam").unwrap().to_datetime(t)))
     }
 
     #[test]
@@ -216,6 +240,18 @@ mod tests {
             prop_assert_eq!(days_since_epoch(date.year() as i64, date.month() as i64, date.day() as i64), days);
         }
 
+        /// A local time's day, weekday and hour number agree with jiff's calendar.
+        #[test]
+        fn local_agrees_with_jiff(secs in -5_000_000_000i64..5_000_000_000) {
+            let tz = TimeZone::get("Europe/Amsterdam").unwrap();
+            let dt = tz.to_datetime(Timestamp::from_second(secs).unwrap());
+            let l = Local::new(dt);
+            let days = (dt.date() - jiff::civil::date(1970, 1, 1)).get_days() as i64;
+            prop_assert_eq!(l.day, days);
+            prop_assert_eq!(l.weekday(), dt.weekday().to_monday_zero_offset() as i64);
+            prop_assert_eq!(l.hour_number(), days * 24 + dt.hour() as i64);
+        }
+
         /// Totals are never negative and a rolling window equals a naive sum over its span.
         #[test]
         fn rolling_matches_a_naive_sum(adds in proptest::collection::vec((0i64..20_000, 0i64..1000), 1..60)) {
@@ -226,11 +262,11 @@ mod tests {
             for (gap, amount) in adds {
                 t0 += gap;
                 let t = Timestamp::from_second(t0).unwrap();
-                w.add(t, tz.to_datetime(t), amount, 1);
+                w.add(t, Local::new(tz.to_datetime(t)), amount, 1);
                 log.push((t0, amount));
                 let step = t0.div_euclid(300);
                 let want: i64 = log.iter().filter(|(s, _)| s.div_euclid(300) > step - 12).map(|(_, a)| a).sum();
-                let (got, _) = w.totals(t, tz.to_datetime(t));
+                let (got, _) = w.totals(t, Local::new(tz.to_datetime(t)));
                 prop_assert!(got >= 0);
                 prop_assert_eq!(got, want);
             }
