@@ -22,7 +22,6 @@
 //! events and its own deadlines, so accounts can be replayed on separate engines and give the
 //! same effects.
 
-use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use rust_decimal::Decimal;
@@ -720,8 +719,6 @@ struct Account {
     blocks: Vec<ActiveBlock>,
     /// Blocks set by limits: (limit, when), for escalation.
     block_history: Vec<(Option<u16>, Timestamp)>,
-    /// The last time converted to local time, and the result.
-    last_local: (Timestamp, Local),
     /// The zone's offset and the span of time it holds for (from, until): local times inside it
     /// need no look-up in the zone's transitions.
     offset: (jiff::tz::Offset, Timestamp, Timestamp),
@@ -739,21 +736,18 @@ impl Account {
 
     /// `now` in the account's zone.
     fn local(&mut self, now: Timestamp) -> Local {
-        if self.last_local.0 != now {
-            let (offset, from, until) = &mut self.offset;
-            if now < *from || now >= *until {
-                *offset = self.tz.to_offset(now);
-                // The last transition at or before `now` (at the very end of time: `now` itself,
-                // so the span is one instant and nothing overflows).
-                *from = match now.checked_add(SignedDuration::from_nanos(1)) {
-                    Ok(next) => self.tz.preceding(next).next().map_or(Timestamp::MIN, |t| t.timestamp()),
-                    Err(_) => now,
-                };
-                *until = self.tz.following(now).next().map_or(Timestamp::MAX, |t| t.timestamp());
-            }
-            self.last_local = (now, Local::new(offset.to_datetime(now)));
+        let (offset, from, until) = &mut self.offset;
+        if now < *from || now >= *until {
+            *offset = self.tz.to_offset(now);
+            // The last transition at or before `now` (at the very end of time: `now` itself,
+            // so the span is one instant and nothing overflows).
+            *from = match now.checked_add(SignedDuration::from_nanos(1)) {
+                Ok(next) => self.tz.preceding(next).next().map_or(Timestamp::MIN, |t| t.timestamp()),
+                Err(_) => now,
+            };
+            *until = self.tz.following(now).next().map_or(Timestamp::MAX, |t| t.timestamp());
         }
-        self.last_local.1
+        Local::at(now, *offset)
     }
 }
 
@@ -1580,7 +1574,6 @@ impl Engine {
             memory: AccountMemory::default(),
             blocks: vec![],
             block_history: vec![],
-            last_local: (Timestamp::MIN, Local::new(DateTime::MIN)),
             offset: (jiff::tz::Offset::UTC, Timestamp::MAX, Timestamp::MIN),
             running: vec![],
             baseline: None,
@@ -1618,7 +1611,7 @@ impl Engine {
 
     fn is_night(&self, local: Local) -> bool {
         let (from, to) = self.policy.night_hours;
-        let h = local.dt.hour() as u8;
+        let h = local.hour() as u8;
         let weekend = local.weekday() >= 5;
         weekend || if from > to { h >= from || h < to } else { h >= from && h < to }
     }
@@ -2437,7 +2430,7 @@ impl Engine {
             a.running.len(),
             money(live),
             WEEKDAYS[local.weekday() as usize],
-            local.dt.hour(),
+            local.hour(),
             money(usual.median),
             money(usual.mad),
             usual.samples,

@@ -5,6 +5,7 @@
 //! step once it is older than the window.
 
 use crate::policy::WindowKind;
+#[cfg(test)]
 use jiff::civil::DateTime;
 use jiff::Timestamp;
 
@@ -41,6 +42,7 @@ pub enum Window {
 }
 
 /// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+#[cfg(test)]
 pub(crate) fn days_since_epoch(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
@@ -50,28 +52,61 @@ pub(crate) fn days_since_epoch(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// A local time and its day number, worked out once per instant: windows, the baseline and
-/// the night rule all key on them.
+/// A local time as seconds since 1970-01-01 00:00 on the local clock: the instant plus the
+/// zone's offset then. Windows, the baseline and the night rule need only its day, hour and
+/// weekday, which are divisions of it (a calendar date is worked out only for months).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Local {
-    pub(crate) dt: DateTime,
-    /// Days since 1970-01-01 (local date).
-    pub(crate) day: i64,
+    secs: i64,
 }
 
 impl Local {
+    /// `now` on a clock `offset` from UTC.
+    pub(crate) fn at(now: Timestamp, offset: jiff::tz::Offset) -> Local {
+        // Whole seconds, rounded down (before 1970 a fraction makes the second negative).
+        let secs = now.as_second() - i64::from(now.subsec_nanosecond() < 0);
+        Local { secs: secs + i64::from(offset.seconds()) }
+    }
+
+    /// A local date and time (for tests).
+    #[cfg(test)]
     pub(crate) fn new(dt: DateTime) -> Local {
-        Local { dt, day: days_since_epoch(dt.year() as i64, dt.month() as i64, dt.day() as i64) }
+        let days = days_since_epoch(dt.year() as i64, dt.month() as i64, dt.day() as i64);
+        Local { secs: days * 86_400 + dt.hour() as i64 * 3600 + dt.minute() as i64 * 60 + dt.second() as i64 }
+    }
+
+    /// Days since 1970-01-01 (local date).
+    pub(crate) fn day(&self) -> i64 {
+        self.secs.div_euclid(86_400)
+    }
+
+    /// The hour of the day, 0-23.
+    pub(crate) fn hour(&self) -> i64 {
+        self.secs.rem_euclid(86_400) / 3600
     }
 
     /// Hours since 1970-01-01 00:00 local.
     pub(crate) fn hour_number(&self) -> i64 {
-        self.day * 24 + self.dt.hour() as i64
+        self.secs.div_euclid(3600)
     }
 
     /// 0 on Monday, 6 on Sunday (1970-01-01 was a Thursday).
     pub(crate) fn weekday(&self) -> i64 {
-        (self.day + 3).rem_euclid(7)
+        (self.day() + 3).rem_euclid(7)
+    }
+
+    /// Months since January 1970 (local date), as `year x 12 + month - 1` less 1970 x 12.
+    fn month_number(&self) -> i64 {
+        // Howard Hinnant's `civil_from_days`, year and month only.
+        let z = self.day() + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        year * 12 + month - 1
     }
 }
 
@@ -79,9 +114,9 @@ impl Local {
 fn calendar_key(kind: WindowKind, local: Local) -> i64 {
     match kind {
         WindowKind::Hour => local.hour_number(),
-        WindowKind::Day => local.day,
-        WindowKind::Week => local.day - local.weekday(),
-        WindowKind::Month => local.dt.year() as i64 * 12 + local.dt.month() as i64 - 1,
+        WindowKind::Day => local.day(),
+        WindowKind::Week => local.day() - local.weekday(),
+        WindowKind::Month => local.month_number(),
         _ => 0,
     }
 }
@@ -242,14 +277,19 @@ mod tests {
 
         /// A local time's day, weekday and hour number agree with jiff's calendar.
         #[test]
-        fn local_agrees_with_jiff(secs in -5_000_000_000i64..5_000_000_000) {
+        fn local_agrees_with_jiff(secs in -50_000_000_000i64..50_000_000_000, nanos in -999_999_999i32..1_000_000_000) {
+            let nanos = if secs > 0 { nanos.abs() } else if secs < 0 { -nanos.abs() } else { nanos };
             let tz = TimeZone::get("Europe/Amsterdam").unwrap();
-            let dt = tz.to_datetime(Timestamp::from_second(secs).unwrap());
-            let l = Local::new(dt);
+            let t = Timestamp::new(secs, nanos).unwrap();
+            let dt = tz.to_datetime(t);
+            let l = Local::at(t, tz.to_offset(t));
+            prop_assert_eq!(l, Local::new(dt));
             let days = (dt.date() - jiff::civil::date(1970, 1, 1)).get_days() as i64;
-            prop_assert_eq!(l.day, days);
+            prop_assert_eq!(l.day(), days);
+            prop_assert_eq!(l.hour(), dt.hour() as i64);
             prop_assert_eq!(l.weekday(), dt.weekday().to_monday_zero_offset() as i64);
             prop_assert_eq!(l.hour_number(), days * 24 + dt.hour() as i64);
+            prop_assert_eq!(l.month_number(), dt.year() as i64 * 12 + dt.month() as i64 - 1);
         }
 
         /// Totals are never negative and a rolling window equals a naive sum over its span.
