@@ -173,6 +173,14 @@ impl E164 {
         Some(E164 { digits: d, len: digits.len() as u8 })
     }
 
+    /// The first `len` (1-15) of `digits`, which the caller has checked are ASCII digits (the
+    /// rest zero, as [`E164::from_digits`] leaves them).
+    pub(crate) fn from_ascii_digits(digits: [u8; 15], len: usize) -> E164 {
+        debug_assert!((1..=15).contains(&len) && digits[..len].iter().all(u8::is_ascii_digit));
+        debug_assert!(digits[len..].iter().all(|&d| d == 0));
+        E164 { digits, len: len as u8 }
+    }
+
     /// The digits, without `+`.
     #[inline]
     pub fn digits(&self) -> &[u8] {

@@ -165,7 +165,9 @@ impl DialPlan {
     /// `tel:` URIs are reduced to their user part.
     pub fn normalise(&self, dialled: &str) -> Dialled {
         let mut s = dialled.trim().as_bytes();
-        for scheme in [&b"sip:"[..], b"sips:", b"tel:"] {
+        // A URI starts with a letter; a number (the usual case) need not be looked at for one.
+        let uri = s.first().is_some_and(u8::is_ascii_alphabetic);
+        for scheme in [&b"sip:"[..], b"sips:", b"tel:"].into_iter().filter(|_| uri) {
             if s.len() >= scheme.len() && s[..scheme.len()].eq_ignore_ascii_case(scheme) {
                 s = &s[scheme.len()..];
                 let end = s.iter().position(|&c| c == b'@' || c == b';').unwrap_or(s.len());
@@ -293,21 +295,21 @@ fn itoa_cc(mut cc: u16) -> CcDigits {
 fn national(cc: u16, rest: &[u8]) -> Dialled {
     let c = itoa_cc(cc);
     let ccd = c.digits();
-    if ccd.len() + rest.len() < MIN_E164_DIGITS {
+    let len = ccd.len() + rest.len();
+    if len < MIN_E164_DIGITS {
         // As short as this, it is a short code, not a number on the public network (and reading
         // its `+` form back must agree: see `international`).
         return Dialled::Service;
     }
-    let mut buf = [0u8; 18];
-    if ccd.len() + rest.len() > 15 {
+    if len > 15 {
         return Dialled::Invalid("longer than 15 digits");
     }
-    buf[..ccd.len()].copy_from_slice(ccd);
-    buf[ccd.len()..ccd.len() + rest.len()].copy_from_slice(rest);
-    match E164::from_digits(&buf[..ccd.len() + rest.len()]) {
-        Some(e) => Dialled::E164(e),
-        None => Dialled::Invalid("longer than 15 digits"),
+    // Byte by byte: a dozen digits, where a library copy would cost more than the copying.
+    let mut digits = [0u8; 15];
+    for (d, &b) in digits.iter_mut().zip(ccd.iter().chain(rest)) {
+        *d = b;
     }
+    Dialled::E164(E164::from_ascii_digits(digits, len))
 }
 
 fn international(d: &[u8]) -> Dialled {
@@ -424,6 +426,20 @@ mod tests {
     }
 
     proptest! {
+        /// A national number is the country code followed by its digits, as
+        /// [`E164::from_digits`] reads them, or too short (a service code) or too long.
+        #[test]
+        fn national_is_the_code_then_the_digits(cc in 1u16..1000, rest in "[0-9]{0,16}") {
+            let mut all = cc.to_string().into_bytes();
+            all.extend_from_slice(rest.as_bytes());
+            let want = if all.len() < MIN_E164_DIGITS {
+                Dialled::Service
+            } else {
+                E164::from_digits(&all).map_or(Dialled::Invalid("longer than 15 digits"), Dialled::E164)
+            };
+            prop_assert_eq!(national(cc, rest.as_bytes()), want);
+        }
+
         /// A number written in any usual format normalises back to itself.
         #[test]
         fn formatted_numbers_come_back(national in "[1-9][0-9]{8}", sep in "[ .-]?", style in 0usize..4) {
