@@ -18,6 +18,10 @@ pub(crate) fn set_lossy(out: &mut String, bytes: &[u8]) {
 
 /// Parses an unsigned count of seconds (surrounding blanks allowed).
 pub(crate) fn parse_secs(field: &str, bytes: &[u8]) -> Result<u32, String> {
+    // The usual field: digits only, nothing to trim.
+    if let Some(n) = Some(bytes).filter(|b| (1..=9).contains(&b.len())).and_then(digits_value) {
+        return Ok(n);
+    }
     let t = trim(bytes);
     if t.is_empty() || t.len() > 9 || !t.iter().all(u8::is_ascii_digit) {
         return Err(format!(
@@ -26,6 +30,14 @@ pub(crate) fn parse_secs(field: &str, bytes: &[u8]) -> Result<u32, String> {
         ));
     }
     Ok(t.iter().fold(0u32, |n, &c| n * 10 + (c - b'0') as u32))
+}
+
+/// The value of a run of ASCII digits (at most 9: no overflow), or `None` if any byte is not one.
+fn digits_value(b: &[u8]) -> Option<u32> {
+    b.iter().try_fold(0u32, |n, &c| {
+        let d = c.wrapping_sub(b'0');
+        (d <= 9).then(|| n * 10 + d as u32)
+    })
 }
 
 pub(crate) fn trim(b: &[u8]) -> &[u8] {
@@ -116,5 +128,22 @@ fn csv_reason(kind: &csv::ErrorKind) -> String {
         }
         csv::ErrorKind::Utf8 { err, .. } => format!("invalid UTF-8 in field {}", err.field() + 1),
         other => format!("unreadable csv row: {other:?}").to_lowercase(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Seconds: 1-9 digits, spaces around allowed, anything else refused.
+        #[test]
+        fn parse_secs_reads_whole_seconds(s in "[ ]{0,2}([0-9]{0,20}|[0-9+a -]{0,11})[ ]{0,2}") {
+            let t = s.trim_matches(|c: char| c.is_ascii_whitespace());
+            let want = (!t.is_empty() && t.len() <= 9 && t.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| t.parse::<u32>().unwrap());
+            prop_assert_eq!(parse_secs("billsec", s.as_bytes()).ok(), want);
+        }
     }
 }
