@@ -56,10 +56,6 @@ pub struct Usual {
     pub level: i64,
 }
 
-fn hour_number(local: Local) -> i64 {
-    local.hour_number()
-}
-
 /// Monday-based week number of an hour number (1970-01-01 was a Thursday).
 fn week_of(hour: i64) -> i64 {
     (hour.div_euclid(24) + 3).div_euclid(7)
@@ -85,7 +81,7 @@ impl Default for Baseline {
 impl Baseline {
     /// Moves to the hour of `local`, storing the hour that ended.
     fn roll(&mut self, local: Local) {
-        let h = hour_number(local);
+        let h = local.hour_number();
         if h == self.hour {
             return;
         }
@@ -127,7 +123,7 @@ impl Baseline {
 
     /// The usual level of the hour of `local`; `None` during warm-up.
     pub(crate) fn usual(&mut self, local: Local) -> Option<Usual> {
-        let h = hour_number(local);
+        let h = local.hour_number();
         if let Some((at, usual)) = self.cached {
             if at == h {
                 return usual;
@@ -185,9 +181,9 @@ mod tests {
     #[test]
     fn weeks_and_slots_start_on_monday_at_midnight() {
         // 2026-01-05 is a Monday.
-        assert_eq!(slot_of(hour_number(at(2026, 1, 5, 0))), 0);
-        assert_eq!(slot_of(hour_number(at(2026, 1, 11, 23))), 167);
-        assert_eq!(week_of(hour_number(at(2026, 1, 11, 23))) + 1, week_of(hour_number(at(2026, 1, 12, 0))));
+        assert_eq!(slot_of(at(2026, 1, 5, 0).hour_number()), 0);
+        assert_eq!(slot_of(at(2026, 1, 11, 23).hour_number()), 167);
+        assert_eq!(week_of(at(2026, 1, 11, 23).hour_number()) + 1, week_of(at(2026, 1, 12, 0).hour_number()));
     }
 
     #[test]

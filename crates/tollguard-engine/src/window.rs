@@ -95,7 +95,7 @@ impl Local {
         (self.day() + 3).rem_euclid(7)
     }
 
-    /// Months since January 1970 (local date), as `year x 12 + month - 1` less 1970 x 12.
+    /// The local date's month as `year x 12 + month - 1` (a month window's key).
     fn month_number(&self) -> i64 {
         // Howard Hinnant's `civil_from_days`, year and month only.
         let z = self.day() + 719_468;

@@ -18,18 +18,11 @@ pub(crate) fn set_lossy(out: &mut String, bytes: &[u8]) {
 
 /// Parses an unsigned count of seconds (surrounding blanks allowed).
 pub(crate) fn parse_secs(field: &str, bytes: &[u8]) -> Result<u32, String> {
-    // The usual field: digits only, nothing to trim.
-    if let Some(n) = Some(bytes).filter(|b| (1..=9).contains(&b.len())).and_then(digits_value) {
-        return Ok(n);
-    }
-    let t = trim(bytes);
-    if t.is_empty() || t.len() > 9 || !t.iter().all(u8::is_ascii_digit) {
-        return Err(format!(
-            "field {field}: not a whole number of seconds: {:?}",
-            String::from_utf8_lossy(bytes)
-        ));
-    }
-    Ok(t.iter().fold(0u32, |n, &c| n * 10 + (c - b'0') as u32))
+    let whole = |b: &[u8]| Some(b).filter(|b| (1..=9).contains(&b.len())).and_then(digits_value);
+    // The usual field is digits only, with nothing to trim.
+    whole(bytes).or_else(|| whole(trim(bytes))).ok_or_else(|| {
+        format!("field {field}: not a whole number of seconds: {:?}", String::from_utf8_lossy(bytes))
+    })
 }
 
 /// The value of a run of ASCII digits (at most 9: no overflow), or `None` if any byte is not one.
