@@ -275,11 +275,16 @@ mod tests {
             prop_assert_eq!(days_since_epoch(date.year() as i64, date.month() as i64, date.day() as i64), days);
         }
 
-        /// A local time's day, weekday and hour number agree with jiff's calendar.
+        /// A local time's day, weekday, hour and month agree with jiff's calendar: in zones ahead
+        /// of UTC, behind it, and off the hour, from year -9970 to 9990.
         #[test]
-        fn local_agrees_with_jiff(secs in -50_000_000_000i64..50_000_000_000, nanos in -999_999_999i32..1_000_000_000) {
+        fn local_agrees_with_jiff(
+            secs in -377_000_000_000i64..253_000_000_000,
+            nanos in -999_999_999i32..1_000_000_000,
+            zone in proptest::sample::select(vec!["Europe/Amsterdam", "America/New_York", "Asia/Kolkata", "Pacific/Chatham", "UTC"]),
+        ) {
             let nanos = if secs > 0 { nanos.abs() } else if secs < 0 { -nanos.abs() } else { nanos };
-            let tz = TimeZone::get("Europe/Amsterdam").unwrap();
+            let tz = TimeZone::get(zone).unwrap();
             let t = Timestamp::new(secs, nanos).unwrap();
             let dt = tz.to_datetime(t);
             let l = Local::at(t, tz.to_offset(t));

@@ -350,6 +350,11 @@ mod tests {
         assert_eq!(e164(&nl, "+31 20 123 4567"), "+31201234567");
         assert_eq!(e164(&nl, "31201234567"), "+31201234567");
         assert_eq!(e164(&nl, "sip:+31201234567@pbx.example;user=phone"), "+31201234567");
+        assert_eq!(e164(&nl, "SIP:+31201234567@pbx.example"), "+31201234567");
+        assert_eq!(e164(&nl, " sips:0201234567;user=phone"), "+31201234567");
+        assert_eq!(e164(&nl, "tel:+31-20-123-4567"), "+31201234567");
+        assert_eq!(e164(&nl, "<sip:0201234567@pbx>"), "Invalid(\"not a dialled number\")");
+        assert_eq!(e164(&nl, "0201234567@sip:"), "Invalid(\"not a dialled number\")");
         assert_eq!(nl.normalise("112"), Dialled::Emergency);
         assert_eq!(nl.normalise("911"), Dialled::Emergency);
         assert_eq!(nl.normalise("201"), Dialled::Internal);
