@@ -577,6 +577,55 @@ impl Call {
     }
 }
 
+/// The linear view of what a set of running calls has cost ([`CallRate`]), summed over its
+/// answered priced calls and kept as calls are answered and end: their spend at second `t` is
+/// at most `fixed + (slope x t - offset) / 60` ten-thousandths. Deadlines and the "surely below"
+/// test read it instead of visiting every running call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Linear {
+    fixed: i128,
+    slope: i128,
+    offset: i128,
+}
+
+impl Linear {
+    /// A call's terms: `fee_up + 1`, `rate_up`, and `rate_up x (answered - increment)`.
+    fn terms(call: &Call) -> Option<(i128, i128, i128)> {
+        match (&call.rate, call.answered) {
+            (Some(r), Some(ans)) => {
+                Some((r.fee_up + 1, r.rate_up, r.rate_up * (ans.as_second() as i128 - r.increment())))
+            }
+            _ => None,
+        }
+    }
+
+    fn add(&mut self, call: &Call) {
+        if let Some((f, s, o)) = Linear::terms(call) {
+            self.fixed += f;
+            self.slope += s;
+            self.offset += o;
+        }
+    }
+
+    fn remove(&mut self, call: &Call) {
+        if let Some((f, s, o)) = Linear::terms(call) {
+            self.fixed -= f;
+            self.slope -= s;
+            self.offset -= o;
+        }
+    }
+
+    /// Whether `ended` plus what the calls have cost is surely below `level` at `now`.
+    ///
+    /// A call's whole seconds of talk at `now` are at most `now.as_second() + 1 -
+    /// answered.as_second()` whatever the fractions (jiff truncates toward zero), and rates are
+    /// never negative, so the bound is taken a second later than `now.as_second()`.
+    fn surely_below(&self, ended: i64, level: i64, now: Timestamp) -> bool {
+        let t = now.as_second() as i128 + 1;
+        60 * (ended as i128 + self.fixed) + self.slope * t - self.offset < 60 * level as i128
+    }
+}
+
 /// One limit counted for one account (or one extension of it).
 #[derive(Clone, Debug)]
 struct LimitState {
@@ -585,6 +634,8 @@ struct LimitState {
     window: Option<Window>,
     /// Call slots running in it.
     running: Vec<u32>,
+    /// The linear view of their cost.
+    linear: Linear,
     /// Highest level alerted in the current episode: 0 none, 1 warning, 2 critical.
     alerted: u8,
     /// When a tick must look at it next.
@@ -724,6 +775,8 @@ struct Account {
     offset: (jiff::tz::Offset, Timestamp, Timestamp),
     /// Priced outbound calls running (slots).
     running: Vec<u32>,
+    /// The linear view of their cost.
+    linear: Linear,
     /// What it usually spends per hour of the week (made at its first priced call).
     baseline: Option<Box<Baseline>>,
 }
@@ -1280,6 +1333,13 @@ impl Engine {
                     let c = &mut self.slots[slot as usize];
                     if c.answered.is_none() {
                         c.answered = Some(now);
+                        let c = &self.slots[slot as usize];
+                        for &k in &c.states {
+                            self.states[k as usize].linear.add(c);
+                        }
+                        if c.rate.is_some() {
+                            self.accounts[c.account as usize].linear.add(c);
+                        }
                         self.reschedule_call(slot, now, now);
                     }
                 }
@@ -1576,6 +1636,7 @@ impl Engine {
             block_history: vec![],
             offset: (jiff::tz::Offset::UTC, Timestamp::MAX, Timestamp::MIN),
             running: vec![],
+            linear: Linear::default(),
             baseline: None,
         });
         self.account_ids.insert(name.to_string(), id);
@@ -1892,10 +1953,26 @@ impl Engine {
             let sid = self.state_id(acct, scope_ext, i as u16);
             let limit = &self.policy.limits[i];
             let state = &mut self.states[sid as usize];
-            let (used, budget_rates) = usage(limit, state, &self.slots, now, local, 1);
+            let enforce = !limit.report_only;
+            let (used, budget_rates) = if limit.metric == Metric::Spend {
+                let ended = state.window.as_mut().map_or(0, |w| w.totals(now, local).0);
+                // Far below its levels, with no cap to size, the spend need not be exact: the
+                // ended calls' share compares with every level below as the whole does.
+                let level = limit.warning.unwrap_or(limit.max).min(limit.max);
+                if !(enforce && limit.on_critical.has(Action::Cap))
+                    && state.linear.surely_below(ended, level, now)
+                {
+                    debug_assert!(ended + running_spend(&state.running, &self.slots, now).0 < level);
+                    (ended, 0)
+                } else {
+                    let (live, rates) = running_spend(&state.running, &self.slots, now);
+                    (ended + live, rates)
+                }
+            } else {
+                usage(limit, state, &self.slots, now, local, 1)
+            };
             let over = used > limit.max || (limit.metric == Metric::Spend && used >= limit.max);
             let warning = limit.warning.is_some_and(|w| used >= w);
-            let enforce = !limit.report_only;
             // The cap: what the budget left allows, shared by the calls already running.
             let mut capped: Option<u32> = None;
             // A spend limit whose budget cannot pay this call's first increment is reached: the
@@ -2177,6 +2254,7 @@ impl Engine {
                     w.add(now, local, 0, 1);
                 }
                 state.running.push(slot);
+                state.linear.add(&self.slots[slot as usize]);
                 self.slots[slot as usize].states.push(sid);
             }
         }
@@ -2227,6 +2305,7 @@ impl Engine {
             account: acct,
             window: self.policy.limits[limit as usize].window.map(Window::new),
             running: vec![],
+            linear: Linear::default(),
             alerted: 0,
             deadline: None,
         });
@@ -2311,13 +2390,18 @@ impl Engine {
     }
 
     fn release(&mut self, slot: u32) {
-        let acct = self.slots[slot as usize].account as usize;
-        self.accounts[acct].running.retain(|s| *s != slot);
-        let states = std::mem::take(&mut self.slots[slot as usize].states);
-        for &k in &states {
-            self.states[k as usize].running.retain(|s| *s != slot);
+        let call = &self.slots[slot as usize];
+        let acct = call.account as usize;
+        let a = &mut self.accounts[acct];
+        if let Some(i) = a.running.iter().position(|s| *s == slot) {
+            a.running.remove(i);
+            a.linear.remove(call);
         }
-        self.slots[slot as usize].states = states;
+        for &k in &call.states {
+            let s = &mut self.states[k as usize];
+            s.running.retain(|s| *s != slot);
+            s.linear.remove(call);
+        }
         self.slots[slot as usize].states.clear();
         self.free_slots.push(slot);
     }
@@ -2357,9 +2441,11 @@ impl Engine {
         let used_up_by = used_up.map(|_| (call.extension.clone(), call.rate.clone()));
         let local = self.accounts[call.account as usize].local(now);
         let states = std::mem::take(&mut self.slots[slot as usize].states);
+        let call = &self.slots[slot as usize];
         for &k in &states {
             let s = &mut self.states[k as usize];
             s.running.retain(|id| *id != slot);
+            s.linear.remove(call);
             if let Some(w) = s.window.as_mut() {
                 w.add(now, local, units, 0);
             }
@@ -2383,6 +2469,7 @@ impl Engine {
         let a = &mut self.accounts[acct as usize];
         if let Some(i) = a.running.iter().position(|s| *s == slot) {
             a.running.swap_remove(i);
+            a.linear.remove(&self.slots[slot as usize]);
             if let Some(b) = a.baseline.as_mut() {
                 b.add(local, units);
             }
@@ -2413,6 +2500,11 @@ impl Engine {
         let b = a.baseline.as_mut()?;
         let ended = b.this_hour(local);
         let usual = b.usual(local)?;
+        debug_assert_eq!(a.linear, linear_of(&a.running, &self.slots));
+        if a.linear.surely_below(ended, usual.level, now) {
+            debug_assert!(ended + running_spend(&a.running, &self.slots, now).0 < usual.level);
+            return None;
+        }
         let live: i64 = a.running.iter().map(|&c| self.slots[c as usize].running_units(now)).sum();
         let spend = ended + live;
         let level = if spend >= 2 * usual.level {
@@ -2498,15 +2590,8 @@ impl Engine {
                 let ended = s.window.as_mut().map_or(0, |w| w.totals(now, local).0) as i128;
                 // Spend at t <= ended + sum over answered calls of
                 //   fee_up + 1 + rate_up x (t - answered + increment) / 60.
-                let (mut fixed, mut slope, mut offset) = (0i128, 0i128, 0i128);
-                for &c in &s.running {
-                    let call = &self.slots[c as usize];
-                    if let (Some(r), Some(ans)) = (&call.rate, call.answered) {
-                        fixed += r.fee_up + 1;
-                        slope += r.rate_up;
-                        offset += r.rate_up * (ans.as_second() as i128 - r.increment());
-                    }
-                }
+                let Linear { fixed, slope, offset } = s.linear;
+                debug_assert_eq!(s.linear, linear_of(&s.running, &self.slots));
                 // The bound runs ahead of the spend by up to an increment a call: where it has
                 // crossed a level the spend has not, the spend can cross it only when talk time
                 // reaches its next whole second, not sooner (else a tick would come back at once,
@@ -2772,6 +2857,24 @@ impl Engine {
     }
 }
 
+/// The linear view of `running`'s cost, summed call by call (what [`Linear`] keeps; checked
+/// against it in debug builds).
+fn linear_of(running: &[u32], calls: &[Call]) -> Linear {
+    let mut l = Linear::default();
+    for &c in running {
+        l.add(&calls[c as usize]);
+    }
+    l
+}
+
+/// What running calls have cost at `now`, and the sum of their rates per minute.
+fn running_spend(running: &[u32], calls: &[Call], now: Timestamp) -> (i64, i64) {
+    running
+        .iter()
+        .map(|&c| &calls[c as usize])
+        .fold((0, 0), |(s, r), c| (s + c.running_units(now), r + c.rate_per_minute_units()))
+}
+
 /// (used, sum of per-minute rates of running calls) of a limit state; `extra` counts the call
 /// being authorized for calls and concurrency.
 fn usage(
@@ -2785,11 +2888,7 @@ fn usage(
     match limit.metric {
         Metric::Spend => {
             let ended = state.window.as_mut().map_or(0, |w| w.totals(now, local).0);
-            let (live, rates) = state
-                .running
-                .iter()
-                .map(|&c| &calls[c as usize])
-                .fold((0, 0), |(s, r), c| (s + c.running_units(now), r + c.rate_per_minute_units()));
+            let (live, rates) = running_spend(&state.running, calls, now);
             (ended + live, rates)
         }
         Metric::Calls => (state.window.as_mut().map_or(0, |w| w.totals(now, local).1 as i64) + extra, 0),
