@@ -1725,7 +1725,7 @@ impl Engine {
     }
 
     fn attempt(&mut self, a: Attempt, now: Timestamp, out: &mut Vec<Effect>) {
-        let (dialled, direction, dest) = self.destination(&a, now);
+        let (dialled, direction, mut dest) = self.destination(&a, now);
         let learning = self.learn_until.is_some_and(|t| now < t);
         let mut d = Decision {
             call_id: a.call_id.to_string(),
@@ -2175,7 +2175,7 @@ impl Engine {
             let priced = dest.rate.is_some();
             let class =
                 DestClass { country: dest.country, number_type: dest.number_type, risk: dest.risk, new };
-            let slot = self.track(a.call_id, acct, ext, dest.rate.clone(), Some(class), &keys);
+            let slot = self.track(a.call_id, acct, ext, dest.rate.take(), Some(class), &keys);
             if let (Dialled::E164(to), Some(RiskTier::High | RiskTier::Critical)) = (dialled, dest.risk) {
                 self.slots[slot as usize].high_risk = Some((to, false));
             }
@@ -2457,7 +2457,10 @@ impl Engine {
             let learning = self.learn_until.is_some_and(|t| now < t);
             self.budget_used_up(sid, &ext, &rate, call_id, now, learning, out);
         }
-        let (acct, rate) = (self.slots[slot as usize].account, self.slots[slot as usize].rate.clone());
+        // Kept only when a late record may correct it (a shared count changed twice for nothing
+        // otherwise).
+        let acct = self.slots[slot as usize].account;
+        let rate = self.record_grace.and(self.slots[slot as usize].rate.as_ref()).cloned();
         let high_risk = self.slots[slot as usize].high_risk;
         self.remember_ended(call_id, acct, rate, high_risk, &states, units, now);
         if units != 0 {
