@@ -81,9 +81,43 @@ impl RateRow {
         if billsec == 0 {
             return Decimal::ZERO;
         }
-        let billed = Decimal::from(self.billed_seconds(billsec));
-        let numerator = self.connection_fee * Decimal::from(60) + self.rate_per_minute * billed;
+        let billed = self.billed_seconds(billsec);
+        self.cost_in_i64(billed).unwrap_or_else(|| self.cost_in_decimals(billed))
+    }
+
+    /// `(fee x 60 + rate x billed) / 60` to [`COST_DECIMALS`], rounded half away from zero.
+    fn cost_in_decimals(&self, billed: u64) -> Decimal {
+        let numerator =
+            self.connection_fee * Decimal::from(60) + self.rate_per_minute * Decimal::from(billed);
         div_round(numerator, 60, COST_DECIMALS)
+    }
+
+    /// [`Self::cost_in_decimals`] in 64-bit integers, when the numerator fits them (any real
+    /// price): fee and rate brought to their common scale, the same rounding. `Decimal` is exact
+    /// there too, so both give the same amount (a 128-bit division is a slow library call).
+    fn cost_in_i64(&self, billed: u64) -> Option<Decimal> {
+        let (fee, rate) = (self.connection_fee, self.rate_per_minute);
+        let scale = fee.scale().max(rate.scale());
+        if scale > 18 {
+            return None;
+        }
+        let at_scale =
+            |d: Decimal| i64::try_from(d.mantissa()).ok()?.checked_mul(10i64.pow(scale - d.scale()));
+        let numerator = at_scale(fee)?
+            .checked_mul(60)?
+            .checked_add(at_scale(rate)?.checked_mul(i64::try_from(billed).ok()?)?)?;
+        // In units of 10^-COST_DECIMALS: numerator x 10^COST_DECIMALS / (60 x 10^scale).
+        let (num, den) = if scale >= COST_DECIMALS {
+            (numerator, 60 * 10i64.pow(scale - COST_DECIMALS))
+        } else {
+            (numerator.checked_mul(10i64.pow(COST_DECIMALS - scale))?, 60)
+        };
+        let (mut q, r) = (num / den, num % den);
+        // `r < den <= 6 x 10^15`: doubling it cannot overflow.
+        if 2 * r.abs() >= den {
+            q += num.signum();
+        }
+        Some(Decimal::new(q, COST_DECIMALS))
     }
 }
 
@@ -625,6 +659,24 @@ mod tests {
             let r = row(&format!("{}", Decimal::new(rate as i64, 4)), &format!("{}", Decimal::new(fee as i64, 4)), initial, subsequent);
             prop_assert!(r.cost(b + 1) >= r.cost(b));
             prop_assert!(r.billed_seconds(b) >= b as u64);
+        }
+
+        /// The integer path gives what the `Decimal` path gives, for every scale a deck can
+        /// write (up to 28 decimals: past 18 or past 64 bits, the `Decimal` path itself).
+        #[test]
+        fn cost_in_integers_is_the_decimal_cost(
+            fee in 0i64..1_000_000_000, fee_scale in 0u32..29,
+            rate in 0i64..1_000_000_000_000, rate_scale in 0u32..29,
+            initial in 0u32..120, subsequent in 1u32..120, b in 1u32..200_000,
+        ) {
+            let mut r = row("0.01", "0", initial, subsequent);
+            r.connection_fee = Decimal::new(fee, fee_scale);
+            r.rate_per_minute = Decimal::new(rate, rate_scale);
+            let billed = r.billed_seconds(b);
+            let want = r.cost_in_decimals(billed);
+            let got = r.cost(b);
+            prop_assert_eq!(got, want);
+            prop_assert_eq!(got.scale(), want.scale());
         }
 
         #[test]
