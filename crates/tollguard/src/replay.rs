@@ -426,7 +426,8 @@ fn drive_shard(
     let base = starts.first().map_or(0, |t| t.as_second() - 1);
     let mut w = World {
         cdrs,
-        outcomes: vec![Outcome::default(); idx.len()],
+        // One pushed per attempt, in position order (memory written once, not filled first).
+        outcomes: Vec::with_capacity(idx.len()),
         queue: Queue { base, heap: Heap::new() },
         cut_times: Vec::new(),
         alerts: Vec::new(),
@@ -494,7 +495,9 @@ fn drive_shard(
                     rated: Some(&rated),
                 };
                 engine.handle(Event::Attempt(a), t, &mut effects);
+                debug_assert_eq!(w.outcomes.len(), pos as usize);
                 // The decision decides what of the CDR happens.
+                let mut outcome = Outcome::default();
                 if let Some(d) = effects.iter().rev().find_map(|e| match e {
                     Effect::Decision(d) if d.call_id == c.call_id() => Some(d),
                     _ => None,
@@ -517,7 +520,7 @@ fn drive_shard(
                         }
                     }
                     decided += 1;
-                    w.outcomes[pos as usize] = Outcome {
+                    outcome = Outcome {
                         allowed: d.allowed,
                         unrated,
                         attempted: true,
@@ -529,6 +532,7 @@ fn drive_shard(
                         cost,
                     };
                 }
+                w.outcomes.push(outcome);
                 w.apply(&mut effects, t, &idx);
             }
             Kind::Answer => {
