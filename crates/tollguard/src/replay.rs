@@ -421,9 +421,10 @@ fn drive_shard(
 ) -> Shard {
     let mut engine = Engine::new(rater.clone(), policy);
     engine.set_learn_until(learn_until);
-    // Attempts in start order (file order among equal starts), their starts side by side.
-    let starts = sort_by_start(&mut idx, cdrs);
-    let base = starts.first().map_or(0, |t| t.as_second() - 1);
+    // Attempts in start order (file order among equal starts).
+    sort_by_start(&mut idx, cdrs);
+    let start_of = |n: usize| idx.get(n).map(|&i| cdrs.get(i as usize).start());
+    let base = start_of(0).map_or(0, |t| t.as_second() - 1);
     let mut w = World {
         cdrs,
         // One pushed per attempt, in position order (memory written once, not filled first).
@@ -437,8 +438,9 @@ fn drive_shard(
     let mut next_attempt = 0;
     // Attempts the engine decided (each is attempted once).
     let mut decided = 0;
+    let mut next_start = start_of(0);
     loop {
-        let attempt = starts.get(next_attempt).map(|&t| w.queue.key(t, Kind::Attempt, next_attempt as u32));
+        let attempt = next_start.map(|t| w.queue.key(t, Kind::Attempt, next_attempt as u32));
         let key = match (w.queue.peek(), attempt) {
             (Some(q), Some(a)) => q.min(a),
             (Some(q), None) => q,
@@ -465,7 +467,9 @@ fn drive_shard(
             }
             next_attempt += 1;
             // The start itself (the key keeps time from the earliest start only).
-            starts[pos as usize]
+            let t = next_start.expect("an attempt is next");
+            next_start = start_of(next_attempt);
+            t
         } else {
             w.queue.heap.pop();
             t
@@ -574,8 +578,7 @@ const PREFETCH_ROWS: usize = 16;
 /// a least-significant-digit radix sort on the start's offset from the earliest second (and on
 /// its nanoseconds, when any record has them), 16 bits a pass. A month of records is two passes
 /// over a flat array, against about twenty comparisons a record for a comparison sort.
-/// Returns the starts in the new order.
-fn sort_by_start(idx: &mut [u32], cdrs: &CdrStore) -> Vec<Timestamp> {
+fn sort_by_start(idx: &mut [u32], cdrs: &CdrStore) {
     let start = |i: u32| cdrs.get(i as usize).start();
     // One pass over the records (they are most of the memory read here): their seconds, and
     // whether they are all whole seconds within 136 years.
@@ -600,12 +603,12 @@ fn sort_by_start(idx: &mut [u32], cdrs: &CdrStore) -> Vec<Timestamp> {
         let ns = t.as_nanosecond();
         (ns.div_euclid(1_000_000_000) as i64, ns.rem_euclid(1_000_000_000) as u64)
     };
-    let Some(min) = idx.iter().map(|&i| split(start(i)).0).min() else { return vec![] };
+    let Some(min) = idx.iter().map(|&i| split(start(i)).0).min() else { return };
     let max = idx.iter().map(|&i| split(start(i)).0).max().unwrap_or(min);
     if max - min > u32::MAX as i64 {
         // Over 136 years apart: not worth a special case.
         idx.sort_by_key(|&i| start(i));
-        return idx.iter().map(|&i| start(i)).collect();
+        return;
     }
     // (key, position): seconds from the earliest in the high half, nanoseconds in the low.
     let mut items: Vec<(u64, u32)> = idx
@@ -640,19 +643,15 @@ fn sort_by_start(idx: &mut [u32], cdrs: &CdrStore) -> Vec<Timestamp> {
         }
         std::mem::swap(&mut items, &mut other);
     }
-    let mut starts = Vec::with_capacity(items.len());
-    for (slot, (k, i)) in idx.iter_mut().zip(items) {
+    for (slot, (_, i)) in idx.iter_mut().zip(items) {
         *slot = i;
-        starts
-            .push(Timestamp::new(min + (k >> 32) as i64, (k & 0xffff_ffff) as i32).unwrap_or(Timestamp::MIN));
     }
-    starts
 }
 
 /// [`sort_by_start`] when every start is a whole second (as in every Asterisk file; `secs` are
 /// the starts of `idx`, in its order): the seconds from the earliest and the position packed into
 /// one 64-bit key, half the memory.
-fn sort_whole_seconds(idx: &mut [u32], secs: Vec<i64>, min: i64, max: i64) -> Vec<Timestamp> {
+fn sort_whole_seconds(idx: &mut [u32], secs: Vec<i64>, min: i64, max: i64) {
     // in the same memory as `secs` (same size and alignment: collected in place)
     let mut items: Vec<u64> = secs.into_iter().map(|s| (s - min) as u64).collect();
     for (k, &i) in items.iter_mut().zip(idx.iter()) {
@@ -679,12 +678,9 @@ fn sort_whole_seconds(idx: &mut [u32], secs: Vec<i64>, min: i64, max: i64) -> Ve
         std::mem::swap(&mut items, &mut other);
     }
     drop(other);
-    let mut starts = Vec::with_capacity(items.len());
     for (slot, k) in idx.iter_mut().zip(items) {
         *slot = k as u32;
-        starts.push(Timestamp::from_second(min + (k >> 32) as i64).unwrap_or(Timestamp::MIN));
     }
-    starts
 }
 
 pub fn run(args: ReplayArgs) -> Result<ExitCode> {
@@ -765,7 +761,14 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
 
 impl World<'_> {
     /// Carries out effects in the replayed world: cuts end calls now; alerts are kept.
+    #[inline]
     fn apply(&mut self, effects: &mut Vec<Effect>, now: Timestamp, idx: &[u32]) {
+        if !effects.is_empty() {
+            self.apply_all(effects, now, idx);
+        }
+    }
+
+    fn apply_all(&mut self, effects: &mut Vec<Effect>, now: Timestamp, idx: &[u32]) {
         for e in effects.drain(..) {
             match e {
                 Effect::Alert(a) => {
@@ -1023,9 +1026,7 @@ mod tests {
                 .collect();
             let cdrs = store(&starts);
             let mut got: Vec<u32> = (0..starts.len() as u32).collect();
-            let sorted = sort_by_start(&mut got, &cdrs);
-            let want_starts: Vec<Timestamp> = got.iter().map(|&i| cdrs.get(i as usize).start()).collect();
-            assert_eq!(sorted, want_starts);
+            sort_by_start(&mut got, &cdrs);
             let mut want: Vec<u32> = (0..starts.len() as u32).collect();
             want.sort_by_key(|&i| cdrs.get(i as usize).start());
             assert_eq!(got, want, "span {span} s, nanoseconds {nanos}");
@@ -1039,7 +1040,7 @@ mod tests {
         // Centuries apart: the comparison sort.
         let cdrs = store(&[(5_000_000_000, 0), (-100, 0), (5, 0), (-100, 0)]);
         let mut got = vec![0, 1, 2, 3];
-        assert_eq!(sort_by_start(&mut got, &cdrs)[0].as_second(), -100);
+        sort_by_start(&mut got, &cdrs);
         assert_eq!(got, [1, 3, 2, 0]);
     }
 }
