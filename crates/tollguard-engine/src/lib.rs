@@ -1959,6 +1959,7 @@ impl Engine {
                 // Far below its levels, with no cap to size, the spend need not be exact: the
                 // ended calls' share compares with every level below as the whole does.
                 let level = limit.warning.unwrap_or(limit.max).min(limit.max);
+                debug_assert_eq!(state.linear, linear_of(&state.running, &self.slots));
                 if !(enforce && limit.on_critical.has(Action::Cap))
                     && state.linear.surely_below(ended, level, now)
                 {

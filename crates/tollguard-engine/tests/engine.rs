@@ -1160,3 +1160,54 @@ fn a_level_the_bound_has_crossed_before_the_spend_is_looked_at_each_second() {
     // 2.90 ended + two calls of 6 started minutes at EUR 1.45: EUR 20.30 from 09:05:06.
     assert_eq!(critical_at, Some(t("2026-01-19T09:05:06Z")));
 }
+
+/// A CGRateS destination rate that rounds the total up to two decimals charges 0.01 for two
+/// seconds at 0.001 a minute: the running call's spend counts as 0.01 at once, so a limit of
+/// 0.003 denies the next call (the linear bound the engine reads spend from includes that
+/// rounding; without it the limit looked far from reached and the call went ahead).
+#[test]
+fn a_tariff_rounding_its_total_up_counts_in_the_running_spend() {
+    let dir = std::env::temp_dir().join(format!("tg-engine-cgr-round-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (f, text) in [
+        ("Destinations.csv", "DST_NL,+31\n"),
+        ("Rates.csv", "RT,0,0.001,60s,60s,0s\n"),
+        ("DestinationRates.csv", "DR,DST_NL,RT,*up,2,,\n"),
+        ("RatingPlans.csv", "RP,DR,*any,10\n"),
+        ("RatingProfiles.csv", "cgrates.org,call,*any,2019-03-01T00:00:00Z,RP,\n"),
+    ] {
+        std::fs::write(dir.join(f), text).unwrap();
+    }
+    let plan = tollguard_core::cgrates::Plan::load(&dir).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let rater = Arc::try_unwrap(rater())
+        .unwrap()
+        .with_cgrates(tollguard_core::rater::CgratesPricing {
+            plan: Arc::new(plan),
+            tenant: "cgrates.org".into(),
+            category: "call".into(),
+            subjects: Default::default(),
+            currency: Currency::EUR,
+        })
+        .unwrap();
+    let spec: PolicySpec = toml::from_str(
+        r#"
+defaults = false
+[[limit]]
+name = "acme.tiny"
+metric = "spend"
+window = "day"
+max = "0.003"
+on_critical = ["alert", "deny"]
+"#,
+    )
+    .unwrap();
+    let mut e = Engine::new(Arc::new(rater), Policy::from_spec(&spec).unwrap());
+    let now = t("2026-01-19T10:00:00Z");
+    let (d, _) = attempt(&mut e, "a", "210", "0201234567", now);
+    assert!(d.allowed, "{d:?}");
+    answer(&mut e, "a", now);
+    let (d, _) = attempt(&mut e, "b", "210", "0201234567", now + SignedDuration::from_secs(2));
+    assert!(!d.allowed, "0.01 is running against 0.003: {d:?}");
+    assert_eq!(d.rules, ["acme.tiny"]);
+}

@@ -791,11 +791,17 @@ impl Plan {
 
     /// Bounds for live accounting: (connect fee, most per minute, longest increment in seconds)
     /// over every rate the tariff may use. The cost of `s` seconds is at most
-    /// `fee + per_minute x (s + increment) / 60`.
+    /// `fee + per_minute x (s + increment) / 60`. The fee includes what the destination rate's
+    /// rounding of the total may add (up to one unit of its last decimal kept: 0.01 for `*up`
+    /// to 2 decimals, worth more than a whole increment at a small rate).
     pub fn bounds(&self, t: &Tariff) -> (Decimal, Decimal, u32) {
         let (mut fee, mut per_minute, mut inc) = (Decimal::ZERO, Decimal::ZERO, 1u64);
+        let mut rounding = Decimal::ZERO;
         for iv in self.intervals(t) {
             fee = fee.max(iv.fee);
+            if iv.decimals > 0 && matches!(iv.method, RoundingMethod::Up | RoundingMethod::Middle) {
+                rounding = rounding.max(Decimal::new(1, iv.decimals));
+            }
             for s in &iv.slices {
                 // One increment's cost as charged, spread over a minute (rounded up).
                 let one = self.piece_cost(s, 1);
@@ -808,7 +814,7 @@ impl Plan {
                 inc = inc.max(s.increment_ns);
             }
         }
-        (fee, per_minute, inc.div_ceil(NS).min(u32::MAX as u64) as u32)
+        (fee + rounding, per_minute, inc.div_ceil(NS).min(u32::MAX as u64) as u32)
     }
 }
 
@@ -1006,6 +1012,47 @@ mod tests {
     }
 
     proptest! {
+        /// What live accounting assumes of a tariff ([`Plan::bounds`]): the cost of `s` seconds is
+        /// at most `fee + per_minute x (s + increment) / 60` as the engine counts it (in
+        /// ten-thousandths, fee and rate rounded up, plus one for its own rounding of the cost);
+        /// whatever the destination rate's rounding (up, middle, down, to 0-6 decimals) and the
+        /// plan's (per increment, or of the total). Amounts in ten-thousandths (fee) and
+        /// millionths (rate per unit).
+        #[test]
+        fn cost_stays_under_the_linear_bound(
+            // Small amounts too: a rounding step can be worth more than a whole increment.
+            fee in prop_oneof![0i64..100, 0i64..100_000], rate in prop_oneof![0i64..10_000, 0i64..10_000_000],
+            unit in prop::sample::select(vec!["1s", "60s"]), inc in prop::sample::select(vec!["1s", "6s", "60s"]),
+            method in prop::sample::select(vec!["*up", "*middle", "*down"]), decimals in 0u32..7,
+            total in any::<bool>(), secs in 0u64..20_000,
+        ) {
+            let rates = format!("RT,{},{},{unit},{inc},0s\n", Decimal::new(fee, 4), Decimal::new(rate, 6));
+            let dest_rates = format!("DR,DST,RT,{method},{decimals},,\n");
+            let mut p = plan_from(&[
+                ("Destinations.csv", "DST,+31\n"),
+                ("Rates.csv", &rates),
+                ("DestinationRates.csv", &dest_rates),
+                ("RatingPlans.csv", "RP,DR,*any,10\n"),
+                ("RatingProfiles.csv", "cgrates.org,call,*any,2019-03-01T00:00:00Z,RP,\n"),
+            ]);
+            if total {
+                p.rounding = Rounding::Total;
+            }
+            let at: Timestamp = "2024-05-15T12:00:00Z".parse().unwrap();
+            let t = p.tariff("cgrates.org", "call", "x", "+31201234567", at).unwrap();
+            let cost = p.cost(&t, at, secs * NS).unwrap();
+            let (f, per_minute, increment) = p.bounds(&t);
+            // In ten-thousandths, as the engine keeps them: the cost rounded half away from zero,
+            // fee and rate rounded up; the engine's `+ 1` covers its own rounding only.
+            let units = |d: Decimal| d * Decimal::from(10_000);
+            let spent = units(cost.round_dp_with_strategy(4, rust_decimal::RoundingStrategy::MidpointAwayFromZero));
+            let (fee_up, rate_up) = (units(f).ceil(), units(per_minute).ceil());
+            prop_assert!(
+                (spent - fee_up - Decimal::ONE) * Decimal::from(60) <= rate_up * Decimal::from(secs + increment as u64),
+                "{secs} s cost {cost}: above {f} + {per_minute} x ({secs} + {increment}) / 60"
+            );
+        }
+
         #[test]
         fn cost_never_falls_as_usage_grows(a in 0u64..20_000, b in 0u64..20_000, dest in 0usize..3,
                                            start in 1_552_000_000i64..1_560_000_000, total in any::<bool>()) {
