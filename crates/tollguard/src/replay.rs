@@ -995,6 +995,70 @@ mod tests {
         }
     }
 
+    /// A replay whose event queue turns to 128-bit keys in the middle (a call answered half a
+    /// second into a second) still finds a running call's end there when a limit cuts it.
+    #[test]
+    fn a_call_is_cut_after_the_queue_widens() {
+        use jiff::SignedDuration;
+        use tollguard_core::cdr::Disposition;
+        use tollguard_core::numbering::{DialPlan, Numbering};
+        use tollguard_core::rater::{AccountSetup, DirectionRules};
+        use tollguard_core::rating::{RateDeck, TimeBands};
+        let deck = RateDeck::parse(
+            "deck.csv",
+            "deck",
+            "prefix,destination,rate_per_minute,connection_fee,initial_increment_s,subsequent_increment_s\n\
+             31,Netherlands,0.0120,0,60,60\n"
+                .as_bytes(),
+            &TimeBands::default(),
+            Currency::EUR,
+        )
+        .unwrap();
+        let default = AccountSetup {
+            plan: Arc::new(DialPlan::for_country("NL").unwrap()),
+            tz: jiff::tz::TimeZone::UTC,
+        };
+        let rater = Rater::new(
+            Arc::new(Numbering::builtin().clone()),
+            vec![deck],
+            TimeBands::default(),
+            HashMap::new(),
+            default,
+            DirectionRules::default(),
+        )
+        .unwrap();
+        let spec: tollguard_engine::policy::PolicySpec = toml::from_str(
+            "defaults = false\n[[limit]]\nname = \"long\"\nmetric = \"call_duration\"\nmax = \"60\"\n\
+             on_critical = [\"alert\", \"cut\"]\n",
+        )
+        .unwrap();
+        let policy = Policy::from_spec(&spec).unwrap();
+        let t0: Timestamp = "2026-01-05T10:00:00Z".parse().unwrap();
+        let mut cdrs = CdrStore::new();
+        // a: answered on a whole second, 30 s of talk; b: answered at 12.5 s, 300 s of talk.
+        for (id, start_s, answer_ms, billsec) in [("a", 0, 5_000, 30u32), ("b", 10, 12_500, 300)] {
+            let answer = t0 + SignedDuration::from_millis(answer_ms);
+            cdrs.push(&Cdr {
+                call_id: id.into(),
+                account: "acme".into(),
+                source: "201".into(),
+                dialled: "0201234567".into(),
+                start: t0 + SignedDuration::from_secs(start_s),
+                answer: Some(answer),
+                end: Some(answer + SignedDuration::from_secs(billsec as i64)),
+                billsec,
+                disposition: Disposition::Answered,
+                ..Cdr::default()
+            });
+        }
+        let r = drive(Arc::new(rater), policy, None, &cdrs, 1);
+        assert!(r.outcomes.iter().all(|o| o.allowed), "both allowed at their start");
+        assert_eq!((r.outcomes[0].cut_at, r.outcomes[0].talk), (None, 30));
+        // 60 s after 12.5 s is 72.5 s; the tick grid's next is 75 s: 62 whole seconds of talk.
+        assert_eq!((r.outcomes[1].cut_at, r.outcomes[1].talk), (Some(62), 62));
+        assert_eq!(r.cut_time(1), Some(t0 + SignedDuration::from_secs(75)));
+    }
+
     fn store(starts: &[(i64, i32)]) -> CdrStore {
         let mut s = CdrStore::new();
         for &(sec, ns) in starts {
