@@ -2799,7 +2799,32 @@ impl Engine {
                         self.slots[c as usize].answered.is_some_and(|ans| now.duration_since(ans) >= longest)
                     })
                     .collect();
+                let alert = limit.on_critical.has(Action::Alert);
                 for slot in over {
+                    // Each long call is its own event: its alert says which call was cut.
+                    let call = &self.slots[slot as usize];
+                    let limit = &self.policy.limits[li as usize];
+                    if alert && !call.cut {
+                        let talk = call.answered.map_or(0, |ans| now.duration_since(ans).as_secs().max(0));
+                        let ext = call.extension.clone();
+                        let id = self.calls.iter().find(|(_, s)| **s == slot).map(|(id, _)| id.clone());
+                        let mut al = self.alert(
+                            acct,
+                            &ext,
+                            now,
+                            id.as_deref().unwrap_or(""),
+                            Severity::Critical,
+                            &limit.name,
+                        );
+                        al.action = AlertAction::Cut;
+                        al.message = format!(
+                            "{} reached by a call talking for {} (limit {}): call cut",
+                            describe(limit),
+                            limit.show(talk),
+                            limit.show(limit.max)
+                        );
+                        out.push(Effect::Alert(al));
+                    }
                     self.cut(slot, li, out);
                 }
             }

@@ -1211,3 +1211,52 @@ on_critical = ["alert", "deny"]
     assert!(!d.allowed, "0.01 is running against 0.003: {d:?}");
     assert_eq!(d.rules, ["acme.tiny"]);
 }
+
+/// A `call_duration` limit with `alert` and `cut`: the call that talks past it is cut, and the
+/// alert says which call and how long it had talked (a cut with nothing in the alerts would
+/// leave the NOC guessing why a customer's call dropped).
+#[test]
+fn a_call_cut_for_its_length_raises_the_limits_alert() {
+    let mut e = engine(
+        r#"
+defaults = false
+[[limit]]
+name = "acme.longest"
+metric = "call_duration"
+max = "60"
+on_critical = ["alert", "cut"]
+"#,
+    );
+    let start = t("2026-01-19T10:00:00Z");
+    for id in ["long", "short"] {
+        let (d, _) = attempt(&mut e, id, "210", "0201234567", start);
+        assert!(d.allowed && d.max_duration_s.is_none(), "no cap without `cap`: {d:?}");
+        answer(&mut e, id, start);
+    }
+    end(&mut e, "short", 30, start + SignedDuration::from_secs(30));
+    let effects = ticks(&mut e, start, start + SignedDuration::from_secs(120));
+    let cuts: Vec<_> = effects
+        .iter()
+        .filter_map(|(at, x)| match x {
+            Effect::Cut { call_id, rule } => Some((*at, call_id.as_str(), rule.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cuts, [(start + SignedDuration::from_secs(60), "long", "acme.longest")]);
+    let alerts: Vec<_> = effects
+        .iter()
+        .filter_map(|(_, x)| match x {
+            Effect::Alert(a) => Some((a.call_id.as_str(), a.action, a.severity, a.message.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        alerts,
+        [(
+            "long",
+            tollguard_engine::AlertAction::Cut,
+            tollguard_engine::Severity::Critical,
+            "call duration reached by a call talking for 60 s (limit 60 s): call cut"
+        )]
+    );
+}
