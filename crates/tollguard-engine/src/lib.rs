@@ -1333,13 +1333,12 @@ impl Engine {
                     let c = &mut self.slots[slot as usize];
                     if c.answered.is_none() {
                         c.answered = Some(now);
+                        // An unpriced call adds nothing (and is not among the account's running).
                         let c = &self.slots[slot as usize];
                         for &k in &c.states {
                             self.states[k as usize].linear.add(c);
                         }
-                        if c.rate.is_some() {
-                            self.accounts[c.account as usize].linear.add(c);
-                        }
+                        self.accounts[c.account as usize].linear.add(c);
                         self.reschedule_call(slot, now, now);
                     }
                 }
@@ -2413,8 +2412,16 @@ impl Engine {
             return;
         }
         c.cut = true;
-        let Some((id, _)) = self.calls.iter().find(|(_, s)| **s == slot) else { return };
-        out.push(Effect::Cut { call_id: id.clone(), rule: self.policy.limits[limit as usize].name.clone() });
+        let Some(id) = self.call_id_of(slot) else { return };
+        out.push(Effect::Cut {
+            call_id: id.to_string(),
+            rule: self.policy.limits[limit as usize].name.clone(),
+        });
+    }
+
+    /// The id of the call running in `slot` (a search: for cuts, which are rare).
+    fn call_id_of(&self, slot: u32) -> Option<&str> {
+        self.calls.iter().find(|(_, s)| **s == slot).map(|(id, _)| id.as_str())
     }
 
     fn end(&mut self, call_id: &str, billsec: Option<u32>, now: Timestamp, out: &mut Vec<Effect>) {
@@ -2509,7 +2516,7 @@ impl Engine {
             debug_assert!(ended + running_spend(&a.running, &self.slots, now).0 < usual.level);
             return None;
         }
-        let live: i64 = a.running.iter().map(|&c| self.slots[c as usize].running_units(now)).sum();
+        let (live, _) = running_spend(&a.running, &self.slots, now);
         let spend = ended + live;
         let level = if spend >= 2 * usual.level {
             2
@@ -2807,15 +2814,8 @@ impl Engine {
                     if alert && !call.cut {
                         let talk = call.answered.map_or(0, |ans| now.duration_since(ans).as_secs().max(0));
                         let ext = call.extension.clone();
-                        let id = self.calls.iter().find(|(_, s)| **s == slot).map(|(id, _)| id.clone());
-                        let mut al = self.alert(
-                            acct,
-                            &ext,
-                            now,
-                            id.as_deref().unwrap_or(""),
-                            Severity::Critical,
-                            &limit.name,
-                        );
+                        let id = self.call_id_of(slot).unwrap_or_default();
+                        let mut al = self.alert(acct, &ext, now, id, Severity::Critical, &limit.name);
                         al.action = AlertAction::Cut;
                         al.message = format!(
                             "{} reached by a call talking for {} (limit {}): call cut",
