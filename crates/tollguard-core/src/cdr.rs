@@ -315,6 +315,12 @@ impl CdrStore {
         self.rows.is_empty()
     }
 
+    /// Removes every record, keeping the memory for the next ones.
+    pub fn clear(&mut self) {
+        self.text.clear();
+        self.rows.clear();
+    }
+
     /// Appends a copy of `cdr`.
     pub fn push(&mut self, cdr: &Cdr) {
         let text = [

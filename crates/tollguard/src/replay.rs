@@ -7,9 +7,13 @@
 //! context): never the call's duration, cost or outcome. A denied call never happens; a capped
 //! call ends at its cap; a cut call ends when it is cut.
 //!
-//! CDR files are written when calls end, not when they start, so the whole input is read before
-//! the replay and the attempts are ordered by start time (memory grows with the input: about
-//! 300 bytes per CDR).
+//! CDR files are written when calls end, not when they start, so attempts come in a different
+//! order than records. On one thread the replay reads as it goes ([`stream`]): a record is
+//! attempted once every record that can still come starts later, which holds when no record
+//! starts more than [`LAG_S`] (a day) before one above it; memory holds about a day of records.
+//! An input that breaks that (a call over a day long, files not in time order) is read whole
+//! first and its attempts sorted by start time ([`drive`], also used on several threads and by
+//! `tollguard evaluate`; about 300 bytes per CDR). Both give the same output, byte for byte.
 
 use crate::config::Setup;
 use crate::rate::{setup, MAX_REPORTED};
@@ -19,12 +23,12 @@ use indicatif::{ProgressBar, ProgressDrawTarget};
 use jiff::Timestamp;
 use rust_decimal::Decimal;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use tollguard_core::cdr::{CallParts, Cdr, CdrStore, Direction};
+use tollguard_core::cdr::{CallParts, Cdr, CdrRef, CdrStore, Direction};
 use tollguard_core::money::Currency;
 use tollguard_core::rater::Rater;
 use tollguard_engine::policy::Policy;
@@ -105,6 +109,11 @@ fn parse_learn_until(s: &str, setup: &Setup) -> Result<Timestamp> {
 /// On one thread: parsing is nearly all the work, so a second thread would only hand records
 /// over (`tollguard rate`, which rates as it reads, parses on a second thread).
 pub fn read_cdrs(input: &InputArgs, options: &ReadOptions) -> Result<(CdrStore, u64)> {
+    read_cdrs_reporting(input, options, 0)
+}
+
+/// [`read_cdrs`], reporting malformed rows after the first `reported` (reported already).
+fn read_cdrs_reporting(input: &InputArgs, options: &ReadOptions, reported: u64) -> Result<(CdrStore, u64)> {
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_message("reading CDRs");
     // Room from the files' sizes, generous: memory reserved and never written costs nothing (the
@@ -128,7 +137,7 @@ pub fn read_cdrs(input: &InputArgs, options: &ReadOptions) -> Result<(CdrStore, 
                 Ok(false) => break,
                 Err(ReadError::Row(bad)) => {
                     malformed += 1;
-                    if malformed <= MAX_REPORTED {
+                    if malformed > reported && malformed <= MAX_REPORTED {
                         bar.suspend(|| eprintln!("warning: skipped malformed row: {bad}"));
                     }
                 }
@@ -266,7 +275,7 @@ pub fn drive(
         }
         (outcomes, rules.lists)
     };
-    alerts.sort_by(|a, b| (a.0, &a.2.account, a.1).cmp(&(b.0, &b.2.account, b.1)));
+    World::sorted_alerts(&mut alerts);
     Replayed {
         outcomes,
         rules,
@@ -402,14 +411,263 @@ fn plus_secs(t: Timestamp, s: u32) -> Timestamp {
     Timestamp::new(t.as_second().saturating_add(s as i64), t.subsec_nanosecond()).unwrap_or(Timestamp::MAX)
 }
 
-/// Where the replay stands: what the engine decided for each CDR of the shard.
-struct World<'a> {
-    cdrs: &'a CdrStore,
-    /// Outcome per position in the shard.
-    outcomes: Vec<Outcome>,
+/// Where a replay finds its records, by their index in the input (file order, from 0).
+trait Records {
+    fn record(&self, f: u32) -> CdrRef<'_>;
+}
+
+impl Records for CdrStore {
+    #[inline]
+    fn record(&self, f: u32) -> CdrRef<'_> {
+        self.get(f as usize)
+    }
+}
+
+/// Items numbered from `first` on: those before have been let go.
+struct Ring<T> {
+    first: u32,
+    items: VecDeque<T>,
+}
+
+impl<T> Ring<T> {
+    fn with_capacity(n: usize) -> Ring<T> {
+        Ring { first: 0, items: VecDeque::with_capacity(n) }
+    }
+
+    /// The number the next item pushed gets.
+    fn end(&self) -> u32 {
+        self.first + self.items.len() as u32
+    }
+
+    fn push(&mut self, x: T) {
+        self.items.push_back(x);
+    }
+
+    #[inline]
+    fn get(&self, n: u32) -> &T {
+        &self.items[(n - self.first) as usize]
+    }
+
+    #[inline]
+    fn get_mut(&mut self, n: u32) -> &mut T {
+        &mut self.items[(n - self.first) as usize]
+    }
+
+    /// Item `n`, unless it was let go.
+    #[inline]
+    fn try_get_mut(&mut self, n: u32) -> Option<&mut T> {
+        self.items.get_mut(n.checked_sub(self.first)? as usize)
+    }
+
+    fn front(&self) -> Option<&T> {
+        self.items.front()
+    }
+
+    fn pop_front(&mut self) {
+        if self.items.pop_front().is_some() {
+            self.first += 1;
+        }
+    }
+
+    /// Every item still held, numbered from 0 when none was let go.
+    fn into_vec(self) -> Vec<T> {
+        self.items.into()
+    }
+}
+
+/// What [`World::step`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    /// Nothing is left before the time it was given.
+    Done,
+    /// The attempt it was offered.
+    Attempted,
+    /// A tick, an answer or an end.
+    Other,
+}
+
+/// Where the replay stands: the engine, and what it decided for each call attempted so far.
+/// Calls are numbered by position: the order attempted, which is start order (file order among
+/// equal starts).
+struct World {
+    engine: Engine,
+    rater: Arc<Rater>,
+    /// The record (index in the input) of each position.
+    idx: Ring<u32>,
+    /// Outcome of each position.
+    outcomes: Ring<Outcome>,
     queue: Queue,
+    rules: RuleSets,
+    effects: Vec<Effect>,
+    /// Attempts the engine decided (each is attempted once).
+    decided: usize,
     cut_times: Vec<(u32, Timestamp)>,
     alerts: Vec<(Timestamp, u64, tollguard_engine::Alert)>,
+}
+
+impl World {
+    /// A new replay whose earliest attempt starts at `first` (the event queue counts time from
+    /// there), with room for `calls` calls.
+    fn new(
+        rater: Arc<Rater>,
+        policy: Policy,
+        learn_until: Option<Timestamp>,
+        first: Option<Timestamp>,
+        calls: usize,
+    ) -> World {
+        let mut engine = Engine::new(rater.clone(), policy);
+        engine.set_learn_until(learn_until);
+        World {
+            engine,
+            rater,
+            idx: Ring::with_capacity(calls),
+            // One pushed per attempt, in position order (memory written once, not filled first).
+            outcomes: Ring::with_capacity(calls),
+            queue: Queue { base: first.map_or(0, |t| t.as_second() - 1), heap: Heap::new() },
+            rules: RuleSets::new(),
+            effects: Vec::new(),
+            decided: 0,
+            cut_times: Vec::new(),
+            alerts: Vec::new(),
+        }
+    }
+
+    /// Does what comes next, if it comes before `until`: a tick the engine asked for, an answer,
+    /// an end, or `next` (a record's start and index), the next call to attempt. Every attempt
+    /// earlier than `next` must have been offered before.
+    fn step<R: Records>(
+        &mut self,
+        records: &R,
+        next: Option<(Timestamp, u32)>,
+        until: Option<Timestamp>,
+    ) -> Step {
+        let attempt = next.map(|(t, _)| self.queue.key(t, Kind::Attempt, self.outcomes.end()));
+        let key = match (self.queue.peek(), attempt) {
+            (Some(q), Some(a)) => q.min(a),
+            (Some(q), None) => q,
+            (None, Some(a)) => a,
+            (None, None) => return Step::Done,
+        };
+        let (t, kind, pos) = self.queue.decode(key);
+        if until.is_some_and(|u| t >= u) {
+            return Step::Done;
+        }
+        // Time passes: ticks at the deadlines the engine asks for, on the grid, before the event.
+        if let Some(d) = self.engine.next_deadline() {
+            let g = on_grid(d);
+            if g < t {
+                self.engine.handle(Event::Tick, g, &mut self.effects);
+                self.apply(records, g);
+                return Step::Other;
+            }
+        }
+        match kind {
+            Kind::Attempt => {
+                // The start itself (the key keeps time from the earliest start only).
+                let (t, f) = next.expect("an attempt is next");
+                self.idx.push(f);
+                self.attempt(records.record(f), pos, t);
+                self.apply(records, t);
+                return Step::Attempted;
+            }
+            // A call let go (streamed) has ended: its stale keys (an end moved earlier by a cut)
+            // find no outcome.
+            Kind::Answer => {
+                self.queue.heap.pop();
+                if self.outcomes.try_get_mut(pos).is_some_and(|o| !o.ended) {
+                    let c = records.record(*self.idx.get(pos));
+                    self.engine.handle(Event::Answer { call_id: c.call_id() }, t, &mut self.effects);
+                    self.apply(records, t);
+                }
+            }
+            Kind::End => {
+                self.queue.heap.pop();
+                let Some(o) = self.outcomes.try_get_mut(pos) else { return Step::Other };
+                if o.attempted && !o.ended {
+                    o.ended = true;
+                    let billsec = o.talk;
+                    let c = records.record(*self.idx.get(pos));
+                    self.engine.handle(
+                        Event::End { call_id: c.call_id(), billsec: Some(billsec) },
+                        t,
+                        &mut self.effects,
+                    );
+                    self.apply(records, t);
+                }
+            }
+        }
+        Step::Other
+    }
+
+    /// The attempt of record `c` at `t`, as position `pos`: the engine decides, and the call's
+    /// answer and end are queued as the decision allows.
+    fn attempt(&mut self, c: CdrRef<'_>, pos: u32, t: Timestamp) {
+        // Rated once, as the switch would know it before routing (no talk time); the record's
+        // own cost comes from the same rating.
+        let rated = self.rater.rate_parts(&CallParts {
+            billsec: 0,
+            start: t,
+            // As the live service rates an attempt: direction from the rules.
+            direction: Direction::Unknown,
+            ..c.parts()
+        });
+        let cost = self.rater.cost_of(&rated, t, c.billsec());
+        let unrated = rated.is_unrated();
+        let a = Attempt {
+            call_id: c.call_id(),
+            account: c.account(),
+            extension: c.source(),
+            dialled: c.dialled(),
+            channel: c.channel(),
+            dst_channel: c.dst_channel(),
+            context: c.context(),
+            rated: Some(&rated),
+        };
+        self.engine.handle(Event::Attempt(a), t, &mut self.effects);
+        debug_assert_eq!(self.outcomes.end(), pos);
+        // The decision decides what of the CDR happens.
+        let mut outcome = Outcome::default();
+        if let Some(d) = self.effects.iter().rev().find_map(|e| match e {
+            Effect::Decision(d) if d.call_id == c.call_id() => Some(d),
+            _ => None,
+        }) {
+            let talk = match d.max_duration_s {
+                Some(cap) => c.billsec().min(cap),
+                None => c.billsec(),
+            };
+            if d.allowed {
+                match c.answer() {
+                    Some(ans) if c.billsec() > 0 => {
+                        self.queue.push(ans.max(t), Kind::Answer, pos);
+                        let end = plus_secs(ans.max(t), talk);
+                        self.queue.push(end, Kind::End, pos);
+                    }
+                    _ => {
+                        let end = c.end().unwrap_or(t).max(t);
+                        self.queue.push(end, Kind::End, pos);
+                    }
+                }
+            }
+            self.decided += 1;
+            outcome = Outcome {
+                allowed: d.allowed,
+                unrated,
+                attempted: true,
+                ended: !d.allowed,
+                cap: d.max_duration_s,
+                rules: self.rules.id(&d.rules),
+                cut_at: None,
+                talk: if d.allowed { talk } else { 0 },
+                cost,
+            };
+        }
+        self.outcomes.push(outcome);
+    }
+
+    /// The alerts raised, ordered by time raised, then account, then the order raised.
+    fn sorted_alerts(alerts: &mut [(Timestamp, u64, tollguard_engine::Alert)]) {
+        alerts.sort_by(|a, b| (a.0, &a.2.account, a.1).cmp(&(b.0, &b.2.account, b.1)));
+    }
 }
 
 fn drive_shard(
@@ -417,157 +675,39 @@ fn drive_shard(
     policy: Policy,
     learn_until: Option<Timestamp>,
     cdrs: &CdrStore,
-    mut idx: Vec<u32>,
+    mut order: Vec<u32>,
 ) -> Shard {
-    let mut engine = Engine::new(rater.clone(), policy);
-    engine.set_learn_until(learn_until);
     // Attempts in start order (file order among equal starts).
-    sort_by_start(&mut idx, cdrs);
-    let start_of = |n: usize| idx.get(n).map(|&i| cdrs.get(i as usize).start());
-    let base = start_of(0).map_or(0, |t| t.as_second() - 1);
-    let mut w = World {
-        cdrs,
-        // One pushed per attempt, in position order (memory written once, not filled first).
-        outcomes: Vec::with_capacity(idx.len()),
-        queue: Queue { base, heap: Heap::new() },
-        cut_times: Vec::new(),
-        alerts: Vec::new(),
-    };
-    let mut rules = RuleSets::new();
-    let mut effects = Vec::new();
+    sort_by_start(&mut order, cdrs);
+    let start_of = |n: usize| order.get(n).map(|&f| (cdrs.get(f as usize).start(), f));
+    let mut w = World::new(rater, policy, learn_until, start_of(0).map(|n| n.0), order.len());
     let mut next_attempt = 0;
-    // Attempts the engine decided (each is attempted once).
-    let mut decided = 0;
-    let mut next_start = start_of(0);
+    let mut next = start_of(0);
     loop {
-        let attempt = next_start.map(|t| w.queue.key(t, Kind::Attempt, next_attempt as u32));
-        let key = match (w.queue.peek(), attempt) {
-            (Some(q), Some(a)) => q.min(a),
-            (Some(q), None) => q,
-            (None, Some(a)) => a,
-            (None, None) => break,
-        };
-        let (t, kind, pos) = w.queue.decode(key);
-        // Time passes: ticks at the deadlines the engine asks for, on the grid, before the event.
-        if let Some(d) = engine.next_deadline() {
-            let g = on_grid(d);
-            if g < t {
-                engine.handle(Event::Tick, g, &mut effects);
-                w.apply(&mut effects, g, &idx);
-                continue;
-            }
-        }
-        let t = if kind == Kind::Attempt {
-            // Records come in start order, not stored order: fetched ahead, row then text.
-            if let Some(&i) = idx.get(next_attempt + PREFETCH_ROWS) {
-                cdrs.prefetch(i as usize, false);
-            }
-            if let Some(&i) = idx.get(next_attempt + PREFETCH_ROWS / 2) {
-                cdrs.prefetch(i as usize, true);
-            }
-            next_attempt += 1;
-            // The start itself (the key keeps time from the earliest start only).
-            let t = next_start.expect("an attempt is next");
-            next_start = start_of(next_attempt);
-            t
-        } else {
-            w.queue.heap.pop();
-            t
-        };
-        let c = cdrs.get(idx[pos as usize] as usize);
-        match kind {
-            Kind::Attempt => {
-                // Rated once, as the switch would know it before routing (no talk time); the
-                // record's own cost comes from the same rating.
-                let rated = rater.rate_parts(&CallParts {
-                    billsec: 0,
-                    start: t,
-                    // As the live service rates an attempt: direction from the rules.
-                    direction: Direction::Unknown,
-                    ..c.parts()
-                });
-                let cost = rater.cost_of(&rated, t, c.billsec());
-                let unrated = rated.is_unrated();
-                let a = Attempt {
-                    call_id: c.call_id(),
-                    account: c.account(),
-                    extension: c.source(),
-                    dialled: c.dialled(),
-                    channel: c.channel(),
-                    dst_channel: c.dst_channel(),
-                    context: c.context(),
-                    rated: Some(&rated),
-                };
-                engine.handle(Event::Attempt(a), t, &mut effects);
-                debug_assert_eq!(w.outcomes.len(), pos as usize);
-                // The decision decides what of the CDR happens.
-                let mut outcome = Outcome::default();
-                if let Some(d) = effects.iter().rev().find_map(|e| match e {
-                    Effect::Decision(d) if d.call_id == c.call_id() => Some(d),
-                    _ => None,
-                }) {
-                    let talk = match d.max_duration_s {
-                        Some(cap) => c.billsec().min(cap),
-                        None => c.billsec(),
-                    };
-                    if d.allowed {
-                        match c.answer() {
-                            Some(ans) if c.billsec() > 0 => {
-                                w.queue.push(ans.max(t), Kind::Answer, pos);
-                                let end = plus_secs(ans.max(t), talk);
-                                w.queue.push(end, Kind::End, pos);
-                            }
-                            _ => {
-                                let end = c.end().unwrap_or(t).max(t);
-                                w.queue.push(end, Kind::End, pos);
-                            }
-                        }
-                    }
-                    decided += 1;
-                    outcome = Outcome {
-                        allowed: d.allowed,
-                        unrated,
-                        attempted: true,
-                        ended: !d.allowed,
-                        cap: d.max_duration_s,
-                        rules: rules.id(&d.rules),
-                        cut_at: None,
-                        talk: if d.allowed { talk } else { 0 },
-                        cost,
-                    };
+        match w.step(cdrs, next, None) {
+            Step::Done => break,
+            Step::Attempted => {
+                // Records come in start order, not stored order: fetched ahead, row then text.
+                if let Some(&i) = order.get(next_attempt + PREFETCH_ROWS) {
+                    cdrs.prefetch(i as usize, false);
                 }
-                w.outcomes.push(outcome);
-                w.apply(&mut effects, t, &idx);
-            }
-            Kind::Answer => {
-                if !w.outcomes[pos as usize].ended {
-                    engine.handle(Event::Answer { call_id: c.call_id() }, t, &mut effects);
-                    w.apply(&mut effects, t, &idx);
+                if let Some(&i) = order.get(next_attempt + PREFETCH_ROWS / 2) {
+                    cdrs.prefetch(i as usize, true);
                 }
+                next_attempt += 1;
+                next = start_of(next_attempt);
             }
-            Kind::End => {
-                let o = &mut w.outcomes[pos as usize];
-                if o.attempted && !o.ended {
-                    o.ended = true;
-                    let billsec = o.talk;
-                    engine.handle(
-                        Event::End { call_id: c.call_id(), billsec: Some(billsec) },
-                        t,
-                        &mut effects,
-                    );
-                    w.apply(&mut effects, t, &idx);
-                }
-            }
+            Step::Other => {}
         }
     }
-    assert_eq!(decided, idx.len(), "every CDR was attempted and decided");
+    assert_eq!(w.decided, order.len(), "every CDR was attempted and decided");
     Shard {
-        idx,
-        outcomes: w.outcomes,
-        rules,
+        state: w.engine.account_state_bytes(),
+        idx: w.idx.into_vec(),
+        outcomes: w.outcomes.into_vec(),
+        rules: w.rules,
         cut_times: w.cut_times,
         alerts: w.alerts,
-        state: engine.account_state_bytes(),
     }
 }
 
@@ -687,57 +827,63 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
     let setup = setup(&args.input)?;
     let learn_until = args.learn_until.as_deref().map(|s| parse_learn_until(s, &setup)).transpose()?;
     let options = ReadOptions { tz: setup.cdr_tz.clone(), generic: setup.generic.clone() };
-    let (cdrs, malformed) = read_cdrs(&args.input, &options)?;
     let rater = Arc::new(setup.rater.clone());
-    let Replayed { outcomes, rules, alerts, .. } =
-        drive(rater.clone(), setup.policy.clone(), learn_until, &cdrs, args.threads.get());
-
-    // Outputs and summary.
-    let mut summary = Summary { calls: cdrs.len() as u64, malformed, ..Summary::default() };
     let mut decisions = match &args.decisions_out {
-        Some(p) => Some(BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
-        )),
+        Some(p) => Some(Output::create(p)?),
         None => None,
     };
-    let mut line = Vec::with_capacity(256);
-    for (c, o) in cdrs.iter().zip(&outcomes) {
-        if o.unrated {
-            summary.unrated += 1;
-        }
-        if let Some((currency, full)) = o.cost {
-            *summary.exposure.entry(currency).or_default() += full;
-            if o.allowed {
-                let paid = if o.talk == c.billsec() {
-                    full
-                } else {
-                    // Capped or cut: the same rating again, for the talk time it had.
-                    let r = rater.rate_parts(&CallParts {
-                        billsec: 0,
-                        direction: Direction::Unknown,
-                        ..c.parts()
-                    });
-                    rater.cost_of(&r, c.start(), o.talk).map_or(full, |x| x.1)
-                };
-                *summary.cost.entry(currency).or_default() += paid;
+    let mut summary = Summary::default();
+    let mut reported = 0;
+    // On one thread, read as the replay goes, when what is written can be taken back.
+    if args.threads.get() == 1 && decisions.as_ref().is_none_or(|d| d.rewindable) {
+        let ctx = (&*rater, &setup.policy, learn_until);
+        let inputs =
+            args.input.cdr.iter().map(|p| {
+                Ok((p.display().to_string(), tollguard_ingest::open(args.input.format, p, &options)?))
+            });
+        let out = decisions.as_mut().map(|d| &mut d.w as &mut dyn Write);
+        match stream(inputs, ctx, LAG_S, out, &mut summary)? {
+            Streamed::Done(alerts) => return finish(&args, decisions, summary, alerts),
+            Streamed::OutOfOrder { line, reported: r } => {
+                eprintln!(
+                    "note: {line} starts more than {} hours before a record above it: the input is read whole \
+                     first, then replayed",
+                    LAG_S / 3600
+                );
+                reported = r;
+                summary = Summary::default();
+                if let Some(d) = decisions.as_mut() {
+                    d.rewind()?;
+                }
             }
         }
-        if !o.allowed {
-            summary.denied += 1;
-        }
-        if o.cut_at.is_some() {
-            summary.cut += 1;
-        } else if o.cap.is_some_and(|cap| c.billsec() > cap) && o.allowed {
-            summary.capped += 1;
-        }
-        if let Some(w) = decisions.as_mut() {
+    }
+    let (cdrs, malformed) = read_cdrs_reporting(&args.input, &options, reported)?;
+    let Replayed { outcomes, rules, alerts, .. } =
+        drive(rater.clone(), setup.policy.clone(), learn_until, &cdrs, args.threads.get());
+    summary.calls = cdrs.len() as u64;
+    summary.malformed = malformed;
+    let mut line = Vec::with_capacity(256);
+    for (c, o) in cdrs.iter().zip(&outcomes) {
+        summary.add(&rater, c, o);
+        if let Some(d) = decisions.as_mut() {
             line.clear();
             decision_line(&mut line, c.call_id(), o.allowed, o.cut_at.or(o.cap), &rules[o.rules as usize]);
-            w.write_all(&line)?;
+            d.w.write_all(&line)?;
         }
     }
-    if let Some(mut w) = decisions {
-        w.flush()?;
+    finish(&args, decisions, summary, alerts)
+}
+
+/// Writes the alerts and the summary.
+fn finish(
+    args: &ReplayArgs,
+    decisions: Option<Output>,
+    mut summary: Summary,
+    alerts: Vec<tollguard_engine::Alert>,
+) -> Result<ExitCode> {
+    if let Some(mut d) = decisions {
+        d.w.flush().with_context(|| format!("cannot write {}", d.path.display()))?;
     }
     if let Some(p) = &args.alerts_out {
         let mut w = BufWriter::new(
@@ -759,16 +905,377 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-impl World<'_> {
-    /// Carries out effects in the replayed world: cuts end calls now; alerts are kept.
+/// decisions.jsonl as it is written.
+struct Output {
+    path: PathBuf,
+    w: BufWriter<std::fs::File>,
+    /// What was written can be taken back: a regular file (emptied), or /dev/null.
+    rewindable: bool,
+}
+
+impl Output {
+    fn create(p: &std::path::Path) -> Result<Output> {
+        let f = std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?;
+        let meta = f.metadata().with_context(|| format!("cannot read {}", p.display()))?;
+        let rewindable = meta.is_file() || is_dev_null(&meta);
+        Ok(Output { path: p.to_path_buf(), w: BufWriter::new(f), rewindable })
+    }
+
+    /// Takes back what was written: the file is empty again.
+    fn rewind(&mut self) -> Result<()> {
+        use std::io::Seek;
+        let ctx = || format!("cannot empty {}", self.path.display());
+        self.w.flush().with_context(ctx)?;
+        let f = self.w.get_mut();
+        if f.metadata().with_context(ctx)?.is_file() {
+            f.set_len(0).with_context(ctx)?;
+            f.rewind().with_context(ctx)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+fn is_dev_null(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/dev/null").is_ok_and(|n| (n.dev(), n.ino()) == (meta.dev(), meta.ino()))
+}
+
+#[cfg(not(unix))]
+fn is_dev_null(_: &std::fs::Metadata) -> bool {
+    false
+}
+
+/// How late a record may come in the input: its start at most this many seconds before the
+/// latest start above it. CDR files are written as calls end, so a record comes after those of
+/// calls that started up to its own duration later; a call longer than this makes the replay
+/// read the input whole first (the same result, with memory for all of it).
+const LAG_S: i64 = 24 * 3600;
+
+/// Records kept together, read and let go together, in a streamed replay.
+const CHUNK: u32 = 4096;
+
+/// The records a streamed replay holds: those read and not yet written out, in chunks of
+/// [`CHUNK`] in input order (chunks let go are kept for reuse: no fresh memory once the replay
+/// runs).
+struct Window {
+    /// Index in the input of the first chunk's first record.
+    first: u32,
+    chunks: VecDeque<CdrStore>,
+    spare: Vec<CdrStore>,
+}
+
+impl Records for Window {
     #[inline]
-    fn apply(&mut self, effects: &mut Vec<Effect>, now: Timestamp, idx: &[u32]) {
-        if !effects.is_empty() {
-            self.apply_all(effects, now, idx);
+    fn record(&self, f: u32) -> CdrRef<'_> {
+        let i = f - self.first;
+        self.chunks[(i / CHUNK) as usize].get((i % CHUNK) as usize)
+    }
+}
+
+impl Window {
+    /// Asks for record `f` to be fetched into the cache (a hint).
+    fn prefetch(&self, f: u32, text: bool) {
+        let i = f - self.first;
+        if let Some(c) = self.chunks.get((i / CHUNK) as usize) {
+            c.prefetch((i % CHUNK) as usize, text);
         }
     }
 
-    fn apply_all(&mut self, effects: &mut Vec<Effect>, now: Timestamp, idx: &[u32]) {
+    /// The chunk to read the next record into.
+    fn tail(&mut self) -> &mut CdrStore {
+        if self.chunks.back().is_none_or(|c| c.len() as u32 == CHUNK) {
+            let c = self
+                .spare
+                .pop()
+                .unwrap_or_else(|| CdrStore::with_capacity(CHUNK as usize, CHUNK as usize * 96));
+            self.chunks.push_back(c);
+        }
+        self.chunks.back_mut().expect("a chunk")
+    }
+
+    /// Lets go of the whole chunks before record `f`.
+    fn release(&mut self, f: u32) {
+        while self.chunks.len() > 1 && self.first + CHUNK <= f {
+            let mut c = self.chunks.pop_front().expect("a chunk");
+            c.clear();
+            self.spare.push(c);
+            self.first += CHUNK;
+        }
+    }
+}
+
+/// How a streamed replay ended.
+enum Streamed {
+    /// Every record replayed and written; the alerts.
+    Done(Vec<tollguard_engine::Alert>),
+    /// A record came more than [`LAG_S`] late (`line`: where); nothing of the replay stands.
+    /// `reported`: malformed rows reported so far.
+    OutOfOrder { line: String, reported: u64 },
+}
+
+/// Attempts to take, by (start, index in the input): one 128-bit key each, the start's seconds
+/// (shifted to order as unsigned) in the high half, then its nanoseconds, then the index.
+fn pending_key(t: Timestamp, f: u32) -> u128 {
+    let (mut sec, mut ns) = (t.as_second(), t.subsec_nanosecond());
+    if ns < 0 {
+        (sec, ns) = (sec - 1, ns + 1_000_000_000);
+    }
+    ((sec as u64 ^ 1 << 63) as u128) << 64 | (ns as u128) << 32 | f as u128
+}
+
+/// Records read and not yet attempted, by [`pending_key`]: the keys of each chunk read, sorted
+/// (records come nearly in start order, which the sort is quick on), and the runs merged by a
+/// small heap of their first keys (a few runs at a time, against a heap of every record).
+struct Pending {
+    /// Keys of the records read since the last [`Pending::seal`].
+    batch: Vec<u128>,
+    runs: Vec<Run>,
+    /// Slots of `runs` free for reuse.
+    free: Vec<u32>,
+    /// (first key, slot) of each run.
+    heads: BinaryHeap<Reverse<(u128, u32)>>,
+}
+
+struct Run {
+    keys: Vec<u128>,
+    next: usize,
+}
+
+impl Pending {
+    fn new() -> Pending {
+        Pending {
+            batch: Vec::with_capacity(CHUNK as usize),
+            runs: Vec::new(),
+            free: Vec::new(),
+            heads: BinaryHeap::new(),
+        }
+    }
+
+    fn push(&mut self, key: u128) {
+        self.batch.push(key);
+    }
+
+    /// Makes the keys pushed since the last call visible to [`Pending::peek`].
+    fn seal(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        // Stable and adaptive: quick on keys nearly in order (they are all different).
+        self.batch.sort();
+        let spare = match self.free.last() {
+            Some(&slot) => std::mem::take(&mut self.runs[slot as usize].keys),
+            None => Vec::with_capacity(CHUNK as usize),
+        };
+        let keys = std::mem::replace(&mut self.batch, spare);
+        let head = keys[0];
+        let run = Run { keys, next: 0 };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.runs[slot as usize] = run;
+                slot
+            }
+            None => {
+                self.runs.push(run);
+                (self.runs.len() - 1) as u32
+            }
+        };
+        self.batch.clear();
+        self.heads.push(Reverse((head, slot)));
+    }
+
+    /// The least key sealed.
+    #[inline]
+    fn peek(&self) -> Option<u128> {
+        self.heads.peek().map(|r| r.0 .0)
+    }
+
+    /// Takes the least key sealed away; returns the keys [`PREFETCH_ROWS`] and half that many
+    /// places after it in its run, if any (to fetch their records ahead of use).
+    fn pop(&mut self) -> (Option<u128>, Option<u128>) {
+        let Some(mut top) = self.heads.peek_mut() else { return (None, None) };
+        let slot = top.0 .1;
+        let run = &mut self.runs[slot as usize];
+        run.next += 1;
+        let later = (
+            run.keys.get(run.next + PREFETCH_ROWS).copied(),
+            run.keys.get(run.next + PREFETCH_ROWS / 2).copied(),
+        );
+        match run.keys.get(run.next) {
+            Some(&k) => top.0 .0 = k,
+            None => {
+                std::collections::binary_heap::PeekMut::pop(top);
+                run.keys.clear();
+                run.next = 0;
+                self.free.push(slot);
+            }
+        }
+        later
+    }
+}
+
+/// The replay on one engine, reading as it goes: records are read in input order, attempted in
+/// start order once no record still to come can start earlier (within [`LAG_S`]), and written
+/// out in input order once their calls have ended in the replayed world. It holds a day or so of
+/// records instead of the whole input, and gives the same events in the same order as
+/// [`drive`] on one thread, hence the same output byte for byte.
+/// `inputs`: each input's name and reader, in order; `lag_s`: [`LAG_S`] (smaller in tests).
+fn stream(
+    inputs: impl Iterator<Item = Result<(String, Box<dyn tollguard_ingest::CdrReader>)>>,
+    (rater, policy, learn_until): (&Rater, &Policy, Option<Timestamp>),
+    lag_s: i64,
+    mut out: Option<&mut dyn Write>,
+    summary: &mut Summary,
+) -> Result<Streamed> {
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_message("replaying CDRs");
+    let rater = Arc::new(rater.clone());
+    let mut window = Window { first: 0, chunks: VecDeque::new(), spare: Vec::new() };
+    let mut world: Option<World> = None;
+    // Records read and not yet attempted.
+    let mut pending = Pending::new();
+    // The position of each record not yet written out (NONE: not attempted yet).
+    const NONE: u32 = u32::MAX;
+    let mut pos_of: Ring<u32> = Ring::with_capacity(4 * CHUNK as usize);
+    // Every event before `until` has been carried out.
+    let mut until: Option<Timestamp> = None;
+    let mut latest = i64::MIN;
+    let mut scratch = Cdr::default();
+    let mut line = Vec::with_capacity(256);
+    let mut read = 0u32;
+    let mut malformed = 0u64;
+
+    // Attempts, answers, ends and ticks before `until` (all, at the end of the input).
+    let replay_to = |world: &mut Option<World>,
+                     window: &Window,
+                     pending: &mut Pending,
+                     pos_of: &mut Ring<u32>,
+                     until: Option<Timestamp>| {
+        pending.seal();
+        let next_of = |pending: &Pending| {
+            pending.peek().map(|k| {
+                let f = k as u32;
+                (window.record(f).start(), f)
+            })
+        };
+        let mut next = next_of(pending);
+        let w = world.get_or_insert_with(|| {
+            World::new(rater.clone(), policy.clone(), learn_until, next.map(|n| n.0), 4 * CHUNK as usize)
+        });
+        loop {
+            match w.step(window, next, until) {
+                Step::Done => break,
+                Step::Attempted => {
+                    let (_, f) = next.expect("attempted");
+                    *pos_of.get_mut(f) = w.outcomes.end() - 1;
+                    // Records come in start order, not read order: fetched ahead, row then text.
+                    let (row, text) = pending.pop();
+                    if let Some(k) = row {
+                        window.prefetch(k as u32, false);
+                    }
+                    if let Some(k) = text {
+                        window.prefetch(k as u32, true);
+                    }
+                    next = next_of(pending);
+                }
+                Step::Other => {}
+            }
+        }
+    };
+    // Records whose calls have ended, in input order, written out and let go.
+    let mut write_out = |w: &mut World, window: &mut Window, pos_of: &mut Ring<u32>| -> Result<()> {
+        while pos_of.first < pos_of.end() {
+            let pos = *pos_of.get(pos_of.first);
+            if pos == NONE || !w.outcomes.get(pos).ended {
+                break;
+            }
+            let f = pos_of.first;
+            let (c, o) = (window.record(f), w.outcomes.get(pos));
+            summary.add(&w.rater, c, o);
+            if let Some(out) = out.as_mut() {
+                line.clear();
+                decision_line(
+                    &mut line,
+                    c.call_id(),
+                    o.allowed,
+                    o.cut_at.or(o.cap),
+                    &w.rules.lists[o.rules as usize],
+                );
+                out.write_all(&line)?;
+            }
+            pos_of.pop_front();
+        }
+        while w.idx.front().is_some_and(|&f| f < pos_of.first) {
+            w.idx.pop_front();
+            w.outcomes.pop_front();
+        }
+        window.release(pos_of.first);
+        Ok(())
+    };
+
+    for input in inputs {
+        let (name, mut reader) = input?;
+        loop {
+            match reader.read_to_store(window.tail(), &mut scratch) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(ReadError::Row(bad)) => {
+                    malformed += 1;
+                    if malformed <= MAX_REPORTED {
+                        bar.suspend(|| eprintln!("warning: skipped malformed row: {bad}"));
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            let f = read;
+            read = read.checked_add(1).context("more than 4,294,967,295 CDRs")?;
+            let t = window.record(f).start();
+            if until.is_some_and(|u| t < u) {
+                bar.finish_and_clear();
+                let line = format!("{name}:{}", window.record(f).line());
+                return Ok(Streamed::OutOfOrder { line, reported: malformed.min(MAX_REPORTED) });
+            }
+            latest = latest.max(t.as_second());
+            pending.push(pending_key(t, f));
+            pos_of.push(NONE);
+            if read % CHUNK == 0 {
+                // Every record still to come starts at `until` or later (or the input is out of
+                // order, which the check above finds).
+                until = Timestamp::from_second(latest.saturating_sub(lag_s)).ok().max(until);
+                replay_to(&mut world, &window, &mut pending, &mut pos_of, until);
+                if let Some(w) = world.as_mut() {
+                    write_out(w, &mut window, &mut pos_of)?;
+                }
+                if read % (PROGRESS_EVERY as u32) == 0 {
+                    bar.set_position(read as u64);
+                }
+            }
+        }
+    }
+    replay_to(&mut world, &window, &mut pending, &mut pos_of, None);
+    bar.finish_and_clear();
+    let mut w = world.expect("a replay");
+    write_out(&mut w, &mut window, &mut pos_of)?;
+    assert_eq!(w.decided, read as usize, "every CDR was attempted and decided");
+    assert_eq!(pos_of.first, read, "every CDR was written out");
+    summary.calls = read as u64;
+    summary.malformed = malformed;
+    World::sorted_alerts(&mut w.alerts);
+    Ok(Streamed::Done(w.alerts.into_iter().map(|(_, _, a)| a).collect()))
+}
+
+impl World {
+    /// Carries out effects in the replayed world: cuts end calls now; alerts are kept.
+    #[inline]
+    fn apply<R: Records>(&mut self, records: &R, now: Timestamp) {
+        if !self.effects.is_empty() {
+            self.apply_all(records, now);
+        }
+    }
+
+    fn apply_all<R: Records>(&mut self, records: &R, now: Timestamp) {
+        let mut effects = std::mem::take(&mut self.effects);
         for e in effects.drain(..) {
             match e {
                 Effect::Alert(a) => {
@@ -777,20 +1284,20 @@ impl World<'_> {
                 }
                 Effect::Cut { call_id, .. } => {
                     // A running call has its end queued: find it there (cuts are rare).
-                    let cdrs = self.cdrs;
+                    // (Not among the calls let go: those have ended.)
+                    let (idx, outcomes) = (&self.idx, &self.outcomes);
                     let Some(pos) = self.queue.heap.keys().find_map(|k| {
                         let pos = k as u32;
                         ((k >> 32) & 3 == Kind::End as u128
-                            && cdrs.get(idx[pos as usize] as usize).call_id() == call_id)
+                            && pos >= outcomes.first
+                            && !outcomes.get(pos).ended
+                            && records.record(*idx.get(pos)).call_id() == call_id)
                             .then_some(pos)
                     }) else {
                         continue;
                     };
-                    let o = &mut self.outcomes[pos as usize];
-                    if o.ended {
-                        continue;
-                    }
-                    let c = cdrs.get(idx[pos as usize] as usize);
+                    let c = records.record(*self.idx.get(pos));
+                    let o = self.outcomes.get_mut(pos);
                     let talk = match c.answer() {
                         Some(ans) if now > ans => {
                             (now.duration_since(ans).as_secs().max(0) as u32).min(o.talk)
@@ -805,6 +1312,7 @@ impl World<'_> {
                 _ => {}
             }
         }
+        self.effects = effects;
     }
 }
 
@@ -881,6 +1389,38 @@ struct Summary {
 }
 
 impl Summary {
+    /// Counts record `c` and what became of it.
+    fn add(&mut self, rater: &Rater, c: CdrRef<'_>, o: &Outcome) {
+        if o.unrated {
+            self.unrated += 1;
+        }
+        if let Some((currency, full)) = o.cost {
+            *self.exposure.entry(currency).or_default() += full;
+            if o.allowed {
+                let paid = if o.talk == c.billsec() {
+                    full
+                } else {
+                    // Capped or cut: the same rating again, for the talk time it had.
+                    let r = rater.rate_parts(&CallParts {
+                        billsec: 0,
+                        direction: Direction::Unknown,
+                        ..c.parts()
+                    });
+                    rater.cost_of(&r, c.start(), o.talk).map_or(full, |x| x.1)
+                };
+                *self.cost.entry(currency).or_default() += paid;
+            }
+        }
+        if !o.allowed {
+            self.denied += 1;
+        }
+        if o.cut_at.is_some() {
+            self.cut += 1;
+        } else if o.cap.is_some_and(|cap| c.billsec() > cap) && o.allowed {
+            self.capped += 1;
+        }
+    }
+
     fn print(&self) {
         let money = |m: &BTreeMap<Currency, Decimal>| {
             if m.is_empty() {
@@ -997,10 +1537,8 @@ mod tests {
 
     /// A replay whose event queue turns to 128-bit keys in the middle (a call answered half a
     /// second into a second) still finds a running call's end there when a limit cuts it.
-    #[test]
-    fn a_call_is_cut_after_the_queue_widens() {
-        use jiff::SignedDuration;
-        use tollguard_core::cdr::Disposition;
+    /// A Dutch deck and a policy that cuts every call at 60 s of talk, with an alert.
+    fn cutting_setup() -> (Rater, Policy) {
         use tollguard_core::numbering::{DialPlan, Numbering};
         use tollguard_core::rater::{AccountSetup, DirectionRules};
         use tollguard_core::rating::{RateDeck, TimeBands};
@@ -1032,7 +1570,14 @@ mod tests {
              on_critical = [\"alert\", \"cut\"]\n",
         )
         .unwrap();
-        let policy = Policy::from_spec(&spec).unwrap();
+        (rater, Policy::from_spec(&spec).unwrap())
+    }
+
+    #[test]
+    fn a_call_is_cut_after_the_queue_widens() {
+        use jiff::SignedDuration;
+        use tollguard_core::cdr::Disposition;
+        let (rater, policy) = cutting_setup();
         let t0: Timestamp = "2026-01-05T10:00:00Z".parse().unwrap();
         let mut cdrs = CdrStore::new();
         // a: answered on a whole second, 30 s of talk; b: answered at 12.5 s, 300 s of talk.
@@ -1057,6 +1602,127 @@ mod tests {
         // 60 s after 12.5 s is 72.5 s; the tick grid's next is 75 s: 62 whole seconds of talk.
         assert_eq!((r.outcomes[1].cut_at, r.outcomes[1].talk), (Some(62), 62));
         assert_eq!(r.cut_time(1), Some(t0 + SignedDuration::from_secs(75)));
+    }
+
+    /// A reader of records held in memory.
+    struct Records(Vec<Cdr>, usize);
+
+    impl tollguard_ingest::CdrReader for Records {
+        fn read_into(&mut self, cdr: &mut Cdr) -> Result<bool, ReadError> {
+            let Some(c) = self.0.get(self.1) else { return Ok(false) };
+            cdr.clone_from(c);
+            self.1 += 1;
+            Ok(true)
+        }
+    }
+
+    /// `n` calls from one account, about one a second, most of them short; in the first quarter
+    /// one in a hundred is up to three hours long. In the order they end (as a switch writes
+    /// them).
+    /// With `talk`, every call is answered and talks that long.
+    fn traffic(seed: u64, n: usize, talk: Option<u32>) -> Vec<Cdr> {
+        use jiff::SignedDuration;
+        use tollguard_core::cdr::Disposition;
+        let mut rnd = xorshift(seed);
+        let t0: Timestamp = "2026-01-05T08:00:00Z".parse().unwrap();
+        let mut calls: Vec<Cdr> = (0..n)
+            .map(|i| {
+                let start = t0 + SignedDuration::from_secs(i as i64 + (rnd() % 3) as i64);
+                let answered = talk.is_some() || rnd() % 5 != 0;
+                let billsec = match (answered, rnd() % 100) {
+                    _ if talk.is_some() => talk.unwrap_or(0),
+                    (false, _) => 0,
+                    (true, 0) if i < n / 4 => 3600 + (rnd() % 7200) as u32,
+                    _ => (rnd() % 240) as u32,
+                };
+                let answer = answered.then(|| start + SignedDuration::from_secs(3 + (rnd() % 8) as i64));
+                let end = answer.map_or(start + SignedDuration::from_secs(20), |a| {
+                    a + SignedDuration::from_secs(billsec as i64)
+                });
+                Cdr {
+                    call_id: format!("c{i}"),
+                    account: "acme".into(),
+                    source: format!("{}", 200 + rnd() % 20),
+                    dialled: format!("020{:07}", rnd() % 10_000_000),
+                    start,
+                    answer,
+                    end: Some(end),
+                    billsec,
+                    disposition: if answered { Disposition::Answered } else { Disposition::NoAnswer },
+                    ..Cdr::default()
+                }
+            })
+            .collect();
+        calls.sort_by_key(|c| c.end);
+        for (i, c) in calls.iter_mut().enumerate() {
+            c.line = i as u64 + 1;
+        }
+        calls
+    }
+
+    /// Decisions and alerts of the whole-input replay, as `tollguard replay` writes them.
+    fn replayed_whole(rater: &Rater, policy: &Policy, calls: &[Cdr]) -> (Vec<u8>, Vec<String>) {
+        let mut store = CdrStore::new();
+        calls.iter().for_each(|c| store.push(c));
+        let r = drive(Arc::new(rater.clone()), policy.clone(), None, &store, 1);
+        let mut out = Vec::new();
+        for (c, o) in store.iter().zip(&r.outcomes) {
+            decision_line(&mut out, c.call_id(), o.allowed, o.cut_at.or(o.cap), &r.rules[o.rules as usize]);
+        }
+        (out, r.alerts.iter().map(|a| serde_json::to_string(a).unwrap()).collect())
+    }
+
+    fn streamed(rater: &Rater, policy: &Policy, calls: &[Cdr], lag_s: i64) -> (Streamed, Vec<u8>) {
+        let inputs = std::iter::once(Ok((
+            "calls.csv".to_string(),
+            Box::new(Records(calls.to_vec(), 0)) as Box<dyn tollguard_ingest::CdrReader>,
+        )));
+        let mut out = Vec::new();
+        let mut summary = Summary::default();
+        let r = stream(inputs, (rater, policy, None), lag_s, Some(&mut out), &mut summary).unwrap();
+        (r, out)
+    }
+
+    #[test]
+    fn streamed_replay_is_the_whole_input_replay() {
+        // Four chunks and more, calls cut at 60 s (their first ends stay queued after they are let
+        // go, once no long call holds them), calls up to 3 h 10 min from start to end.
+        let (rater, policy) = cutting_setup();
+        let calls = traffic(7, 3 * CHUNK as usize + 1500, None);
+        let (want, want_alerts) = replayed_whole(&rater, &policy, &calls);
+        assert!(want_alerts.len() > 1000, "calls are cut: {}", want_alerts.len());
+        let (r, got) = streamed(&rater, &policy, &calls, 4 * 3600);
+        let Streamed::Done(alerts) = r else { panic!("the calls are in order within 4 hours") };
+        assert!(got == want, "decisions differ");
+        let got_alerts: Vec<String> = alerts.iter().map(|a| serde_json::to_string(a).unwrap()).collect();
+        assert_eq!(got_alerts, want_alerts);
+    }
+
+    #[test]
+    fn a_cut_call_let_go_before_its_first_end_came() {
+        // Every call talks 200 s and is cut at 60: written out, and let go, as soon as the calls
+        // before it have ended, before the end it was first given.
+        let (rater, policy) = cutting_setup();
+        let calls = traffic(3, 2 * CHUNK as usize + 100, Some(200));
+        let (want, want_alerts) = replayed_whole(&rater, &policy, &calls);
+        let (r, got) = streamed(&rater, &policy, &calls, 3600);
+        let Streamed::Done(alerts) = r else { panic!("in order") };
+        assert!(got == want, "decisions differ");
+        assert_eq!(alerts.len(), want_alerts.len());
+    }
+
+    #[test]
+    fn a_record_later_than_the_lag_stops_the_streamed_replay() {
+        let (rater, policy) = cutting_setup();
+        let calls = traffic(11, CHUNK as usize + 2000, None);
+        // Calls of over an hour come more than 30 minutes after calls that started after them.
+        let (r, _) = streamed(&rater, &policy, &calls, 1800);
+        let Streamed::OutOfOrder { line, reported } = r else { panic!("a record an hour late") };
+        let n: usize = line.strip_prefix("calls.csv:").unwrap().parse().unwrap();
+        let late = &calls[n - 1];
+        let before = calls[..n - 1].iter().map(|c| c.start).max().unwrap();
+        assert!(before.duration_since(late.start).as_secs() > 1800, "{line}");
+        assert_eq!(reported, 0);
     }
 
     fn store(starts: &[(i64, i32)]) -> CdrStore {

@@ -581,6 +581,84 @@ proptest::proptest! {
     }
 }
 
+/// A record more than a day late in its file: the replay that reads as it goes stops, takes back
+/// what it wrote, and replays the input read whole (the same result as on two threads, which
+/// always reads whole); a malformed row is reported once all the same.
+#[test]
+fn replay_of_a_file_out_of_order_reads_it_whole() {
+    let dir = std::env::temp_dir().join(format!("tollguard-late-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.to_str().unwrap();
+    let out = run(&[
+        "simulate",
+        "--seed",
+        "3",
+        "--accounts",
+        "20",
+        "--days",
+        "21",
+        "--start",
+        "2026-01-12",
+        "--out-dir",
+        d,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let csv = std::fs::read_to_string(dir.join("Master.csv")).unwrap();
+    let mut lines: Vec<&str> = csv.lines().collect();
+    // The first call (Monday night) written last, after three weeks of calls; a bad row second.
+    let first = lines.remove(0);
+    lines.push(first);
+    lines.insert(1, "\"acct001\",\"201\",\"0201234567\",\"from-internal\",bad");
+    let n = lines.len();
+    let late = dir.join("late.csv");
+    std::fs::write(&late, lines.join("\n") + "\n").unwrap();
+    let cfg = dir.join("tollguard.toml");
+    let base = ["--cdr", late.to_str().unwrap(), "--format", "asterisk", "--config", cfg.to_str().unwrap()];
+    let one = replay(&base);
+    let mut two_args = base.to_vec();
+    two_args.extend_from_slice(&["--threads", "2"]);
+    let two = replay(&two_args);
+    assert_eq!(one.0.lines().count(), n - 1, "one decision per record read");
+    assert!(one.0 == two.0, "decisions differ from the whole-input replay's");
+    assert_eq!(one.1, two.1);
+    let note = format!("note: {}:{n} starts more than 24 hours before a record above it", late.display());
+    assert!(one.2.contains(&note), "{}", one.2);
+    assert_eq!(one.2.matches("skipped malformed row").count(), 1, "{}", one.2);
+    assert!(one.2.contains(&format!("{}:2: ", late.display())), "{}", one.2);
+    // The same records in their order: read as it goes, no note, the same decisions.
+    let inorder = replay(&[
+        "--cdr",
+        dir.join("Master.csv").to_str().unwrap(),
+        "--format",
+        "asterisk",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert!(!inorder.2.contains("note:"), "{}", inorder.2);
+    let sorted = |s: &str| {
+        let mut v: Vec<&str> = s.lines().collect();
+        v.sort_unstable();
+        v.join("\n")
+    };
+    assert_eq!(sorted(&inorder.0), sorted(&one.0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Decisions to a pipe, which cannot be taken back: the input is read whole first.
+#[test]
+fn replay_decisions_to_a_pipe() {
+    let cdr = root().join("examples/quickstart/Master.csv");
+    let d = deck();
+    let args = ["--cdr", cdr.to_str().unwrap(), "--format", "asterisk", "--rates", &d, "--country", "NL"];
+    let (decisions, ..) = replay(&args);
+    let mut piped = vec!["replay", "--decisions-out", "/dev/stdout"];
+    piped.extend_from_slice(&args);
+    let out = run(&piped);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!decisions.is_empty());
+    assert_eq!(text(&out.stdout), decisions);
+}
+
 #[test]
 fn scorecard_on_a_small_simulated_month_meets_the_targets() {
     let dir = std::env::temp_dir().join(format!("tollguard-sim-{}", std::process::id()));
