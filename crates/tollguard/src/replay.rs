@@ -828,6 +828,11 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
     let learn_until = args.learn_until.as_deref().map(|s| parse_learn_until(s, &setup)).transpose()?;
     let options = ReadOptions { tz: setup.cdr_tz.clone(), generic: setup.generic.clone() };
     let rater = Arc::new(setup.rater.clone());
+    // An input that cannot be read fails the run before an output is created (and an old one
+    // emptied); the replay opens each again when it comes to it.
+    for p in &args.input.cdr {
+        tollguard_ingest::open(args.input.format, p, &options)?;
+    }
     let mut decisions = match &args.decisions_out {
         Some(p) => Some(Output::create(p)?),
         None => None,

@@ -644,6 +644,38 @@ fn replay_of_a_file_out_of_order_reads_it_whole() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// An input that cannot be read fails the replay before its outputs are touched.
+#[test]
+fn replay_of_a_missing_file_leaves_the_old_output() {
+    let dir = std::env::temp_dir().join(format!("tollguard-missing-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dec = dir.join("decisions.jsonl");
+    std::fs::write(&dec, "last month's decisions\n").unwrap();
+    let cdr = root().join("examples/quickstart/Master.csv");
+    let d = deck();
+    let out = run(&[
+        "replay",
+        "--cdr",
+        cdr.to_str().unwrap(),
+        "--cdr",
+        "/nonexistent/Master.csv",
+        "--format",
+        "asterisk",
+        "--rates",
+        &d,
+        "--decisions-out",
+        dec.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).starts_with("error: /nonexistent/Master.csv: No such file or directory"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&dec).unwrap(), "last month's decisions\n");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Decisions to a pipe, which cannot be taken back: the input is read whole first.
 #[test]
 fn replay_decisions_to_a_pipe() {
