@@ -1300,17 +1300,24 @@ impl World {
                     self.alerts.push((now, n, a));
                 }
                 Effect::Cut { call_id, .. } => {
-                    // A running call has its end queued: find it there (cuts are rare).
-                    // (Not among the calls let go: those have ended.)
+                    // A running call has its end queued: find it there (cuts are rare). Of two
+                    // running calls with the same id, the engine knows the later one only. (Not
+                    // among the calls let go: those have ended.)
                     let (idx, outcomes) = (&self.idx, &self.outcomes);
-                    let Some(pos) = self.queue.heap.keys().find_map(|k| {
-                        let pos = k as u32;
-                        ((k >> 32) & 3 == Kind::End as u128
-                            && pos >= outcomes.first
-                            && !outcomes.get(pos).ended
-                            && records.record(*idx.get(pos)).call_id() == call_id)
-                            .then_some(pos)
-                    }) else {
+                    let Some(pos) = self
+                        .queue
+                        .heap
+                        .keys()
+                        .filter_map(|k| {
+                            let pos = k as u32;
+                            ((k >> 32) & 3 == Kind::End as u128
+                                && pos >= outcomes.first
+                                && !outcomes.get(pos).ended
+                                && records.record(*idx.get(pos)).call_id() == call_id)
+                                .then_some(pos)
+                        })
+                        .max()
+                    else {
                         continue;
                     };
                     let c = records.record(*self.idx.get(pos));
@@ -1619,6 +1626,36 @@ mod tests {
         // 60 s after 12.5 s is 72.5 s; the tick grid's next is 75 s: 62 whole seconds of talk.
         assert_eq!((r.outcomes[1].cut_at, r.outcomes[1].talk), (Some(62), 62));
         assert_eq!(r.cut_time(1), Some(t0 + SignedDuration::from_secs(75)));
+    }
+
+    #[test]
+    fn a_cut_of_a_repeated_call_id_ends_the_later_call() {
+        use jiff::SignedDuration;
+        use tollguard_core::cdr::Disposition;
+        // The engine forgets a call when another comes with its id: the cut is the second's.
+        let (rater, policy) = cutting_setup();
+        let t0: Timestamp = "2026-01-05T10:00:00Z".parse().unwrap();
+        let mut cdrs = CdrStore::new();
+        for (start_s, line) in [(0, 1), (30, 2)] {
+            let start = t0 + SignedDuration::from_secs(start_s);
+            cdrs.push(&Cdr {
+                call_id: "dup".into(),
+                account: "acme".into(),
+                source: "201".into(),
+                dialled: "0201234567".into(),
+                start,
+                answer: Some(start + SignedDuration::from_secs(5)),
+                end: Some(start + SignedDuration::from_secs(305)),
+                billsec: 300,
+                disposition: Disposition::Answered,
+                line,
+                ..Cdr::default()
+            });
+        }
+        let r = drive(Arc::new(rater), policy, None, &cdrs, 1);
+        assert_eq!((r.outcomes[0].cut_at, r.outcomes[0].talk), (None, 300));
+        // answered at 35 s, 60 s reached at 95 s, the tick at 95 s
+        assert_eq!((r.outcomes[1].cut_at, r.outcomes[1].talk), (Some(60), 60));
     }
 
     /// A reader of records held in memory.
