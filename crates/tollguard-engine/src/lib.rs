@@ -552,6 +552,9 @@ struct Call {
     /// Limit states that count it.
     states: Vec<u32>,
     cut: bool,
+    /// `call_duration` limits that alert without cutting whose alert this call raised (each
+    /// raises it once per call).
+    long_alerted: Vec<u16>,
 }
 
 /// What limits filter a call's destination by.
@@ -2379,6 +2382,7 @@ impl Engine {
         c.states.clear();
         c.states.extend_from_slice(states);
         c.cut = false;
+        c.long_alerted.clear();
         let mut key = self.spare_ids.pop().unwrap_or_default();
         key.clear();
         key.push_str(call_id);
@@ -2666,6 +2670,18 @@ impl Engine {
                 })
                 .min()
                 .map(|ans| enforced_from(later(ans, SignedDuration::from_secs(limit.max)).max(now))),
+            // Alert only (no cut, or report-only): each call that talks past it, once.
+            Metric::CallDuration if alerts_without_cut(limit) => {
+                let li = s.limit;
+                s.running
+                    .iter()
+                    .filter_map(|&c| {
+                        let call = &self.slots[c as usize];
+                        call.answered.filter(|_| !call.cut && !call.long_alerted.contains(&li))
+                    })
+                    .min()
+                    .map(|ans| later(ans, SignedDuration::from_secs(limit.max)).max(now))
+            }
             _ => None,
         };
         // A far deadline is looked at again within the horizon, so entries of calls that ended
@@ -2828,6 +2844,50 @@ impl Engine {
                     self.cut(slot, li, out);
                 }
             }
+            Metric::CallDuration if alerts_without_cut(limit) => {
+                let longest = SignedDuration::from_secs(limit.max);
+                let over: Vec<u32> = self.states[sid as usize]
+                    .running
+                    .iter()
+                    .copied()
+                    .filter(|&c| {
+                        let call = &self.slots[c as usize];
+                        !call.cut
+                            && !call.long_alerted.contains(&li)
+                            && call.answered.is_some_and(|ans| now.duration_since(ans) >= longest)
+                    })
+                    .collect();
+                for slot in over {
+                    let call = &mut self.slots[slot as usize];
+                    call.long_alerted.push(li);
+                    let talk = call.answered.map_or(0, |ans| now.duration_since(ans).as_secs().max(0));
+                    let ext = call.extension.clone();
+                    let limit = &self.policy.limits[li as usize];
+                    let msg = format!(
+                        "{} reached by a call talking for {} (limit {}){}",
+                        describe(limit),
+                        limit.show(talk),
+                        limit.show(limit.max),
+                        if limit.on_critical.has(Action::Cut) {
+                            ": not cut (report only)"
+                        } else {
+                            ": still running"
+                        }
+                    );
+                    let id = self.call_id_of(slot).unwrap_or_default().to_string();
+                    let mut al = self.alert(
+                        acct,
+                        &ext,
+                        now,
+                        &id,
+                        Severity::Critical,
+                        &self.policy.limits[li as usize].name.clone(),
+                    );
+                    al.action = AlertAction::Alert;
+                    al.message = msg;
+                    out.push(Effect::Alert(al));
+                }
+            }
             _ => {}
         }
     }
@@ -2941,6 +3001,13 @@ fn warning_text(limit: &Limit, used: i64, context: &str) -> String {
 /// ` day`, ` rolling_1h`, ... or nothing, to follow [`describe`].
 fn window_text(limit: &Limit) -> String {
     limit.window.map_or(String::new(), |w| format!(" {}", w.as_str()))
+}
+
+/// A `call_duration` limit that raises its alert for each call talking past it without cutting
+/// it: `alert` without `cut`, or `report_only`. (In learning, a limit that cuts waits for the end
+/// of learning instead.)
+fn alerts_without_cut(limit: &Limit) -> bool {
+    limit.on_critical.has(Action::Alert) && (limit.report_only || !limit.on_critical.has(Action::Cut))
 }
 
 fn describe(limit: &Limit) -> String {

@@ -1212,6 +1212,45 @@ on_critical = ["alert", "deny"]
     assert_eq!(d.rules, ["acme.tiny"]);
 }
 
+/// A `call_duration` limit that alerts without cutting (no `cut`, or `report_only`): each call
+/// that talks past it raises the alert once, and keeps running.
+#[test]
+fn a_call_duration_limit_without_cut_alerts_once_per_long_call() {
+    for (extra, tail) in [("", ": still running"), ("\nreport_only = true", ": not cut (report only)")] {
+        let cut = if extra.is_empty() { "" } else { ", \"cut\"" };
+        let mut e = engine(&format!(
+            "defaults = false\n[[limit]]\nname = \"acme.longest\"\nmetric = \"call_duration\"\nmax = \"60\"\n\
+             on_critical = [\"alert\"{cut}]{extra}\n"
+        ));
+        let start = t("2026-01-19T10:00:00Z");
+        for (id, at) in [("first", 0), ("second", 30), ("short", 0)] {
+            let (d, _) = attempt(&mut e, id, "210", "0201234567", start + SignedDuration::from_secs(at));
+            assert!(d.allowed && d.max_duration_s.is_none(), "{d:?}");
+            answer(&mut e, id, start + SignedDuration::from_secs(at));
+        }
+        end(&mut e, "short", 59, start + SignedDuration::from_secs(59));
+        let effects = ticks(&mut e, start, start + SignedDuration::from_secs(300));
+        assert!(!effects.iter().any(|(_, x)| matches!(x, Effect::Cut { .. })), "{effects:?}");
+        let alerts: Vec<_> = effects
+            .iter()
+            .filter_map(|(at, x)| match x {
+                Effect::Alert(a) => Some((*at, a.call_id.as_str(), a.action, a.severity, a.message.clone())),
+                _ => None,
+            })
+            .collect();
+        let want = |id, s| {
+            (
+                start + SignedDuration::from_secs(s),
+                id,
+                tollguard_engine::AlertAction::Alert,
+                tollguard_engine::Severity::Critical,
+                format!("call duration reached by a call talking for 60 s (limit 60 s){tail}"),
+            )
+        };
+        assert_eq!(alerts, [want("first", 60), want("second", 90)]);
+    }
+}
+
 /// A `call_duration` limit with `alert` and `cut`: the call that talks past it is cut, and the
 /// alert says which call and how long it had talked (a cut with nothing in the alerts would
 /// leave the NOC guessing why a customer's call dropped).
