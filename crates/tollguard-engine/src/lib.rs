@@ -2680,7 +2680,7 @@ impl Engine {
                         call.answered.filter(|_| !call.cut && !call.long_alerted.contains(&li))
                     })
                     .min()
-                    .map(|ans| later(ans, SignedDuration::from_secs(limit.max)).max(now))
+                    .map(|ans| later(ans, SignedDuration::from_secs(long_call_alert_after(limit))).max(now))
             }
             _ => None,
         };
@@ -2845,7 +2845,7 @@ impl Engine {
                 }
             }
             Metric::CallDuration if alerts_without_cut(limit) => {
-                let longest = SignedDuration::from_secs(limit.max);
+                let longest = SignedDuration::from_secs(long_call_alert_after(limit));
                 let over: Vec<u32> = self.states[sid as usize]
                     .running
                     .iter()
@@ -2868,21 +2868,17 @@ impl Engine {
                         describe(limit),
                         limit.show(talk),
                         limit.show(limit.max),
-                        if limit.on_critical.has(Action::Cut) {
+                        if limit.report_only && limit.on_critical.has(Action::Cut) {
                             ": not cut (report only)"
+                        } else if long_call_alert_after(limit) > limit.max {
+                            ": still running past its cap"
                         } else {
                             ": still running"
                         }
                     );
+                    let name = limit.name.clone();
                     let id = self.call_id_of(slot).unwrap_or_default().to_string();
-                    let mut al = self.alert(
-                        acct,
-                        &ext,
-                        now,
-                        &id,
-                        Severity::Critical,
-                        &self.policy.limits[li as usize].name.clone(),
-                    );
+                    let mut al = self.alert(acct, &ext, now, &id, Severity::Critical, &name);
                     al.action = AlertAction::Alert;
                     al.message = msg;
                     out.push(Effect::Alert(al));
@@ -3008,6 +3004,14 @@ fn window_text(limit: &Limit) -> String {
 /// of learning instead.)
 fn alerts_without_cut(limit: &Limit) -> bool {
     limit.on_critical.has(Action::Alert) && (limit.report_only || !limit.on_critical.has(Action::Cut))
+}
+
+/// Talk time, seconds, at which a call raises the alert of a limit that [`alerts_without_cut`]:
+/// its `max`, or just past the cap's slack when the limit caps calls at `max` (a call the switch
+/// ends at its cap is not reported; one still talking after it is).
+fn long_call_alert_after(limit: &Limit) -> i64 {
+    let capped = !limit.report_only && limit.on_critical.has(Action::Cap);
+    limit.max.saturating_add(if capped { CAP_SLACK_S as i64 + 1 } else { 0 })
 }
 
 fn describe(limit: &Limit) -> String {

@@ -1248,7 +1248,61 @@ fn a_call_duration_limit_without_cut_alerts_once_per_long_call() {
             )
         };
         assert_eq!(alerts, [want("first", 60), want("second", 90)]);
+        assert_eq!(e.next_deadline(), None, "alerted calls are not looked at again");
+        // A call in a slot an alerted call left raises the alert in its turn.
+        let later = start + SignedDuration::from_secs(400);
+        end(&mut e, "first", 400, later);
+        let (d, _) = attempt(&mut e, "third", "210", "0201234567", later);
+        assert!(d.allowed, "{d:?}");
+        answer(&mut e, "third", later);
+        let effects = ticks(&mut e, later, later + SignedDuration::from_secs(100));
+        let alerted: Vec<_> = effects
+            .iter()
+            .filter_map(|(at, x)| match x {
+                Effect::Alert(a) => Some((*at, a.call_id.as_str())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(alerted, [(later + SignedDuration::from_secs(60), "third")]);
     }
+}
+
+/// With `cap` as well, calls are given the limit as their cap: one the switch ends at its cap
+/// raises nothing (a tick may come before its end), one still talking past it raises the alert.
+#[test]
+fn a_call_duration_limit_with_cap_alerts_on_calls_past_their_cap() {
+    let mut e = engine(
+        "defaults = false\n[[limit]]\nname = \"acme.longest\"\nmetric = \"call_duration\"\nmax = \"60\"\n\
+         on_critical = [\"alert\", \"cap\"]\n",
+    );
+    let start = t("2026-01-19T10:00:00Z");
+    for id in ["kept", "ignored"] {
+        let (d, _) = attempt(&mut e, id, "210", "0201234567", start);
+        assert_eq!(d.max_duration_s, Some(60), "{d:?}");
+        answer(&mut e, id, start);
+    }
+    let mut effects = ticks(&mut e, start, start + SignedDuration::from_secs(60));
+    end(&mut e, "kept", 60, start + SignedDuration::from_secs(61));
+    effects.extend(ticks(
+        &mut e,
+        start + SignedDuration::from_secs(65),
+        start + SignedDuration::from_secs(120),
+    ));
+    let alerts: Vec<_> = effects
+        .iter()
+        .filter_map(|(at, x)| match x {
+            Effect::Alert(a) => Some((*at, a.call_id.as_str(), a.message.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        alerts,
+        [(
+            start + SignedDuration::from_secs(65),
+            "ignored",
+            "call duration reached by a call talking for 65 s (limit 60 s): still running past its cap"
+        )]
+    );
 }
 
 /// A `call_duration` limit with `alert` and `cut`: the call that talks past it is cut, and the
