@@ -390,6 +390,13 @@ impl CdrStore {
     }
 }
 
+/// A hint to the processor to load the cache line where `r` starts into its cache, ahead of use
+/// (no effect on results).
+#[inline(always)]
+pub fn prefetch_ref<T>(r: &T) {
+    prefetch((r as *const T).cast());
+}
+
 /// A hint to the processor to load the cache line at `p`.
 #[inline(always)]
 fn prefetch(p: *const u8) {
