@@ -129,26 +129,38 @@ fn read_cdrs_reporting(input: &InputArgs, options: &ReadOptions, reported: u64) 
     let mut scratch = Cdr::default();
     for path in &input.cdr {
         let mut reader = tollguard_ingest::open(input.format, path, options)?;
-        loop {
-            match reader.read_to_store(&mut store, &mut scratch) {
-                Ok(true) => {
-                    if store.len() % PROGRESS_EVERY == 0 {
-                        bar.set_position(store.len() as u64);
-                    }
-                }
-                Ok(false) => break,
-                Err(ReadError::Row(bad)) => {
-                    malformed += 1;
-                    if malformed > reported && malformed <= MAX_REPORTED {
-                        bar.suspend(|| eprintln!("warning: skipped malformed row: {bad}"));
-                    }
-                }
-                Err(e) => return Err(e.into()),
+        while read_record(&mut *reader, &mut store, &mut scratch, (&mut malformed, reported), &bar)? {
+            if store.len() % PROGRESS_EVERY == 0 {
+                bar.set_position(store.len() as u64);
             }
         }
     }
     bar.finish_and_clear();
     Ok((store, malformed))
+}
+
+/// Reads `reader`'s next record onto `store`; false at the end of its input. Malformed rows are
+/// skipped and counted in `malformed`, and reported after the first `quiet` of them (reported
+/// already), up to [`MAX_REPORTED`].
+fn read_record(
+    reader: &mut dyn tollguard_ingest::CdrReader,
+    store: &mut CdrStore,
+    scratch: &mut Cdr,
+    (malformed, quiet): (&mut u64, u64),
+    bar: &ProgressBar,
+) -> Result<bool> {
+    loop {
+        match reader.read_to_store(store, scratch) {
+            Ok(read) => return Ok(read),
+            Err(ReadError::Row(bad)) => {
+                *malformed += 1;
+                if *malformed > quiet && *malformed <= MAX_REPORTED {
+                    bar.suspend(|| eprintln!("warning: skipped malformed row: {bad}"));
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Records read between updates of the progress bar.
@@ -378,11 +390,7 @@ impl Heap {
 
 impl Queue {
     fn key(&self, t: Timestamp, kind: Kind, pos: u32) -> u128 {
-        // Nanoseconds counted forward (jiff gives a negative fraction before 1970).
-        let (mut sec, mut ns) = (t.as_second(), t.subsec_nanosecond());
-        if ns < 0 {
-            (sec, ns) = (sec - 1, ns + 1_000_000_000);
-        }
+        let (sec, ns) = forward(t);
         let sec = sec.saturating_sub(self.base).max(0) as u64;
         (sec as u128) << 64 | (ns as u128) << 34 | (kind as u128) << 32 | pos as u128
     }
@@ -405,6 +413,17 @@ impl Queue {
             _ => Kind::Attempt,
         };
         (t, kind, k as u32)
+    }
+}
+
+/// Whole seconds and nanoseconds of `t`, both counted forward (jiff gives a negative fraction
+/// before 1970: -1.5 s is second -1 and -500,000,000 ns; here second -2 and 500,000,000 ns).
+fn forward(t: Timestamp) -> (i64, u32) {
+    let (sec, ns) = (t.as_second(), t.subsec_nanosecond());
+    if ns < 0 {
+        (sec - 1, (ns + 1_000_000_000) as u32)
+    } else {
+        (sec, ns as u32)
     }
 }
 
@@ -737,11 +756,9 @@ fn sort_by_start(idx: &mut [u32], cdrs: &CdrStore) {
         return sort_whole_seconds(idx, secs, min, max);
     }
     drop(secs);
-    // Whole seconds and nanoseconds from them, both counted forward (jiff gives a negative
-    // fraction before 1970: -1.5 s is second -1 and -500,000,000 ns).
     let split = |t: Timestamp| {
-        let ns = t.as_nanosecond();
-        (ns.div_euclid(1_000_000_000) as i64, ns.rem_euclid(1_000_000_000) as u64)
+        let (sec, ns) = forward(t);
+        (sec, ns as u64)
     };
     let Some(min) = idx.iter().map(|&i| split(start(i)).0).min() else { return };
     let max = idx.iter().map(|&i| split(start(i)).0).max().unwrap_or(min);
@@ -1027,10 +1044,7 @@ enum Streamed {
 /// Attempts to take, by (start, index in the input): one 128-bit key each, the start's seconds
 /// (shifted to order as unsigned) in the high half, then its nanoseconds, then the index.
 fn pending_key(t: Timestamp, f: u32) -> u128 {
-    let (mut sec, mut ns) = (t.as_second(), t.subsec_nanosecond());
-    if ns < 0 {
-        (sec, ns) = (sec - 1, ns + 1_000_000_000);
-    }
+    let (sec, ns) = forward(t);
     ((sec as u64 ^ 1 << 63) as u128) << 64 | (ns as u128) << 32 | f as u128
 }
 
@@ -1278,19 +1292,7 @@ fn stream(
 
     for input in inputs {
         let (name, mut reader) = input?;
-        loop {
-            match reader.read_to_store(window.tail(), &mut scratch) {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(ReadError::Row(bad)) => {
-                    malformed += 1;
-                    if malformed <= MAX_REPORTED {
-                        bar.suspend(|| eprintln!("warning: skipped malformed row: {bad}"));
-                    }
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            }
+        while read_record(&mut *reader, window.tail(), &mut scratch, (&mut malformed, 0), &bar)? {
             let f = read;
             read = read.checked_add(1).context("more than 4,294,967,295 CDRs")?;
             let t = window.record(f).start();
@@ -1811,6 +1813,22 @@ mod tests {
         (r, out)
     }
 
+    /// Asserts that the streamed replay with `lag_s` goes to the end and gives `want`'s decisions
+    /// and alerts.
+    fn assert_streamed_gives(
+        rater: &Rater,
+        policy: &Policy,
+        calls: &[Cdr],
+        lag_s: i64,
+        want: (&[u8], &[String]),
+    ) {
+        let (r, got) = streamed(rater, policy, calls, lag_s);
+        let Streamed::Done(alerts) = r else { panic!("the calls are in order within {lag_s} s") };
+        assert!(got == want.0, "decisions differ");
+        let got_alerts: Vec<String> = alerts.iter().map(|a| serde_json::to_string(a).unwrap()).collect();
+        assert_eq!(got_alerts, want.1);
+    }
+
     #[test]
     fn streamed_replay_is_the_whole_input_replay() {
         // Four chunks and more, calls cut at 60 s (their first ends stay queued after they are let
@@ -1819,11 +1837,7 @@ mod tests {
         let calls = traffic(7, 3 * CHUNK as usize + 1500, None);
         let (want, want_alerts) = replayed_whole(&rater, &policy, &calls);
         assert!(want_alerts.len() > 1000, "calls are cut: {}", want_alerts.len());
-        let (r, got) = streamed(&rater, &policy, &calls, 4 * 3600);
-        let Streamed::Done(alerts) = r else { panic!("the calls are in order within 4 hours") };
-        assert!(got == want, "decisions differ");
-        let got_alerts: Vec<String> = alerts.iter().map(|a| serde_json::to_string(a).unwrap()).collect();
-        assert_eq!(got_alerts, want_alerts);
+        assert_streamed_gives(&rater, &policy, &calls, 4 * 3600, (&want, &want_alerts));
     }
 
     #[test]
@@ -1833,11 +1847,7 @@ mod tests {
         let (rater, policy) = cutting_setup();
         let calls = traffic(3, 2 * CHUNK as usize + 100, Some(200));
         let (want, want_alerts) = replayed_whole(&rater, &policy, &calls);
-        let (r, got) = streamed(&rater, &policy, &calls, 3600);
-        let Streamed::Done(alerts) = r else { panic!("in order") };
-        assert!(got == want, "decisions differ");
-        let got_alerts: Vec<String> = alerts.iter().map(|a| serde_json::to_string(a).unwrap()).collect();
-        assert_eq!(got_alerts, want_alerts);
+        assert_streamed_gives(&rater, &policy, &calls, 3600, (&want, &want_alerts));
     }
 
     #[test]
@@ -1871,11 +1881,7 @@ mod tests {
         let (want, want_alerts) = replayed_whole(&rater, &policy, &calls);
         let last = String::from_utf8(want.clone()).unwrap().lines().last().unwrap().to_string();
         assert!(last.contains("\"call_id\":\"early\",\"allowed\":true,\"max_duration_s\":60,"), "{last}");
-        let (r, got) = streamed(&rater, &policy, &calls, LAG_S);
-        let Streamed::Done(alerts) = r else { panic!("100 s late, within the day") };
-        assert!(got == want, "decisions differ");
-        let got_alerts: Vec<String> = alerts.iter().map(|a| serde_json::to_string(a).unwrap()).collect();
-        assert_eq!(got_alerts, want_alerts);
+        assert_streamed_gives(&rater, &policy, &calls, LAG_S, (&want, &want_alerts));
     }
 
     #[test]
