@@ -550,18 +550,36 @@ fn replay_output_is_the_same_every_run() {
     assert_eq!(replay(&args), replay(&args));
 }
 
+/// Three weeks of 20 simulated accounts from `start`, every scenario in them, in a fresh
+/// temporary folder: its path.
+fn simulated(name: &str, seed: u64, start: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tollguard-{name}-{}-{seed}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (seed, d) = (seed.to_string(), dir.to_str().unwrap());
+    let out = run(&[
+        "simulate",
+        "--seed",
+        &seed,
+        "--accounts",
+        "20",
+        "--days",
+        "21",
+        "--start",
+        start,
+        "--out-dir",
+        d,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    dir
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig { cases: 3, failure_persistence: None, ..Default::default() })]
     /// On simulated traffic with every fraud scenario, replay gives the same decisions and
     /// alerts, byte for byte, on every run and for every number of threads.
     #[test]
     fn replay_is_the_same_every_run_and_for_any_number_of_threads(seed in 0u64..10_000, threads in 2usize..5) {
-        let dir = std::env::temp_dir().join(format!("tollguard-threads-{}-{seed}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let d = dir.to_str().unwrap();
-        let seed_s = seed.to_string();
-        let out = run(&["simulate", "--seed", &seed_s, "--accounts", "20", "--days", "21", "--start", "2026-01-12", "--out-dir", d]);
-        proptest::prop_assert!(out.status.success(), "{}", text(&out.stderr));
+        let dir = simulated("threads", seed, "2026-01-12");
         let cdr = dir.join("Master.csv");
         let cfg = dir.join("tollguard.toml");
         let th = threads.to_string();
@@ -586,23 +604,7 @@ proptest::proptest! {
 /// always reads whole); a malformed row is reported once all the same.
 #[test]
 fn replay_of_a_file_out_of_order_reads_it_whole() {
-    let dir = std::env::temp_dir().join(format!("tollguard-late-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let d = dir.to_str().unwrap();
-    let out = run(&[
-        "simulate",
-        "--seed",
-        "3",
-        "--accounts",
-        "20",
-        "--days",
-        "21",
-        "--start",
-        "2026-01-12",
-        "--out-dir",
-        d,
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dir = simulated("late", 3, "2026-01-12");
     let csv = std::fs::read_to_string(dir.join("Master.csv")).unwrap();
     let mut lines: Vec<&str> = csv.lines().collect();
     // The first call (Monday night) written last, after three weeks of calls; a bad row second.
@@ -699,23 +701,8 @@ fn replay_of_a_missing_file_leaves_the_old_output() {
 
 #[test]
 fn scorecard_on_a_small_simulated_month_meets_the_targets() {
-    let dir = std::env::temp_dir().join(format!("tollguard-sim-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = simulated("sim", 5, "2026-01-05");
     let d = dir.to_str().unwrap();
-    let out = run(&[
-        "simulate",
-        "--seed",
-        "5",
-        "--accounts",
-        "20",
-        "--days",
-        "21",
-        "--start",
-        "2026-01-05",
-        "--out-dir",
-        d,
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
     let out = run(&["evaluate", "--dir", d]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let report = text(&out.stdout);
