@@ -10,15 +10,115 @@ use axum::Json;
 use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::sync::Arc;
-use tollguard_store::{Batch, Result as StoreResult};
+use tollguard_store::{Batch, Result as StoreResult, Store};
 
 fn time(ns: i64) -> String {
     Timestamp::from_nanosecond(ns as i128).map(|t| t.to_string()).unwrap_or_default()
 }
 
+/// The open (or acknowledged) incident of each account that has one, as the writer thread keeps
+/// it: read from the store once, changed in memory as alerts, denials, blocks, cuts and charges
+/// join it, and written once per transaction ([`Incidents::write`]) with the last of its changes.
+/// An account under attack has many calls in each transaction; its incident row is read and
+/// parsed never and written once, instead of read, parsed and written for each call.
+///
+/// A transaction that fails leaves the memory ahead of the store: [`Incidents::rolled_back`]
+/// reads it all again before the next one.
+pub(crate) struct Incidents {
+    active: HashMap<String, Active>,
+    /// Changed in the transaction under way, not written yet.
+    dirty: Vec<String>,
+    /// Changed by a transaction that failed: to be read again from the store.
+    stale: bool,
+}
+
+struct Active {
+    id: i64,
+    data: Value,
+    updated_ns: i64,
+    dirty: bool,
+}
+
+impl Incidents {
+    /// The open and acknowledged incidents in the store (the newest, for an account with
+    /// several); none when the store cannot be read (said on stderr).
+    pub(crate) fn load(store: &Store) -> Incidents {
+        let mut i = Incidents { active: HashMap::new(), dirty: vec![], stale: true };
+        i.reload(store);
+        i
+    }
+
+    fn reload(&mut self, store: &Store) {
+        self.active.clear();
+        self.dirty.clear();
+        let mut rows = vec![];
+        for state in ["open", "acknowledged"] {
+            match store.incidents(None, Some(state), u32::MAX) {
+                Ok(r) => rows.extend(r),
+                Err(e) => {
+                    eprintln!("error: reading the open incidents: {e}; trying again with the next write");
+                    return;
+                }
+            }
+        }
+        rows.sort_by_key(|r| r.id);
+        for r in rows {
+            let data = serde_json::from_str(&r.data).unwrap_or_default();
+            self.active.insert(r.account, Active { id: r.id, data, updated_ns: r.updated_ns, dirty: false });
+        }
+        self.stale = false;
+    }
+
+    /// Before a transaction: what a failed one changed in memory is read again from the store.
+    pub(crate) fn begin(&mut self, store: &Store) {
+        if self.stale {
+            self.reload(store);
+        }
+    }
+
+    /// Whether the account has an open or acknowledged incident.
+    pub(crate) fn contains(&self, account: &str) -> bool {
+        self.active.contains_key(account)
+    }
+
+    /// The account's incident's data, to change at `now_ns` (written by [`Incidents::write`]).
+    fn change(&mut self, account: &str, now_ns: i64) -> Option<&mut Value> {
+        let a = self.active.get_mut(account)?;
+        if !a.dirty {
+            a.dirty = true;
+            self.dirty.push(account.to_string());
+        }
+        a.updated_ns = now_ns;
+        Some(&mut a.data)
+    }
+
+    /// Writes each incident changed since the last write, in the open transaction `b`.
+    pub(crate) fn write(&mut self, b: &mut Batch<'_>) -> StoreResult<()> {
+        for account in std::mem::take(&mut self.dirty) {
+            if let Some(a) = self.active.get_mut(&account) {
+                a.dirty = false;
+                b.update_incident(a.id, a.updated_ns, None, &a.data.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The transaction failed: the memory is read again from the store before the next one.
+    pub(crate) fn rolled_back(&mut self) {
+        self.stale = true;
+    }
+}
+
 /// An alert was stored: it opens the account's incident or joins the one open.
-pub(crate) fn on_alert(b: &mut Batch<'_>, alert_id: i64, alert: &Value, now_ns: i64) -> StoreResult<()> {
+pub(crate) fn on_alert(
+    b: &mut Batch<'_>,
+    incidents: &mut Incidents,
+    alert_id: i64,
+    alert: &Value,
+    now_ns: i64,
+) -> StoreResult<()> {
     let account = alert["account"].as_str().unwrap_or("");
     let entry = json!({
         "id": alert_id, "time": alert["time"], "rule": alert["rule"], "severity": alert["severity"],
@@ -26,7 +126,7 @@ pub(crate) fn on_alert(b: &mut Batch<'_>, alert_id: i64, alert: &Value, now_ns: 
     });
     let critical = alert["severity"] == "critical";
     let cut = alert["action"] == "cut";
-    match b.active_incident(account)? {
+    match incidents.change(account, now_ns) {
         None => {
             let data = json!({
                 "first_suspicious_call": alert["call_id"],
@@ -36,45 +136,47 @@ pub(crate) fn on_alert(b: &mut Batch<'_>, alert_id: i64, alert: &Value, now_ns: 
                 "block": null,
                 "history": [{ "time": time(now_ns), "state": "open", "by": "tollguard", "reason": alert["rule"] }],
             });
-            b.open_incident(account, now_ns, &data.to_string())?;
+            let id = b.open_incident(account, now_ns, &data.to_string())?;
+            incidents
+                .active
+                .insert(account.to_string(), Active { id, data, updated_ns: now_ns, dirty: false });
         }
-        Some((id, data)) => {
-            let mut d: Value = serde_json::from_str(&data).unwrap_or_default();
+        Some(d) => {
             d["last_alert"] = entry;
-            d["alerts"] = json!(d["alerts"].as_i64().unwrap_or(0) + 1);
-            d["critical_alerts"] = json!(d["critical_alerts"].as_i64().unwrap_or(0) + i64::from(critical));
-            d["cut_alerts"] = json!(d["cut_alerts"].as_i64().unwrap_or(0) + i64::from(cut));
+            add(d, "alerts", 1);
+            add(d, "critical_alerts", i64::from(critical));
+            add(d, "cut_alerts", i64::from(cut));
             if d["first_suspicious_call"].as_str().is_none_or(str::is_empty) {
                 d["first_suspicious_call"] = alert["call_id"].clone();
             }
-            b.update_incident(id, now_ns, None, &d.to_string())?;
         }
     }
     Ok(())
 }
 
+/// Adds `n` to the counter `key` of an incident's data.
+fn add(d: &mut Value, key: &str, n: i64) {
+    d[key] = json!(d[key].as_i64().unwrap_or(0) + n);
+}
+
 /// A call was denied: part of the account's incident, if one is open.
-pub(crate) fn on_denial(b: &mut Batch<'_>, account: &str, decision: &Value, now_ns: i64) -> StoreResult<()> {
-    let Some((id, data)) = b.active_incident(account)? else { return Ok(()) };
-    let mut d: Value = serde_json::from_str(&data).unwrap_or_default();
+pub(crate) fn on_denial(incidents: &mut Incidents, account: &str, decision: &Value, now_ns: i64) {
+    let Some(d) = incidents.change(account, now_ns) else { return };
     let entry = json!({ "time": decision["time"], "call_id": decision["call_id"], "to": decision["to"],
                         "rules": decision["rules"] });
     if d["first_denial"].is_null() {
         d["first_denial"] = entry.clone();
     }
     d["last_denial"] = entry;
-    d["denials"] = json!(d["denials"].as_i64().unwrap_or(0) + 1);
-    let rate = decision["rate_per_minute_units"].as_i64().unwrap_or(0);
-    d["refused_rate_units"] = json!(d["refused_rate_units"].as_i64().unwrap_or(0) + rate);
-    b.update_incident(id, now_ns, None, &d.to_string())
+    add(d, "denials", 1);
+    add(d, "refused_rate_units", decision["rate_per_minute_units"].as_i64().unwrap_or(0));
 }
 
 /// A call of the account was charged: its cost adds to the open incident's exposure.
-pub(crate) fn on_charged(b: &mut Batch<'_>, account: &str, units: i64, now_ns: i64) -> StoreResult<()> {
-    let Some((id, data)) = b.active_incident(account)? else { return Ok(()) };
-    let mut d: Value = serde_json::from_str(&data).unwrap_or_default();
-    d["exposure_units"] = json!(d["exposure_units"].as_i64().unwrap_or(0) + units);
-    b.update_incident(id, now_ns, None, &d.to_string())
+pub(crate) fn on_charged(incidents: &mut Incidents, account: &str, units: i64, now_ns: i64) {
+    if let Some(d) = incidents.change(account, now_ns) {
+        add(d, "exposure_units", units);
+    }
 }
 
 fn money(units: i64) -> String {
@@ -82,37 +184,37 @@ fn money(units: i64) -> String {
 }
 
 /// tollguard blocked the account: the first block goes on the timeline.
-pub(crate) fn on_block(b: &mut Batch<'_>, account: &str, details: &Value, now_ns: i64) -> StoreResult<()> {
-    let Some((id, data)) = b.active_incident(account)? else { return Ok(()) };
-    let mut d: Value = serde_json::from_str(&data).unwrap_or_default();
-    if d["block"].is_null() {
-        d["block"] = json!({ "time": time(now_ns), "rule": details["rule"], "until": details["until"] });
-        b.update_incident(id, now_ns, None, &d.to_string())?;
+pub(crate) fn on_block(incidents: &mut Incidents, account: &str, details: &Value, now_ns: i64) {
+    let Some(a) = incidents.active.get(account) else { return };
+    if a.data["block"].is_null() {
+        if let Some(d) = incidents.change(account, now_ns) {
+            d["block"] = json!({ "time": time(now_ns), "rule": details["rule"], "until": details["until"] });
+        }
     }
-    Ok(())
 }
 
 /// tollguard cut one of the account's running calls: counted, the first on the timeline.
-pub(crate) fn on_cut(b: &mut Batch<'_>, account: &str, details: &Value, now_ns: i64) -> StoreResult<()> {
-    let Some((id, data)) = b.active_incident(account)? else { return Ok(()) };
-    let mut d: Value = serde_json::from_str(&data).unwrap_or_default();
+pub(crate) fn on_cut(incidents: &mut Incidents, account: &str, details: &Value, now_ns: i64) {
+    let Some(d) = incidents.change(account, now_ns) else { return };
     if d["first_cut"].is_null() {
         d["first_cut"] =
             json!({ "time": time(now_ns), "call_id": details["call_id"], "rule": details["rule"] });
     }
-    d["calls_cut"] = json!(d["calls_cut"].as_i64().unwrap_or(0) + 1);
-    b.update_incident(id, now_ns, None, &d.to_string())
+    add(d, "calls_cut", 1);
 }
 
 /// An operator's (or the customer's) step: acknowledge, resolve, or mark a false positive.
 pub(crate) fn change(
     b: &mut Batch<'_>,
+    incidents: &mut Incidents,
     id: i64,
     to: &'static str,
     by: &str,
     reason: &str,
     now_ns: i64,
 ) -> StoreResult<Result<String, String>> {
+    // The store's row is current once what changed in memory is written.
+    incidents.write(b)?;
     let Some((account, state, data)) = b.incident_data(id)? else {
         return Ok(Err(format!("no incident {id}")));
     };
@@ -135,6 +237,15 @@ pub(crate) fn change(
         &account,
         &json!({ "incident": id, "state": to, "reason": reason }).to_string(),
     )?;
+    if incidents.active.get(&account).is_some_and(|a| a.id == id) {
+        if to == "acknowledged" {
+            incidents
+                .active
+                .insert(account.clone(), Active { id, data: d, updated_ns: now_ns, dirty: false });
+        } else {
+            incidents.active.remove(&account);
+        }
+    }
     Ok(Ok(account))
 }
 

@@ -608,14 +608,7 @@ fn write_loop(
     retry_for: Duration,
 ) {
     let time_now_ns = || ns(clock.now());
-    let mut active = ActiveAccounts {
-        set: ["open", "acknowledged"]
-            .iter()
-            .flat_map(|st| store.incidents(None, Some(st), u32::MAX).unwrap_or_default())
-            .map(|i| i.account)
-            .collect(),
-        undo: vec![],
-    };
+    let mut incidents = incident::Incidents::load(&store);
     let mut stop = false;
     let mut behind = false;
     // Since when writes the database could not take now have been failing (none since).
@@ -638,12 +631,17 @@ fn write_loop(
         }
         behind = batch.len() == 4096;
         let mut acks = vec![];
+        incidents.begin(&store);
         let together = store.batch(|b| {
-            batch.iter().map(|w| store_write(b, w, &mut active, &time_now_ns)).collect::<Result<Vec<_>, _>>()
+            let stored = batch
+                .iter()
+                .map(|w| store_write(b, w, &mut incidents, &time_now_ns))
+                .collect::<Result<Vec<_>, _>>()?;
+            incidents.write(b)?;
+            Ok(stored)
         });
         match together {
             Ok(stored) => {
-                active.committed();
                 failing_since = None;
                 health.failing.store(false, Ordering::Relaxed);
                 for (w, out) in batch.into_iter().zip(stored) {
@@ -651,7 +649,7 @@ fn write_loop(
                 }
             }
             Err(e) => {
-                active.rolled_back();
+                incidents.rolled_back();
                 health.batches_failed.fetch_add(1, Ordering::Relaxed);
                 let n = batch.iter().filter(|w| !matches!(w, Write::Flush(_) | Write::Shutdown)).count();
                 eprintln!("error: storing {n} writes together: {e}; storing them one at a time");
@@ -665,7 +663,7 @@ fn write_loop(
                         let r = store_alone(
                             &mut store,
                             &w,
-                            &mut active,
+                            &mut incidents,
                             &time_now_ns,
                             (retry_for, &mut failing_since, &health.failing),
                         );
@@ -706,69 +704,32 @@ enum Stored {
     Alert(FeedItem),
 }
 
-/// Accounts with an open or acknowledged incident (only their calls touch the incidents table),
-/// and what the transaction under way changed in the set, to undo if it fails.
-struct ActiveAccounts {
-    set: std::collections::HashSet<String>,
-    /// (account, whether it was added).
-    undo: Vec<(String, bool)>,
-}
-
-impl ActiveAccounts {
-    fn contains(&self, account: &str) -> bool {
-        self.set.contains(account)
-    }
-
-    fn insert(&mut self, account: &str) {
-        if !self.set.contains(account) {
-            self.set.insert(account.to_string());
-            self.undo.push((account.to_string(), true));
-        }
-    }
-
-    fn remove(&mut self, account: &str) {
-        if self.set.remove(account) {
-            self.undo.push((account.to_string(), false));
-        }
-    }
-
-    fn committed(&mut self) {
-        self.undo.clear();
-    }
-
-    fn rolled_back(&mut self) {
-        while let Some((account, added)) = self.undo.pop() {
-            if added {
-                self.set.remove(&account);
-            } else {
-                self.set.insert(account);
-            }
-        }
-    }
-}
-
 /// Stores one write in its own transaction, trying again while the database cannot write now and
 /// has been failing less than `retry_for` (see [`write_loop`]); `failing` is set while it waits to
 /// try again. On failure: why, and whether the store has been failing too long.
 fn store_alone(
     store: &mut Store,
     w: &Write,
-    active: &mut ActiveAccounts,
+    incidents: &mut incident::Incidents,
     time_now_ns: &dyn Fn() -> i64,
     (retry_for, failing_since, failing): (Duration, &mut Option<std::time::Instant>, &AtomicBool),
 ) -> Result<Stored, (String, bool)> {
     let mut wait = Duration::from_millis(50);
     loop {
-        let r = store.batch(|b| store_write(b, w, active, time_now_ns));
+        incidents.begin(store);
+        let r = store.batch(|b| {
+            let out = store_write(b, w, incidents, time_now_ns)?;
+            incidents.write(b)?;
+            Ok(out)
+        });
         failing.store(false, Ordering::Relaxed);
         match r {
             Ok(out) => {
-                active.committed();
                 *failing_since = None;
                 return Ok(out);
             }
             Err(e) => {
-                active.rolled_back();
+                incidents.rolled_back();
                 if !e.is_transient() {
                     return Err((e.to_string(), false));
                 }
@@ -797,7 +758,7 @@ fn lose(w: &Write, health: &StoreHealth, why: &str) -> String {
 fn store_write(
     b: &mut tollguard_store::Batch<'_>,
     w: &Write,
-    active: &mut ActiveAccounts,
+    incidents: &mut incident::Incidents,
     time_now_ns: &dyn Fn() -> i64,
 ) -> tollguard_store::Result<Stored> {
     match w {
@@ -807,16 +768,15 @@ fn store_write(
         Write::Authorized { time_ns, attempt, call_id, account, decision } => {
             b.append_event(*time_ns, "attempt", attempt)?;
             b.put_decision(call_id, account, *time_ns, decision)?;
-            if active.contains(account) && decision.contains("\"allow\":false") {
+            if incidents.contains(account) && decision.contains("\"allow\":false") {
                 let d: serde_json::Value = serde_json::from_str(decision).unwrap_or_default();
-                incident::on_denial(b, account, &d, *time_ns)?;
+                incident::on_denial(incidents, account, &d, *time_ns);
             }
         }
         Write::Alert { account, json, targets } => {
             let id = b.add_alert(account, json)?;
             let alert: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
-            incident::on_alert(b, id, &alert, time_now_ns())?;
-            active.insert(account);
+            incident::on_alert(b, incidents, id, &alert, time_now_ns())?;
             if !targets.is_empty() {
                 let mut v = alert.clone();
                 v["id"] = json!(id);
@@ -835,26 +795,18 @@ fn store_write(
         Write::Tried { id, ok, error, next_ns, dead } => b.outbox_tried(*id, *ok, error, *next_ns, *dead)?,
         Write::Audit { time_ns, actor, action, account, details } => {
             b.audit(*time_ns, actor, action, account, details)?;
-            if actor == "tollguard" && matches!(*action, "block" | "cut") && active.contains(account) {
+            if actor == "tollguard" && matches!(*action, "block" | "cut") && incidents.contains(account) {
                 let d: serde_json::Value = serde_json::from_str(details).unwrap_or_default();
                 if *action == "block" {
-                    incident::on_block(b, account, &d, *time_ns)?;
+                    incident::on_block(incidents, account, &d, *time_ns);
                 } else {
-                    incident::on_cut(b, account, &d, *time_ns)?;
+                    incident::on_cut(incidents, account, &d, *time_ns);
                 }
             }
         }
-        Write::Charged { account, units } => {
-            if active.contains(account) {
-                incident::on_charged(b, account, *units, time_now_ns())?
-            }
-        }
+        Write::Charged { account, units } => incident::on_charged(incidents, account, *units, time_now_ns()),
         Write::IncidentStep { id, to, by, reason, .. } => {
-            let r = incident::change(b, *id, to, by, reason, time_now_ns())?;
-            if let (Ok(account), "resolved" | "false_positive") = (&r, *to) {
-                active.remove(account);
-            }
-            return Ok(Stored::Step(r));
+            return Ok(Stored::Step(incident::change(b, incidents, *id, to, by, reason, time_now_ns())?));
         }
         Write::Records { time_ns, records, checkpoint, .. } => {
             let mut new = Vec::with_capacity(records.len());
@@ -2192,6 +2144,45 @@ mod tests {
         let incident = Store::open(&db).unwrap().incident(id).unwrap().unwrap();
         assert_eq!(incident.state, "resolved");
         assert!(incident.data.contains(r#""denials":1"#), "{}", incident.data);
+    }
+
+    #[test]
+    fn an_incident_changed_many_times_in_one_batch_keeps_every_change() {
+        // The writer keeps the incident in memory and writes it once per transaction: what an
+        // operator's step in the middle of the batch writes must not be lost, nor what came
+        // before or after it.
+        let db = temp_db("incident-batch");
+        let mut store = Store::open(&db).unwrap();
+        let id = store.batch(|b| b.open_incident("acct1", 1, r#"{"history":[]}"#)).unwrap();
+        let denied = |call_id: &str, time_ns: i64| Write::Authorized {
+            time_ns,
+            attempt: "{}".into(),
+            call_id: call_id.into(),
+            account: "acct1".into(),
+            decision: format!(
+                r#"{{"call_id":"{call_id}","allow":false,"rules":["x"],"rate_per_minute_units":7}}"#
+            ),
+        };
+        let charged = |units| Write::Charged { account: "acct1".into(), units };
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let ack =
+            Write::IncidentStep { id, to: "acknowledged", by: "noc".into(), reason: "seen".into(), done };
+        let (health, _) =
+            run_writer(store, vec![denied("c-1", 2), charged(100), ack, denied("c-2", 3), charged(50)]);
+        assert_eq!(health.writes_lost.load(Ordering::Relaxed), 0);
+        assert_eq!(answer.blocking_recv().unwrap(), Ok(Ok("acct1".to_string())));
+        let incident = Store::open(&db).unwrap().incident(id).unwrap().unwrap();
+        assert_eq!(incident.state, "acknowledged");
+        let d: serde_json::Value = serde_json::from_str(&incident.data).unwrap();
+        assert_eq!(d["denials"], 2, "{d}");
+        assert_eq!(d["refused_rate_units"], 14, "{d}");
+        assert_eq!(d["exposure_units"], 150, "{d}");
+        assert_eq!(
+            (d["first_denial"]["call_id"].as_str(), d["last_denial"]["call_id"].as_str()),
+            (Some("c-1"), Some("c-2"))
+        );
+        assert_eq!(d["history"][0]["state"], "acknowledged", "{d}");
+        assert!(incident.updated_ns > 3, "the last change's time: {}", incident.updated_ns);
     }
 
     #[test]

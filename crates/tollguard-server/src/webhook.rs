@@ -43,7 +43,7 @@ pub fn signature(secret: &str, timestamp: i64, body: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(format!("{timestamp}.{body}").as_bytes());
     let bytes = mac.finalize().into_bytes();
-    format!("sha256={}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!("sha256={}", crate::auth::hex(&bytes))
 }
 
 /// The wait before try `n + 1` after `n` failed tries: 2^n seconds, at most an hour.

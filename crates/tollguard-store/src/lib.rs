@@ -586,24 +586,13 @@ impl Batch<'_> {
         Ok(())
     }
 
-    /// The account's incident that is open or acknowledged, if any: (id, data).
-    pub fn active_incident(&mut self, account: &str) -> Result<Option<(i64, String)>> {
-        self.tx
-            .prepare_cached(
-                "SELECT id, data FROM incidents WHERE account = ?1 AND state IN ('open', 'acknowledged')
-                 ORDER BY id DESC LIMIT 1",
-            )
-            .and_then(|mut s| s.query_row([account], |r| Ok((r.get(0)?, r.get(1)?))).optional())
-            .map_err(|e| self.err(e))
-    }
-
     /// Opens an incident; returns its id.
     pub fn open_incident(&mut self, account: &str, now_ns: i64, data: &str) -> Result<i64> {
         self.tx
-            .execute(
+            .prepare_cached(
                 "INSERT INTO incidents (account, state, opened_ns, updated_ns, data) VALUES (?1, 'open', ?2, ?2, ?3)",
-                params![account, now_ns, data],
             )
+            .and_then(|mut s| s.execute(params![account, now_ns, data]))
             .map_err(|e| self.err(e))?;
         Ok(self.tx.last_insert_rowid())
     }
@@ -611,10 +600,10 @@ impl Batch<'_> {
     /// Updates an incident's timeline (and state, when given).
     pub fn update_incident(&mut self, id: i64, now_ns: i64, state: Option<&str>, data: &str) -> Result<()> {
         self.tx
-            .execute(
+            .prepare_cached(
                 "UPDATE incidents SET updated_ns = ?2, state = COALESCE(?3, state), data = ?4 WHERE id = ?1",
-                params![id, now_ns, state, data],
             )
+            .and_then(|mut s| s.execute(params![id, now_ns, state, data]))
             .map_err(|e| self.err(e))?;
         Ok(())
     }
@@ -648,11 +637,11 @@ impl Batch<'_> {
     /// Sets a checkpoint.
     pub fn set_checkpoint(&mut self, source: &str, value: &str) -> Result<()> {
         self.tx
-            .execute(
+            .prepare_cached(
                 "INSERT INTO checkpoints (source, value) VALUES (?1, ?2)
                  ON CONFLICT(source) DO UPDATE SET value = excluded.value",
-                params![source, value],
             )
+            .and_then(|mut s| s.execute(params![source, value]))
             .map_err(|e| self.err(e))?;
         Ok(())
     }
