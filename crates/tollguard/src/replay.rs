@@ -909,17 +909,16 @@ fn finish(
     mut summary: Summary,
     alerts: Vec<tollguard_engine::Alert>,
 ) -> Result<ExitCode> {
-    if let Some(mut d) = decisions {
-        d.w.flush().with_context(|| format!("cannot write {}", d.path.display()))?;
-    }
     if let Some(p) = &args.alerts_out {
-        let mut w = BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
-        );
+        let mut out = Output::create(p)?;
         for a in &alerts {
-            writeln!(w, "{}", serde_json::to_string(a)?)?;
+            writeln!(out.w, "{}", serde_json::to_string(a)?)
+                .with_context(|| format!("cannot write {}", p.display()))?;
         }
-        w.flush()?;
+        out.commit()?;
+    }
+    if let Some(d) = decisions {
+        d.commit()?;
     }
     for a in &alerts {
         match a.severity {
@@ -932,20 +931,43 @@ fn finish(
     Ok(ExitCode::SUCCESS)
 }
 
-/// decisions.jsonl as it is written.
+/// An output file (decisions.jsonl, alerts.jsonl) as it is written. A regular file, or one that
+/// does not exist yet, is written whole or not at all: into a temporary file beside it, renamed
+/// over it by [`Output::commit`], so a replay that fails half way (an input that cannot be read
+/// any further, a full disk) leaves the old file as it was, and never a file that looks complete.
+/// Anything else (a pipe, a FIFO, /dev/stdout, /dev/null, a symbolic link) is written directly.
 struct Output {
     path: PathBuf,
     w: BufWriter<std::fs::File>,
+    /// The temporary file, removed if the output is dropped before it is committed.
+    temp: Option<tempfile::TempPath>,
     /// What was written can be taken back: a regular file (emptied), or /dev/null.
     rewindable: bool,
 }
 
 impl Output {
     fn create(p: &std::path::Path) -> Result<Output> {
-        let f = std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?;
+        let ctx = || format!("cannot create {}", p.display());
+        let whole = std::fs::symlink_metadata(p).map_or(true, |m| m.is_file());
+        let (f, temp) = match (whole, p.file_name()) {
+            (true, Some(name)) => {
+                let dir =
+                    p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+                let mut prefix = std::ffi::OsString::from(".");
+                prefix.push(name);
+                prefix.push(".");
+                let mut b = tempfile::Builder::new();
+                b.prefix(&prefix).suffix(".partial");
+                #[cfg(unix)]
+                b.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+                let (f, path) = b.tempfile_in(dir).with_context(ctx)?.into_parts();
+                (f, Some(path))
+            }
+            _ => (std::fs::File::create(p).with_context(ctx)?, None),
+        };
         let meta = f.metadata().with_context(|| format!("cannot read {}", p.display()))?;
         let rewindable = meta.is_file() || is_dev_null(&meta);
-        Ok(Output { path: p.to_path_buf(), w: BufWriter::new(f), rewindable })
+        Ok(Output { path: p.to_path_buf(), w: BufWriter::new(f), temp, rewindable })
     }
 
     /// Takes back what was written: the file is empty again.
@@ -957,6 +979,16 @@ impl Output {
         if f.metadata().with_context(ctx)?.is_file() {
             f.set_len(0).with_context(ctx)?;
             f.rewind().with_context(ctx)?;
+        }
+        Ok(())
+    }
+
+    /// Everything is written: the file takes its place.
+    fn commit(mut self) -> Result<()> {
+        let ctx = || format!("cannot write {}", self.path.display());
+        self.w.flush().with_context(ctx)?;
+        if let Some(temp) = self.temp.take() {
+            temp.persist(&self.path).with_context(ctx)?;
         }
         Ok(())
     }

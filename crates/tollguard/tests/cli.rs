@@ -700,6 +700,71 @@ fn replay_of_a_missing_file_leaves_the_old_output() {
 }
 
 #[test]
+fn replay_that_fails_half_way_leaves_the_old_outputs() {
+    // /proc/self/mem opens as a regular file and fails at the first read (nothing is mapped at
+    // address 0): an input that cannot be read any further, after the first input was replayed.
+    if !std::path::Path::new("/proc/self/mem").exists() {
+        eprintln!("skipped: no /proc/self/mem here to stand for an input that fails half way");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("tollguard-half-way-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (dec, alerts) = (dir.join("decisions.jsonl"), dir.join("alerts.jsonl"));
+    std::fs::write(&dec, "last month's decisions\n").unwrap();
+    std::fs::write(&alerts, "last month's alerts\n").unwrap();
+    let cdr = root().join("examples/quickstart/Master.csv");
+    let d = deck();
+    let replay = |second: &str| {
+        run(&[
+            "replay",
+            "--cdr",
+            cdr.to_str().unwrap(),
+            "--cdr",
+            second,
+            "--format",
+            "asterisk",
+            "--rates",
+            &d,
+            "--decisions-out",
+            dec.to_str().unwrap(),
+            "--alerts-out",
+            alerts.to_str().unwrap(),
+        ])
+    };
+    let out = replay("/proc/self/mem");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).starts_with("error: /proc/self/mem: "), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&dec).unwrap(), "last month's decisions\n");
+    assert_eq!(std::fs::read_to_string(&alerts).unwrap(), "last month's alerts\n");
+    let names = |dir: &std::path::Path| {
+        let mut n: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(&dir), ["alerts.jsonl", "decisions.jsonl"], "no temporary file left behind");
+    // A replay that succeeds replaces both, with a file as readable as one created afresh.
+    let out = replay(cdr.to_str().unwrap());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines = std::fs::read_to_string(&dec).unwrap().lines().count();
+    let rows = std::fs::read_to_string(&cdr).unwrap().lines().filter(|l| !l.trim().is_empty()).count();
+    assert_eq!(lines, 2 * rows, "one decision per record of the two inputs");
+    assert_eq!(names(&dir), ["alerts.jsonl", "decisions.jsonl"]);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let created = dir.join("created");
+        std::fs::write(&created, "").unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dec), mode(&created), "decisions.jsonl has the mode of a file created afresh");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn scorecard_on_a_small_simulated_month_meets_the_targets() {
     let dir = simulated("sim", 5, "2026-01-05");
     let d = dir.to_str().unwrap();
