@@ -24,8 +24,8 @@ fn time(ns: i64) -> String {
 /// An account under attack has many calls in each transaction; its incident row is read and
 /// parsed never and written once, instead of read, parsed and written for each call.
 ///
-/// A transaction that fails leaves the memory ahead of the store: [`Incidents::rolled_back`]
-/// reads it all again before the next one.
+/// A transaction that fails leaves the memory ahead of the store: after
+/// [`Incidents::rolled_back`], [`Incidents::begin`] reads it all again before the next one.
 pub(crate) struct Incidents {
     active: HashMap<String, Active>,
     /// Changed in the transaction under way, not written yet.
@@ -42,40 +42,30 @@ struct Active {
 }
 
 impl Incidents {
-    /// The open and acknowledged incidents in the store (the newest, for an account with
-    /// several); none when the store cannot be read (said on stderr).
-    pub(crate) fn load(store: &Store) -> Incidents {
-        let mut i = Incidents { active: HashMap::new(), dirty: vec![], stale: true };
-        i.reload(store);
-        i
+    /// None yet: the open and acknowledged incidents in the store (the newest, for an account
+    /// with several) are read before the first transaction ([`Incidents::begin`]).
+    pub(crate) fn new() -> Incidents {
+        Incidents { active: HashMap::new(), dirty: vec![], stale: true }
     }
 
-    fn reload(&mut self, store: &Store) {
+    /// Before a transaction: the incidents are read from the store if a failed transaction
+    /// (or none yet) left the memory unsure. An error here is the transaction's: it must not go
+    /// ahead without them (an alert would open a second incident, a denial would not count).
+    pub(crate) fn begin(&mut self, store: &Store) -> StoreResult<()> {
+        if !self.stale {
+            return Ok(());
+        }
+        let mut rows = store.incidents(None, Some("open"), u32::MAX)?;
+        rows.extend(store.incidents(None, Some("acknowledged"), u32::MAX)?);
+        rows.sort_by_key(|r| r.id);
         self.active.clear();
         self.dirty.clear();
-        let mut rows = vec![];
-        for state in ["open", "acknowledged"] {
-            match store.incidents(None, Some(state), u32::MAX) {
-                Ok(r) => rows.extend(r),
-                Err(e) => {
-                    eprintln!("error: reading the open incidents: {e}; trying again with the next write");
-                    return;
-                }
-            }
-        }
-        rows.sort_by_key(|r| r.id);
         for r in rows {
             let data = serde_json::from_str(&r.data).unwrap_or_default();
             self.active.insert(r.account, Active { id: r.id, data, updated_ns: r.updated_ns, dirty: false });
         }
         self.stale = false;
-    }
-
-    /// Before a transaction: what a failed one changed in memory is read again from the store.
-    pub(crate) fn begin(&mut self, store: &Store) {
-        if self.stale {
-            self.reload(store);
-        }
+        Ok(())
     }
 
     /// Whether the account has an open or acknowledged incident.
@@ -244,6 +234,12 @@ pub(crate) fn change(
                 .insert(account.clone(), Active { id, data: d, updated_ns: now_ns, dirty: false });
         } else {
             incidents.active.remove(&account);
+            // An older incident of the account still open (there should be none) is the one
+            // its next alerts join, as the store says.
+            if let Some((id, data, updated_ns)) = b.active_incident(&account)? {
+                let data = serde_json::from_str(&data).unwrap_or_default();
+                incidents.active.insert(account.clone(), Active { id, data, updated_ns, dirty: false });
+            }
         }
     }
     Ok(Ok(account))

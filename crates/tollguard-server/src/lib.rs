@@ -610,7 +610,7 @@ fn write_loop(
     retry_for: Duration,
 ) {
     let time_now_ns = || ns(clock.now());
-    let mut incidents = incident::Incidents::load(&store);
+    let mut incidents = incident::Incidents::new();
     let mut stop = false;
     let mut behind = false;
     // Since when writes the database could not take now have been failing (none since).
@@ -633,14 +633,15 @@ fn write_loop(
         }
         behind = batch.len() == 4096;
         let mut acks = vec![];
-        incidents.begin(&store);
-        let together = store.batch(|b| {
-            let stored = batch
-                .iter()
-                .map(|w| store_write(b, w, &mut incidents, &time_now_ns))
-                .collect::<Result<Vec<_>, _>>()?;
-            incidents.write(b)?;
-            Ok(stored)
+        let together = incidents.begin(&store).and_then(|()| {
+            store.batch(|b| {
+                let stored = batch
+                    .iter()
+                    .map(|w| store_write(b, w, &mut incidents, &time_now_ns))
+                    .collect::<Result<Vec<_>, _>>()?;
+                incidents.write(b)?;
+                Ok(stored)
+            })
         });
         match together {
             Ok(stored) => {
@@ -718,11 +719,12 @@ fn store_alone(
 ) -> Result<Stored, (String, bool)> {
     let mut wait = Duration::from_millis(50);
     loop {
-        incidents.begin(store);
-        let r = store.batch(|b| {
-            let out = store_write(b, w, incidents, time_now_ns)?;
-            incidents.write(b)?;
-            Ok(out)
+        let r = incidents.begin(store).and_then(|()| {
+            store.batch(|b| {
+                let out = store_write(b, w, incidents, time_now_ns)?;
+                incidents.write(b)?;
+                Ok(out)
+            })
         });
         failing.store(false, Ordering::Relaxed);
         match r {
@@ -2185,6 +2187,33 @@ mod tests {
         );
         assert_eq!(d["history"][0]["state"], "acknowledged", "{d}");
         assert!(incident.updated_ns > 3, "the last change's time: {}", incident.updated_ns);
+    }
+
+    #[test]
+    fn a_failed_batch_counts_each_change_of_an_incident_once() {
+        // The batch changes the incident in memory, then fails on a refused write; stored again
+        // one write at a time from what the store holds, each denial and charge counts once.
+        let db = temp_db("incident-retry");
+        let mut store = Store::open(&db).unwrap();
+        let id = store.batch(|b| b.open_incident("acct1", 1, "{}")).unwrap();
+        refuse_decision(&db, "c-2");
+        let denied = |call_id: &str| Write::Authorized {
+            time_ns: 2,
+            attempt: "{}".into(),
+            call_id: call_id.into(),
+            account: "acct1".into(),
+            decision: format!(r#"{{"call_id":"{call_id}","allow":false,"rules":["x"]}}"#),
+        };
+        let charged = |units| Write::Charged { account: "acct1".into(), units };
+        let (health, _) = run_writer(
+            store,
+            vec![denied("c-1"), charged(100), authorized("c-2"), denied("c-3"), charged(50)],
+        );
+        assert_eq!(health.batches_failed.load(Ordering::Relaxed), 1);
+        assert_eq!(health.writes_lost.load(Ordering::Relaxed), 1);
+        let d: serde_json::Value =
+            serde_json::from_str(&Store::open(&db).unwrap().incident(id).unwrap().unwrap().data).unwrap();
+        assert_eq!((d["denials"].as_i64(), d["exposure_units"].as_i64()), (Some(2), Some(150)), "{d}");
     }
 
     #[test]

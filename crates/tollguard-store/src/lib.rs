@@ -586,6 +586,17 @@ impl Batch<'_> {
         Ok(())
     }
 
+    /// The account's newest incident that is open or acknowledged, if any: (id, data, updated).
+    pub fn active_incident(&mut self, account: &str) -> Result<Option<(i64, String, i64)>> {
+        self.tx
+            .prepare_cached(
+                "SELECT id, data, updated_ns FROM incidents WHERE account = ?1 AND state IN ('open', 'acknowledged')
+                 ORDER BY id DESC LIMIT 1",
+            )
+            .and_then(|mut s| s.query_row([account], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional())
+            .map_err(|e| self.err(e))
+    }
+
     /// Opens an incident; returns its id.
     pub fn open_incident(&mut self, account: &str, now_ns: i64, data: &str) -> Result<i64> {
         self.tx
