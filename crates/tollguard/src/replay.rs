@@ -852,8 +852,8 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
     // and what is written can be taken back.
     let files = args.input.cdr.iter().all(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file()));
     if args.threads.get() == 1 && files {
-        // An input that cannot be opened fails the run before an output is created (and an old
-        // one emptied); the replay opens each again when it comes to it.
+        // An input that cannot be opened fails the run before an output is created; the replay
+        // opens each again when it comes to it.
         for p in &args.input.cdr {
             tollguard_ingest::open(args.input.format, p, &options)?;
         }
@@ -909,16 +909,21 @@ fn finish(
     mut summary: Summary,
     alerts: Vec<tollguard_engine::Alert>,
 ) -> Result<ExitCode> {
+    let mut outputs: Vec<Output> = decisions.into_iter().collect();
     if let Some(p) = &args.alerts_out {
         let mut out = Output::create(p)?;
         for a in &alerts {
             writeln!(out.w, "{}", serde_json::to_string(a)?)
                 .with_context(|| format!("cannot write {}", p.display()))?;
         }
-        out.commit()?;
+        outputs.push(out);
     }
-    if let Some(d) = decisions {
-        d.commit()?;
+    // Both complete on disk before either takes its place: never new alerts beside old decisions.
+    for o in &mut outputs {
+        o.complete()?;
+    }
+    for o in outputs {
+        o.commit()?;
     }
     for a in &alerts {
         match a.severity {
@@ -932,15 +937,19 @@ fn finish(
 }
 
 /// An output file (decisions.jsonl, alerts.jsonl) as it is written. A regular file, or one that
-/// does not exist yet, is written whole or not at all: into a temporary file beside it, renamed
-/// over it by [`Output::commit`], so a replay that fails half way (an input that cannot be read
-/// any further, a full disk) leaves the old file as it was, and never a file that looks complete.
-/// Anything else (a pipe, a FIFO, /dev/stdout, /dev/null, a symbolic link) is written directly.
+/// does not exist yet, is written whole or not at all: into a temporary file beside it (hidden:
+/// `.NAME.XXXXXX.partial`), renamed over it by [`Output::commit`], so a replay that fails half way
+/// (an input that cannot be read any further, a full disk) leaves the old file as it was, and
+/// never a file that looks complete. A symbolic link's target is replaced the same way; the
+/// file keeps its permissions. Written in place, as before: a pipe, a FIFO, /dev/stdout,
+/// /dev/null, a file with other names (hard links would keep the old contents), and a file in
+/// a folder where no new file can be created.
 struct Output {
     path: PathBuf,
     w: BufWriter<std::fs::File>,
-    /// The temporary file, removed if the output is dropped before it is committed.
-    temp: Option<tempfile::TempPath>,
+    /// The temporary file and where it goes, removed if the output is dropped before it is
+    /// committed.
+    temp: Option<(tempfile::TempPath, PathBuf)>,
     /// What was written can be taken back: a regular file (emptied), or /dev/null.
     rewindable: bool,
 }
@@ -948,26 +957,60 @@ struct Output {
 impl Output {
     fn create(p: &std::path::Path) -> Result<Output> {
         let ctx = || format!("cannot create {}", p.display());
-        let whole = std::fs::symlink_metadata(p).map_or(true, |m| m.is_file());
-        let (f, temp) = match (whole, p.file_name()) {
-            (true, Some(name)) => {
-                let dir =
-                    p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-                let mut prefix = std::ffi::OsString::from(".");
-                prefix.push(name);
-                prefix.push(".");
-                let mut b = tempfile::Builder::new();
-                b.prefix(&prefix).suffix(".partial");
-                #[cfg(unix)]
-                b.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-                let (f, path) = b.tempfile_in(dir).with_context(ctx)?.into_parts();
-                (f, Some(path))
-            }
-            _ => (std::fs::File::create(p).with_context(ctx)?, None),
+        let (f, temp) = match Output::beside(p).with_context(ctx)? {
+            Some((f, temp)) => (f, Some(temp)),
+            None => (std::fs::File::create(p).with_context(ctx)?, None),
         };
         let meta = f.metadata().with_context(|| format!("cannot read {}", p.display()))?;
         let rewindable = meta.is_file() || is_dev_null(&meta);
         Ok(Output { path: p.to_path_buf(), w: BufWriter::new(f), temp, rewindable })
+    }
+
+    /// A temporary file beside the file `p` names, and that file's path; `None` when `p` is to
+    /// be written in place.
+    fn beside(
+        p: &std::path::Path,
+    ) -> std::io::Result<Option<(std::fs::File, (tempfile::TempPath, PathBuf))>> {
+        let target = match std::fs::symlink_metadata(p) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => p.to_path_buf(),
+            Err(e) => return Err(e),
+            Ok(m) if m.is_file() => p.to_path_buf(),
+            Ok(m) if m.file_type().is_symlink() => match std::fs::canonicalize(p) {
+                Ok(t) if std::fs::metadata(&t).is_ok_and(|m| m.is_file()) => t,
+                _ => return Ok(None),
+            },
+            Ok(_) => return Ok(None),
+        };
+        let existing = match std::fs::metadata(&target) {
+            Ok(m) => {
+                // One that may not be written is refused, as writing it in place would be.
+                std::fs::OpenOptions::new().write(true).open(&target)?;
+                #[cfg(unix)]
+                if std::os::unix::fs::MetadataExt::nlink(&m) > 1 {
+                    return Ok(None);
+                }
+                Some(m.permissions())
+            }
+            Err(_) => None,
+        };
+        let Some(name) = target.file_name() else { return Ok(None) };
+        let dir = target.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        let mut prefix = std::ffi::OsString::from(".");
+        prefix.push(name);
+        prefix.push(".");
+        let mut b = tempfile::Builder::new();
+        b.prefix(&prefix).suffix(".partial");
+        #[cfg(unix)]
+        b.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+        let (f, path) = match b.tempfile_in(dir) {
+            Ok(t) => t.into_parts(),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if let Some(permissions) = existing {
+            f.set_permissions(permissions)?;
+        }
+        Ok(Some((f, (path, target))))
     }
 
     /// Takes back what was written: the file is empty again.
@@ -983,12 +1026,20 @@ impl Output {
         Ok(())
     }
 
-    /// Everything is written: the file takes its place.
-    fn commit(mut self) -> Result<()> {
+    /// Everything is written: on disk, to the last byte.
+    fn complete(&mut self) -> Result<()> {
         let ctx = || format!("cannot write {}", self.path.display());
         self.w.flush().with_context(ctx)?;
-        if let Some(temp) = self.temp.take() {
-            temp.persist(&self.path).with_context(ctx)?;
+        if self.temp.is_some() {
+            self.w.get_ref().sync_all().with_context(ctx)?;
+        }
+        Ok(())
+    }
+
+    /// The file takes its place (after [`Output::complete`]).
+    fn commit(mut self) -> Result<()> {
+        if let Some((temp, target)) = self.temp.take() {
+            temp.persist(&target).with_context(|| format!("cannot write {}", self.path.display()))?;
         }
         Ok(())
     }

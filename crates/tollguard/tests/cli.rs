@@ -746,7 +746,13 @@ fn replay_that_fails_half_way_leaves_the_old_outputs() {
         n
     };
     assert_eq!(names(&dir), ["alerts.jsonl", "decisions.jsonl"], "no temporary file left behind");
-    // A replay that succeeds replaces both, with a file as readable as one created afresh.
+    // A replay that succeeds replaces both: decisions.jsonl keeps its own permissions, and
+    // alerts.jsonl, gone meanwhile, is as readable as a file created afresh.
+    #[cfg(unix)]
+    use std::os::unix::fs::PermissionsExt;
+    #[cfg(unix)]
+    std::fs::set_permissions(&dec, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::remove_file(&alerts).unwrap();
     let out = replay(cdr.to_str().unwrap());
     assert!(out.status.success(), "{}", text(&out.stderr));
     let lines = std::fs::read_to_string(&dec).unwrap().lines().count();
@@ -755,11 +761,22 @@ fn replay_that_fails_half_way_leaves_the_old_outputs() {
     assert_eq!(names(&dir), ["alerts.jsonl", "decisions.jsonl"]);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
         let created = dir.join("created");
         std::fs::write(&created, "").unwrap();
         let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&dec), mode(&created), "decisions.jsonl has the mode of a file created afresh");
+        assert_eq!(mode(&dec), 0o600, "decisions.jsonl keeps its permissions");
+        assert_eq!(mode(&alerts), mode(&created), "alerts.jsonl has the mode of a file created afresh");
+        std::fs::remove_file(&created).unwrap();
+        // Through a symbolic link: the file it points to is replaced, the link stays a link.
+        let real = dir.join("real.jsonl");
+        std::fs::write(&real, "old\n").unwrap();
+        std::fs::remove_file(&dec).unwrap();
+        std::os::unix::fs::symlink(&real, &dec).unwrap();
+        let out = replay(cdr.to_str().unwrap());
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(std::fs::symlink_metadata(&dec).unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read_to_string(&real).unwrap().lines().count(), 2 * rows);
+        assert_eq!(names(&dir), ["alerts.jsonl", "decisions.jsonl", "real.jsonl"]);
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
