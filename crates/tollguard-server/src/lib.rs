@@ -36,6 +36,10 @@ pub mod email;
 mod incident;
 mod records;
 pub mod report;
+/// What the integration tests share (a rater, a temporary folder), for the unit tests too.
+#[cfg(test)]
+#[path = "../tests/common/mod.rs"]
+mod test_common;
 pub mod tls;
 mod traffic;
 mod ui;
@@ -167,7 +171,7 @@ type IncidentDone = tokio::sync::oneshot::Sender<Result<Result<String, String>, 
 
 /// A record as the store found it: new or not, and whether its call was allowed by an
 /// authorization (`None`: never authorized).
-type RecordSeen = (bool, Option<bool>);
+pub(crate) type RecordSeen = (bool, Option<bool>);
 
 /// What the writer thread stores.
 enum Write {
@@ -350,9 +354,11 @@ impl Server {
         let store = Store::open(&opts.database)?;
         let mut engine = Engine::new(rater, policy);
         engine.set_record_grace(Some(opts.record_grace));
-        let mut traffic = traffic::Traffic::default();
-        let (rebuilt_events, live) = records::rebuild(&store, &mut engine, &mut traffic)
+        let mut rebuilt = records::Rebuilt::new(engine);
+        rebuilt
+            .read(&store)
             .with_context(|| format!("rebuilding the engine from {}", opts.database.display()))?;
+        let records::Rebuilt { engine, traffic, live, events: rebuilt_events, .. } = rebuilt;
         let mut tails = vec![];
         for t in &opts.tails {
             let from = store
@@ -551,8 +557,11 @@ async fn poll_tails(state: &Arc<AppState>) -> Result<usize> {
     Ok(new)
 }
 
-/// A reload: the engine is rebuilt from the log with the new rater and policy, under the
-/// engine's lock (decisions wait for it; nothing is lost or counted twice).
+/// A reload: a new engine is built from the log with the new rater and policy, on its own
+/// connection to the store, while the old one goes on deciding calls; then, under the engine's
+/// lock (decisions wait for it), it handles what the log got meanwhile and takes the old one's
+/// place. Nothing is lost or counted twice, and calls wait only for the last catch-up, not for
+/// the whole log (hours of it after months of traffic).
 async fn reload(state: &Arc<AppState>) -> Result<u64> {
     let (rater, policy) = {
         let r = state.reloader.lock().expect("reloader lock");
@@ -564,18 +573,40 @@ async fn reload(state: &Arc<AppState>) -> Result<u64> {
     flush(state).await;
     let st = state.clone();
     tokio::task::spawn_blocking(move || -> Result<u64> {
-        let mut core = st.core.lock().expect("engine lock");
+        let store = Store::open(&st.opts.database)?;
         let mut engine = Engine::new(rater, policy);
         engine.set_record_grace(Some(st.opts.record_grace));
-        let reader = st.reader.lock().expect("reader lock");
-        let mut traffic = traffic::Traffic::default();
-        let (n, live) = records::rebuild(&reader, &mut engine, &mut traffic)?;
-        core.engine = engine;
-        core.live = live;
-        core.traffic = traffic;
-        Ok(n)
+        let mut rebuilt = records::Rebuilt::new(engine);
+        // Unhurried, until what came while reading is little.
+        while rebuilt.read(&store)? > RELOAD_CATCH_UP {}
+        flush_blocking(&st);
+        rebuilt.read(&store)?;
+        let mut core = st.core.lock().expect("engine lock");
+        // Everything the old engine handled is in the log once the writer has stored what was
+        // sent before this (each handler sends its event under the engine's lock).
+        flush_blocking(&st);
+        rebuilt.read(&store)?;
+        let old = (
+            std::mem::replace(&mut core.engine, rebuilt.engine),
+            std::mem::replace(&mut core.live, rebuilt.live),
+        );
+        core.traffic = rebuilt.traffic;
+        // The old engine (every account's state) is let go after the lock.
+        drop(core);
+        drop(old);
+        Ok(rebuilt.events)
     })
     .await?
+}
+
+/// Events a reload's last read before taking the engine's lock may leave for the read under it.
+const RELOAD_CATCH_UP: u64 = 1000;
+
+/// [`flush`], for a thread that may block.
+fn flush_blocking(state: &AppState) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    state.send(Write::Flush(tx));
+    let _ = rx.blocking_recv();
 }
 
 async fn flush(state: &AppState) {

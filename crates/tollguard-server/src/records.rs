@@ -140,6 +140,28 @@ pub(crate) async fn intake(
     checkpoint: Option<(String, String)>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let now = s.now();
+    let new = store_records(s, &cdrs, checkpoint, now).await?;
+    apply_records(s, &cdrs, &new, now);
+    let new: Vec<bool> = new.iter().map(|&(fresh, _)| fresh).collect();
+    let fresh = new.iter().filter(|n| **n).count();
+    s.metrics.records_new.fetch_add(fresh as u64, Ordering::Relaxed);
+    s.metrics.records_duplicate.fetch_add((new.len() - fresh) as u64, Ordering::Relaxed);
+    Ok(Json(json!({
+        "received": new.len() + rejected.len(),
+        "new": fresh,
+        "duplicates": new.len() - fresh,
+        "rejected": rejected,
+    })))
+}
+
+/// Stores records received at `now` (with a file tail's checkpoint), each once; answers once
+/// committed.
+async fn store_records(
+    s: &AppState,
+    cdrs: &[Cdr],
+    checkpoint: Option<(String, String)>,
+    now: Timestamp,
+) -> ApiResult<Vec<crate::RecordSeen>> {
     let records: Vec<(String, String, String)> = cdrs
         .iter()
         .map(|c| {
@@ -149,21 +171,25 @@ pub(crate) async fn intake(
         .collect();
     let (tx, rx) = tokio::sync::oneshot::channel();
     s.send(Write::Records { time_ns: ns(now), records, checkpoint, done: tx });
-    let new = rx
-        .await
+    rx.await
         .map_err(|_| ApiError::internal("the store is shutting down"))?
-        .map_err(|e| ApiError::internal(format!("storing records: {e}")))?;
+        .map_err(|e| ApiError::internal(format!("storing records: {e}")))
+}
+
+/// Stored records go to the engine, the new ones. One a reload read from the log before this is
+/// a correction of nothing to the engine (the same call, the same cost): it counts once.
+fn apply_records(s: &AppState, cdrs: &[Cdr], new: &[crate::RecordSeen], now: Timestamp) {
     let mut effects = vec![];
     {
         let mut core = s.core.lock().expect("engine lock");
-        for (c, (fresh, allowed)) in cdrs.iter().zip(&new) {
-            if !*fresh {
+        for (c, &(fresh, allowed)) in cdrs.iter().zip(new) {
+            if !fresh {
                 continue;
             }
-            if !record_counts(&core.engine, c, *allowed, now) {
+            if !record_counts(&core.engine, c, allowed, now) {
                 continue;
             }
-            if *allowed == Some(false) {
+            if allowed == Some(false) {
                 // Denied, and talked all the same: the switch does not act on the answers, so
                 // nothing tollguard decides protects this account. Counted below, and said loudly.
                 let tz = core.engine.rater().account(&c.account).tz.clone();
@@ -187,16 +213,6 @@ pub(crate) async fn intake(
         }
     }
     s.store_effects(&mut effects, now);
-    let new: Vec<bool> = new.iter().map(|(fresh, _)| *fresh).collect();
-    let fresh = new.iter().filter(|n| **n).count();
-    s.metrics.records_new.fetch_add(fresh as u64, Ordering::Relaxed);
-    s.metrics.records_duplicate.fetch_add((new.len() - fresh) as u64, Ordering::Relaxed);
-    Ok(Json(json!({
-        "received": new.len() + rejected.len(),
-        "new": fresh,
-        "duplicates": new.len() - fresh,
-        "rejected": rejected,
-    })))
 }
 
 /// `POST /v1/cdrs`: a JSON array of records (or `{"cdrs": [...]}`), idempotent on the call id.
@@ -312,35 +328,67 @@ fn record_counts(engine: &Engine, c: &Cdr, allowed: Option<bool>, now: Timestamp
     }
 }
 
-/// Handles the whole event log again on a fresh engine (ticks at its deadlines in between);
-/// returns how many events there were and the calls still running at the end. The service's
-/// traffic figures (`traffic`) are rebuilt on the way.
-pub(crate) fn rebuild(
-    store: &Store,
-    engine: &mut Engine,
-    traffic: &mut crate::traffic::Traffic,
-) -> anyhow::Result<(u64, HashMap<String, Live>)> {
-    let mut live: HashMap<String, Live> = HashMap::new();
-    let mut effects = vec![];
-    let mut failed: Option<anyhow::Error> = None;
-    let n = store.for_each_event(|e| {
-        if failed.is_some() {
-            return;
+/// The engine as the event log makes it: a fresh engine handles every event again (ticks at its
+/// deadlines in between), with the calls still running and the service's traffic figures
+/// rebuilt on the way. [`Rebuilt::read`] reads what the log has after what was read before, so a
+/// reload can rebuild at leisure and then catch up under the engine's lock.
+pub(crate) struct Rebuilt {
+    pub engine: Engine,
+    pub traffic: crate::traffic::Traffic,
+    pub live: HashMap<String, Live>,
+    /// The position in the log of the last event handled (0: none).
+    pub through: i64,
+    /// Events handled.
+    pub events: u64,
+    effects: Vec<Effect>,
+}
+
+impl Rebuilt {
+    pub(crate) fn new(engine: Engine) -> Rebuilt {
+        Rebuilt {
+            engine,
+            traffic: crate::traffic::Traffic::default(),
+            live: HashMap::new(),
+            through: 0,
+            events: 0,
+            effects: vec![],
         }
+    }
+
+    /// Handles the events the log has after [`Rebuilt::through`]; returns how many.
+    pub(crate) fn read(&mut self, store: &Store) -> anyhow::Result<u64> {
+        let mut failed: Option<anyhow::Error> = None;
+        let n = store.for_each_event_after(self.through, |e| {
+            if failed.is_none() {
+                let seq = e.seq;
+                match self.handle(store, e) {
+                    Ok(()) => self.through = seq,
+                    Err(err) => failed = Some(err),
+                }
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        self.events += n;
+        Ok(n)
+    }
+
+    fn handle(&mut self, store: &Store, e: tollguard_store::StoredEvent) -> anyhow::Result<()> {
+        let Rebuilt { engine, traffic, live, effects, .. } = self;
         let now = Timestamp::from_nanosecond(e.time_ns as i128).unwrap_or(Timestamp::UNIX_EPOCH);
         while let Some(d) = engine.next_deadline() {
             if d >= now {
                 break;
             }
-            engine.handle(Event::Tick, d, &mut effects);
-            traffic.effects(d, &effects);
+            engine.handle(Event::Tick, d, effects);
+            traffic.effects(d, effects);
             effects.clear();
         }
         let v: serde_json::Value = match serde_json::from_str(&e.payload) {
             Ok(v) => v,
             Err(err) => {
-                failed = Some(anyhow::anyhow!("event {} ({}): {err}", e.seq, e.kind));
-                return;
+                return Err(anyhow::anyhow!("event {} ({}): {err}", e.seq, e.kind));
             }
         };
         let str_of = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
@@ -357,8 +405,8 @@ pub(crate) fn rebuild(
                     dst_channel: &trunk,
                     ..Attempt::default()
                 };
-                engine.handle(Event::Attempt(a), now, &mut effects);
-                if let Some(d) = take_decision(&mut effects, &call_id) {
+                engine.handle(Event::Attempt(a), now, effects);
+                if let Some(d) = take_decision(effects, &call_id) {
                     traffic.attempt(now, d.allowed);
                     if d.allowed {
                         live.insert(
@@ -383,13 +431,13 @@ pub(crate) fn rebuild(
                         l.kamailio = Some((e, i));
                     }
                 }
-                engine.handle(Event::Answer { call_id: &call_id }, now, &mut effects);
+                engine.handle(Event::Answer { call_id: &call_id }, now, effects);
             }
             "end" => {
                 let call_id = str_of("call_id");
                 live.remove(&call_id);
                 let billsec = v.get("billsec").and_then(|b| b.as_u64()).map(|b| b as u32);
-                engine.handle(Event::End { call_id: &call_id, billsec }, now, &mut effects);
+                engine.handle(Event::End { call_id: &call_id, billsec }, now, effects);
             }
             "record" => match cdr_from_json(&e.payload) {
                 Ok(c) => {
@@ -400,12 +448,12 @@ pub(crate) fn rebuild(
                             .and_then(|d| d["allow"].as_bool())
                     });
                     if !record_counts(engine, &c, allowed, now) {
-                        return;
+                        return Ok(());
                     }
                     live.remove(&c.call_id);
-                    engine.handle(Event::Record(&c), now, &mut effects);
+                    engine.handle(Event::Record(&c), now, effects);
                 }
-                Err(err) => failed = Some(anyhow::anyhow!("event {} (record): {err}", e.seq)),
+                Err(err) => return Err(anyhow::anyhow!("event {} (record): {err}", e.seq)),
             },
             "command" => {
                 let account = str_of("account");
@@ -449,10 +497,7 @@ pub(crate) fn rebuild(
                         .and_then(|specs| specs.iter().map(tollguard_engine::Limit::from_spec).collect());
                         match limits {
                             Ok(limits) => Command::SetLimits { account, owner, limits },
-                            Err(err) => {
-                                failed = Some(anyhow::anyhow!("event {} (limits): {err}", e.seq));
-                                return;
-                            }
+                            Err(err) => return Err(anyhow::anyhow!("event {} (limits): {err}", e.seq)),
                         }
                     }
                     _ => Command::Unblock {
@@ -461,22 +506,131 @@ pub(crate) fn rebuild(
                         automatic_only: v["automatic_only"].as_bool().unwrap_or(false),
                     },
                 };
-                engine.handle(Event::Command(cmd), now, &mut effects);
+                engine.handle(Event::Command(cmd), now, effects);
             }
-            other => failed = Some(anyhow::anyhow!("event {}: unknown kind {other:?}", e.seq)),
+            other => return Err(anyhow::anyhow!("event {}: unknown kind {other:?}", e.seq)),
         }
-        traffic.effects(now, &effects);
+        traffic.effects(now, effects);
         effects.clear();
-    })?;
-    if let Some(e) = failed {
-        return Err(e);
+        Ok(())
     }
-    Ok((n, live))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::test_common as common;
+
+    #[test]
+    fn a_rebuild_read_in_two_parts_equals_one_read_of_the_whole_log() {
+        // What a reload does: read the log, let more come, read what came.
+        let dir = common::temp_dir("rebuild-parts");
+        let mut store = Store::open(&dir.join("tollguard.db")).unwrap();
+        let t0: i64 = 1_767_600_000_000_000_000; // 2026-01-05T08:00:00Z
+        let attempt = |n: i64, to: &str| {
+            let call = format!("c{n}");
+            let payload =
+                json!({"call_id": call, "account": "acme", "extension": "201", "dialled": to}).to_string();
+            (t0 + n * 10_000_000_000, "attempt", payload)
+        };
+        let end = |n: i64| {
+            let payload = json!({"call_id": format!("c{n}"), "billsec": 100}).to_string();
+            (t0 + n * 10_000_000_000 + 5_000_000_000, "end", payload)
+        };
+        let events = |range: std::ops::Range<i64>| -> Vec<(i64, &str, String)> {
+            range
+                .flat_map(|n| [attempt(n, if n % 3 == 0 { "0067077123456" } else { "0201234567" }), end(n)])
+                .collect()
+        };
+        let append = |store: &mut Store, evs: Vec<(i64, &str, String)>| {
+            store
+                .batch(|b| {
+                    for (t, kind, payload) in &evs {
+                        b.append_event(*t, kind, payload)?;
+                    }
+                    Ok(())
+                })
+                .unwrap();
+        };
+        // Calls 0..20 end; 20 is attempted and still running when the first read is taken.
+        append(&mut store, events(0..20));
+        append(&mut store, vec![attempt(20, "0067077123456")]);
+        let fresh =
+            || Rebuilt::new(Engine::new(common::rater(), tollguard_engine::policy::Policy::builtin()));
+        let mut parts = fresh();
+        assert_eq!(parts.read(&store).unwrap(), 41);
+        assert!(parts.live.contains_key("c20"));
+        append(&mut store, vec![end(20)]);
+        append(&mut store, events(21..30));
+        assert_eq!(parts.read(&store).unwrap(), 19);
+        assert_eq!(parts.read(&store).unwrap(), 0, "nothing read twice");
+        let mut whole = fresh();
+        whole.read(&store).unwrap();
+        assert_eq!((parts.events, parts.through), (whole.events, whole.through));
+        assert_eq!((parts.events, parts.live.len()), (60, 0));
+        let now = jiff::Timestamp::from_nanosecond(i128::from(t0) + 3_600_000_000_000).unwrap();
+        let report =
+            |r: &mut Rebuilt| serde_json::to_value(r.engine.account_report("acme", now).unwrap()).unwrap();
+        assert_eq!(report(&mut parts), report(&mut whole));
+        assert!(fresh().engine.account_report("acme", now).is_none(), "the report is what was read");
+        let spent = report(&mut whole)["limits"].as_array().unwrap().iter().any(|l| l["used"] != "0.00");
+        assert!(spent, "{}", report(&mut whole));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_record_stored_before_a_reload_counts_once() {
+        // Stored, then the engine is rebuilt from a log that has it, then the intake hands it to
+        // the (new) engine: it must not count twice.
+        let dir = common::temp_dir("reload-record");
+        let opts = crate::Options { database: dir.join("tollguard.db"), ..crate::Options::default() };
+        let server =
+            crate::Server::start(common::rater(), tollguard_engine::policy::Policy::builtin(), opts).unwrap();
+        server.set_reloader(Box::new(|| Ok((common::rater(), tollguard_engine::policy::Policy::builtin()))));
+        let s = server.state();
+        let now = s.now();
+        let at = |min: i64| (now - jiff::SignedDuration::from_mins(min)).to_string();
+        let r = Record {
+            call_id: "r1".into(),
+            account: "acme".into(),
+            extension: "201".into(),
+            to: "0067077123456".into(),
+            start: at(5),
+            answer: Some(at(5)),
+            end: Some(at(3)),
+            billsec: 120,
+            disposition: Some("answered".into()),
+            trunk: String::new(),
+            channel: String::new(),
+            context: String::new(),
+        };
+        let cdrs = vec![r.to_cdr(0).unwrap()];
+        let spent = |s: &AppState| {
+            let report = s.core.lock().unwrap().engine.account_report("acme", now).unwrap();
+            let v = serde_json::to_value(&report).unwrap();
+            v["limits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["limit"] == "default.high_risk_spend_24h")
+                .unwrap()["used"]
+                .clone()
+        };
+        let new = store_records(&s, &cdrs, None, now).await.unwrap();
+        crate::reload(&s).await.unwrap();
+        assert_eq!(spent(&s), "2.90", "the reload read the stored record");
+        apply_records(&s, &cdrs, &new, now);
+        assert_eq!(spent(&s), "2.90", "and the intake did not count it again");
+        // A record stored after the reload counts.
+        let mut later = cdrs[0].clone();
+        later.call_id = "r2".into();
+        let new = store_records(&s, std::slice::from_ref(&later), None, now).await.unwrap();
+        apply_records(&s, &[later], &new, now);
+        assert_eq!(spent(&s), "5.80");
+        drop(server);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn a_record_round_trips_through_its_stored_form() {

@@ -239,6 +239,11 @@ impl Store {
         self.events_where("", [], f)
     }
 
+    /// Events after position `seq` in the log, in log order, to `f`.
+    pub fn for_each_event_after(&self, seq: i64, f: impl FnMut(StoredEvent)) -> Result<u64> {
+        self.events_where("WHERE seq > ?1", [seq], f)
+    }
+
     /// Events with `from_ns <= time_ns <= to_ns`, in log order, to `f`.
     pub fn for_each_event_between(
         &self,
