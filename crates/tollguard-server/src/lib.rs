@@ -2065,6 +2065,17 @@ mod tests {
         }
     }
 
+    /// acct1's call `call_id` denied at `time_ns`, with `more` fields in its decision (`,"k":v`).
+    fn denied(call_id: &str, time_ns: i64, more: &str) -> Write {
+        Write::Authorized {
+            time_ns,
+            attempt: "{}".into(),
+            call_id: call_id.into(),
+            account: "acct1".into(),
+            decision: format!(r#"{{"call_id":"{call_id}","allow":false,"rules":["x"]{more}}}"#),
+        }
+    }
+
     /// Runs the writer over `writes` (one batch: all are queued before it starts) to the end.
     fn run_writer(store: Store, writes: Vec<Write>) -> (Arc<StoreHealth>, Vec<i64>) {
         let (tx, rx) = mpsc::channel();
@@ -2164,17 +2175,10 @@ mod tests {
         let mut store = Store::open(&db).unwrap();
         let id = store.batch(|b| b.open_incident("acct1", 1, "{}")).unwrap();
         refuse_decision(&db, "c-2");
-        let denied = Write::Authorized {
-            time_ns: 2,
-            attempt: "{}".into(),
-            call_id: "c-1".into(),
-            account: "acct1".into(),
-            decision: r#"{"call_id":"c-1","allow":false,"rules":["x"]}"#.into(),
-        };
         let (done, _answer) = tokio::sync::oneshot::channel();
         let resolve =
             Write::IncidentStep { id, to: "resolved", by: "noc".into(), reason: "test".into(), done };
-        let (health, _) = run_writer(store, vec![denied, resolve, authorized("c-2")]);
+        let (health, _) = run_writer(store, vec![denied("c-1", 2, ""), resolve, authorized("c-2")]);
         assert_eq!(health.writes_lost.load(Ordering::Relaxed), 1);
         let incident = Store::open(&db).unwrap().incident(id).unwrap().unwrap();
         assert_eq!(incident.state, "resolved");
@@ -2189,21 +2193,15 @@ mod tests {
         let db = temp_db("incident-batch");
         let mut store = Store::open(&db).unwrap();
         let id = store.batch(|b| b.open_incident("acct1", 1, r#"{"history":[]}"#)).unwrap();
-        let denied = |call_id: &str, time_ns: i64| Write::Authorized {
-            time_ns,
-            attempt: "{}".into(),
-            call_id: call_id.into(),
-            account: "acct1".into(),
-            decision: format!(
-                r#"{{"call_id":"{call_id}","allow":false,"rules":["x"],"rate_per_minute_units":7}}"#
-            ),
-        };
+        const RATE: &str = r#","rate_per_minute_units":7"#;
         let charged = |units| Write::Charged { account: "acct1".into(), units };
         let (done, answer) = tokio::sync::oneshot::channel();
         let ack =
             Write::IncidentStep { id, to: "acknowledged", by: "noc".into(), reason: "seen".into(), done };
-        let (health, _) =
-            run_writer(store, vec![denied("c-1", 2), charged(100), ack, denied("c-2", 3), charged(50)]);
+        let (health, _) = run_writer(
+            store,
+            vec![denied("c-1", 2, RATE), charged(100), ack, denied("c-2", 3, RATE), charged(50)],
+        );
         assert_eq!(health.writes_lost.load(Ordering::Relaxed), 0);
         assert_eq!(answer.blocking_recv().unwrap(), Ok(Ok("acct1".to_string())));
         let incident = Store::open(&db).unwrap().incident(id).unwrap().unwrap();
@@ -2228,17 +2226,10 @@ mod tests {
         let mut store = Store::open(&db).unwrap();
         let id = store.batch(|b| b.open_incident("acct1", 1, "{}")).unwrap();
         refuse_decision(&db, "c-2");
-        let denied = |call_id: &str| Write::Authorized {
-            time_ns: 2,
-            attempt: "{}".into(),
-            call_id: call_id.into(),
-            account: "acct1".into(),
-            decision: format!(r#"{{"call_id":"{call_id}","allow":false,"rules":["x"]}}"#),
-        };
         let charged = |units| Write::Charged { account: "acct1".into(), units };
         let (health, _) = run_writer(
             store,
-            vec![denied("c-1"), charged(100), authorized("c-2"), denied("c-3"), charged(50)],
+            vec![denied("c-1", 2, ""), charged(100), authorized("c-2"), denied("c-3", 2, ""), charged(50)],
         );
         assert_eq!(health.batches_failed.load(Ordering::Relaxed), 1);
         assert_eq!(health.writes_lost.load(Ordering::Relaxed), 1);
