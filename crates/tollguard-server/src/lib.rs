@@ -169,9 +169,9 @@ type RecordsDone = tokio::sync::oneshot::Sender<Result<Vec<RecordSeen>, String>>
 /// Where the writer answers an incident step.
 type IncidentDone = tokio::sync::oneshot::Sender<Result<Result<String, String>, String>>;
 
-/// A record as the store found it: new or not, and whether its call was allowed by an
-/// authorization (`None`: never authorized).
-pub(crate) type RecordSeen = (bool, Option<bool>);
+/// A record as the store found it: new or not, whether its call was allowed by an
+/// authorization (`None`: never authorized), and its position in the event log (new ones).
+pub(crate) type RecordSeen = (bool, Option<bool>, i64);
 
 /// What the writer thread stores.
 enum Write {
@@ -297,6 +297,9 @@ struct Core {
     decided_order: std::collections::VecDeque<(Timestamp, String)>,
     /// Attempts per second and spend per hour of the whole service, for the overview.
     traffic: traffic::Traffic,
+    /// The position in the event log of the last event the engine was rebuilt from (at start
+    /// or at a reload): a record stored at or before it is in the engine already.
+    rebuilt_through: i64,
 }
 
 /// How long an authorization answer is repeated for the same call id: SIP's INVITE transaction
@@ -358,7 +361,9 @@ impl Server {
         rebuilt
             .read(&store)
             .with_context(|| format!("rebuilding the engine from {}", opts.database.display()))?;
-        let records::Rebuilt { engine, traffic, live, events: rebuilt_events, .. } = rebuilt;
+        let records::Rebuilt {
+            engine, traffic, live, through: rebuilt_through, events: rebuilt_events, ..
+        } = rebuilt;
         let mut tails = vec![];
         for t in &opts.tails {
             let from = store
@@ -389,6 +394,7 @@ impl Server {
                 decided: HashMap::new(),
                 decided_order: std::collections::VecDeque::new(),
                 traffic,
+                rebuilt_through,
             }),
             writer: tx,
             reader: Mutex::new(reader),
@@ -577,20 +583,31 @@ async fn reload(state: &Arc<AppState>) -> Result<u64> {
         let mut engine = Engine::new(rater, policy);
         engine.set_record_grace(Some(st.opts.record_grace));
         let mut rebuilt = records::Rebuilt::new(engine);
-        // Unhurried, until what came while reading is little.
-        while rebuilt.read(&store)? > RELOAD_CATCH_UP {}
-        flush_blocking(&st);
+        // Unhurried, until what came while reading is little (or after a few rounds).
+        for _ in 0..8 {
+            if rebuilt.read(&store)? <= RELOAD_CATCH_UP {
+                break;
+            }
+        }
+        flush_blocking(&st, None);
         rebuilt.read(&store)?;
         let mut core = st.core.lock().expect("engine lock");
         // Everything the old engine handled is in the log once the writer has stored what was
-        // sent before this (each handler sends its event under the engine's lock).
-        flush_blocking(&st);
+        // sent before this (each handler sends its event under the engine's lock). A store that
+        // is failing must not hold decisions up: then the running configuration stays.
+        if !flush_blocking(&st, Some(RELOAD_LOCK_WAIT)) {
+            anyhow::bail!(
+                "the store took more than {} s to write what came before the reload; the running configuration stays",
+                RELOAD_LOCK_WAIT.as_secs()
+            );
+        }
         rebuilt.read(&store)?;
         let old = (
             std::mem::replace(&mut core.engine, rebuilt.engine),
             std::mem::replace(&mut core.live, rebuilt.live),
         );
         core.traffic = rebuilt.traffic;
+        core.rebuilt_through = rebuilt.through;
         // The old engine (every account's state) is let go after the lock.
         drop(core);
         drop(old);
@@ -602,11 +619,25 @@ async fn reload(state: &Arc<AppState>) -> Result<u64> {
 /// Events a reload's last read before taking the engine's lock may leave for the read under it.
 const RELOAD_CATCH_UP: u64 = 1000;
 
-/// [`flush`], for a thread that may block.
-fn flush_blocking(state: &AppState) {
-    let (tx, rx) = tokio::sync::oneshot::channel();
+/// How long a reload waits, holding the engine's lock, for the writer to store what came before.
+const RELOAD_LOCK_WAIT: Duration = Duration::from_secs(1);
+
+/// [`flush`], for a thread that may block, waiting at most `limit`: whether it was done (or the
+/// writer has stopped: nothing more will be stored).
+fn flush_blocking(state: &AppState, limit: Option<Duration>) -> bool {
+    use tokio::sync::oneshot::error::TryRecvError;
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
     state.send(Write::Flush(tx));
-    let _ = rx.blocking_recv();
+    let until = limit.map(|l| std::time::Instant::now() + l);
+    loop {
+        match rx.try_recv() {
+            Ok(()) | Err(TryRecvError::Closed) => return true,
+            Err(TryRecvError::Empty) if until.is_some_and(|u| std::time::Instant::now() >= u) => {
+                return false
+            }
+            Err(TryRecvError::Empty) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
 }
 
 async fn flush(state: &AppState) {
@@ -847,11 +878,9 @@ fn store_write(
             let mut new = Vec::with_capacity(records.len());
             for (call_id, account, json) in records {
                 let fresh = b.insert_cdr(call_id, account, *time_ns, json)?;
-                if fresh {
-                    b.append_event(*time_ns, "record", json)?;
-                }
+                let seq = if fresh { b.append_event(*time_ns, "record", json)? } else { 0 };
                 let allowed = if fresh { b.was_allowed(call_id)? } else { None };
-                new.push((fresh, allowed));
+                new.push((fresh, allowed, seq));
             }
             if let Some((source, value)) = checkpoint {
                 b.set_checkpoint(source, value)?;

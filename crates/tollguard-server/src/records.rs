@@ -142,7 +142,7 @@ pub(crate) async fn intake(
     let now = s.now();
     let new = store_records(s, &cdrs, checkpoint, now).await?;
     apply_records(s, &cdrs, &new, now);
-    let new: Vec<bool> = new.iter().map(|&(fresh, _)| fresh).collect();
+    let new: Vec<bool> = new.iter().map(|&(fresh, ..)| fresh).collect();
     let fresh = new.iter().filter(|n| **n).count();
     s.metrics.records_new.fetch_add(fresh as u64, Ordering::Relaxed);
     s.metrics.records_duplicate.fetch_add((new.len() - fresh) as u64, Ordering::Relaxed);
@@ -176,14 +176,17 @@ async fn store_records(
         .map_err(|e| ApiError::internal(format!("storing records: {e}")))
 }
 
-/// Stored records go to the engine, the new ones. One a reload read from the log before this is
-/// a correction of nothing to the engine (the same call, the same cost): it counts once.
+/// Stored records go to the engine: the new ones, unless the engine was rebuilt from a log that
+/// had them already.
 fn apply_records(s: &AppState, cdrs: &[Cdr], new: &[crate::RecordSeen], now: Timestamp) {
     let mut effects = vec![];
     {
         let mut core = s.core.lock().expect("engine lock");
-        for (c, &(fresh, allowed)) in cdrs.iter().zip(new) {
-            if !fresh {
+        for (c, &(fresh, allowed, seq)) in cdrs.iter().zip(new) {
+            // Stored before the engine was rebuilt from the log (a reload read it): in the
+            // engine already. The engine's own memory of recorded calls does not cover it: it
+            // forgets a record once one that ended more than the record grace later comes.
+            if !fresh || seq <= core.rebuilt_through {
                 continue;
             }
             if !record_counts(&core.engine, c, allowed, now) {
@@ -605,7 +608,12 @@ mod tests {
             channel: String::new(),
             context: String::new(),
         };
-        let cdrs = vec![r.to_cdr(0).unwrap()];
+        // Two calls; the first ended three hours before the second, so the engine, handling the
+        // second, forgets the first (its record grace is 2 minutes).
+        let mut earlier = r.clone();
+        earlier.call_id = "r0".into();
+        (earlier.start, earlier.answer, earlier.end) = (at(185), Some(at(185)), Some(at(183)));
+        let cdrs = vec![earlier.to_cdr(0).unwrap(), r.to_cdr(0).unwrap()];
         let spent = |s: &AppState| {
             let report = s.core.lock().unwrap().engine.account_report("acme", now).unwrap();
             let v = serde_json::to_value(&report).unwrap();
@@ -619,15 +627,15 @@ mod tests {
         };
         let new = store_records(&s, &cdrs, None, now).await.unwrap();
         crate::reload(&s).await.unwrap();
-        assert_eq!(spent(&s), "2.90", "the reload read the stored record");
+        assert_eq!(spent(&s), "5.80", "the reload read the stored records");
         apply_records(&s, &cdrs, &new, now);
-        assert_eq!(spent(&s), "2.90", "and the intake did not count it again");
+        assert_eq!(spent(&s), "5.80", "and the intake did not count them again");
         // A record stored after the reload counts.
-        let mut later = cdrs[0].clone();
+        let mut later = cdrs[1].clone();
         later.call_id = "r2".into();
         let new = store_records(&s, std::slice::from_ref(&later), None, now).await.unwrap();
         apply_records(&s, &[later], &new, now);
-        assert_eq!(spent(&s), "5.80");
+        assert_eq!(spent(&s), "8.70");
         drop(server);
         let _ = std::fs::remove_dir_all(&dir);
     }
