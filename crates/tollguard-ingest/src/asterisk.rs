@@ -141,7 +141,7 @@ impl AsteriskReader {
             Ok(Next::Bad(line, why)) => {
                 Err(ReadError::Row(RowError { file: self.name.clone(), line, reason: why.to_string() }))
             }
-            Err(source) => Err(ReadError::Io { file: self.name.clone(), source }),
+            Err(source) => Err(ReadError::Io { file: self.name.clone(), error: source }),
         }
     }
 }

@@ -111,7 +111,7 @@ impl CucmReader {
                 .collect();
             cols = Some(resolve(&names).map_err(|msg| ReadError::Io {
                 file: name.clone(),
-                source: io::Error::new(io::ErrorKind::InvalidData, msg),
+                error: io::Error::new(io::ErrorKind::InvalidData, msg),
             })?);
             let mut types = csv::ByteRecord::new();
             if read_record(&name, &mut csv, &mut types).map_err(|e| fatal(&name, e))? {
@@ -324,7 +324,7 @@ fn fatal(name: &Arc<str>, e: ReadError) -> ReadError {
     match e {
         ReadError::Row(row) => ReadError::Io {
             file: name.clone(),
-            source: io::Error::new(io::ErrorKind::InvalidData, format!("line {}: {}", row.line, row.reason)),
+            error: io::Error::new(io::ErrorKind::InvalidData, format!("line {}: {}", row.line, row.reason)),
         },
         io => io,
     }
@@ -422,7 +422,7 @@ mod tests {
 
     fn io_message(r: Result<CucmReader, ReadError>) -> String {
         match r {
-            Err(ReadError::Io { source, .. }) => {
+            Err(ReadError::Io { error: source, .. }) => {
                 assert_eq!(source.kind(), io::ErrorKind::InvalidData);
                 source.to_string()
             }

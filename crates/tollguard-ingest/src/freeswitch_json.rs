@@ -127,7 +127,7 @@ impl FreeswitchJsonReader {
             let buf = match self.input.fill_buf() {
                 Ok(buf) => buf,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(source) => return Err(ReadError::Io { file: self.name.clone(), source }),
+                Err(source) => return Err(ReadError::Io { file: self.name.clone(), error: source }),
             };
             if buf.is_empty() {
                 if let Some((line, sample)) = junk {

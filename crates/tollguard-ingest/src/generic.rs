@@ -177,7 +177,7 @@ impl GenericReader {
     ) -> Result<Self, ReadError> {
         let invalid = |kind: io::ErrorKind, msg: String| ReadError::Io {
             file: name.clone(),
-            source: io::Error::new(kind, msg),
+            error: io::Error::new(kind, msg),
         };
         let delimiter = u8::try_from(mapping.delimiter)
             .ok()
@@ -497,7 +497,7 @@ mod tests {
 
     fn io_message(r: Result<GenericReader, ReadError>) -> (io::ErrorKind, String) {
         match r {
-            Err(ReadError::Io { source, .. }) => (source.kind(), source.to_string()),
+            Err(ReadError::Io { error: source, .. }) => (source.kind(), source.to_string()),
             Err(e) => panic!("expected an I/O error, got {e}"),
             Ok(_) => panic!("expected an error"),
         }

@@ -71,13 +71,14 @@ pub enum ReadError {
     #[error("{0}")]
     Row(RowError),
     /// The input cannot be read (any further); the stream ends.
-    #[error("{file}: {source}")]
+    // Not `source` (nor #[source]): the message says it already, and an error chain would
+    // print it twice ("file: reason: reason").
+    #[error("{file}: {error}")]
     Io {
         /// The input's name.
         file: Arc<str>,
         /// The underlying error.
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
 }
 
@@ -168,7 +169,7 @@ impl Default for ReadOptions {
 /// Opens a file in the given format.
 pub fn open(format: Format, path: &Path, options: &ReadOptions) -> Result<Box<dyn CdrReader>, ReadError> {
     let name: Arc<str> = Arc::from(path.display().to_string());
-    let file = File::open(path).map_err(|source| ReadError::Io { file: name.clone(), source })?;
+    let file = File::open(path).map_err(|source| ReadError::Io { file: name.clone(), error: source })?;
     from_reader(format, name, Box::new(file), options)
 }
 
@@ -189,7 +190,7 @@ pub fn from_reader(
         Format::Generic => {
             let mapping = options.generic.clone().ok_or_else(|| ReadError::Io {
                 file: name.clone(),
-                source: io::Error::new(
+                error: io::Error::new(
                     io::ErrorKind::InvalidInput,
                     "format generic needs a [generic_csv] column mapping in the configuration",
                 ),

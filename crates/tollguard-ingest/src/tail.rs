@@ -210,7 +210,7 @@ impl Tail {
                         r.line += self.at.line;
                         bad.push(r);
                     }
-                    Err(ReadError::Io { source, .. }) => return Err(source),
+                    Err(ReadError::Io { error: source, .. }) => return Err(source),
                 }
             }
             self.at.offset += last as u64 + 1;

@@ -109,7 +109,7 @@ pub(crate) fn read_record(
 pub(crate) fn csv_error(name: &Arc<str>, e: csv::Error) -> ReadError {
     let line = e.position().map_or(0, |p| p.line());
     match e.into_kind() {
-        csv::ErrorKind::Io(source) => ReadError::Io { file: name.clone(), source },
+        csv::ErrorKind::Io(source) => ReadError::Io { file: name.clone(), error: source },
         other => ReadError::Row(RowError { file: name.clone(), line, reason: csv_reason(&other) }),
     }
 }
