@@ -20,13 +20,9 @@ SHA=$(git rev-parse --short "$REV^{commit}")
 echo "== cargo build --release -p tollguard (now, and at $REV = $SHA)"
 cargo build --release -q -p tollguard
 NEW="$ROOT/target/release/tollguard"
-AB="$ROOT/target/ab/$SHA"
-if [[ ! -x "$AB/target/release/tollguard" ]]; then
-    mkdir -p "$ROOT/target/ab"
-    [[ -d "$AB/src" ]] || git worktree add -f --detach "$AB/src" "$SHA" >/dev/null
-    (cd "$AB/src" && CARGO_TARGET_DIR="$AB/target" cargo build --release -q -p tollguard)
-fi
-OLD="$AB/target/release/tollguard"
+# shellcheck source=bench/ab-build.sh
+source "$ROOT/bench/ab-build.sh"
+OLD=$(ab_binary "$SHA")
 
 DIR="$ROOT/target/bench-data/sim-42-150-30"
 if [[ ! -s "$DIR/Master.csv" ]]; then

@@ -21,13 +21,9 @@ SHA=$(git rev-parse --short "$REV^{commit}")
 echo "== cargo build --release (now, and tollguard at $REV = $SHA)"
 cargo build --release -q -p tollguard
 cargo build --release -q -p tollguard-server --examples
-AB="$ROOT/target/ab/$SHA"
-if [[ ! -x "$AB/target/release/tollguard" ]]; then
-    mkdir -p "$ROOT/target/ab"
-    [[ -d "$AB/src" ]] || git worktree add -f --detach "$AB/src" "$SHA" >/dev/null
-    (cd "$AB/src" && CARGO_TARGET_DIR="$AB/target" cargo build --release -q -p tollguard)
-fi
-declare -A BIN=([now]="$ROOT/target/release/tollguard" [$SHA]="$AB/target/release/tollguard")
+# shellcheck source=bench/ab-build.sh
+source "$ROOT/bench/ab-build.sh"
+declare -A BIN=([now]="$ROOT/target/release/tollguard" [$SHA]="$(ab_binary "$SHA")")
 LG="$ROOT/target/release/examples/loadgen"
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # CPU ticks (user + system) of each of a process's threads, summed by thread name

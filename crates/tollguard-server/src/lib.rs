@@ -576,7 +576,6 @@ async fn reload(state: &Arc<AppState>) -> Result<u64> {
             .ok_or_else(|| anyhow::anyhow!("this server has no configuration file to read again"))?;
         r()?
     };
-    flush(state).await;
     let st = state.clone();
     tokio::task::spawn_blocking(move || -> Result<u64> {
         let store = Store::open(&st.opts.database)?;
@@ -2105,6 +2104,20 @@ mod tests {
         }
     }
 
+    /// `units` charged to acct1.
+    fn charged(units: i64) -> Write {
+        Write::Charged { account: "acct1".into(), units }
+    }
+
+    /// A store of its own with an open incident of acct1 (its data `data`): the file, the store
+    /// and the incident's id.
+    fn with_incident(name: &str, data: &str) -> (std::path::PathBuf, Store, i64) {
+        let db = temp_db(name);
+        let mut store = Store::open(&db).unwrap();
+        let id = store.batch(|b| b.open_incident("acct1", 1, data)).unwrap();
+        (db, store, id)
+    }
+
     /// Runs the writer over `writes` (one batch: all are queued before it starts) to the end.
     fn run_writer(store: Store, writes: Vec<Write>) -> (Arc<StoreHealth>, Vec<i64>) {
         let (tx, rx) = mpsc::channel();
@@ -2200,9 +2213,7 @@ mod tests {
     fn a_failed_batch_does_not_leave_its_incident_bookkeeping_behind() {
         // acct1 has an open incident; a batch denies c-1, resolves the incident, and has a write
         // the database refuses: stored one at a time, c-1's denial still counts in the incident.
-        let db = temp_db("incident");
-        let mut store = Store::open(&db).unwrap();
-        let id = store.batch(|b| b.open_incident("acct1", 1, "{}")).unwrap();
+        let (db, store, id) = with_incident("incident", "{}");
         refuse_decision(&db, "c-2");
         let (done, _answer) = tokio::sync::oneshot::channel();
         let resolve =
@@ -2219,11 +2230,8 @@ mod tests {
         // The writer keeps the incident in memory and writes it once per transaction: what an
         // operator's step in the middle of the batch writes must not be lost, nor what came
         // before or after it.
-        let db = temp_db("incident-batch");
-        let mut store = Store::open(&db).unwrap();
-        let id = store.batch(|b| b.open_incident("acct1", 1, r#"{"history":[]}"#)).unwrap();
+        let (db, store, id) = with_incident("incident-batch", r#"{"history":[]}"#);
         const RATE: &str = r#","rate_per_minute_units":7"#;
-        let charged = |units| Write::Charged { account: "acct1".into(), units };
         let (done, answer) = tokio::sync::oneshot::channel();
         let ack =
             Write::IncidentStep { id, to: "acknowledged", by: "noc".into(), reason: "seen".into(), done };
@@ -2251,11 +2259,8 @@ mod tests {
     fn a_failed_batch_counts_each_change_of_an_incident_once() {
         // The batch changes the incident in memory, then fails on a refused write; stored again
         // one write at a time from what the store holds, each denial and charge counts once.
-        let db = temp_db("incident-retry");
-        let mut store = Store::open(&db).unwrap();
-        let id = store.batch(|b| b.open_incident("acct1", 1, "{}")).unwrap();
+        let (db, store, id) = with_incident("incident-retry", "{}");
         refuse_decision(&db, "c-2");
-        let charged = |units| Write::Charged { account: "acct1".into(), units };
         let (health, _) = run_writer(
             store,
             vec![denied("c-1", 2, ""), charged(100), authorized("c-2"), denied("c-3", 2, ""), charged(50)],

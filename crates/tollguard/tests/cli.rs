@@ -669,6 +669,26 @@ fn replay_of_a_file_out_of_order_reads_it_whole() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `tollguard replay` of the quickstart's Master.csv, then `second`, with the quickstart's deck;
+/// `outputs`: the output flags and paths.
+fn replay_quickstart_then(second: &str, outputs: &[&str]) -> std::process::Output {
+    let cdr = root().join("examples/quickstart/Master.csv");
+    let d = deck();
+    let mut args = vec![
+        "replay",
+        "--cdr",
+        cdr.to_str().unwrap(),
+        "--cdr",
+        second,
+        "--format",
+        "asterisk",
+        "--rates",
+        &d,
+    ];
+    args.extend_from_slice(outputs);
+    run(&args)
+}
+
 /// An input that cannot be read fails the replay before its outputs are touched.
 #[test]
 fn replay_of_a_missing_file_leaves_the_old_output() {
@@ -676,21 +696,7 @@ fn replay_of_a_missing_file_leaves_the_old_output() {
     std::fs::create_dir_all(&dir).unwrap();
     let dec = dir.join("decisions.jsonl");
     std::fs::write(&dec, "last month's decisions\n").unwrap();
-    let cdr = root().join("examples/quickstart/Master.csv");
-    let d = deck();
-    let out = run(&[
-        "replay",
-        "--cdr",
-        cdr.to_str().unwrap(),
-        "--cdr",
-        "/nonexistent/Master.csv",
-        "--format",
-        "asterisk",
-        "--rates",
-        &d,
-        "--decisions-out",
-        dec.to_str().unwrap(),
-    ]);
+    let out = replay_quickstart_then("/nonexistent/Master.csv", &["--decisions-out", dec.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     // The reason once, not again from the error's source.
     assert_eq!(
@@ -718,23 +724,9 @@ fn replay_that_fails_half_way_leaves_the_old_outputs() {
     std::fs::write(&dec, "last month's decisions\n").unwrap();
     std::fs::write(&alerts, "last month's alerts\n").unwrap();
     let cdr = root().join("examples/quickstart/Master.csv");
-    let d = deck();
     let replay = |second: &str| {
-        run(&[
-            "replay",
-            "--cdr",
-            cdr.to_str().unwrap(),
-            "--cdr",
-            second,
-            "--format",
-            "asterisk",
-            "--rates",
-            &d,
-            "--decisions-out",
-            dec.to_str().unwrap(),
-            "--alerts-out",
-            alerts.to_str().unwrap(),
-        ])
+        let outputs = ["--decisions-out", dec.to_str().unwrap(), "--alerts-out", alerts.to_str().unwrap()];
+        replay_quickstart_then(second, &outputs)
     };
     let out = replay("/proc/self/mem");
     assert_eq!(out.status.code(), Some(2));
