@@ -1063,13 +1063,11 @@ impl AppState {
         });
     }
 
-    /// Stores effects: alerts (and cuts, as alerts' actions are already in them).
-    fn store_effects(&self, effects: &mut Vec<Effect>, now: Timestamp) {
-        let charged: i64 =
-            effects.iter().map(|e| if let Effect::Charged { units, .. } = e { *units } else { 0 }).sum();
-        if charged != 0 {
-            self.core.lock().expect("engine lock").traffic.charged(now, charged);
-        }
+    /// Stores effects: alerts (and cuts, as alerts' actions are already in them). Their charges
+    /// are in the traffic figures already: counted under the engine's lock with the event that
+    /// made them (a reload swaps the figures under that lock, rebuilt from the log; a charge
+    /// counted after the lock was let go could be in both).
+    fn store_effects(&self, effects: &mut Vec<Effect>) {
         self.send_alerts(effects);
         for e in effects.drain(..) {
             match e {
@@ -1253,8 +1251,9 @@ fn tick(state: &AppState, now: Timestamp) {
                 state.send(Write::Event { time_ns: ns(now), kind: "end", payload });
             }
         }
+        core.traffic.effects(now, &effects);
     }
-    state.store_effects(&mut effects, now);
+    state.store_effects(&mut effects);
 }
 
 /// An API error: status, machine-readable code, message.
@@ -1580,6 +1579,7 @@ async fn authorize(
         core.engine.handle(Event::Attempt(attempt), now, &mut effects);
         let d = take_decision(&mut effects, &req.call_id).ok_or_else(|| ApiError::internal("no decision"))?;
         core.traffic.attempt(s.now(), d.allowed);
+        core.traffic.effects(now, &effects);
         if d.allowed {
             core.live.insert(
                 req.call_id.clone(),
@@ -1642,7 +1642,7 @@ async fn authorize(
     let m = &s.metrics;
     m.authorize_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
     if answer.allow { &m.allowed } else { &m.denied }.fetch_add(1, Ordering::Relaxed);
-    s.store_effects(&mut effects, now);
+    s.store_effects(&mut effects);
     Ok(Json(answer))
 }
 
@@ -1727,13 +1727,14 @@ async fn answer(
             l.kamailio = Some((e, i));
         }
         core.engine.handle(Event::Answer { call_id: &call_id }, now, &mut effects);
+        core.traffic.effects(now, &effects);
         // Logged under the engine lock: the log keeps the order the engine saw (a rebuild
         // replays it in that order).
         let payload = json!({ "call_id": call_id, "kamailio_h_entry": req.kamailio_h_entry, "kamailio_h_id": req.kamailio_h_id });
         s.send(Write::Event { time_ns: ns(now), kind: "answer", payload: payload.to_string() });
     }
     s.metrics.answers.fetch_add(1, Ordering::Relaxed);
-    s.store_effects(&mut effects, now);
+    s.store_effects(&mut effects);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1764,11 +1765,12 @@ async fn end(
             )));
         }
         core.engine.handle(Event::End { call_id: &call_id, billsec: req.billsec }, now, &mut effects);
+        core.traffic.effects(now, &effects);
         let payload = json!({ "call_id": call_id, "billsec": req.billsec, "disposition": req.disposition });
         s.send(Write::Event { time_ns: ns(now), kind: "end", payload: payload.to_string() });
     }
     s.metrics.ends.fetch_add(1, Ordering::Relaxed);
-    s.store_effects(&mut effects, now);
+    s.store_effects(&mut effects);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1869,13 +1871,14 @@ async fn put_limits(
         let limits = validate_limits(&core.engine, &account, owner, &req.limits).map_err(ApiError::bad)?;
         let cmd = Command::SetLimits { account: account.clone(), owner, limits };
         core.engine.handle(Event::Command(cmd), now, &mut effects);
+        core.traffic.effects(now, &effects);
         let payload =
             json!({ "command": "limits", "account": account, "owner": owner, "limits": req.limits });
         s.send(Write::Event { time_ns: ns(now), kind: "command", payload: payload.to_string() });
         s.audit(&auth::who(&s, &headers), "limits", &account, payload);
         core.engine.account_report(&account, now)
     };
-    s.store_effects(&mut effects, now);
+    s.store_effects(&mut effects);
     Ok(Json(report).into_response())
 }
 
@@ -2002,12 +2005,13 @@ pub(crate) fn command(
     {
         let mut core = s.core.lock().expect("engine lock");
         core.engine.handle(Event::Command(cmd), now, &mut effects);
+        core.traffic.effects(now, &effects);
         s.send(Write::Event { time_ns: ns(now), kind: "command", payload: payload.clone() });
     }
     // The blocks it set or lifted are this entry, not automatic actions.
     effects.retain(|e| !matches!(e, Effect::Block { .. } | Effect::Unblock { .. }));
     s.audit(who, action, account, serde_json::from_str(&payload).unwrap_or_default());
-    s.store_effects(&mut effects, now);
+    s.store_effects(&mut effects);
 }
 
 #[derive(Debug, Deserialize)]

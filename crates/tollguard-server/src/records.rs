@@ -214,8 +214,9 @@ fn apply_records(s: &AppState, cdrs: &[Cdr], new: &[crate::RecordSeen], now: Tim
             core.live.remove(&c.call_id);
             core.engine.handle(Event::Record(c), now, &mut effects);
         }
+        core.traffic.effects(now, &effects);
     }
-    s.store_effects(&mut effects, now);
+    s.store_effects(&mut effects);
 }
 
 /// `POST /v1/cdrs`: a JSON array of records (or `{"cdrs": [...]}`), idempotent on the call id.
@@ -625,17 +626,30 @@ mod tests {
                 .unwrap()["used"]
                 .clone()
         };
+        // The overview's spend (ten-thousandths), all hours.
+        let traffic = |s: &AppState| {
+            s.core.lock().unwrap().traffic.last_hours(now, 24).iter().map(|h| h.spend).sum::<i64>()
+        };
         let new = store_records(&s, &cdrs, None, now).await.unwrap();
         crate::reload(&s).await.unwrap();
         assert_eq!(spent(&s), "5.80", "the reload read the stored records");
+        assert_eq!(traffic(&s), 58_000);
         apply_records(&s, &cdrs, &new, now);
         assert_eq!(spent(&s), "5.80", "and the intake did not count them again");
+        assert_eq!(traffic(&s), 58_000);
+        // A handler stores its effects after letting the engine's lock go, where a reload may
+        // have swapped in traffic figures rebuilt from a log that has the event: its charges
+        // were counted under the lock and are not counted again.
+        let mut effects = vec![Effect::Charged { account: "acme".into(), units: 29_000 }];
+        s.store_effects(&mut effects);
+        assert_eq!(traffic(&s), 58_000, "counted once");
         // A record stored after the reload counts.
         let mut later = cdrs[1].clone();
         later.call_id = "r2".into();
         let new = store_records(&s, std::slice::from_ref(&later), None, now).await.unwrap();
         apply_records(&s, &[later], &new, now);
         assert_eq!(spent(&s), "8.70");
+        assert_eq!(traffic(&s), 87_000);
         drop(server);
         let _ = std::fs::remove_dir_all(&dir);
     }
