@@ -34,7 +34,7 @@ use tollguard_core::cdr::{CallParts, Cdr, CdrRef, CdrStore, Direction};
 use tollguard_core::money::Currency;
 use tollguard_core::rater::Rater;
 use tollguard_engine::policy::Policy;
-use tollguard_engine::{Attempt, Effect, Engine, Event, Severity};
+use tollguard_engine::{Alert, Attempt, Effect, Engine, Event, Severity};
 use tollguard_ingest::{ReadError, ReadOptions};
 
 /// The tick grid, seconds: a tick the engine asks for at `t` happens at the first multiple of
@@ -1423,14 +1423,26 @@ impl World {
     }
 
     fn apply_all<R: Records>(&mut self, records: &R, now: Timestamp) {
+        // Looked at in place and dropped there: an effect is large, and a decision comes with
+        // every attempt (moving each out cost a copy of it).
         let mut effects = std::mem::take(&mut self.effects);
-        for e in effects.drain(..) {
+        for e in effects.iter_mut() {
             match e {
                 Effect::Alert(a) => {
                     let n = self.alerts.len() as u64;
+                    let a = Alert {
+                        time: std::mem::take(&mut a.time),
+                        account: std::mem::take(&mut a.account),
+                        extension: std::mem::take(&mut a.extension),
+                        rule: std::mem::take(&mut a.rule),
+                        call_id: std::mem::take(&mut a.call_id),
+                        message: std::mem::take(&mut a.message),
+                        ..*a
+                    };
                     self.alerts.push((now, n, a));
                 }
                 Effect::Cut { call_id, .. } => {
+                    let call_id = call_id.as_str();
                     // A running call has its end queued: find it there (cuts are rare). Of two
                     // running calls with the same id, the engine knows the later one only. (Not
                     // among the calls let go: those have ended.)
@@ -1467,6 +1479,7 @@ impl World {
                 _ => {}
             }
         }
+        effects.clear();
         self.effects = effects;
     }
 }
