@@ -278,6 +278,8 @@ struct Metrics {
     authorize_ns: AtomicU64,
     /// Authorizations whose `time` was more than [`CLOCK_SKEW`] from the server's clock.
     skewed: AtomicU64,
+    /// Authorizations denied because their call id belonged to another call still running.
+    reused_call_ids: AtomicU64,
     /// When the last warning about it was printed (seconds by the server's clock).
     skew_warned: std::sync::atomic::AtomicI64,
 }
@@ -292,7 +294,8 @@ struct Core {
     live: HashMap<String, Live>,
     /// Answers given in the last [`DECISION_MEMORY`], by call id: a retransmitted INVITE asks
     /// again, and must get the same answer without being counted twice.
-    decided: HashMap<String, (Timestamp, AuthorizeResponse)>,
+    /// With what the request asked (see [`request_key`]).
+    decided: HashMap<String, (Timestamp, AuthorizeResponse, u64)>,
     /// Their call ids in the order answered, to forget them in order.
     decided_order: std::collections::VecDeque<(Timestamp, String)>,
     /// Attempts per second and spend per hour of the whole service, for the overview.
@@ -1217,8 +1220,11 @@ fn tick(state: &AppState, now: Timestamp) {
             if now.duration_since(*at) < DECISION_MEMORY {
                 break;
             }
-            if let Some((_, id)) = core.decided_order.pop_front() {
-                core.decided.remove(&id);
+            if let Some((at, id)) = core.decided_order.pop_front() {
+                // Unless the id was decided again since (a new attempt under it).
+                if core.decided.get(&id).is_some_and(|(kept, ..)| *kept == at) {
+                    core.decided.remove(&id);
+                }
             }
         }
         // Lost calls: closed by the documented rule, counted as talking until now.
@@ -1438,6 +1444,9 @@ async fn metrics(State(s): State<Arc<AppState>>) -> String {
          # HELP tollguard_authorize_time_skewed_total Authorizations whose time was more than 5 minutes from the server's clock.\n\
          # TYPE tollguard_authorize_time_skewed_total counter\n\
          tollguard_authorize_time_skewed_total {}\n\
+         # HELP tollguard_authorize_call_id_reused_total Authorizations denied because their call id belonged to another call still running.\n\
+         # TYPE tollguard_authorize_call_id_reused_total counter\n\
+         tollguard_authorize_call_id_reused_total {}\n\
          # HELP tollguard_store_batches_failed_total Writer transactions that failed (their writes were then stored one at a time).\n\
          # TYPE tollguard_store_batches_failed_total counter\n\
          tollguard_store_batches_failed_total {}\n\
@@ -1466,6 +1475,7 @@ async fn metrics(State(s): State<Arc<AppState>>) -> String {
         s.cut_failures.load(Ordering::Relaxed),
         g(&m.lost_calls),
         g(&m.skewed),
+        g(&m.reused_call_ids),
         g(&s.store_health.batches_failed),
         g(&s.store_health.writes_lost),
         u8::from(s.store_health.failing.load(Ordering::Relaxed)),
@@ -1515,6 +1525,19 @@ pub(crate) fn parse_time(t: Option<&str>, now: Timestamp) -> ApiResult<Timestamp
             .parse::<Timestamp>()
             .map_err(|e| ApiError::bad(format!("time: not an RFC 3339 time with offset: {s:?} ({e})"))),
     }
+}
+
+/// What an authorization asked, as one number: a retransmission asks the same.
+fn request_key(req: &AuthorizeRequest, extension: &str) -> u64 {
+    let trunk = req.trunk.as_deref().unwrap_or("");
+    [req.account.as_str(), extension, req.from.as_str(), req.to.as_str(), trunk].iter().fold(
+        0xcbf2_9ce4_8422_2325u64,
+        |h, part| {
+            // Each part ends with a byte no text has, so ("ab", "c") and ("a", "bc") differ.
+            let h = part.bytes().fold(h, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
+            (h ^ 0xff).wrapping_mul(0x0100_0000_01b3)
+        },
+    )
 }
 
 fn nonempty(field: &str, v: &str) -> ApiResult<()> {
@@ -1573,8 +1596,46 @@ async fn authorize(
     let rate;
     let answer = {
         let mut core = s.core.lock().expect("engine lock");
-        if let Some((_, answer)) = core.decided.get(&req.call_id) {
-            return Ok(Json(answer.clone()));
+        // The same call id again. A retransmission of the same request, while the call has not
+        // been answered, gets the same answer. Another request under the id of a call still
+        // running is another call (a caller picks its SIP Call-ID): denied, so that it cannot
+        // share the first call's answer and go uncounted. Under the id of a call that has ended
+        // (an INVITE sent again after a 407 challenge keeps its Call-ID), it is a new attempt.
+        let key = request_key(&req, extension);
+        let running = core.live.get(&req.call_id).map(|l| l.answered.is_none());
+        if let Some((_, answer, k)) = core.decided.get(&req.call_id) {
+            if *k == key && (!answer.allow || running == Some(true)) {
+                return Ok(Json(answer.clone()));
+            }
+        }
+        if running.is_some() {
+            // Emergency numbers are never denied (nothing to count: they cost nothing).
+            let emergency = core.engine.rater().account(&req.account).plan.normalise(&req.to)
+                == tollguard_core::numbering::Dialled::Emergency;
+            drop(core);
+            if emergency {
+                s.metrics.allowed.fetch_add(1, Ordering::Relaxed);
+                return Ok(Json(AuthorizeResponse {
+                    call_id: req.call_id.clone(),
+                    allow: true,
+                    max_duration_s: None,
+                    rules: vec!["emergency".into()],
+                    explanation: vec![format!("{} is an emergency number: always allowed", req.to)],
+                }));
+            }
+            s.metrics.denied.fetch_add(1, Ordering::Relaxed);
+            s.metrics.reused_call_ids.fetch_add(1, Ordering::Relaxed);
+            return Ok(Json(AuthorizeResponse {
+                call_id: req.call_id.clone(),
+                allow: false,
+                max_duration_s: None,
+                rules: vec!["call_id_reused".into()],
+                explanation: vec![format!(
+                    "call id {} belongs to a call still running: each call needs its own id (only a \
+                     retransmission of the same request, before the answer, gets the same answer)",
+                    req.call_id
+                )],
+            }));
         }
         core.engine.handle(Event::Attempt(attempt), now, &mut effects);
         let d = take_decision(&mut effects, &req.call_id).ok_or_else(|| ApiError::internal("no decision"))?;
@@ -1602,7 +1663,7 @@ async fn authorize(
         };
         // Kept by the server's clock (not the request's `time`), so they expire in order.
         let kept = s.now();
-        core.decided.insert(req.call_id.clone(), (kept, answer.clone()));
+        core.decided.insert(req.call_id.clone(), (kept, answer.clone(), key));
         core.decided_order.push_back((kept, req.call_id.clone()));
         // Logged under the engine lock, so the log keeps the order the engine saw (a rebuild
         // replays it in that order); alerts first: an alert opens the account's incident,

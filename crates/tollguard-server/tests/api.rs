@@ -438,6 +438,60 @@ async fn the_same_call_id_asked_again_gets_the_same_answer_and_is_counted_once()
 }
 
 #[tokio::test]
+async fn another_call_under_a_running_calls_id_is_denied_and_a_new_attempt_after_its_end_counts() {
+    // A caller picks its SIP Call-ID: under the id of a running call, another number, another
+    // account, or the same request once the call was answered, must not share its answer.
+    let f = fixture("reused-id");
+    let s = server(&f.db);
+    let app = s.router();
+    acme_has_called_east_timor(&app, &f).await;
+    let mut body = authorize_body("same", "0067077123456", "");
+    body.as_object_mut().unwrap().remove("time");
+    let (_, first) = authorize(&app, &f, body.clone()).await;
+    assert_eq!(first["allow"], true, "{first}");
+    let reused = |v: &Value| v["allow"] == false && v["rules"] == json!(["call_id_reused"]);
+    let mut other_number = body.clone();
+    other_number["to"] = json!("0067077123457");
+    let (st, v) = authorize(&app, &f, other_number).await;
+    assert!(st == StatusCode::OK && reused(&v), "{v}");
+    let mut other_account = body.clone();
+    other_account["account"] = json!("globex");
+    let (_, v) = authorize(&app, &f, other_account).await;
+    assert!(reused(&v), "{v}");
+    let mut emergency = body.clone();
+    emergency["to"] = json!("112");
+    let (_, v) = authorize(&app, &f, emergency).await;
+    assert_eq!(
+        (v["allow"].as_bool(), v["rules"].clone()),
+        (Some(true), json!(["emergency"])),
+        "never denied: {v}"
+    );
+    let (st, _) = call(&app, "POST", "/v1/calls/same/answer", Some(&f.integration), Some(json!({}))).await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (_, v) = authorize(&app, &f, body.clone()).await;
+    assert!(reused(&v), "answered: not a retransmission: {v}");
+    let (_, v) = call(&app, "GET", "/v1/accounts/acme", Some(&f.operator), None).await;
+    let used = |v: &Value| {
+        v["limits"].as_array().unwrap().iter().find(|l| l["limit"] == "default.high_risk_calls_1h").unwrap()
+            ["used"]
+            .clone()
+    };
+    assert_eq!((v["running_calls"].as_u64(), used(&v)), (Some(1), json!("1")), "{v}");
+    // Ended (say a 407 challenge was answered with the INVITE sent again under its Call-ID): a
+    // new attempt, decided and counted.
+    let (st, _) =
+        call(&app, "POST", "/v1/calls/same/end", Some(&f.integration), Some(json!({"billsec": 0}))).await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (_, v) = authorize(&app, &f, body).await;
+    assert_eq!(v["allow"], true, "{v}");
+    let (_, v) = call(&app, "GET", "/v1/accounts/acme", Some(&f.operator), None).await;
+    assert_eq!((v["running_calls"].as_u64(), used(&v)), (Some(1), json!("2")), "{v}");
+    let (_, m) = call(&app, "GET", "/metrics", None, None).await;
+    let m = m.as_str().unwrap_or_default().to_string();
+    assert!(m.contains("tollguard_authorize_call_id_reused_total 3"), "{m}");
+}
+
+#[tokio::test]
 async fn bad_requests_get_clear_errors() {
     let f = fixture("errors");
     let s = server(&f.db);
