@@ -511,8 +511,24 @@ async fn bad_requests_get_clear_errors() {
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert!(v["error"]["message"].as_str().unwrap().contains("unknown field `colour`"), "{v}");
     let big = json!({ "call_id": "x".repeat(100_000) });
-    let (st, _) = authorize(&app, &f, big).await;
-    assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE);
+    let (st, v) = authorize(&app, &f, big).await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large")),
+        "{v}"
+    );
+    // What axum refuses itself has the same JSON form as every other error.
+    let (st, v) = call(&app, "GET", "/v1/authorize", Some(&f.integration), None).await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed")),
+        "{v}"
+    );
+    let (st, v) = call(&app, "GET", "/v1/alerts?colour=blue", Some(&f.operator), None).await;
+    assert_eq!((st, v["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("colour"), "{v}");
+    let (st, v) = call(&app, "POST", "/v1/incidents/abc/acknowledge", Some(&f.operator), None).await;
+    assert_eq!((st, v["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")), "{v}");
     let (st, _) = call(&app, "GET", "/v1/accounts/nobody", Some(&f.operator), None).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
 }
