@@ -45,6 +45,8 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         country: args.country,
     };
     let setup = setup(&input)?;
+    // `[server]` as read at start: a reload does not apply it (see below).
+    let server_section = format!("{:?}", setup.server);
     let mut options = setup.server.options.clone();
     if let Some(db) = args.database {
         options.database = db;
@@ -53,9 +55,18 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     let db = options.database.clone();
     let scheme = if options.tls.is_some() { "https" } else { "http" };
     let server = Server::start(Arc::new(setup.rater), setup.policy, options)?;
-    // A reload (SIGHUP, or POST /v1/admin/reload) reads the same files and flags again.
+    // A reload (SIGHUP, or POST /v1/admin/reload) reads the same files and flags again and takes
+    // the decks, accounts and policy. `[server]` (listening, the store, TLS, webhooks, e-mail,
+    // tails, Kamailio, the lost-call rule) is taken at start only: a change to it is said, not
+    // applied.
     server.set_reloader(Box::new(move || {
         let s = crate::rate::setup(&input)?;
+        if format!("{:?}", s.server) != server_section {
+            eprintln!(
+                "warning: reload: the [server] section changed; it takes effect at the next restart \
+                 (a reload applies the rating decks, the accounts and the policy)"
+            );
+        }
         Ok((Arc::new(s.rater), s.policy))
     }));
     let state = server.state();

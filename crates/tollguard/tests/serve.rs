@@ -383,3 +383,69 @@ fn an_incident_report_from_the_running_service_as_csv_html_and_pdf() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn sighup_applies_a_new_policy_and_says_that_a_server_change_waits_for_a_restart() {
+    let dir = std::env::temp_dir().join(format!("tollguard-sighup-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("tg.db");
+    let config = dir.join("tollguard.toml");
+    let deck = root().join("examples/quickstart/rates.csv");
+    let write_config = |server: &str, policy: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[defaults]\ncountry = \"NL\"\ntimezone = \"Europe/Amsterdam\"\n\n[[decks]]\npath = {:?}\n\n[server]\n{server}\n\n{policy}",
+                deck.to_str().unwrap()
+            ),
+        )
+        .unwrap();
+    };
+    write_config("max_body_bytes = 1048576", "");
+    let tok = token(&db, "operator");
+    let port = free_port();
+    let stderr = dir.join("stderr");
+    let mut child = bin()
+        .args(["serve", "--config", config.to_str().unwrap(), "--database", db.to_str().unwrap()])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http(port, "GET", "/readyz", "", None).map(|r| r.0).ok() != Some(200) {
+        assert!(Instant::now() < deadline, "tollguard serve did not come up on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ask = |id: &str| {
+        let body = format!(r#"{{"call_id":"{id}","account":"acme","from":"201","to":"0201234567"}}"#);
+        let (st, body) = http(port, "POST", "/v1/authorize", &tok, Some(&body)).unwrap();
+        assert_eq!(st, 200, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()["allow"].as_bool().unwrap()
+    };
+    assert!(ask("h1"));
+    // One call at a time for acme, and another body limit.
+    let one = "[[policy.limit]]\nname = \"one_at_a_time\"\naccounts = [\"acme\"]\nmetric = \"concurrent\"\nmax = \"1\"\n";
+    write_config("max_body_bytes = 2048", one);
+    let hup = |what: &str| {
+        let before = std::fs::read_to_string(&stderr).unwrap().matches("configuration reloaded").count();
+        assert!(Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap().success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::fs::read_to_string(&stderr).unwrap().matches("configuration reloaded").count() == before {
+            assert!(Instant::now() < deadline, "no reload after SIGHUP ({what})");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::fs::read_to_string(&stderr).unwrap()
+    };
+    let log = hup("policy and [server]");
+    assert_eq!(log.matches("the [server] section changed").count(), 1, "{log}");
+    assert!(!ask("h2"), "the new policy applies: h1 still runs");
+    // [server] as at start again: nothing to say.
+    write_config("max_body_bytes = 1048576", one);
+    let log = hup("policy only");
+    assert_eq!(log.matches("the [server] section changed").count(), 1, "said once: {log}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
