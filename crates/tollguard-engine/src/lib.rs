@@ -68,6 +68,20 @@ pub struct Attempt<'a> {
     pub rated: Option<&'a Rated<'a>>,
 }
 
+/// Who lifts blocks, and so which.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unblocker {
+    /// An operator: every block.
+    Operator,
+    /// The account's customer: only the blocks set by limits the customer set for the account.
+    /// The operator's blocks, and those of the policy's and the operator's limits, stay until an
+    /// operator lifts them.
+    Customer,
+    /// Every block a limit set, none an operator set (a customer's unblock as logged before
+    /// [`Unblocker::Customer`]; kept so that a log rebuilds as it happened).
+    AnyLimit,
+}
+
 /// An operator command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -91,8 +105,8 @@ pub enum Command {
         account: String,
         /// Extension, or all.
         extension: Option<String>,
-        /// Lift only the blocks tollguard's limits set, not an operator's (a customer's unblock).
-        automatic_only: bool,
+        /// Whose unblock it is: what it may lift.
+        by: Unblocker,
     },
     /// After a false positive: the account may call these countries without the first-call
     /// rules (a new partner country), until a time or for good. Replaces earlier allowances.
@@ -2915,13 +2929,18 @@ impl Engine {
                 self.accounts[acct as usize].memory.allowances =
                     countries.into_iter().map(|c| (c.to_ascii_uppercase(), until)).collect();
             }
-            Command::Unblock { account, extension, automatic_only } => {
+            Command::Unblock { account, extension, by } => {
                 let Some(&acct) = self.account_ids.get(&account) else { return };
                 let a = &mut self.accounts[acct as usize];
+                let customers = &a.own_limits[LimitOwner::Customer as usize];
                 let (gone, kept): (Vec<_>, Vec<_>) =
                     std::mem::take(&mut a.blocks).into_iter().partition(|b| {
                         (extension.is_none() || b.extension == extension)
-                            && !(automatic_only && b.limit.is_none())
+                            && match by {
+                                Unblocker::Operator => true,
+                                Unblocker::AnyLimit => b.limit.is_some(),
+                                Unblocker::Customer => b.limit.is_some_and(|l| customers.contains(&l)),
+                            }
                     });
                 a.blocks = kept;
                 for b in gone {

@@ -9,7 +9,7 @@ use tollguard_core::numbering::{DialPlan, Numbering};
 use tollguard_core::rater::{AccountSetup, DirectionRules, Rater};
 use tollguard_core::rating::{RateDeck, TimeBands};
 use tollguard_engine::policy::{Policy, PolicySpec};
-use tollguard_engine::{Attempt, Command, Decision, Effect, Engine, Event};
+use tollguard_engine::{Attempt, Command, Decision, Effect, Engine, Event, Unblocker};
 
 const DECK: &str =
     "prefix,destination,rate_per_minute,connection_fee,initial_increment_s,subsequent_increment_s
@@ -210,7 +210,7 @@ fn emergency_numbers_are_never_denied() {
     }
     let mut out = vec![];
     e.handle(
-        Event::Command(Command::Unblock { account: "acme".into(), extension: None, automatic_only: false }),
+        Event::Command(Command::Unblock { account: "acme".into(), extension: None, by: Unblocker::Operator }),
         now,
         &mut out,
     );
@@ -577,7 +577,7 @@ fn a_late_record_corrects_the_cost_of_an_ended_call_and_is_not_counted_twice() {
 }
 
 #[test]
-fn an_operator_blocks_destinations_and_a_customer_lifts_only_automatic_blocks() {
+fn an_operator_blocks_destinations_and_a_customer_cannot_lift_it() {
     use tollguard_engine::Destinations;
     let mut e = engine("");
     let now = t("2026-01-19T09:00:00Z");
@@ -604,10 +604,10 @@ fn an_operator_blocks_destinations_and_a_customer_lifts_only_automatic_blocks() 
     assert!(d.allowed, "Munich is not blocked: {d:?}");
     let (d, _) = attempt(&mut e, "d", "210", "112", now);
     assert!(d.allowed, "emergency");
-    // A customer's unblock lifts only what tollguard's limits set: the operator's block stays.
+    // A customer's unblock lifts only the blocks of its own limits: the operator's block stays.
     let mut out = vec![];
     e.handle(
-        Event::Command(Command::Unblock { account: "acme".into(), extension: None, automatic_only: true }),
+        Event::Command(Command::Unblock { account: "acme".into(), extension: None, by: Unblocker::Customer }),
         now,
         &mut out,
     );
@@ -615,7 +615,7 @@ fn an_operator_blocks_destinations_and_a_customer_lifts_only_automatic_blocks() 
     let (d, _) = attempt(&mut e, "e", "210", "0067077123456", now);
     assert!(!d.allowed);
     e.handle(
-        Event::Command(Command::Unblock { account: "acme".into(), extension: None, automatic_only: false }),
+        Event::Command(Command::Unblock { account: "acme".into(), extension: None, by: Unblocker::Operator }),
         now,
         &mut out,
     );
@@ -1352,4 +1352,52 @@ on_critical = ["alert", "cut"]
             "call duration reached by a call talking for 60 s (limit 60 s): call cut"
         )]
     );
+}
+
+/// Calls to East Timor that use up EUR 10 of budget (as above): the limit blocks the account.
+fn use_up_ten_euros(e: &mut Engine, t0: Timestamp) {
+    let (d, _) = attempt(e, "u1", "201", "0067077123456", t0);
+    assert_eq!(d.max_duration_s, Some(360), "{d:?}");
+    answer(e, "u1", t0);
+    end(e, "u1", 120, t0 + SignedDuration::from_secs(120));
+    let t1 = t0 + SignedDuration::from_secs(600);
+    let (d, _) = attempt(e, "u2", "201", "0067077123456", t1);
+    assert_eq!(d.max_duration_s, Some(240), "{d:?}");
+    answer(e, "u2", t1);
+    let out = end(e, "u2", 239, t1 + SignedDuration::from_secs(239));
+    assert_eq!(blocks_of(&out), 1, "{out:?}");
+}
+
+#[test]
+fn a_customer_lifts_the_blocks_of_its_own_limits_only() {
+    use tollguard_engine::policy::LimitSpec;
+    use tollguard_engine::{Limit, LimitOwner};
+    let t0 = t("2026-01-19T09:00:00Z");
+    let unblock = |e: &mut Engine, by: Unblocker, now: Timestamp| {
+        let mut out = vec![];
+        e.handle(
+            Event::Command(Command::Unblock { account: "acme".into(), extension: None, by }),
+            now,
+            &mut out,
+        );
+        out.iter().filter(|x| matches!(x, Effect::Unblock { .. })).count()
+    };
+    // The policy's limit blocked: the carrier's to lift, not the customer's.
+    let mut e = engine(DAY_10_BLOCK);
+    use_up_ten_euros(&mut e, t0);
+    let later = t0 + SignedDuration::from_mins(20);
+    assert_eq!(unblock(&mut e, Unblocker::Customer, later), 0);
+    assert!(!attempt(&mut e, "x1", "201", "0201234567", later).0.allowed, "still blocked");
+    // A customer's unblock logged before (it lifted every block a limit set) rebuilds the same.
+    assert_eq!(unblock(&mut e, Unblocker::AnyLimit, later), 1);
+    assert!(attempt(&mut e, "x2", "201", "0201234567", later).0.allowed);
+    // A limit the customer set blocked: the customer may lift it.
+    let mut e = engine("defaults = false\n");
+    let spec = "name = 'own.day'\nmetric = 'spend'\nwindow = 'day'\nmax = '10.00'\non_critical = ['alert', 'deny', 'cap', 'block']";
+    let limits = vec![Limit::from_spec(&toml::from_str::<LimitSpec>(spec).unwrap()).unwrap()];
+    let cmd = Command::SetLimits { account: "acme".into(), owner: LimitOwner::Customer, limits };
+    e.handle(Event::Command(cmd), t0, &mut vec![]);
+    use_up_ten_euros(&mut e, t0);
+    assert_eq!(unblock(&mut e, Unblocker::Customer, later), 1);
+    assert!(attempt(&mut e, "x3", "201", "0201234567", later).0.allowed);
 }

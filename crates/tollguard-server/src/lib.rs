@@ -27,7 +27,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 use tollguard_core::rater::Rater;
 use tollguard_engine::policy::Policy;
-use tollguard_engine::{Attempt, Command, Decision, Effect, Engine, Event, Severity};
+use tollguard_engine::{Attempt, Command, Decision, Effect, Engine, Event, Severity, Unblocker};
 use tollguard_store::Store;
 
 mod auth;
@@ -2076,16 +2076,16 @@ async fn unblock(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<StatusCode> {
-    // An operator lifts every block; the account's customer only those tollguard's limits set.
-    let automatic_only = match auth::require(&s, &headers, auth::Need::Read(&account))? {
-        Scope::Operator => false,
-        Scope::Customer(_) => true,
+    // An operator lifts every block; the account's customer only those of the limits it set.
+    let by = match auth::require(&s, &headers, auth::Need::Read(&account))? {
+        Scope::Operator => Unblocker::Operator,
+        Scope::Customer(_) => Unblocker::Customer,
         Scope::Integration => return Err(auth::forbidden()),
     };
     let req: UnblockRequest = parse_json_or_default(&body)?;
-    let cmd = Command::Unblock { account: account.clone(), extension: req.extension.clone(), automatic_only };
+    let cmd = Command::Unblock { account: account.clone(), extension: req.extension.clone(), by };
     let payload = json!({ "command": "unblock", "account": account, "extension": req.extension,
-                          "automatic_only": automatic_only });
+                          "by": if by == Unblocker::Customer { "customer" } else { "operator" } });
     command(&s, &auth::who(&s, &headers), "unblock", &account, cmd, payload.to_string());
     Ok(StatusCode::NO_CONTENT)
 }

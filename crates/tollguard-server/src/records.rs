@@ -507,7 +507,12 @@ impl Rebuilt {
                     _ => Command::Unblock {
                         account,
                         extension,
-                        automatic_only: v["automatic_only"].as_bool().unwrap_or(false),
+                        // Logged before "by" was: a customer's unblock said "automatic_only".
+                        by: match (v["by"].as_str(), v["automatic_only"].as_bool()) {
+                            (Some("customer"), _) => tollguard_engine::Unblocker::Customer,
+                            (None, Some(true)) => tollguard_engine::Unblocker::AnyLimit,
+                            _ => tollguard_engine::Unblocker::Operator,
+                        },
                     },
                 };
                 engine.handle(Event::Command(cmd), now, effects);

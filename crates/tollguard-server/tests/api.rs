@@ -1200,7 +1200,7 @@ async fn destination_blocks_and_who_may_lift_them() {
     );
     let (_, v) = authorize(&app, &f, body("d2", "0201234567")).await;
     assert_eq!(v["allow"], true, "Dutch numbers are not blocked: {v}");
-    // The customer may lift only what tollguard's limits set; the operator's block stays.
+    // The customer may lift only the blocks of its own limits; the operator's block stays.
     let (st, _) = call(&app, "POST", "/v1/accounts/acme/unblock", Some(&f.other), None).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     let (st, _) = call(&app, "POST", "/v1/accounts/acme/unblock", Some(&f.acme), None).await;
