@@ -942,6 +942,25 @@ pub struct Engine {
     recent_order: std::collections::VecDeque<(Timestamp, String)>,
     /// The price of each deck row seen, by what it charges: built once, shared by its calls.
     deck_rates: Map<RateKey, Arc<CallRate>>,
+    /// What an outbound call to a high- or critical-risk destination no deck prices counts at
+    /// (see [`unpriced_rate`]).
+    unpriced: Option<Arc<CallRate>>,
+}
+
+/// The price counted for an outbound call to a high- or critical-risk destination that no deck
+/// row (nor a CGRateS plan) prices: the dearest row of the first deck, fee and increments
+/// included. An unknown price to where fraud goes is taken as the worst known one, so such calls
+/// count against spend limits and get caps from the budget (before, they counted nothing, and
+/// an attack on a range missing from the deck went past every spend limit). `None` without a
+/// deck.
+fn unpriced_rate(rater: &Rater) -> Option<Arc<CallRate>> {
+    let deck = rater.decks().first()?;
+    deck.rows()
+        .iter()
+        .filter(|row| row.currency == deck.currency)
+        // The dearest; of equals, the first in the file.
+        .min_by_key(|row| (std::cmp::Reverse((row.rate_per_minute, row.connection_fee)), row.line))
+        .map(|row| Arc::new(CallRate::new(row)))
 }
 
 /// What a deck row charges: connection fee and rate (as stored, scale included), increments.
@@ -1066,6 +1085,7 @@ struct Dest {
 impl Engine {
     /// An engine rating with `rater` and deciding with `policy`.
     pub fn new(rater: Arc<Rater>, policy: Policy) -> Engine {
+        let unpriced = unpriced_rate(&rater);
         Engine {
             rater,
             policy_limits: policy.limits.len() as u16,
@@ -1087,6 +1107,7 @@ impl Engine {
             recent: TextMap::default(),
             recent_order: std::collections::VecDeque::new(),
             deck_rates: Map::default(),
+            unpriced,
         }
     }
 
@@ -1720,6 +1741,11 @@ impl Engine {
             rate: match (r.rows[0], r.tariff, self.rater.cgrates()) {
                 (Some(row), _, _) => Some(deck_rate(&mut self.deck_rates, row)),
                 (None, Some(t), Some(c)) => Some(Arc::new(CallRate::plan(&c.plan, t, now))),
+                _ if matches!(r.dialled, Dialled::E164(_))
+                    && r.class.is_some_and(|c| c.risk >= RiskTier::High) =>
+                {
+                    self.unpriced.clone()
+                }
                 _ => None,
             },
         };

@@ -1401,3 +1401,21 @@ fn a_customer_lifts_the_blocks_of_its_own_limits_only() {
     assert_eq!(unblock(&mut e, Unblocker::Customer, later), 1);
     assert!(attempt(&mut e, "x3", "201", "0201234567", later).0.allowed);
 }
+
+#[test]
+fn a_high_risk_destination_no_deck_prices_counts_at_the_dearest_price() {
+    // Solomon Islands (+677, critical) is not in the deck: counted at its dearest row, East
+    // Timor's EUR 1.45 a minute, it gets a cap from the budget and uses it up like a priced call.
+    let mut e = engine(DAY_10_BLOCK);
+    let t0 = t("2026-01-19T09:00:00Z");
+    let (d, _) = attempt(&mut e, "s1", "201", "0067774123456", t0);
+    assert!(d.allowed, "{d:?}");
+    assert_eq!((d.max_duration_s, d.rate_per_minute_units), (Some(360), Some(14_500)), "{d:?}");
+    answer(&mut e, "s1", t0);
+    let out = end(&mut e, "s1", 360, t0 + SignedDuration::from_secs(360));
+    assert_eq!(blocks_of(&out), 1, "EUR 8.70 of 10 and no budget for another minute: {out:?}");
+    // A low-risk destination missing from the deck still counts nothing (France is not priced).
+    let mut e = engine(DAY_10_BLOCK);
+    let (d, _) = attempt(&mut e, "f1", "201", "0033612345678", t0);
+    assert_eq!((d.max_duration_s, d.rate_per_minute_units), (None, None), "{d:?}");
+}
