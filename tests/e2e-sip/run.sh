@@ -12,7 +12,10 @@
 #      timer's 1 s granularity);
 #   4. a running call is cut when a limit is crossed while it runs: tollguard asks Kamailio's
 #      JSON-RPC (dlg.end_dlg) and SIPp sees the BYE within two seconds of the crossing;
-#   5. the account endpoint shows the usage, and every call's end reached tollguard.
+#   5. calls that are never answered (the far end is busy: 486) end in tollguard within seconds
+#      (Kamailio's event_route[dialog:failed]), not at tollguard's lost-call rule;
+#   6. the account endpoint shows the usage, and every call's end reached tollguard (and no end
+#      was reported for a call tollguard did not know).
 # Everything is bounded in time; logs are kept in target/e2e-sip/ for people to read.
 set -euo pipefail
 
@@ -132,7 +135,27 @@ sys.exit(0 if 4.9 <= took <= 7.0 else 1)
 PY
 echo "   cut by BYE ${took} s after the INVITE (the limit is crossed at 5 s of talk)"
 
-echo "== 5. tollguard saw it all"
+running_calls() { # account -> its running calls as tollguard counts them
+    curl -fs -H "Authorization: Bearer $OPERATOR" "http://127.0.0.1:$HTTP_PORT/v1/accounts/$1" \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["running_calls"])'
+}
+
+echo "== 5. calls that are never answered end in tollguard at once"
+uac uac_busy.xml unanswered 0201230486 3 || fail "the calls to the busy number should get 486"
+# No cap on these calls: without the end from Kamailio's dialog:failed, tollguard would count them
+# as running for 4 hours (lost_call_after). The end is posted as the 486 passes the proxy.
+t0=$(date +%s.%N)
+running=unknown
+for _ in $(seq 20); do
+    running=$(running_calls unanswered) || fail "tollguard does not know account unanswered"
+    [[ "$running" == 0 ]] && break
+    sleep 0.25
+done
+[[ "$running" == 0 ]] || fail "3 busy calls left $running running calls in tollguard after 5 s (no end reported)"
+took=$(python3 -c "print(round($(date +%s.%N) - $t0, 2))")
+echo "   3 calls got 486 Busy Here; tollguard showed them ended within ${took} s of the last one (running calls 0)"
+
+echo "== 6. tollguard saw it all"
 sleep 1
 acct=$(curl -fs -H "Authorization: Bearer $OPERATOR" "http://127.0.0.1:$HTTP_PORT/v1/accounts/e2e")
 echo "$acct" >"$OUT/account-e2e.json"
@@ -170,4 +193,8 @@ metrics=$(curl -fs "http://127.0.0.1:$HTTP_PORT/metrics")
 echo "$metrics" | grep -q 'tollguard_authorize_total{result="deny"} 3' || fail "metrics: $(echo "$metrics" | grep authorize_total)"
 echo "$metrics" | grep -q '^tollguard_cuts_total 1$' || fail "metrics: $(echo "$metrics" | grep cuts)"
 echo "$metrics" | grep -q '^tollguard_cuts_failed_total 0$' || fail "metrics: $(echo "$metrics" | grep cuts)"
+# Every failed dialog (the busy calls) was a call tollguard knew; a denied call has no dialog.
+if grep -q "to the failure of" "$OUT/kamailio.log"; then
+    fail "Kamailio reported a failure tollguard did not accept: $(grep "to the failure of" "$OUT/kamailio.log" | head -3)"
+fi
 echo "== SIP end to end: all passed"
