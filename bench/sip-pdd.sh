@@ -37,10 +37,12 @@ timeout 600 sipp -sf "$HERE/uas.xml" -i 127.0.0.1 -p "$UAS" -bg -nostdin >/dev/n
 PIDS+=("$(pgrep -f "sipp -sf $HERE/uas.xml -i 127.0.0.1 -p $UAS" | head -1)")
 
 run() { # name cfg-filter
-    local name="$1" sip
+    local name="$1" sip rpc
     sip=$(port DGRAM)
+    rpc=$(port STREAM)
     sed -e "s|@LISTEN@|udp:127.0.0.1:$sip|" -e "s|@TOLLGUARD@|http://kamailio:$TOKEN@127.0.0.1:$HTTP/v1|" \
-        -e "s|@NEXTHOP@|sip:127.0.0.1:$UAS|" "$HERE/kamailio.cfg" | eval "$2" >"$name.cfg"
+        -e "s|@NEXTHOP@|sip:127.0.0.1:$UAS|" -e "s|@RPC@|127.0.0.1:$rpc|" -e "s|@PBX@|127.0.0.1|" \
+        "$HERE/kamailio.cfg" | eval "$2" >"$name.cfg"
     mkdir -p "run-$name"
     kamailio -f "$name.cfg" -DD -E -Y "$OUT/run-$name" -P "$OUT/run-$name/pid" -m 128 -M 16 >"$name-kamailio.log" 2>&1 &
     local kpid=$!

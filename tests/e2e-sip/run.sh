@@ -12,7 +12,12 @@
 #      timer's 1 s granularity);
 #   4. a running call is cut when a limit is crossed while it runs: tollguard asks Kamailio's
 #      JSON-RPC (dlg.end_dlg) and SIPp sees the BYE within two seconds of the crossing;
-#   5. the account endpoint shows the usage, and every call's end reached tollguard.
+#   5. calls that are never answered (the far end is busy: 486) end in tollguard within seconds
+#      (Kamailio's event_route[dialog:failed]), not at tollguard's lost-call rule;
+#   6. a caller other than the trusted PBX address cannot name the billed account (X-Account):
+#      refused with 403 before tollguard is asked;
+#   7. the account endpoint shows the usage, and every call's end reached tollguard (and no end
+#      was reported for a call tollguard did not know).
 # Everything is bounded in time; logs are kept in target/e2e-sip/ for people to read.
 set -euo pipefail
 
@@ -72,6 +77,7 @@ curl -fs "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null || fail "tollguard serv
 sed -e "s|@LISTEN@|udp:127.0.0.1:$SIP_PORT|" \
     -e "s|@TOLLGUARD@|http://kamailio:$INTEGRATION@127.0.0.1:$HTTP_PORT/v1|" \
     -e "s|@NEXTHOP@|sip:127.0.0.1:$UAS_PORT|" -e "s|@RPC@|127.0.0.1:$RPC_PORT|" \
+    -e "s|@PBX@|127.0.0.1|" \
     "$HERE/kamailio.cfg" >"$OUT/kamailio.cfg"
 kamailio -c -f "$OUT/kamailio.cfg" >"$OUT/kamailio-check.log" 2>&1 || { cat "$OUT/kamailio-check.log"; fail "kamailio.cfg does not parse"; }
 mkdir -p "$OUT/run"
@@ -87,9 +93,9 @@ UAS_PID=$(pgrep -f "sipp -sf $HERE/uas.xml" | head -1)
 [[ -n "$UAS_PID" ]] || fail "the SIPp far end did not start"
 PIDS+=("$UAS_PID")
 
-uac() { # scenario account number calls -> exit status of sipp
+uac() { # scenario account number calls -> exit status of sipp; UAC_IP=... to call from elsewhere
     local scenario="$1" account="$2" number="$3" calls="$4"
-    timeout 60 sipp -sf "$HERE/$scenario" "127.0.0.1:$SIP_PORT" -i 127.0.0.1 -p "$UAC_PORT" \
+    timeout 60 sipp -sf "$HERE/$scenario" "127.0.0.1:$SIP_PORT" -i "${UAC_IP:-127.0.0.1}" -p "$UAC_PORT" \
         -s "$number" -key account "$account" -m "$calls" -l 1 -r 5 -nostdin -timeout 45s \
         -trace_err -error_file "$OUT/uac-$scenario-$account.err" \
         -trace_stat -stf "$OUT/uac-$scenario-$account.csv" >"$OUT/uac-$scenario-$account.log" 2>&1
@@ -132,7 +138,33 @@ sys.exit(0 if 4.9 <= took <= 7.0 else 1)
 PY
 echo "   cut by BYE ${took} s after the INVITE (the limit is crossed at 5 s of talk)"
 
-echo "== 5. tollguard saw it all"
+running_calls() { # account -> its running calls as tollguard counts them
+    curl -fs -H "Authorization: Bearer $OPERATOR" "http://127.0.0.1:$HTTP_PORT/v1/accounts/$1" \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["running_calls"])'
+}
+
+echo "== 5. calls that are never answered end in tollguard at once"
+uac uac_busy.xml unanswered 0201230486 3 || fail "the calls to the busy number should get 486"
+# No cap on these calls: without the end from Kamailio's dialog:failed, tollguard would count them
+# as running for 4 hours (lost_call_after). The end is posted as the 486 passes the proxy.
+t0=$(date +%s.%N)
+running=unknown
+for _ in $(seq 20); do
+    running=$(running_calls unanswered) || fail "tollguard does not know account unanswered"
+    [[ "$running" == 0 ]] && break
+    sleep 0.25
+done
+[[ "$running" == 0 ]] || fail "3 busy calls left $running running calls in tollguard after 5 s (no end reported)"
+took=$(python3 -c "print(round($(date +%s.%N) - $t0, 2))")
+echo "   3 calls got 486 Busy Here; tollguard showed them ended within ${took} s of the last one (running calls 0)"
+
+echo "== 6. only the trusted PBX address may name the billed account"
+UAC_IP=127.0.0.2 uac uac_denied.xml stolen 0201234567 1 || fail "X-Account from 127.0.0.2 (not the PBX) should get 403"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $OPERATOR" "http://127.0.0.1:$HTTP_PORT/v1/accounts/stolen")
+[[ "$code" == 404 ]] || fail "tollguard was asked about account stolen (GET answered $code): the X-Account of an untrusted caller was used"
+echo "   X-Account: stolen from 127.0.0.2 refused with 403; tollguard never heard of account stolen"
+
+echo "== 7. tollguard saw it all"
 sleep 1
 acct=$(curl -fs -H "Authorization: Bearer $OPERATOR" "http://127.0.0.1:$HTTP_PORT/v1/accounts/e2e")
 echo "$acct" >"$OUT/account-e2e.json"
@@ -170,4 +202,8 @@ metrics=$(curl -fs "http://127.0.0.1:$HTTP_PORT/metrics")
 echo "$metrics" | grep -q 'tollguard_authorize_total{result="deny"} 3' || fail "metrics: $(echo "$metrics" | grep authorize_total)"
 echo "$metrics" | grep -q '^tollguard_cuts_total 1$' || fail "metrics: $(echo "$metrics" | grep cuts)"
 echo "$metrics" | grep -q '^tollguard_cuts_failed_total 0$' || fail "metrics: $(echo "$metrics" | grep cuts)"
+# Every failed dialog (the busy calls) was a call tollguard knew; a denied call has no dialog.
+if grep -q "to the failure of" "$OUT/kamailio.log"; then
+    fail "Kamailio reported a failure tollguard did not accept: $(grep "to the failure of" "$OUT/kamailio.log" | head -3)"
+fi
 echo "== SIP end to end: all passed"
