@@ -186,6 +186,19 @@ pub enum Action {
     Block,
 }
 
+impl Action {
+    /// The name used in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Alert => "alert",
+            Action::Deny => "deny",
+            Action::Cap => "cap",
+            Action::Cut => "cut",
+            Action::Block => "block",
+        }
+    }
+}
+
 /// A set of actions.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Actions(u8);
@@ -785,6 +798,13 @@ fn validate(l: &LimitSpec) -> Result<Limit, String> {
         Some(p) => Some(max * p as i64 / 100),
         None => None,
     };
+    if let Some(a) = l.on_warning.iter().flatten().find(|a| **a != Action::Alert) {
+        return Err(format!(
+            "on_warning: {:?} is not supported at the warning level, only \"alert\" is (put {:?} in on_critical)",
+            a.as_str(),
+            a.as_str()
+        ));
+    }
     let default_critical: &[Action] = match l.metric {
         Metric::Spend => &[Action::Alert, Action::Deny, Action::Cap, Action::Cut],
         Metric::Calls | Metric::Concurrent => &[Action::Alert, Action::Deny],

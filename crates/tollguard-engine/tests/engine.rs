@@ -1650,3 +1650,23 @@ fn a_rule_with_when_needs_business_hours_and_bad_ones_are_named() {
         assert!(e.starts_with("destinations 1 (\"r\"): ") && e.contains(says), "{rule}: {e}");
     }
 }
+
+#[test]
+fn warning_levels_take_only_alert() {
+    let spec: PolicySpec = toml::from_str(
+        "defaults = false\n[[limit]]\nname = \"acme.daily\"\nmetric = \"spend\"\nwindow = \"day\"\nmax = \"10\"\n\
+         warning_percent = 80\non_warning = [\"alert\", \"deny\"]\n",
+    )
+    .unwrap();
+    assert_eq!(
+        Policy::from_spec(&spec).unwrap_err(),
+        "limit 1 (\"acme.daily\"): on_warning: \"deny\" is not supported at the warning level, only \"alert\" \
+         is (put \"deny\" in on_critical)"
+    );
+    let ok: PolicySpec = toml::from_str(
+        "defaults = false\n[[limit]]\nname = \"acme.daily\"\nmetric = \"spend\"\nwindow = \"day\"\nmax = \"10\"\n\
+         warning_percent = 80\non_warning = [\"alert\"]\non_critical = [\"alert\", \"deny\"]\n",
+    )
+    .unwrap();
+    assert!(Policy::from_spec(&ok).is_ok());
+}
