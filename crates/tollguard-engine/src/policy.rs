@@ -416,7 +416,7 @@ impl DestinationRule {
     pub fn denies(&self, country: &str, risk: Option<RiskTier>, number: Option<&E164>) -> Option<String> {
         if let Some(d) = &self.deny {
             if d.covers(country, risk, number) {
-                return Some(format!("denied destinations ({})", d.describe()));
+                return Some(format!("among the denied destinations ({})", d.describe()));
             }
         }
         match &self.allow_only {
@@ -853,6 +853,27 @@ mod tests {
         let p = Policy::builtin();
         assert!(p.limits.iter().any(|l| l.name == "default.high_risk_spend_1h"));
         assert!(p.new_destination_rules);
+    }
+
+    #[test]
+    fn business_hours_past_midnight_wrap_into_the_next_day_and_holidays_close_all_day() {
+        use jiff::civil::date;
+        let hours = WeeklyHours::parse("Sat-Sun 22:00-02:00; friday 08:00-24:00").unwrap();
+        // 2026-01-09 is a Friday, 2026-01-12 a Monday.
+        let b = BusinessHours::new(hours, &[Holiday::parse("2026-01-10").unwrap()]);
+        for (at, open) in [
+            (date(2026, 1, 9).at(23, 59, 59, 0), true),
+            (date(2026, 1, 10).at(0, 0, 0, 0), false), // Saturday is a holiday: Friday's 24:00 ends there
+            (date(2026, 1, 10).at(23, 0, 0, 0), false),
+            (date(2026, 1, 11).at(1, 59, 0, 0), true), // Saturday's range runs into Sunday, not a holiday
+            (date(2026, 1, 11).at(2, 0, 0, 0), false),
+            (date(2026, 1, 11).at(22, 0, 0, 0), true),
+            (date(2026, 1, 12).at(1, 59, 59, 0), true), // Sunday's range wraps into Monday
+            (date(2026, 1, 12).at(2, 0, 0, 0), false),
+            (date(2026, 1, 12).at(12, 0, 0, 0), false),
+        ] {
+            assert_eq!(b.is_open(Local::new(at)), open, "{at}");
+        }
     }
 
     #[test]

@@ -1395,7 +1395,7 @@ deny = { countries = ["TL"] }
     assert!(!d.allowed && d.rules == ["acme.no_timor"], "{d:?}");
     assert_eq!(
         d.explanation,
-        ["acme.no_timor: +67077123456 (TL, critical risk) is denied destinations (TL): denied"]
+        ["acme.no_timor: +67077123456 (TL, critical risk) is among the denied destinations (TL): denied"]
     );
     let alerts = alerts_of(&out, "acme.no_timor");
     assert_eq!(alerts.len(), 1, "{out:?}");

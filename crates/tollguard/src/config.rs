@@ -419,9 +419,6 @@ pub fn build(file: Option<(&Path, ConfigFile)>, over: &Overrides) -> Result<Setu
 
 /// Business hours by account (`[accounts.NAME]` and `[defaults]` `business_hours`, `holidays`).
 fn calendars(d: &Defaults, accounts: &BTreeMap<String, AccountSection>) -> Result<Calendars> {
-    if d.business_hours.is_none() && d.holidays.as_ref().is_some_and(|h| !h.is_empty()) {
-        bail!("[defaults] holidays need business_hours");
-    }
     let mut c = Calendars {
         default: d
             .business_hours
@@ -604,6 +601,31 @@ mod tests {
             assert!(e.contains(says), "{text}: {e}");
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn business_hours_come_from_the_account_or_the_defaults() {
+        use tollguard_engine::policy::{BusinessHours, Holiday, WeeklyHours};
+        let cfg: super::ConfigFile = toml::from_str(
+            "[defaults]\nbusiness_hours = \"Mon-Fri 08:00-18:00\"\nholidays = [\"2026-12-25\"]\n\
+             [accounts.a]\nholidays = []\n[accounts.b]\nbusiness_hours = \"Sat 10:00-11:00\"\n[accounts.c]\n",
+        )
+        .unwrap();
+        let c = super::calendars(&cfg.defaults, &cfg.accounts).unwrap();
+        let (office, sat) = (
+            WeeklyHours::parse("Mon-Fri 08:00-18:00").unwrap(),
+            WeeklyHours::parse("Sat 10:00-11:00").unwrap(),
+        );
+        let christmas = [Holiday::parse("2026-12-25").unwrap()];
+        assert_eq!(c.of("a"), Some(&BusinessHours::new(office.clone(), &[])));
+        assert_eq!(c.of("b"), Some(&BusinessHours::new(sat, &christmas)));
+        assert_eq!(c.of("c"), Some(&BusinessHours::new(office.clone(), &christmas)));
+        assert_eq!(c.of("unlisted"), Some(&BusinessHours::new(office, &christmas)));
+        let cfg: super::ConfigFile = toml::from_str("[accounts.a]\nholidays = [\"2026-12-25\"]\n").unwrap();
+        let e = super::calendars(&cfg.defaults, &cfg.accounts).unwrap_err().to_string();
+        assert_eq!(e, "[accounts.a] holidays need business_hours (here or in [defaults])");
+        let cfg: super::ConfigFile = toml::from_str("[accounts.a]\ntimezone = \"UTC\"\n").unwrap();
+        assert_eq!(super::calendars(&cfg.defaults, &cfg.accounts).unwrap(), Default::default());
     }
 
     #[test]
