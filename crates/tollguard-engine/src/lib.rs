@@ -41,7 +41,7 @@ mod window;
 
 use baseline::Baseline;
 pub use policy::Limit;
-use policy::{Action, Metric, Policy, ScopeKind, WindowKind};
+use policy::{Action, Metric, Policy, ScopeKind, When, WindowKind};
 use window::{Local, Window};
 
 /// A call about to be routed: what the switch knows before it rings (borrowed from the
@@ -900,6 +900,10 @@ const LEARNT: i64 = i64::MIN;
 /// record's rounding differ by a second or two).
 const CAP_SLACK_S: u32 = 2;
 
+/// A destinations rule alerts at most once in this time for an account (it denies every call
+/// it covers; the first denial says what the following ones would).
+pub const DESTINATION_ALERT_QUIET: SignedDuration = SignedDuration::from_hours(24);
+
 /// Seconds given to a first call to a high-risk country in office hours.
 pub const NEW_DESTINATION_CAP_S: u32 = 300;
 
@@ -942,6 +946,8 @@ pub struct Engine {
     recent_order: std::collections::VecDeque<(Timestamp, String)>,
     /// The price of each deck row seen, by what it charges: built once, shared by its calls.
     deck_rates: Map<RateKey, Arc<CallRate>>,
+    /// When each destinations rule last alerted for an account: (account, rule) -> time.
+    destination_alerts: Map<(u32, u16), Timestamp>,
     /// What an outbound call to a high- or critical-risk destination no deck prices counts at
     /// (see [`unpriced_rate`]).
     unpriced: Option<Arc<CallRate>>,
@@ -1108,6 +1114,7 @@ impl Engine {
             recent_order: std::collections::VecDeque::new(),
             deck_rates: Map::default(),
             unpriced,
+            destination_alerts: Map::default(),
         }
     }
 
@@ -1465,6 +1472,8 @@ impl Engine {
         // Where it went is known from when it started (its cost from when it ended).
         let started = c.start.min(now);
         let new = self.is_new(acct, kind, dest.country, started, learning);
+        // `when` looks at the call's start.
+        let started_local = self.accounts[acct as usize].local(started);
         if let Some(kind) = kind {
             self.accounts[acct as usize].memory.mark(kind, started, learning);
         }
@@ -1479,6 +1488,7 @@ impl Engine {
             let limit = &self.policy.limits[i];
             if !limit.applies_to(&c.account)
                 || !limit.filter.matches(dest.country, dest.number_type, dest.risk, new)
+                || !self.in_time(limit.when, &c.account, started_local)
             {
                 continue;
             }
@@ -1714,6 +1724,14 @@ impl Engine {
         weekend || if from > to { h >= from || h < to } else { h >= from && h < to }
     }
 
+    /// Whether a rule with `when` applies to an account's call at a local time: its business
+    /// hours say so (an account with none has no business hours: it is always outside them).
+    fn in_time(&self, when: When, account: &str, local: Local) -> bool {
+        when == When::Always
+            || (when == When::BusinessHours)
+                == self.policy.calendars.of(account).is_some_and(|b| b.is_open(local))
+    }
+
     fn destination(&mut self, a: &Attempt, now: Timestamp) -> (Dialled, Direction, Dest) {
         let own;
         let r = match a.rated {
@@ -1831,12 +1849,11 @@ impl Engine {
                 _ => None,
             };
             let covered = match (b.limit, &b.destinations) {
-                (Some(i), _) => self.policy.limits[i as usize].filter.matches(
-                    dest.country,
-                    dest.number_type,
-                    dest.risk,
-                    new,
-                ),
+                (Some(i), _) => {
+                    let limit = &self.policy.limits[i as usize];
+                    limit.filter.matches(dest.country, dest.number_type, dest.risk, new)
+                        && self.in_time(limit.when, a.account, local)
+                }
                 (None, Some(d)) => d.covers(dest.country, dest.risk, number),
                 (None, None) => true,
             };
@@ -1847,6 +1864,44 @@ impl Engine {
                     Some(u) => format!("blocked by {} until {u}", b.rule),
                     None => format!("blocked by {} until released", b.rule),
                 });
+            }
+        }
+
+        // Allowed and denied destinations ([[policy.destinations]]).
+        if !self.policy.destinations.is_empty() {
+            let number = match &dialled {
+                Dialled::E164(n) => Some(n),
+                _ => None,
+            };
+            for (ri, rule) in self.policy.destinations.iter().enumerate() {
+                if !rule.applies_to(a.account, ext) || !self.in_time(rule.when, a.account, local) {
+                    continue;
+                }
+                let Some(why) = rule.denies(dest.country, dest.risk, number) else { continue };
+                deny = true;
+                deny_rules.push(rule.name.clone());
+                let what = format!(
+                    "{}: {} ({}, {} risk) is {why}{}: denied",
+                    rule.name,
+                    number.map_or_else(|| a.dialled.to_string(), |n| n.to_string()),
+                    if dest.country.is_empty() { "unknown country" } else { dest.country },
+                    dest.risk.unwrap_or_default(),
+                    rule.when.text()
+                );
+                // One alert per account and rule in a quiet period, not one per call.
+                let key = (acct, ri as u16);
+                if self
+                    .destination_alerts
+                    .get(&key)
+                    .is_none_or(|t| now.duration_since(*t) >= DESTINATION_ALERT_QUIET)
+                {
+                    self.destination_alerts.insert(key, now);
+                    let mut al = self.alert(acct, ext, now, a.call_id, Severity::Warning, &rule.name);
+                    al.action = if learning { AlertAction::Alert } else { AlertAction::Deny };
+                    al.message = what.clone();
+                    alerts.push(al);
+                }
+                d.explanation.push(what);
             }
         }
 
@@ -1985,6 +2040,7 @@ impl Engine {
             let limit = &self.policy.limits[i];
             if !limit.applies_to(a.account)
                 || !limit.filter.matches(dest.country, dest.number_type, dest.risk, new)
+                || !self.in_time(limit.when, a.account, local)
             {
                 continue;
             }
@@ -2287,7 +2343,10 @@ impl Engine {
             for &slot in &running {
                 let call = &self.slots[slot as usize];
                 let (limit, class) = (&self.policy.limits[li as usize], call.class.expect("filtered above"));
-                if !limit.filter.matches(class.country, class.number_type, class.risk, class.new) {
+                // A call running when the limit is set counts if the limit's `when` holds now.
+                if !limit.filter.matches(class.country, class.number_type, class.risk, class.new)
+                    || !self.in_time(limit.when, account, local)
+                {
                     continue;
                 }
                 let ext = (limit.scope == ScopeKind::Extension).then(|| call.extension.clone());
@@ -3081,11 +3140,8 @@ fn describe(limit: &Limit) -> String {
     if limit.filter.new_only {
         to.push("destinations first called lately".into());
     }
-    if to.is_empty() {
-        what.to_string()
-    } else {
-        format!("{what} to {}", to.join(", "))
-    }
+    let what = if to.is_empty() { what.to_string() } else { format!("{what} to {}", to.join(", ")) };
+    format!("{what}{}", limit.when.text())
 }
 
 #[cfg(test)]

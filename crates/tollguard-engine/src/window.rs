@@ -42,7 +42,6 @@ pub enum Window {
 }
 
 /// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-#[cfg(test)]
 pub(crate) fn days_since_epoch(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
@@ -83,6 +82,11 @@ impl Local {
     /// The hour of the day, 0-23.
     pub(crate) fn hour(&self) -> i64 {
         self.secs.rem_euclid(86_400) / 3600
+    }
+
+    /// The minute of the day, 0-1439.
+    pub(crate) fn minute_of_day(&self) -> i64 {
+        self.secs.rem_euclid(86_400) / 60
     }
 
     /// Hours since 1970-01-01 00:00 local.

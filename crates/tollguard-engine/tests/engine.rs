@@ -1419,3 +1419,320 @@ fn a_high_risk_destination_no_deck_prices_counts_at_the_dearest_price() {
     let (d, _) = attempt(&mut e, "f1", "201", "0033612345678", t0);
     assert_eq!((d.max_duration_s, d.rate_per_minute_units), (None, None), "{d:?}");
 }
+
+/// An engine with `policy_toml`, every account open `hours` with `holidays` off.
+fn engine_with_hours(policy_toml: &str, hours: &str, holidays: &[&str]) -> Engine {
+    use tollguard_engine::policy::{BusinessHours, Calendars, Holiday, WeeklyHours};
+    let spec: PolicySpec = toml::from_str(policy_toml).unwrap();
+    let holidays: Vec<Holiday> = holidays.iter().map(|h| Holiday::parse(h).unwrap()).collect();
+    let calendars = Calendars {
+        default: Some(BusinessHours::new(WeeklyHours::parse(hours).unwrap(), &holidays)),
+        ..Calendars::default()
+    };
+    Engine::new(rater(), Policy::from_spec_with(&spec, calendars).unwrap())
+}
+
+/// An attempt of `account`'s extension `ext` with the decision it got.
+fn attempt_of(e: &mut Engine, account: &str, ext: &str, id: &str, to: &str, now: Timestamp) -> Decision {
+    let mut out = vec![];
+    let a = Attempt { call_id: id, account, extension: ext, dialled: to, ..Attempt::default() };
+    e.handle(Event::Attempt(a), now, &mut out);
+    out.into_iter()
+        .find_map(|x| match x {
+            Effect::Decision(d) => Some(d),
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[test]
+fn a_deny_list_denies_by_country_with_one_alert_a_day() {
+    let mut e = engine(
+        r#"
+defaults = false
+[[destinations]]
+name = "acme.no_timor"
+accounts = ["acme"]
+deny = { countries = ["TL"] }
+"#,
+    );
+    let now = t("2026-01-12T10:00:00Z");
+    let (d, out) = attempt(&mut e, "c1", "201", "0067077123456", now);
+    assert!(!d.allowed && d.rules == ["acme.no_timor"], "{d:?}");
+    assert_eq!(
+        d.explanation,
+        ["acme.no_timor: +67077123456 (TL, critical risk) is among the denied destinations (TL): denied"]
+    );
+    let alerts = alerts_of(&out, "acme.no_timor");
+    assert_eq!(alerts.len(), 1, "{out:?}");
+    assert_eq!(alerts[0].severity, tollguard_engine::Severity::Warning);
+    assert_eq!(alerts[0].action, tollguard_engine::AlertAction::Deny);
+    assert_eq!(alerts[0].message, d.explanation[0]);
+    // The next denials within a day say nothing new: no alert each call.
+    let (d, out) = attempt(&mut e, "c2", "202", "0067077123457", now + SignedDuration::from_hours(23));
+    assert!(!d.allowed && alerts_of(&out, "acme.no_timor").is_empty(), "{out:?}");
+    let (_, out) = attempt(&mut e, "c3", "202", "0067077123457", now + SignedDuration::from_hours(24));
+    assert_eq!(alerts_of(&out, "acme.no_timor").len(), 1, "{out:?}");
+    // Other destinations, other accounts, and calls coming in are not touched.
+    assert!(attempt(&mut e, "c4", "201", "0201234567", now).0.allowed);
+    assert!(attempt_of(&mut e, "other", "201", "c5", "0067077123456", now).allowed);
+    let mut out = vec![];
+    let inbound = Attempt {
+        call_id: "in1",
+        account: "acme",
+        extension: "+67077123456",
+        dialled: "201",
+        context: "from-trunk",
+        ..Attempt::default()
+    };
+    e.handle(Event::Attempt(inbound), now, &mut out);
+    assert!(matches!(&out[..], [Effect::Decision(d)] if d.allowed), "{out:?}");
+}
+
+#[test]
+fn a_deny_list_denies_by_prefix_and_by_risk_tier_for_some_extensions() {
+    let mut e = engine(
+        r#"
+defaults = false
+[[destinations]]
+name = "no_german_mobiles"
+deny = { prefixes = ["+4915", "4917"] }
+[[destinations]]
+name = "lobby.no_critical"
+extensions = ["100"]
+deny = { risk = ["critical"] }
+"#,
+    );
+    let now = t("2026-01-12T10:00:00Z");
+    let (d, _) = attempt(&mut e, "c1", "201", "004915112345678", now);
+    assert!(!d.allowed && d.rules == ["no_german_mobiles"], "{d:?}");
+    assert!(
+        d.explanation[0].contains("+4915112345678") && d.explanation[0].contains("(+4915, +4917)"),
+        "{d:?}"
+    );
+    assert!(!attempt(&mut e, "c2", "201", "004917012345678", now).0.allowed);
+    assert!(attempt(&mut e, "c3", "201", "00493012345678", now).0.allowed, "a Berlin number is not a mobile");
+    // Critical-risk destinations (Cuba, East Timor) are denied to the lobby phone only.
+    let (d, _) = attempt(&mut e, "c4", "100", "005371234567", now);
+    assert!(!d.allowed && d.rules == ["lobby.no_critical"], "{d:?}");
+    assert!(d.explanation[0].contains("(CU, critical risk)") && d.explanation[0].contains("(critical risk)"));
+    assert!(!attempt(&mut e, "c5", "100", "0067077123456", now).0.allowed);
+    assert!(attempt(&mut e, "c6", "100", "0201234567", now).0.allowed);
+    assert!(attempt(&mut e, "c7", "201", "005371234567", now).0.allowed);
+}
+
+#[test]
+fn allow_only_denies_everything_else_but_emergency_numbers() {
+    let mut e = engine(
+        r#"
+defaults = false
+[[destinations]]
+name = "acme.home_only"
+accounts = ["acme"]
+allow_only = { countries = ["NL", "BE"], prefixes = ["+1212"] }
+"#,
+    );
+    let now = t("2026-01-12T10:00:00Z");
+    for (to, allowed) in [
+        ("0201234567", true),
+        ("003225551234", true),
+        ("0012125550100", true),
+        ("0014155550100", false),
+        ("00493012345678", false),
+        ("0067077123456", false),
+        ("112", true),
+        ("911", true),
+        ("205", true),
+    ] {
+        let (d, _) = attempt(&mut e, to, "201", to, now);
+        assert_eq!(d.allowed, allowed, "{to}: {d:?}");
+        if !allowed {
+            assert_eq!(d.rules, ["acme.home_only"], "{to}");
+            assert!(
+                d.explanation[0].contains("is not among the allowed destinations (NL, BE, +1212)"),
+                "{d:?}"
+            );
+        }
+    }
+    let (d, _) = attempt(&mut e, "e", "201", "112", now);
+    assert_eq!(d.rules, ["emergency"]);
+}
+
+#[test]
+fn emergency_numbers_pass_a_rule_that_denies_everything() {
+    let mut e = engine(
+        r#"
+defaults = false
+[[destinations]]
+name = "deny_all"
+deny = { risk = ["low", "medium", "high", "critical"] }
+allow_only = { prefixes = ["+999999"] }
+"#,
+    );
+    let now = t("2026-01-10T03:00:00Z");
+    for n in ["112", "911", "999"] {
+        let (d, _) = attempt(&mut e, n, "201", n, now);
+        assert!(d.allowed && d.rules == ["emergency"] && d.max_duration_s.is_none(), "{n}: {d:?}");
+    }
+    for n in ["0201234567", "0012125550100", "0067077123456"] {
+        let (d, _) = attempt(&mut e, n, "201", n, now);
+        assert!(!d.allowed && d.rules == ["deny_all"], "{n}: {d:?}");
+    }
+}
+
+const NO_INTERNATIONAL_AT_NIGHT: &str = r#"
+defaults = false
+[[destinations]]
+name = "acme.no_international_after_hours"
+accounts = ["acme"]
+allow_only = { countries = ["NL"] }
+when = "outside_business_hours"
+"#;
+
+#[test]
+fn business_hours_are_local_time_across_daylight_saving_with_weekends_and_holidays() {
+    let mut e =
+        engine_with_hours(NO_INTERNATIONAL_AT_NIGHT, "Mon-Fri 08:00-12:30, 13:00-18:00", &["2026-01-14"]);
+    let us = "0012125550100";
+    let mut n = 0;
+    let mut call = |e: &mut Engine, at: &str| {
+        n += 1;
+        attempt(e, &format!("c{n}"), "201", us, t(at)).0
+    };
+    // Monday 12 January (CET, UTC+1) and Monday 13 July (CEST, UTC+2): the same local hours.
+    for (at, open) in [
+        ("2026-01-12T06:59:59Z", false), // 07:59:59 CET
+        ("2026-01-12T07:00:00Z", true),  // 08:00 CET
+        ("2026-01-12T11:45:00Z", false), // 12:45 CET: lunch
+        ("2026-01-12T16:59:00Z", true),  // 17:59 CET
+        ("2026-01-12T17:00:00Z", false), // 18:00 CET
+        ("2026-07-13T06:30:00Z", true),  // 08:30 CEST (07:30 in winter)
+        ("2026-07-13T16:30:00Z", false), // 18:30 CEST (17:30 in winter)
+        ("2026-03-29T09:00:00Z", false), // Sunday, the day the clocks go forward
+        ("2026-03-30T06:30:00Z", true),  // Monday 08:30 CEST
+        ("2026-01-10T10:00:00Z", false), // Saturday
+        ("2026-01-14T10:00:00Z", false), // Wednesday, a holiday
+        ("2026-01-13T16:59:59Z", true),  // 17:59:59 the day before it
+        ("2026-01-15T07:00:00Z", true),  // 08:00 the day after it
+    ] {
+        let d = call(&mut e, at);
+        assert_eq!(d.allowed, open, "{at}: {d:?}");
+        if !open {
+            assert_eq!(d.rules, ["acme.no_international_after_hours"]);
+            assert!(d.explanation[0].ends_with(" outside business hours: denied"), "{d:?}");
+        }
+    }
+    // Calls at home are allowed at any time.
+    assert!(call_home(&mut e, "2026-01-10T03:00:00Z"));
+}
+
+fn call_home(e: &mut Engine, at: &str) -> bool {
+    attempt(e, "home", "201", "0201234567", t(at)).0.allowed
+}
+
+#[test]
+fn a_rule_for_business_hours_applies_only_then() {
+    let mut e = engine_with_hours(
+        &NO_INTERNATIONAL_AT_NIGHT.replace("outside_business_hours", "business_hours"),
+        "Mon-Fri 08:00-18:00",
+        &[],
+    );
+    assert!(!attempt(&mut e, "a", "201", "0012125550100", t("2026-01-12T09:00:00Z")).0.allowed);
+    assert!(attempt(&mut e, "b", "201", "0012125550100", t("2026-01-12T19:00:00Z")).0.allowed);
+}
+
+#[test]
+fn a_spend_limit_outside_business_hours_counts_only_calls_made_then() {
+    let mut e = engine_with_hours(
+        r#"
+defaults = false
+[[limit]]
+name = "acme.after_hours_spend"
+metric = "spend"
+window = "day"
+max = "3.00"
+when = "outside_business_hours"
+"#,
+        "Mon-Fri 08:00-18:00",
+        &[],
+    );
+    // Ten minutes to East Timor (EUR 1.45 a minute) in business hours: no cap, not counted.
+    let day = t("2026-01-12T09:00:00Z");
+    let (d, _) = attempt(&mut e, "day1", "201", "0067077123456", day);
+    assert!(d.allowed && d.max_duration_s.is_none() && d.rules.is_empty(), "{d:?}");
+    answer(&mut e, "day1", day);
+    end(&mut e, "day1", 600, day + SignedDuration::from_secs(600));
+    // At 19:00 the whole EUR 3.00 is left: two whole minutes.
+    let evening = t("2026-01-12T18:00:00Z");
+    let (d, _) = attempt(&mut e, "eve1", "201", "0067077123456", evening);
+    assert!(d.allowed && d.max_duration_s == Some(120) && d.rules == ["acme.after_hours_spend"], "{d:?}");
+    assert!(d.explanation[0].starts_with("spend outside business hours: 3.00 left of 3.00"), "{d:?}");
+    answer(&mut e, "eve1", evening);
+    end(&mut e, "eve1", 120, evening + SignedDuration::from_secs(120));
+    // EUR 0.10 left cannot pay a minute: denied.
+    let (d, _) = attempt(&mut e, "eve2", "201", "0067077123456", evening + SignedDuration::from_mins(10));
+    assert!(!d.allowed && d.rules == ["acme.after_hours_spend"], "{d:?}");
+}
+
+#[test]
+fn a_rule_with_when_needs_business_hours_and_bad_ones_are_named() {
+    use tollguard_engine::policy::{Holiday, WeeklyHours};
+    let spec: PolicySpec = toml::from_str(NO_INTERNATIONAL_AT_NIGHT).unwrap();
+    assert_eq!(
+        Policy::from_spec(&spec).unwrap_err(),
+        "destinations 1 (\"acme.no_international_after_hours\"): when = \"outside_business_hours\" needs \
+         business hours for account \"acme\": set business_hours in [accounts.acme] or [defaults]"
+    );
+    for (text, says) in [
+        ("Mon-Fry 08:00-18:00", "\"Fry\" is not a day (Mon, Tue, Wed, Thu, Fri, Sat, Sun)"),
+        ("Mon-Fri 8-18", "\"8-18\" is not a range HH:MM-HH:MM"),
+        ("Mon-Fri 08:00-24:30", "\"08:00-24:30\" is not a range"),
+        ("Mon-Fri 08:00-08:00", "\"08:00-08:00\" is an empty range"),
+        ("Mon-Fri", "\"Mon-Fri\" is not days then times"),
+        ("Mon-Fri 08:00-18:00;", "\"\" is not days then times"),
+    ] {
+        let e = WeeklyHours::parse(text).unwrap_err();
+        assert!(e.starts_with(&format!("business hours {text:?}: ")) && e.contains(says), "{text}: {e}");
+    }
+    assert!(WeeklyHours::parse("mon,wed,friday 09:00-12:00 13:00-17:00; Sat-Sun 22:00-02:00").is_ok());
+    let e = Holiday::parse("2026-02-30").unwrap_err();
+    assert!(e.starts_with("holiday \"2026-02-30\" is not a date YYYY-MM-DD"), "{e}");
+    assert!(Holiday::parse("25-12-2026").is_err());
+    let e = toml::from_str::<PolicySpec>(
+        "[[destinations]]\nname = \"x\"\ndeny = { countries = [\"CU\"] }\nwhen = \"nights\"\n",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("unknown variant `nights`"), "{e}");
+    for (rule, says) in [
+        ("deny = { countries = [\"Cuba\"] }", "deny: countries: \"Cuba\" is not an ISO 3166 alpha-2 code"),
+        ("deny = { prefixes = [\"+49-15\"] }", "deny: prefixes: \"+49-15\" is not an E.164 prefix"),
+        ("deny = { risk = [\"severe\"] }", "deny: risk: \"severe\" is not a risk tier"),
+        ("allow_only = { risk = [\"low\"] }", "allow_only: takes countries and prefixes, not risk tiers"),
+        ("deny = {}", "deny: it lists no countries, risk tiers or prefixes"),
+        ("", "give deny, allow_only or both"),
+    ] {
+        let spec: PolicySpec = toml::from_str(&format!("[[destinations]]\nname = \"r\"\n{rule}\n")).unwrap();
+        let e = Policy::from_spec(&spec).unwrap_err();
+        assert!(e.starts_with("destinations 1 (\"r\"): ") && e.contains(says), "{rule}: {e}");
+    }
+}
+
+#[test]
+fn warning_levels_take_only_alert() {
+    let spec: PolicySpec = toml::from_str(
+        "defaults = false\n[[limit]]\nname = \"acme.daily\"\nmetric = \"spend\"\nwindow = \"day\"\nmax = \"10\"\n\
+         warning_percent = 80\non_warning = [\"alert\", \"deny\"]\n",
+    )
+    .unwrap();
+    assert_eq!(
+        Policy::from_spec(&spec).unwrap_err(),
+        "limit 1 (\"acme.daily\"): on_warning: \"deny\" is not supported at the warning level, only \"alert\" \
+         is (put \"deny\" in on_critical)"
+    );
+    let ok: PolicySpec = toml::from_str(
+        "defaults = false\n[[limit]]\nname = \"acme.daily\"\nmetric = \"spend\"\nwindow = \"day\"\nmax = \"10\"\n\
+         warning_percent = 80\non_warning = [\"alert\"]\non_critical = [\"alert\", \"deny\"]\n",
+    )
+    .unwrap();
+    assert!(Policy::from_spec(&ok).is_ok());
+}

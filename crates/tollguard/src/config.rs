@@ -14,7 +14,7 @@ use tollguard_core::money::Currency;
 use tollguard_core::numbering::{DialPlan, DialPlanSpec, Numbering, RiskList};
 use tollguard_core::rater::{AccountSetup, CgratesPricing, DirectionRules, Rater};
 use tollguard_core::rating::{RateDeck, TimeBandSpec, TimeBands};
-use tollguard_engine::policy::{Policy, PolicySpec};
+use tollguard_engine::policy::{BusinessHours, Calendars, Holiday, Policy, PolicySpec, WeeklyHours};
 use tollguard_ingest::generic::GenericMapping;
 
 /// The whole file.
@@ -218,6 +218,12 @@ pub struct Defaults {
     pub timezone: Option<String>,
     /// Currency of deck rows without a `currency` column. Default EUR.
     pub currency: Option<String>,
+    /// Business hours of accounts without their own, e.g. `"Mon-Fri 08:00-18:00"` (rules with
+    /// `when`, docs/policy.md). Default: none.
+    pub business_hours: Option<WeeklyHours>,
+    /// Holidays (`YYYY-MM-DD`, in each account's zone) of accounts without their own list:
+    /// outside business hours all day.
+    pub holidays: Option<Vec<Holiday>>,
 }
 
 /// `[numbering]`.
@@ -236,6 +242,12 @@ pub struct AccountSection {
     pub dialplan: Option<String>,
     /// IANA zone of the account (calendar limits, time bands). Default: `[defaults] timezone`.
     pub timezone: Option<String>,
+    /// Business hours, e.g. `"Mon-Fri 08:00-12:30, 13:30-18:00; Sat 09:00-12:00"`, in the
+    /// account's zone. Default: `[defaults] business_hours`.
+    pub business_hours: Option<WeeklyHours>,
+    /// Holidays (`YYYY-MM-DD`, in the account's zone): outside business hours all day. Replaces
+    /// `[defaults] holidays`.
+    pub holidays: Option<Vec<Holiday>>,
 }
 
 /// `[[decks]]`.
@@ -399,9 +411,32 @@ pub fn build(file: Option<(&Path, ConfigFile)>, over: &Overrides) -> Result<Setu
             })
             .map_err(|e| anyhow!("{e}"))?;
     }
-    let policy = Policy::from_spec(&cfg.policy).map_err(|e| anyhow!("[policy]: {e}"))?;
+    let policy = Policy::from_spec_with(&cfg.policy, calendars(&cfg.defaults, &cfg.accounts)?)
+        .map_err(|e| anyhow!("[policy]: {e}"))?;
     let server = server_settings(&cfg.server, &base, &cdr_tz)?;
     Ok(Setup { rater, cdr_tz, generic: cfg.generic_csv, policy, server })
+}
+
+/// Business hours by account (`[accounts.NAME]` and `[defaults]` `business_hours`, `holidays`).
+fn calendars(d: &Defaults, accounts: &BTreeMap<String, AccountSection>) -> Result<Calendars> {
+    let mut c = Calendars {
+        default: d
+            .business_hours
+            .clone()
+            .map(|h| BusinessHours::new(h, d.holidays.as_deref().unwrap_or(&[]))),
+        ..Calendars::default()
+    };
+    for (name, a) in accounts {
+        if a.business_hours.is_none() && a.holidays.is_none() {
+            continue;
+        }
+        let Some(hours) = a.business_hours.clone().or(d.business_hours.clone()) else {
+            bail!("[accounts.{name}] holidays need business_hours (here or in [defaults])");
+        };
+        let holidays = a.holidays.as_deref().or(d.holidays.as_deref()).unwrap_or(&[]);
+        c.accounts.insert(name.clone(), BusinessHours::new(hours, holidays));
+    }
+    Ok(c)
 }
 
 fn server_settings(s: &ServerSection, base: &Path, tz: &TimeZone) -> Result<ServerSettings> {
@@ -566,6 +601,31 @@ mod tests {
             assert!(e.contains(says), "{text}: {e}");
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn business_hours_come_from_the_account_or_the_defaults() {
+        use tollguard_engine::policy::{BusinessHours, Holiday, WeeklyHours};
+        let cfg: super::ConfigFile = toml::from_str(
+            "[defaults]\nbusiness_hours = \"Mon-Fri 08:00-18:00\"\nholidays = [\"2026-12-25\"]\n\
+             [accounts.a]\nholidays = []\n[accounts.b]\nbusiness_hours = \"Sat 10:00-11:00\"\n[accounts.c]\n",
+        )
+        .unwrap();
+        let c = super::calendars(&cfg.defaults, &cfg.accounts).unwrap();
+        let (office, sat) = (
+            WeeklyHours::parse("Mon-Fri 08:00-18:00").unwrap(),
+            WeeklyHours::parse("Sat 10:00-11:00").unwrap(),
+        );
+        let christmas = [Holiday::parse("2026-12-25").unwrap()];
+        assert_eq!(c.of("a"), Some(&BusinessHours::new(office.clone(), &[])));
+        assert_eq!(c.of("b"), Some(&BusinessHours::new(sat, &christmas)));
+        assert_eq!(c.of("c"), Some(&BusinessHours::new(office.clone(), &christmas)));
+        assert_eq!(c.of("unlisted"), Some(&BusinessHours::new(office, &christmas)));
+        let cfg: super::ConfigFile = toml::from_str("[accounts.a]\nholidays = [\"2026-12-25\"]\n").unwrap();
+        let e = super::calendars(&cfg.defaults, &cfg.accounts).unwrap_err().to_string();
+        assert_eq!(e, "[accounts.a] holidays need business_hours (here or in [defaults])");
+        let cfg: super::ConfigFile = toml::from_str("[accounts.a]\ntimezone = \"UTC\"\n").unwrap();
+        assert_eq!(super::calendars(&cfg.defaults, &cfg.accounts).unwrap(), Default::default());
     }
 
     #[test]

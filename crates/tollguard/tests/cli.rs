@@ -828,3 +828,146 @@ fn example_2011_pbx_hack() {
         assert_eq!(decisions.lines().count(), 4289);
     }
 }
+
+/// The quickstart's Friday and Saturday night with destination rules and business hours.
+const DESTINATION_RULES: &str = r#"
+[defaults]
+country = "NL"
+timezone = "Europe/Amsterdam"
+business_hours = "Mon-Fri 08:00-18:00"
+
+[accounts.acme]
+business_hours = "Mon-Fri 09:00-12:00, 13:00-17:00"
+holidays = ["2011-06-13"]
+
+[[decks]]
+path = "DECK"
+
+[policy]
+defaults = false
+
+[[policy.destinations]]
+name = "acme.reception_no_germany"
+accounts = ["acme"]
+extensions = ["204"]
+deny = { prefixes = ["+49"] }
+
+[[policy.destinations]]
+name = "acme.home_only_after_hours"
+accounts = ["acme"]
+allow_only = { countries = ["NL"] }
+when = "outside_business_hours"
+"#;
+
+#[test]
+fn replay_with_destination_rules_and_business_hours() {
+    let cdr = root().join("examples/quickstart/Master.csv");
+    let cfg = write_tmp("destinations.toml", &DESTINATION_RULES.replace("DECK", &deck()));
+    let args = ["--cdr", cdr.to_str().unwrap(), "--format", "asterisk", "--config", cfg.to_str().unwrap()];
+    let (decisions, alerts, _) = replay(&args);
+    let decided: Vec<serde_json::Value> =
+        decisions.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let by_id = |id: &str| decided.iter().find(|d| d["call_id"] == id).unwrap_or_else(|| panic!("{id}"));
+    let denied_by = |id: &str| -> Vec<String> {
+        let d = by_id(id);
+        assert_eq!(d["allowed"], false, "{d}");
+        d["rules"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_string()).collect()
+    };
+    let cdrs = std::fs::read_to_string(&cdr).unwrap();
+    let id_of = |start: &str, to: &str| -> String {
+        let line = cdrs
+            .lines()
+            .find(|l| l.contains(&format!("\"{start}")) && l.contains(&format!(",\"{to}\",")))
+            .unwrap_or_else(|| panic!("{start} {to}"));
+        line.rsplit(",\"").nth(1).unwrap().trim_end_matches('"').to_string()
+    };
+    // The reception (204) may not call Germany at any time.
+    assert_eq!(denied_by(&id_of("2011-06-10 14:39", "0049301234567")), ["acme.reception_no_germany"]);
+    // Germany from 210: at lunch (12:12, outside acme's own hours) denied, at 15:14 allowed.
+    assert_eq!(denied_by(&id_of("2011-06-10 12:12", "0049301234567")), ["acme.home_only_after_hours"]);
+    assert_eq!(by_id(&id_of("2011-06-10 15:14", "0049301234567"))["allowed"], true);
+    // Dutch numbers at lunch, and emergency calls, are allowed.
+    assert_eq!(by_id(&id_of("2011-06-10 12:38", "0031104567890"))["allowed"], true);
+    assert_eq!(by_id(&id_of("2011-06-10 12:17", "112"))["allowed"], true);
+    // The Saturday night hack to East Timor: every call denied by the after-hours rule.
+    let timor: Vec<&serde_json::Value> = decided
+        .iter()
+        .filter(|d| {
+            cdrs.lines().any(|l| l.contains(d["call_id"].as_str().unwrap()) && l.contains("\"0067077"))
+        })
+        .collect();
+    assert!(timor.len() >= 12, "{timor:?}");
+    for d in &timor {
+        assert_eq!(d["allowed"], false, "{d}");
+        assert_eq!(d["rules"], serde_json::json!(["acme.home_only_after_hours"]), "{d}");
+    }
+    // One alert per rule and account a day, not one per call.
+    let alerted: Vec<serde_json::Value> = alerts.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rules: Vec<&str> = alerted.iter().map(|a| a["rule"].as_str().unwrap()).collect();
+    assert_eq!(
+        rules,
+        ["acme.home_only_after_hours", "acme.reception_no_germany", "acme.home_only_after_hours"]
+    );
+    assert_eq!(
+        alerted[2]["message"],
+        "acme.home_only_after_hours: +67077655318 (TL, critical risk) is not among the allowed destinations \
+         (NL) outside business hours: denied"
+    );
+    assert_eq!(
+        (alerted[2]["severity"].as_str(), alerted[2]["action"].as_str()),
+        (Some("warning"), Some("deny"))
+    );
+}
+
+#[test]
+fn bad_business_hours_and_warning_actions_are_named() {
+    let cdr = root().join("examples/quickstart/Master.csv");
+    let replay_with = |name: &str, cfg: &str| {
+        let cfg = write_tmp(name, &cfg.replace("DECK", &deck()));
+        let out = run(&[
+            "replay",
+            "--cdr",
+            cdr.to_str().unwrap(),
+            "--format",
+            "asterisk",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--decisions-out",
+            "/dev/null",
+        ]);
+        assert_eq!(out.status.code(), Some(2));
+        (cfg, text(&out.stderr))
+    };
+    let (cfg, e) = replay_with(
+        "bad-hours.toml",
+        &DESTINATION_RULES.replace("Mon-Fri 09:00-12:00", "Mon-Fry 09:00-12:00"),
+    );
+    assert!(e.contains(&cfg.display().to_string()) && e.contains("line 8"), "{e}");
+    assert!(e.contains("\"Fry\" is not a day (Mon, Tue, Wed, Thu, Fri, Sat, Sun)"), "{e}");
+    let (cfg, e) = replay_with("bad-holiday.toml", &DESTINATION_RULES.replace("2011-06-13", "2011-13-06"));
+    assert!(e.contains(&cfg.display().to_string()) && e.contains("line 9"), "{e}");
+    assert!(e.contains("holiday \"2011-13-06\" is not a date YYYY-MM-DD"), "{e}");
+    let no_hours = DESTINATION_RULES
+        .replace("business_hours = \"Mon-Fri 08:00-18:00\"\n", "")
+        .replace("business_hours = \"Mon-Fri 09:00-12:00, 13:00-17:00\"\nholidays = [\"2011-06-13\"]\n", "");
+    let (_, e) = replay_with("no-hours.toml", &no_hours);
+    assert!(
+        e.contains(
+            "[policy]: destinations 2 (\"acme.home_only_after_hours\"): when = \"outside_business_hours\" needs \
+             business hours for account \"acme\": set business_hours in [accounts.acme] or [defaults]"
+        ),
+        "{e}"
+    );
+    let warning_deny = format!(
+        "{DESTINATION_RULES}\n[[policy.limit]]\nname = \"acme.daily\"\nmetric = \"spend\"\nwindow = \"day\"\n\
+         max = \"100\"\nwarning_percent = 50\non_warning = [\"alert\", \"block\"]\n"
+    );
+    let (_, e) = replay_with("warning-block.toml", &warning_deny);
+    assert!(
+        e.contains(
+            "[policy]: limit 1 (\"acme.daily\"): on_warning: \"block\" is not supported at the warning level, \
+             only \"alert\" is (put \"block\" in on_critical)"
+        ),
+        "{e}"
+    );
+}
