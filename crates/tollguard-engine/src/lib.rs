@@ -581,6 +581,21 @@ struct DestClass {
     new: bool,
 }
 
+impl LimitState {
+    /// A calendar window's new period (a new day for a daily limit) starts a new episode: its
+    /// levels alert again. Otherwise a limit reached every night by an attack whose calls run over
+    /// midnight (they keep the new day's spend above the warning level) alerted once in 17 days.
+    /// Call after the window has been brought to `now` (`usage`, `totals`).
+    fn new_period(&mut self) {
+        if let Some(p) = self.window.as_ref().and_then(Window::period) {
+            if p != self.alerted_in {
+                self.alerted_in = p;
+                self.alerted = 0;
+            }
+        }
+    }
+}
+
 impl Call {
     fn running_units(&self, now: Timestamp) -> i64 {
         match (&self.rate, self.answered) {
@@ -655,6 +670,8 @@ struct LimitState {
     linear: Linear,
     /// Highest level alerted in the current episode: 0 none, 1 warning, 2 critical.
     alerted: u8,
+    /// The calendar period of the episode (see [`LimitState::new_period`]).
+    alerted_in: i64,
     /// When a tick must look at it next.
     deadline: Option<Timestamp>,
 }
@@ -1599,6 +1616,7 @@ impl Engine {
         let local = self.accounts[acct as usize].local(now);
         let state = &mut self.states[sid as usize];
         let (used, _) = usage(limit, state, &self.slots, now, local, 0);
+        state.new_period();
         let enforce = !limit.report_only && !learning;
         let level = limit.warning.unwrap_or(limit.max);
         if state.alerted > 0 && used < level {
@@ -2117,6 +2135,7 @@ impl Engine {
             // exhausted budget is still the same episode, whatever its level).
             let level = limit.warning.unwrap_or(limit.max);
             let before = if limit.metric == Metric::Calls { used - 1 } else { used };
+            state.new_period();
             if state.alerted > 0
                 && before < level
                 && !exhausted
@@ -2409,6 +2428,7 @@ impl Engine {
             running: vec![],
             linear: Linear::default(),
             alerted: 0,
+            alerted_in: i64::MIN,
             deadline: None,
         });
         match ext {
@@ -2851,6 +2871,7 @@ impl Engine {
             Metric::Spend => {
                 let state = &mut self.states[sid as usize];
                 let (used, _) = usage(limit, state, &self.slots, now, local, 0);
+                state.new_period();
                 if state.alerted > 0 && used < limit.warning.unwrap_or(limit.max) {
                     state.alerted = 0;
                 }

@@ -182,6 +182,14 @@ impl Window {
         }
     }
 
+    /// The calendar period the window is in (`None`: a rolling window).
+    pub(crate) fn period(&self) -> Option<i64> {
+        match self {
+            Window::Calendar { key, .. } => Some(*key),
+            Window::Rolling { .. } => None,
+        }
+    }
+
     /// Totals (spend, calls) inside the window at `now`.
     pub(crate) fn totals(&mut self, now: Timestamp, local: Local) -> (i64, u32) {
         self.roll(local);

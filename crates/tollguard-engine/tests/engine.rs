@@ -1736,3 +1736,36 @@ fn warning_levels_take_only_alert() {
     .unwrap();
     assert!(Policy::from_spec(&ok).is_ok());
 }
+
+#[test]
+fn a_daily_limit_reached_again_the_next_day_alerts_again() {
+    // A warning at 10%: the calls running over midnight keep the new day's spend above it, so
+    // the episode never "falls back below its first level"; the new day starts a new one.
+    let mut e = engine(
+        "defaults = false\n[[limit]]\nname = \"acme.daily\"\nmetric = \"spend\"\nwindow = \"day\"\n\
+         max = \"10.00\"\nwarning_percent = 10\non_critical = [\"alert\", \"deny\"]\n",
+    );
+    let criticals = |out: &[Effect]| {
+        alerts_of(out, "acme.daily")
+            .iter()
+            .filter(|a| a.severity == tollguard_engine::Severity::Critical)
+            .count()
+    };
+    // Monday 23:30 local (22:30Z): two calls to East Timor, running past midnight.
+    let night = t("2026-01-19T22:30:00Z");
+    for id in ["n1", "n2"] {
+        assert!(attempt(&mut e, id, "201", "0067077123456", night).0.allowed);
+        answer(&mut e, id, night);
+    }
+    // 23:50: EUR 58 so far: denied, critical.
+    let (d, out) = attempt(&mut e, "m1", "201", "0067077123456", t("2026-01-19T22:50:00Z"));
+    assert!(!d.allowed, "{d:?}");
+    assert_eq!(criticals(&out), 1, "{out:?}");
+    // Tuesday 00:30: still running (they count in the new day): denied again, and said again.
+    let (d, out) = attempt(&mut e, "t1", "201", "0067077123456", t("2026-01-19T23:30:00Z"));
+    assert!(!d.allowed, "{d:?}");
+    assert_eq!(criticals(&out), 1, "a new day, a new alert: {out:?}");
+    // The same day again: nothing new.
+    let (_, out) = attempt(&mut e, "t2", "201", "0067077123456", t("2026-01-19T23:40:00Z"));
+    assert_eq!(criticals(&out), 0, "{out:?}");
+}
