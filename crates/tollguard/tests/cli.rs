@@ -44,7 +44,20 @@ fn golden(name: &str, actual: &str) {
     let want = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1 to create it)", path.display()));
     if want != actual {
-        panic!("{name} differs from the golden file\n--- want\n{want}\n--- got\n{actual}");
+        // The first line that differs (some golden files are thousands of lines long).
+        let (n, w, g) = want
+            .split_inclusive('\n')
+            .map(Some)
+            .chain(std::iter::repeat(None))
+            .zip(actual.split_inclusive('\n').map(Some).chain(std::iter::repeat(None)))
+            .enumerate()
+            .find(|(_, (w, g))| w != g)
+            .map(|(i, (w, g))| (i + 1, w.unwrap_or("(end of file)"), g.unwrap_or("(end of file)")))
+            .expect("two different texts differ in a line");
+        panic!(
+            "{name} differs from the golden file at line {n}\n--- want\n{w}\n--- got\n{g}\n\
+             (if the change is intended: UPDATE_GOLDEN=1 cargo test -p tollguard --test cli, then review the diff)"
+        );
     }
 }
 
@@ -807,16 +820,32 @@ fn scorecard_on_a_small_simulated_month_meets_the_targets() {
     assert!(honest.starts_with("honest billable calls denied: 0 of"), "{report}");
 }
 
+/// The README's figures, and every alert and decision of both replays (golden files, which
+/// hold caps, cuts, blocks, warnings and the spend limits' rules).
 #[test]
 fn example_2011_pbx_hack() {
     let dir = root().join("examples/2011-pbx-hack");
     let cdr = dir.join("Master.csv");
-    for (cfg, want) in [
-        ("default.toml", "cost as recorded EUR 174408.5440  cost with tollguard EUR 141.7440"),
-        ("limit-500.toml", "cost as recorded EUR 174408.5440  cost with tollguard EUR 8744.8600"),
+    for (cfg, golden_name, want) in [
+        (
+            "default.toml",
+            "example_2011_default",
+            [
+                "cost as recorded EUR 174408.5440  cost with tollguard EUR 141.7440",
+                "denied 2840  capped 4  cut 3  alerts 5 critical, 4 warning  unrated 0  malformed 0",
+            ],
+        ),
+        (
+            "limit-500.toml",
+            "example_2011_limit_500",
+            [
+                "cost as recorded EUR 174408.5440  cost with tollguard EUR 8744.8600",
+                "denied 3530  capped 99  cut 21  alerts 17 critical, 18 warning  unrated 0  malformed 0",
+            ],
+        ),
     ] {
         let c = dir.join(cfg);
-        let (decisions, _, summary) = replay(&[
+        let (decisions, alerts, summary) = replay(&[
             "--cdr",
             cdr.to_str().unwrap(),
             "--format",
@@ -824,8 +853,12 @@ fn example_2011_pbx_hack() {
             "--config",
             c.to_str().unwrap(),
         ]);
-        assert!(summary.contains(want), "{cfg}: {summary}");
+        golden(&format!("{golden_name}.alerts.jsonl"), &alerts);
+        golden(&format!("{golden_name}.decisions.jsonl"), &decisions);
         assert_eq!(decisions.lines().count(), 4289);
+        for want in want {
+            assert!(summary.contains(want), "{cfg}: {summary} (the README quotes these figures)");
+        }
     }
 }
 
