@@ -274,6 +274,8 @@ pub enum Effect {
         account: String,
         /// Extension, or all.
         extension: Option<String>,
+        /// Trunk, or all (a per-trunk limit's block).
+        trunk: Option<String>,
         /// Rule.
         rule: String,
         /// Until when.
@@ -553,6 +555,8 @@ struct Call {
     account: u32,
     /// The calling extension (the buffer is kept when the slot is reused).
     extension: String,
+    /// The trunk it goes out on ("" unknown; the buffer is kept when the slot is reused).
+    trunk: String,
     answered: Option<Timestamp>,
     rate: Option<Arc<CallRate>>,
     /// Where it goes, for limits set while it runs; `None`: counted by no limit (emergency).
@@ -680,6 +684,8 @@ struct LimitState {
 struct ActiveBlock {
     /// Extension, or all.
     extension: Option<String>,
+    /// Trunk, or all (a per-trunk limit's block).
+    trunk: Option<String>,
     /// The limit whose destinations are blocked; `None`: see `destinations`.
     limit: Option<u16>,
     /// An operator's destinations; `None` (and no limit): all destinations.
@@ -693,9 +699,10 @@ struct ActiveBlock {
 impl ActiveBlock {
     /// The block a limit's `block` action sets: its destinations, for the account (or the
     /// extension, for a per-extension limit), for `block_for` or until released.
-    fn by_limit(limit: &Limit, li: u16, ext: &str, now: Timestamp) -> ActiveBlock {
+    fn by_limit(limit: &Limit, li: u16, ext: &str, trunk: Option<String>, now: Timestamp) -> ActiveBlock {
         ActiveBlock {
             extension: (limit.scope == ScopeKind::Extension).then(|| ext.to_string()),
+            trunk: trunk.filter(|_| limit.scope == ScopeKind::Trunk),
             limit: Some(li),
             destinations: None,
             until: limit.block_for.map(|d| later(now, d)),
@@ -847,6 +854,28 @@ fn later(t: Timestamp, d: SignedDuration) -> Timestamp {
 /// text, and to share accounts among replay threads.
 pub fn fnv1a(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The trunk a call goes out on, for limits with `scope = "trunk"`: a switch's trunk name as
+/// given (`kpn`), or the peer of a channel name: `SIP/kpn-000005a2` and `PJSIP/kpn-00000012`
+/// give `kpn`, FreeSWITCH's `sofia/gateway/kpn/0031...` gives `kpn`. Empty: no trunk known.
+pub fn trunk_of(channel: &str) -> &str {
+    if let Some(rest) = channel.strip_prefix("sofia/gateway/") {
+        return rest.split('/').next().unwrap_or("");
+    }
+    let peer = match channel.split_once('/') {
+        Some((_, peer)) => peer,
+        None => return channel,
+    };
+    // Asterisk adds "-" and a hexadecimal sequence number to the peer's name.
+    match peer.rsplit_once('-') {
+        Some((name, seq))
+            if !name.is_empty() && !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            name
+        }
+        _ => peer,
+    }
 }
 
 /// A kind of destination, as the new-destination rule remembers them: the country, and for
@@ -1011,6 +1040,9 @@ pub struct LimitUsage {
     pub limit: String,
     /// The extension counted, or `None` for the whole account.
     pub extension: Option<String>,
+    /// The trunk counted (a per-trunk limit); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trunk: Option<String>,
     /// `spend`, `calls`, `concurrent` or `call_duration`.
     pub metric: &'static str,
     /// The window, if any.
@@ -1034,6 +1066,9 @@ pub struct LimitUsage {
 pub struct BlockInfo {
     /// Extension, or `None` for the account.
     pub extension: Option<String>,
+    /// The trunk of a per-trunk limit's block; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trunk: Option<String>,
     /// The rule that set it.
     pub rule: String,
     /// Until when (RFC 3339), `None`: until released.
@@ -1184,7 +1219,7 @@ impl Engine {
                     let sid = account.account_states.get(li as usize).copied().filter(|s| *s != u32::MAX);
                     one(None, sid)
                 }
-                ScopeKind::Extension => {
+                ScopeKind::Extension | ScopeKind::Trunk => {
                     if let Some(m) = self.extension_states.get(&(acct, li)) {
                         let mut v: Vec<(&String, u32)> = m.iter().map(|(e, s)| (e, *s)).collect();
                         v.sort();
@@ -1232,7 +1267,8 @@ impl Engine {
             };
             limits.push(LimitUsage {
                 limit: limit.name.clone(),
-                extension: extension.map(str::to_string),
+                extension: extension.filter(|_| limit.scope == ScopeKind::Extension).map(str::to_string),
+                trunk: extension.filter(|_| limit.scope == ScopeKind::Trunk).map(str::to_string),
                 metric: match limit.metric {
                     Metric::Spend => "spend",
                     Metric::Calls => "calls",
@@ -1259,6 +1295,7 @@ impl Engine {
                 .filter(|b| b.until.is_none_or(|u| u > now))
                 .map(|b| BlockInfo {
                     extension: b.extension.clone(),
+                    trunk: b.trunk.clone(),
                     rule: b.rule.clone(),
                     until: b.until.map(|u| u.to_string()),
                 })
@@ -1509,7 +1546,14 @@ impl Engine {
             {
                 continue;
             }
-            let scope_ext = (limit.scope == ScopeKind::Extension).then_some(c.source.as_str());
+            let scope_ext = match limit.scope {
+                ScopeKind::Account => None,
+                ScopeKind::Extension => Some(c.source.as_str()),
+                ScopeKind::Trunk => match trunk_of(&c.dst_channel) {
+                    "" => continue,
+                    t => Some(t),
+                },
+            };
             let sid = self.state_id(acct, scope_ext, i as u16);
             if let Some(w) = self.states[sid as usize].window.as_mut() {
                 w.add(at, local, units, 1);
@@ -1592,7 +1636,7 @@ impl Engine {
             out.push(Effect::Alert(al));
         }
         if block {
-            let b = ActiveBlock::by_limit(limit, li, ext, now);
+            let b = ActiveBlock::by_limit(limit, li, ext, self.trunk_key(sid), now);
             self.set_block(acct, b, now, out);
         }
     }
@@ -1642,7 +1686,7 @@ impl Engine {
                 out.push(Effect::Alert(al));
             }
             if block {
-                let b = ActiveBlock::by_limit(limit, li, ext, now);
+                let b = ActiveBlock::by_limit(limit, li, ext, self.trunk_key(sid), now);
                 self.set_block(acct, b, now, out);
             }
         } else if limit.warning.is_some_and(|w| used >= w)
@@ -1818,7 +1862,7 @@ impl Engine {
             d.rules.push("emergency".into());
             d.explanation.push(format!("{} is an emergency number: always allowed", a.dialled));
             let acct = self.account_id(a.account);
-            self.track(a.call_id, acct, a.extension, None, None, &[]);
+            self.track(a.call_id, acct, (a.extension, ""), None, None, &[]);
             out.push(Effect::Decision(d));
             return;
         }
@@ -1834,7 +1878,7 @@ impl Engine {
                     if class.risk >= RiskTier::High {
                         // Followed to its end: a ring with no conversation is remembered then.
                         let acct = self.account_id(a.account);
-                        let slot = self.track(a.call_id, acct, a.extension, None, None, &[]);
+                        let slot = self.track(a.call_id, acct, (a.extension, ""), None, None, &[]);
                         self.slots[slot as usize].high_risk = Some((from, true));
                     }
                 }
@@ -1844,6 +1888,7 @@ impl Engine {
         }
         let acct = self.account_id(a.account);
         let ext = a.extension;
+        let trunk = trunk_of(a.dst_channel);
         let local = self.accounts[acct as usize].local(now);
         let kind = dest.region.map(|region| destination_kind(region, dest.number_type));
         let new = self.is_new(acct, kind, dest.country, now, learning);
@@ -1859,7 +1904,10 @@ impl Engine {
 
         // Blocks in force (expired ones are removed by the next tick, which reports the Unblock).
         for b in &self.accounts[acct as usize].blocks {
-            if b.until.is_some_and(|u| u <= now) || b.extension.as_ref().is_some_and(|e| e != ext) {
+            if b.until.is_some_and(|u| u <= now)
+                || b.extension.as_ref().is_some_and(|e| e != ext)
+                || b.trunk.as_ref().is_some_and(|t| t != trunk)
+            {
                 continue;
             }
             let number = match &dialled {
@@ -2065,6 +2113,9 @@ impl Engine {
             let scope_ext = match limit.scope {
                 ScopeKind::Account => None,
                 ScopeKind::Extension => Some(ext),
+                // A call with no trunk known is not counted by a per-trunk limit.
+                ScopeKind::Trunk if trunk.is_empty() => continue,
+                ScopeKind::Trunk => Some(trunk),
             };
             let sid = self.state_id(acct, scope_ext, i as u16);
             let limit = &self.policy.limits[i];
@@ -2182,7 +2233,8 @@ impl Engine {
                     }
                 }
                 if acts.has(Action::Block) && act && state.alerted < 2 && !blocked_already {
-                    new_blocks.push(ActiveBlock::by_limit(limit, i as u16, ext, now));
+                    let trunk = Some(trunk.to_string());
+                    new_blocks.push(ActiveBlock::by_limit(limit, i as u16, ext, trunk, now));
                 }
                 if acts.has(Action::Alert) && state.alerted < 2 {
                     state.alerted = 2;
@@ -2293,7 +2345,7 @@ impl Engine {
             let priced = dest.rate.is_some();
             let class =
                 DestClass { country: dest.country, number_type: dest.number_type, risk: dest.risk, new };
-            let slot = self.track(a.call_id, acct, ext, dest.rate.take(), Some(class), &keys);
+            let slot = self.track(a.call_id, acct, (ext, trunk), dest.rate.take(), Some(class), &keys);
             if let (Dialled::E164(to), Some(RiskTier::High | RiskTier::Critical)) = (dialled, dest.risk) {
                 self.slots[slot as usize].high_risk = Some((to, false));
             }
@@ -2368,7 +2420,12 @@ impl Engine {
                 {
                     continue;
                 }
-                let ext = (limit.scope == ScopeKind::Extension).then(|| call.extension.clone());
+                let ext = match limit.scope {
+                    ScopeKind::Account => None,
+                    ScopeKind::Extension => Some(call.extension.clone()),
+                    ScopeKind::Trunk if call.trunk.is_empty() => continue,
+                    ScopeKind::Trunk => Some(call.trunk.clone()),
+                };
                 let sid = self.state_id(acct, ext.as_deref(), li);
                 let state = &mut self.states[sid as usize];
                 if let Some(w) = state.window.as_mut() {
@@ -2408,6 +2465,18 @@ impl Engine {
     }
 
     /// The state of a limit for an account, or for one extension of it; made when first needed.
+    /// The trunk of a per-trunk limit's state (blocks are rare: looked up, not kept).
+    fn trunk_key(&self, sid: u32) -> Option<String> {
+        let s = &self.states[sid as usize];
+        if self.policy.limits[s.limit as usize].scope != ScopeKind::Trunk {
+            return None;
+        }
+        let keys = self.extension_states.get(&(s.account, s.limit))?;
+        keys.iter().find(|(_, &v)| v == sid).map(|(k, _)| k.clone())
+    }
+
+    /// The state of limit `limit` for an account, or for one of its extensions or trunks
+    /// (`ext`: the extension or trunk of a per-extension or per-trunk limit).
     fn state_id(&mut self, acct: u32, ext: Option<&str>, limit: u16) -> u32 {
         let found = match ext {
             None => self.accounts[acct as usize]
@@ -2464,6 +2533,7 @@ impl Engine {
         out.push(Effect::Block {
             account: a.name.to_string(),
             extension: b.extension.clone(),
+            trunk: b.trunk.clone(),
             rule: b.rule.clone(),
             until: b.until,
         });
@@ -2477,7 +2547,7 @@ impl Engine {
         &mut self,
         call_id: &str,
         account: u32,
-        extension: &str,
+        (extension, trunk): (&str, &str),
         rate: Option<Arc<CallRate>>,
         class: Option<DestClass>,
         states: &[u32],
@@ -2493,6 +2563,8 @@ impl Engine {
         c.account = account;
         c.extension.clear();
         c.extension.push_str(extension);
+        c.trunk.clear();
+        c.trunk.push_str(trunk);
         c.answered = None;
         c.rate = rate;
         c.class = class;
@@ -2913,7 +2985,7 @@ impl Engine {
                         out.push(Effect::Alert(al));
                     }
                     if block {
-                        let b = ActiveBlock::by_limit(limit, li, ext, now);
+                        let b = ActiveBlock::by_limit(limit, li, ext, self.trunk_key(sid), now);
                         self.set_block(acct, b, now, out);
                     }
                     if cut {
@@ -3016,12 +3088,19 @@ impl Engine {
                     Some(d) => format!("operator.block ({}): {reason}", d.describe()),
                     None => format!("operator.block: {reason}"),
                 };
-                out.push(Effect::Block { account, extension: extension.clone(), rule: rule.clone(), until });
+                out.push(Effect::Block {
+                    account,
+                    extension: extension.clone(),
+                    trunk: None,
+                    rule: rule.clone(),
+                    until,
+                });
                 if let Some(u) = until {
                     self.due.push(Reverse((u, acct)));
                 }
                 self.accounts[acct as usize].blocks.push(ActiveBlock {
                     extension,
+                    trunk: None,
                     limit: None,
                     destinations,
                     until,

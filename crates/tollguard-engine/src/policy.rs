@@ -112,6 +112,9 @@ pub enum ScopeKind {
     Account,
     /// Each extension of an account.
     Extension,
+    /// Each trunk of an account (the authorization's `trunk`, or the peer of a record's
+    /// destination channel: see [`crate::trunk_of`]); calls with no trunk are not counted.
+    Trunk,
 }
 
 /// What a limit measures.

@@ -1769,3 +1769,76 @@ fn a_daily_limit_reached_again_the_next_day_alerts_again() {
     let (_, out) = attempt(&mut e, "t2", "201", "0067077123456", t("2026-01-19T23:40:00Z"));
     assert_eq!(criticals(&out), 0, "{out:?}");
 }
+
+#[test]
+fn a_per_trunk_limit_counts_each_trunk_on_its_own() {
+    let mut e = engine(
+        "defaults = false\n[[limit]]\nname = \"acme.trunk_channels\"\nscope = \"trunk\"\nmetric = \"concurrent\"\n\
+         max = \"1\"\non_critical = [\"alert\", \"deny\"]\n\n[[limit]]\nname = \"acme.trunk_hour\"\nscope = \"trunk\"\n\
+         metric = \"spend\"\nwindow = \"hour\"\nmax = \"1.00\"\non_critical = [\"alert\", \"deny\", \"block\"]\nblock_for = \"1h\"\n",
+    );
+    let now = t("2026-01-19T09:00:00Z");
+    let via = |e: &mut Engine, id: &str, to: &str, channel: &str| {
+        let mut out = vec![];
+        let a = Attempt {
+            call_id: id,
+            account: "acme",
+            extension: "201",
+            dialled: to,
+            dst_channel: channel,
+            ..Attempt::default()
+        };
+        e.handle(Event::Attempt(a), now, &mut out);
+        out.into_iter()
+            .find_map(|x| match x {
+                Effect::Decision(d) => Some(d),
+                _ => None,
+            })
+            .unwrap()
+    };
+    // The trunk is the channel's peer (Asterisk adds a sequence number) or the name as given.
+    assert!(via(&mut e, "k1", "0201234567", "SIP/kpn-000005a2").allowed);
+    let d = via(&mut e, "k2", "0201234567", "PJSIP/kpn-00000012");
+    assert!(!d.allowed && d.rules == ["acme.trunk_channels"], "kpn has its one channel in use: {d:?}");
+    assert!(via(&mut e, "z1", "0201234567", "ziggo").allowed, "another trunk");
+    assert!(via(&mut e, "n1", "0201234567", "").allowed, "no trunk known: not counted");
+    let r = e.account_report("acme", now).unwrap();
+    let channels: Vec<_> = r
+        .limits
+        .iter()
+        .filter(|l| l.limit == "acme.trunk_channels")
+        .map(|l| (l.trunk.clone(), l.used.clone()))
+        .collect();
+    assert_eq!(channels, [(Some("kpn".into()), "1".into()), (Some("ziggo".into()), "1".into())]);
+    // A per-trunk block blocks that trunk only: EUR 1.45 to East Timor on ziggo reaches its hour.
+    end(&mut e, "z1", 0, now);
+    let d = via(&mut e, "z2", "0067077123456", "sofia/gateway/ziggo/0067077123456");
+    assert_eq!(d.max_duration_s, None, "{d:?}");
+    let d = via(&mut e, "z2b", "0067077123456", "ziggo");
+    assert!(!d.allowed, "{d:?}");
+    answer(&mut e, "z2", now);
+    // A tick finds the hour's EUR 1.00 reached while it talks.
+    let out = ticks(&mut e, now, now + SignedDuration::from_secs(120));
+    let block = out.iter().find_map(|(_, x)| match x {
+        Effect::Block { trunk, .. } => Some(trunk.clone()),
+        _ => None,
+    });
+    assert_eq!(block, Some(Some("ziggo".to_string())), "{out:?}");
+    end(&mut e, "z2", 120, now + SignedDuration::from_secs(120));
+    end(&mut e, "k1", 10, now);
+    let later = now + SignedDuration::from_secs(180);
+    assert!(!via(&mut e, "z3", "0201234567", "ziggo").allowed, "ziggo is blocked");
+    let mut out = vec![];
+    let a = Attempt {
+        call_id: "k3",
+        account: "acme",
+        extension: "201",
+        dialled: "0201234567",
+        dst_channel: "kpn",
+        ..Attempt::default()
+    };
+    e.handle(Event::Attempt(a), later, &mut out);
+    assert!(matches!(&out[..], [Effect::Decision(d)] if d.allowed), "kpn is not: {out:?}");
+    let r = e.account_report("acme", later).unwrap();
+    assert_eq!(r.blocks.iter().map(|b| b.trunk.clone()).collect::<Vec<_>>(), [Some("ziggo".to_string())]);
+}

@@ -1084,11 +1084,11 @@ impl AppState {
                     self.audit("tollguard", "cut", &account, json!({ "call_id": call_id, "rule": rule }));
                     self.cut(&call_id, &rule);
                 }
-                Effect::Block { account, extension, rule, until } => self.audit(
+                Effect::Block { account, extension, trunk, rule, until } => self.audit(
                     "tollguard",
                     "block",
                     &account,
-                    json!({ "extension": extension, "rule": rule, "until": until.map(|u| u.to_string()) }),
+                    json!({ "extension": extension, "trunk": trunk, "rule": rule, "until": until.map(|u| u.to_string()) }),
                 ),
                 Effect::Unblock { account, extension, rule } => self.audit(
                     "tollguard",
