@@ -818,6 +818,30 @@ fn scorecard_on_a_small_simulated_month_meets_the_targets() {
     assert!(worst <= 500.0, "{report}");
     let honest = line("honest billable calls denied:");
     assert!(honest.starts_with("honest billable calls denied: 0 of"), "{report}");
+    // The strategies' table: tollguard's row repeats its lines; the reference strategies let
+    // emergency calls through; no protection detects nothing; only the limit raises alerts.
+    let emergency = line("emergency calls denied: ").replace("emergency calls denied: ", "");
+    let median = line("median time to detect: ").replace("median time to detect: ", "");
+    let worst =
+        line("worst incident with tollguard: EUR ").replace("worst incident with tollguard: EUR ", "");
+    let tollguard = line("| tollguard |");
+    assert!(
+        tollguard.starts_with(&format!("| tollguard | {got} of {all} | {median} | {worst} |")),
+        "{report}"
+    );
+    assert!(tollguard.ends_with(&format!("| {emergency} | 0 |")), "{report}");
+    assert!(
+        line("| no protection |").starts_with(&format!("| no protection | 0 of {all} | - |")),
+        "{report}"
+    );
+    for (name, alerts) in [
+        ("no protection", "n/a"),
+        ("EUR 500/day on ended calls", "0"),
+        ("daily report, next morning", "n/a"),
+        ("react after 3 days", "n/a"),
+    ] {
+        assert!(line(&format!("| {name} |")).ends_with(&format!("| {emergency} | {alerts} |")), "{report}");
+    }
 }
 
 /// The README's figures, and every alert and decision of both replays (golden files, which
