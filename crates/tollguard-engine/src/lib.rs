@@ -863,6 +863,17 @@ pub fn trunk_of(channel: &str) -> &str {
     if let Some(rest) = channel.strip_prefix("sofia/gateway/") {
         return rest.split('/').next().unwrap_or("");
     }
+    // FreeSWITCH without a gateway: `sofia/external/0031201234567@sip.kpn.net` goes to the
+    // host after `@`; without one there is no trunk to name (not one per number dialled).
+    if let Some(rest) = channel.strip_prefix("sofia/") {
+        return rest
+            .rsplit_once('@')
+            .map_or("", |(_, host)| host.split([':', ';', '>']).next().unwrap_or(""));
+    }
+    // Asterisk's local channels are not trunks.
+    if channel.starts_with("Local/") {
+        return "";
+    }
     let peer = match channel.split_once('/') {
         Some((_, peer)) => peer,
         None => return channel,
@@ -1608,6 +1619,7 @@ impl Engine {
         if limit.retired || limit.metric != Metric::Spend || !long {
             return;
         }
+        let held = self.scope_blocked(acct, li, sid, ext);
         let local = self.accounts[acct as usize].local(now);
         let state = &mut self.states[sid as usize];
         let (used, _) = usage(limit, state, &self.slots, now, local, 0);
@@ -1619,8 +1631,7 @@ impl Engine {
             return;
         }
         let enforce = !limit.report_only && !learning;
-        let block =
-            limit.on_critical.has(Action::Block) && enforce && !self.accounts[acct as usize].blocked_by(li);
+        let block = limit.on_critical.has(Action::Block) && enforce && !held;
         if limit.on_critical.has(Action::Alert) && state.alerted < 2 {
             state.alerted = 2;
             let msg = format!(
@@ -1657,6 +1668,7 @@ impl Engine {
         if limit.retired || !matches!(limit.metric, Metric::Spend | Metric::Calls) {
             return;
         }
+        let held = self.scope_blocked(acct, li, sid, ext);
         let local = self.accounts[acct as usize].local(now);
         let state = &mut self.states[sid as usize];
         let (used, _) = usage(limit, state, &self.slots, now, local, 0);
@@ -1668,9 +1680,7 @@ impl Engine {
         }
         let critical = used > limit.max || (limit.metric == Metric::Spend && used >= limit.max);
         if critical {
-            let block = limit.on_critical.has(Action::Block)
-                && enforce
-                && !self.accounts[acct as usize].blocked_by(li);
+            let block = limit.on_critical.has(Action::Block) && enforce && !held;
             if limit.on_critical.has(Action::Alert) && state.alerted < 2 {
                 state.alerted = 2;
                 let msg = format!(
@@ -2197,7 +2207,7 @@ impl Engine {
             let critical = over || exhausted;
             // Blocks and cuts are enforcement: not while learning (alerts are raised then).
             let act = enforce && !learning;
-            let blocked_already = self.accounts[acct as usize].blocked_by(i as u16);
+            let blocked_already = self.scope_blocked(acct, i as u16, sid, ext);
             let state = &mut self.states[sid as usize];
             let mut alert: Option<(Severity, AlertAction, String)> = None;
             if critical {
@@ -2396,6 +2406,7 @@ impl Engine {
             }
             l.accounts = vec![account.to_string()];
             l.retired = false;
+            l.by_customer = owner == LimitOwner::Customer;
             self.policy.limits.push(l);
             let i = (self.policy.limits.len() - 1) as u16;
             self.accounts[acct as usize].own_limits[k].push(i);
@@ -2465,6 +2476,18 @@ impl Engine {
     }
 
     /// The state of a limit for an account, or for one extension of it; made when first needed.
+    /// Whether the block limit `li` sets for the scope of its state `sid` is held: the account's,
+    /// or, for a per-extension or per-trunk limit, that extension's (`ext`) or that trunk's (a
+    /// block of one trunk does not stand for another's).
+    fn scope_blocked(&self, acct: u32, li: u16, sid: u32, ext: &str) -> bool {
+        let scope = self.policy.limits[li as usize].scope;
+        let trunk = if scope == ScopeKind::Trunk { self.trunk_key(sid) } else { None };
+        let ext = (scope == ScopeKind::Extension).then_some(ext);
+        self.accounts[acct as usize].blocks.iter().any(|b| {
+            b.limit == Some(li) && b.extension.as_deref() == ext && b.trunk.as_deref() == trunk.as_deref()
+        })
+    }
+
     /// The trunk of a per-trunk limit's state (blocks are rare: looked up, not kept).
     fn trunk_key(&self, sid: u32) -> Option<String> {
         let s = &self.states[sid as usize];
@@ -2937,6 +2960,7 @@ impl Engine {
         let acct = s.account;
         let ext = self.slots[first as usize].extension.clone();
         let ext = ext.as_str();
+        let held = self.scope_blocked(acct, li, sid, ext);
         let local = self.accounts[acct as usize].local(now);
         let enforce = !limit.report_only && !learning;
         match limit.metric {
@@ -2952,9 +2976,7 @@ impl Engine {
                     // critical alert configured, it would be due at every tick).
                     state.alerted = state.alerted.max(1);
                     let cut = limit.on_critical.has(Action::Cut) && enforce;
-                    let block = limit.on_critical.has(Action::Block)
-                        && enforce
-                        && !self.accounts[acct as usize].blocked_by(li);
+                    let block = limit.on_critical.has(Action::Block) && enforce && !held;
                     let running = state.running.clone();
                     if limit.on_critical.has(Action::Alert) && state.alerted < 2 {
                         state.alerted = 2;
@@ -3116,18 +3138,26 @@ impl Engine {
             }
             Command::Unblock { account, extension, by } => {
                 let Some(&acct) = self.account_ids.get(&account) else { return };
+                let limits = &self.policy.limits;
                 let a = &mut self.accounts[acct as usize];
-                let customers = &a.own_limits[LimitOwner::Customer as usize];
                 let (gone, kept): (Vec<_>, Vec<_>) =
                     std::mem::take(&mut a.blocks).into_iter().partition(|b| {
                         (extension.is_none() || b.extension == extension)
                             && match by {
                                 Unblocker::Operator => true,
                                 Unblocker::AnyLimit => b.limit.is_some(),
-                                Unblocker::Customer => b.limit.is_some_and(|l| customers.contains(&l)),
+                                // Its limits, the current ones and those it has replaced since.
+                                Unblocker::Customer => {
+                                    b.limit.is_some_and(|l| limits[l as usize].by_customer)
+                                }
                             }
                     });
                 a.blocks = kept;
+                if gone.is_empty() {
+                    // Nothing lifted: the limits' episodes go on (a block that stays must not
+                    // alert again as if new).
+                    return;
+                }
                 for b in gone {
                     out.push(Effect::Unblock {
                         account: a.name.to_string(),

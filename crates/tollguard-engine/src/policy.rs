@@ -661,6 +661,9 @@ pub struct Limit {
     pub when: When,
     /// Replaced by an account's newer limits: no longer applied (its state stays until its calls end).
     pub retired: bool,
+    /// Set for an account by its customer at run time (set by the engine): the customer may lift
+    /// its blocks, also after replacing it.
+    pub by_customer: bool,
     /// As it was written (for editors that show it again).
     pub spec: LimitSpec,
 }
@@ -843,6 +846,7 @@ fn validate(l: &LimitSpec) -> Result<Limit, String> {
         report_only: l.report_only,
         when: l.when.unwrap_or_default(),
         retired: false,
+        by_customer: false,
         spec: l.clone(),
     })
 }

@@ -1398,6 +1398,11 @@ fn a_customer_lifts_the_blocks_of_its_own_limits_only() {
     let cmd = Command::SetLimits { account: "acme".into(), owner: LimitOwner::Customer, limits };
     e.handle(Event::Command(cmd), t0, &mut vec![]);
     use_up_ten_euros(&mut e, t0);
+    // It raises its limit (the one that blocked is replaced): the block is still its own to lift.
+    let spec = spec.replace("'10.00'", "'50.00'");
+    let limits = vec![Limit::from_spec(&toml::from_str::<LimitSpec>(&spec).unwrap()).unwrap()];
+    let cmd = Command::SetLimits { account: "acme".into(), owner: LimitOwner::Customer, limits };
+    e.handle(Event::Command(cmd), later, &mut vec![]);
     assert_eq!(unblock(&mut e, Unblocker::Customer, later), 1);
     assert!(attempt(&mut e, "x3", "201", "0201234567", later).0.allowed);
 }
@@ -1841,4 +1846,30 @@ fn a_per_trunk_limit_counts_each_trunk_on_its_own() {
     assert!(matches!(&out[..], [Effect::Decision(d)] if d.allowed), "kpn is not: {out:?}");
     let r = e.account_report("acme", later).unwrap();
     assert_eq!(r.blocks.iter().map(|b| b.trunk.clone()).collect::<Vec<_>>(), [Some("ziggo".to_string())]);
+    // kpn reaching the same limit gets its own block (ziggo's does not stand for it).
+    end(&mut e, "k3", 10, later);
+    let mut out = vec![];
+    let a = Attempt {
+        call_id: "k4",
+        account: "acme",
+        extension: "201",
+        dialled: "0067077123456",
+        dst_channel: "kpn",
+        ..Attempt::default()
+    };
+    e.handle(Event::Attempt(a), later, &mut out);
+    assert!(matches!(&out[..], [Effect::Decision(d)] if d.allowed), "{out:?}");
+    answer(&mut e, "k4", later);
+    let out = ticks(&mut e, later, later + SignedDuration::from_secs(120));
+    let block = out.iter().find_map(|(_, x)| match x {
+        Effect::Block { trunk, .. } => Some(trunk.clone()),
+        _ => None,
+    });
+    assert_eq!(block, Some(Some("kpn".to_string())), "{out:?}");
+    // What names a trunk, and what does not.
+    use tollguard_engine::trunk_of;
+    assert_eq!(trunk_of("sofia/external/0031201234567@sip.kpn.net:5060"), "sip.kpn.net");
+    assert_eq!(trunk_of("sofia/internal/1001"), "");
+    assert_eq!(trunk_of("Local/201@from-internal-00000012;1"), "");
+    assert_eq!(trunk_of("SIP/provider-out"), "provider-out", "not a sequence number: kept");
 }

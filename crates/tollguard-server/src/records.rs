@@ -498,7 +498,16 @@ impl Rebuilt {
                             v.get("limits").cloned().unwrap_or_default(),
                         )
                         .map_err(|err| err.to_string())
-                        .and_then(|specs| specs.iter().map(tollguard_engine::Limit::from_spec).collect());
+                        .and_then(|mut specs| {
+                            // Logged before the warning level took only "alert": the engine never
+                            // acted on the others, so they are dropped, as they were then.
+                            for s in &mut specs {
+                                if let Some(w) = s.on_warning.as_mut() {
+                                    w.retain(|a| *a == tollguard_engine::policy::Action::Alert);
+                                }
+                            }
+                            specs.iter().map(tollguard_engine::Limit::from_spec).collect()
+                        });
                         match limits {
                             Ok(limits) => Command::SetLimits { account, owner, limits },
                             Err(err) => return Err(anyhow::anyhow!("event {} (limits): {err}", e.seq)),
@@ -530,6 +539,25 @@ mod tests {
     use super::*;
 
     use crate::test_common as common;
+
+    #[test]
+    fn a_log_with_limits_set_before_the_warning_level_took_only_alert_still_rebuilds() {
+        // PUT /v1/accounts/X/limits took other actions at the warning level before (the engine
+        // never acted on them); such a log must not stop the server from starting.
+        let dir = common::temp_dir("rebuild-old-limits");
+        let mut store = Store::open(&dir.join("tollguard.db")).unwrap();
+        let limits = json!([{"name": "acme.day", "metric": "spend", "window": "day", "max": "10.00",
+                             "warning_percent": 50, "on_warning": ["alert", "deny"], "on_critical": ["alert", "deny"]}]);
+        let payload = json!({"command": "limits", "account": "acme", "owner": "operator", "limits": limits})
+            .to_string();
+        store.batch(|b| b.append_event(1_767_600_000_000_000_000, "command", &payload).map(|_| ())).unwrap();
+        let mut r = Rebuilt::new(Engine::new(common::rater(), tollguard_engine::policy::Policy::builtin()));
+        assert_eq!(r.read(&store).unwrap(), 1);
+        let now = jiff::Timestamp::from_second(1_767_600_100).unwrap();
+        let report = r.engine.account_report("acme", now).unwrap();
+        assert!(report.limits.iter().any(|l| l.limit == "acme.day"), "{report:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn a_rebuild_read_in_two_parts_equals_one_read_of_the_whole_log() {
