@@ -2475,7 +2475,6 @@ impl Engine {
             .collect()
     }
 
-    /// The state of a limit for an account, or for one extension of it; made when first needed.
     /// Whether the block limit `li` sets for the scope of its state `sid` is held: the account's,
     /// or, for a per-extension or per-trunk limit, that extension's (`ext`) or that trunk's (a
     /// block of one trunk does not stand for another's).
@@ -2499,7 +2498,8 @@ impl Engine {
     }
 
     /// The state of limit `limit` for an account, or for one of its extensions or trunks
-    /// (`ext`: the extension or trunk of a per-extension or per-trunk limit).
+    /// (`ext`: the extension or trunk of a per-extension or per-trunk limit); made when first
+    /// needed.
     fn state_id(&mut self, acct: u32, ext: Option<&str>, limit: u16) -> u32 {
         let found = match ext {
             None => self.accounts[acct as usize]
