@@ -823,9 +823,15 @@ struct Account {
 }
 
 impl Account {
-    /// Whether a block set by limit `li` is held (expired ones go at the next tick).
-    fn blocked_by(&self, li: u16) -> bool {
-        self.blocks.iter().any(|b| b.limit == Some(li))
+    /// Whether the block limit `li` (of `scope`) sets for the account, or for extension `ext` or
+    /// trunk `trunk` of a per-extension or per-trunk limit, is held (expired ones go at the next
+    /// tick): one extension's or trunk's block does not stand for another's.
+    fn holds_block(&self, li: u16, scope: ScopeKind, ext: &str, trunk: &str) -> bool {
+        let ext = (scope == ScopeKind::Extension).then_some(ext);
+        let trunk = (scope == ScopeKind::Trunk).then_some(trunk);
+        self.blocks
+            .iter()
+            .any(|b| b.limit == Some(li) && b.extension.as_deref() == ext && b.trunk.as_deref() == trunk)
     }
 
     /// `now` in the account's zone.
@@ -2481,10 +2487,7 @@ impl Engine {
     fn scope_blocked(&self, acct: u32, li: u16, sid: u32, ext: &str) -> bool {
         let scope = self.policy.limits[li as usize].scope;
         let trunk = if scope == ScopeKind::Trunk { self.trunk_key(sid) } else { None };
-        let ext = (scope == ScopeKind::Extension).then_some(ext);
-        self.accounts[acct as usize].blocks.iter().any(|b| {
-            b.limit == Some(li) && b.extension.as_deref() == ext && b.trunk.as_deref() == trunk.as_deref()
-        })
+        self.accounts[acct as usize].holds_block(li, scope, ext, trunk.as_deref().unwrap_or(""))
     }
 
     /// The trunk of a per-trunk limit's state (blocks are rare: looked up, not kept).
@@ -2807,7 +2810,11 @@ impl Engine {
                 let enforcing = acts.has(Action::Cut)
                     && enforce
                     && s.running.iter().any(|&c| !self.slots[c as usize].cut)
-                    || acts.has(Action::Block) && enforce && !acct.blocked_by(s.limit);
+                    || acts.has(Action::Block) && enforce && {
+                        // The block of this state's extension or trunk (its calls share them).
+                        let first = &self.slots[s.running[0] as usize];
+                        !acct.holds_block(s.limit, limit.scope, &first.extension, &first.trunk)
+                    };
                 let alerting = acts.has(Action::Alert) && s.alerted < 2;
                 let warn_matters =
                     limit.warning.is_some() && s.alerted < 1 && limit.on_warning.has(Action::Alert);

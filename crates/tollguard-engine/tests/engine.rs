@@ -1873,3 +1873,35 @@ fn a_per_trunk_limit_counts_each_trunk_on_its_own() {
     assert_eq!(trunk_of("Local/201@from-internal-00000012;1"), "");
     assert_eq!(trunk_of("SIP/provider-out"), "provider-out", "not a sequence number: kept");
 }
+
+#[test]
+fn a_second_trunk_over_a_block_only_limit_is_blocked_while_its_call_runs() {
+    // Block only (no alert, no cut): only the block makes a tick due. Another trunk's block
+    // must not stand for this one's.
+    let mut e = engine(
+        "defaults = false\n[[limit]]\nname = \"acme.trunk_hour\"\nscope = \"trunk\"\nmetric = \"spend\"\n\
+         window = \"hour\"\nmax = \"1.00\"\non_critical = [\"block\"]\n",
+    );
+    let now = t("2026-01-19T09:00:00Z");
+    let run = |e: &mut Engine, id: &str, trunk: &str, at: Timestamp| {
+        let a = Attempt {
+            call_id: id,
+            account: "acme",
+            extension: "201",
+            dialled: "0067077123456",
+            dst_channel: trunk,
+            ..Attempt::default()
+        };
+        e.handle(Event::Attempt(a), at, &mut vec![]);
+        answer(e, id, at);
+        ticks(e, at, at + SignedDuration::from_secs(120))
+            .into_iter()
+            .filter_map(|(_, x)| match x {
+                Effect::Block { trunk, .. } => trunk,
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run(&mut e, "z1", "ziggo", now), ["ziggo"]);
+    assert_eq!(run(&mut e, "k1", "kpn", now + SignedDuration::from_secs(300)), ["kpn"]);
+}
