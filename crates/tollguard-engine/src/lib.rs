@@ -142,6 +142,46 @@ pub struct Destinations {
 }
 
 impl Destinations {
+    /// Destinations as written (an operator's block, a `[[policy.destinations]]` list): ISO 3166
+    /// alpha-2 codes (and `001`, non-geographic numbers, where `non_geographic` says so), risk
+    /// tiers, E.164 prefixes with or without `+`. Empty lists give empty destinations.
+    pub fn parse(
+        countries: &[String],
+        risk: &[String],
+        prefixes: &[String],
+        non_geographic: bool,
+    ) -> Result<Destinations, String> {
+        let mut d = Destinations::default();
+        for c in countries {
+            let alpha2 = c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic());
+            let known = alpha2 || (non_geographic && c == "001");
+            if !known {
+                let or = if non_geographic { " (or 001)" } else { "" };
+                return Err(format!("countries: {c:?} is not an ISO 3166 alpha-2 code{or}"));
+            }
+            d.countries.push(c.to_ascii_uppercase());
+        }
+        for r in risk {
+            d.risks
+                .push(RiskTier::parse(r).ok_or_else(|| {
+                    format!("risk: {r:?} is not a risk tier (low, medium, high, critical)")
+                })?);
+        }
+        for p in prefixes {
+            let digits = p.strip_prefix('+').unwrap_or(p);
+            if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!("prefixes: {p:?} is not an E.164 prefix (e.g. \"+882\")"));
+            }
+            d.prefixes.push(digits.to_string());
+        }
+        Ok(d)
+    }
+
+    /// Whether it lists nothing.
+    pub fn is_empty(&self) -> bool {
+        self.countries.is_empty() && self.risks.is_empty() && self.prefixes.is_empty()
+    }
+
     fn covers(&self, country: &str, risk: Option<RiskTier>, number: Option<&E164>) -> bool {
         self.countries.iter().any(|c| c == country)
             || risk.is_some_and(|r| self.risks.contains(&r))

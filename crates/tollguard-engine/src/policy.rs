@@ -336,28 +336,8 @@ pub struct DestinationList {
 impl DestinationList {
     /// Validated into the destinations blocks use.
     fn validate(&self) -> Result<Destinations, String> {
-        let mut d = Destinations::default();
-        for c in &self.countries {
-            let ok = (c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic())) || c == "001";
-            if !ok {
-                return Err(format!("countries: {c:?} is not an ISO 3166 alpha-2 code (or 001)"));
-            }
-            d.countries.push(c.to_ascii_uppercase());
-        }
-        for r in &self.risk {
-            d.risks
-                .push(RiskTier::parse(r).ok_or_else(|| {
-                    format!("risk: {r:?} is not a risk tier (low, medium, high, critical)")
-                })?);
-        }
-        for p in &self.prefixes {
-            let digits = p.strip_prefix('+').unwrap_or(p);
-            if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(format!("prefixes: {p:?} is not an E.164 prefix (e.g. \"+882\")"));
-            }
-            d.prefixes.push(digits.to_string());
-        }
-        if d.countries.is_empty() && d.risks.is_empty() && d.prefixes.is_empty() {
+        let d = Destinations::parse(&self.countries, &self.risk, &self.prefixes, true)?;
+        if d.is_empty() {
             return Err("it lists no countries, risk tiers or prefixes".into());
         }
         Ok(d)

@@ -305,6 +305,28 @@ struct Core {
     rebuilt_through: i64,
 }
 
+impl Core {
+    /// The engine handles an event at `now`: see [`handle_counted`].
+    fn handle(&mut self, event: Event<'_>, now: Timestamp, effects: &mut Vec<Effect>) {
+        handle_counted(&mut self.engine, &mut self.traffic, event, now, effects);
+    }
+}
+
+/// The engine handles an event at `now`, and what it charged counts in the service's traffic
+/// figures at once: live under the engine's lock (a reload swaps the figures under that lock,
+/// rebuilt from the log, so a charge is never in both), and in the rebuild the same way.
+pub(crate) fn handle_counted(
+    engine: &mut Engine,
+    traffic: &mut traffic::Traffic,
+    event: Event<'_>,
+    now: Timestamp,
+    effects: &mut Vec<Effect>,
+) {
+    let from = effects.len();
+    engine.handle(event, now, effects);
+    traffic.effects(now, &effects[from..]);
+}
+
 /// How long an authorization answer is repeated for the same call id: SIP's INVITE transaction
 /// timeout (64 x T1 = 32 s), after which no retransmission comes.
 pub const DECISION_MEMORY: SignedDuration = SignedDuration::from_secs(32);
@@ -1215,7 +1237,7 @@ fn tick(state: &AppState, now: Timestamp) {
     let mut effects = vec![];
     {
         let mut core = state.core.lock().expect("engine lock");
-        core.engine.handle(Event::Tick, now, &mut effects);
+        core.handle(Event::Tick, now, &mut effects);
         while let Some((at, _)) = core.decided_order.front() {
             if now.duration_since(*at) < DECISION_MEMORY {
                 break;
@@ -1243,7 +1265,7 @@ fn tick(state: &AppState, now: Timestamp) {
             .collect();
         for id in lost {
             core.live.remove(&id);
-            core.engine.handle(Event::End { call_id: &id, billsec: None }, now, &mut effects);
+            core.handle(Event::End { call_id: &id, billsec: None }, now, &mut effects);
             state.metrics.lost_calls.fetch_add(1, Ordering::Relaxed);
             let payload = json!({ "call_id": id, "lost": true }).to_string();
             state.send(Write::Event { time_ns: ns(now), kind: "end", payload });
@@ -1252,12 +1274,11 @@ fn tick(state: &AppState, now: Timestamp) {
         let gone = std::mem::take(&mut *state.gone.lock().expect("gone lock"));
         for id in gone {
             if core.live.remove(&id).is_some() {
-                core.engine.handle(Event::End { call_id: &id, billsec: None }, now, &mut effects);
+                core.handle(Event::End { call_id: &id, billsec: None }, now, &mut effects);
                 let payload = json!({ "call_id": id, "gone_at_switch": true }).to_string();
                 state.send(Write::Event { time_ns: ns(now), kind: "end", payload });
             }
         }
-        core.traffic.effects(now, &effects);
     }
     state.store_effects(&mut effects);
 }
@@ -1339,7 +1360,7 @@ async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) 
     if !api || json || !(status.is_client_error() || status.is_server_error()) {
         return resp;
     }
-    let (mut parts, body) = resp.into_parts();
+    let (parts, body) = resp.into_parts();
     let text = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
     let code = match status {
         StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
@@ -1353,12 +1374,14 @@ async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) 
         "" => status.canonical_reason().unwrap_or("error").to_string(),
         t => t.to_string(),
     };
-    let body = json!({ "error": { "code": code, "message": message } }).to_string();
-    parts
-        .headers
-        .insert(axum::http::header::CONTENT_TYPE, "application/json".parse().expect("a header value"));
-    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
-    Response::from_parts(parts, axum::body::Body::from(body))
+    // The API's own error, with the other headers axum set (`Allow` on a 405).
+    let mut out = ApiError::new(status, code, message).into_response();
+    for (name, value) in &parts.headers {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            out.headers_mut().append(name, value.clone());
+        }
+    }
+    out
 }
 
 /// The OpenAPI description of the API.
@@ -1674,10 +1697,9 @@ async fn authorize(
                 )],
             }));
         }
-        core.engine.handle(Event::Attempt(attempt), now, &mut effects);
+        core.handle(Event::Attempt(attempt), now, &mut effects);
         let d = take_decision(&mut effects, &req.call_id).ok_or_else(|| ApiError::internal("no decision"))?;
         core.traffic.attempt(s.now(), d.allowed);
-        core.traffic.effects(now, &effects);
         if d.allowed {
             core.live.insert(
                 req.call_id.clone(),
@@ -1824,8 +1846,7 @@ async fn answer(
         if let (Some(e), Some(i)) = (req.kamailio_h_entry, req.kamailio_h_id) {
             l.kamailio = Some((e, i));
         }
-        core.engine.handle(Event::Answer { call_id: &call_id }, now, &mut effects);
-        core.traffic.effects(now, &effects);
+        core.handle(Event::Answer { call_id: &call_id }, now, &mut effects);
         // Logged under the engine lock: the log keeps the order the engine saw (a rebuild
         // replays it in that order).
         let payload = json!({ "call_id": call_id, "kamailio_h_entry": req.kamailio_h_entry, "kamailio_h_id": req.kamailio_h_id });
@@ -1862,8 +1883,7 @@ async fn end(
                 "call {call_id} is not running (never allowed, or ended)"
             )));
         }
-        core.engine.handle(Event::End { call_id: &call_id, billsec: req.billsec }, now, &mut effects);
-        core.traffic.effects(now, &effects);
+        core.handle(Event::End { call_id: &call_id, billsec: req.billsec }, now, &mut effects);
         let payload = json!({ "call_id": call_id, "billsec": req.billsec, "disposition": req.disposition });
         s.send(Write::Event { time_ns: ns(now), kind: "end", payload: payload.to_string() });
     }
@@ -1968,8 +1988,7 @@ async fn put_limits(
         let mut core = s.core.lock().expect("engine lock");
         let limits = validate_limits(&core.engine, &account, owner, &req.limits).map_err(ApiError::bad)?;
         let cmd = Command::SetLimits { account: account.clone(), owner, limits };
-        core.engine.handle(Event::Command(cmd), now, &mut effects);
-        core.traffic.effects(now, &effects);
+        core.handle(Event::Command(cmd), now, &mut effects);
         let payload =
             json!({ "command": "limits", "account": account, "owner": owner, "limits": req.limits });
         s.send(Write::Event { time_ns: ns(now), kind: "command", payload: payload.to_string() });
@@ -2006,30 +2025,8 @@ pub(crate) fn block_destinations(
     risk: &[String],
     prefixes: &[String],
 ) -> Result<Option<tollguard_engine::Destinations>, String> {
-    if countries.is_empty() && risk.is_empty() && prefixes.is_empty() {
-        return Ok(None);
-    }
-    let mut d = tollguard_engine::Destinations::default();
-    for c in countries {
-        if c.len() != 2 || !c.bytes().all(|b| b.is_ascii_alphabetic()) {
-            return Err(format!("countries: {c:?} is not an ISO 3166 alpha-2 code"));
-        }
-        d.countries.push(c.to_ascii_uppercase());
-    }
-    for r in risk {
-        d.risks.push(
-            tollguard_core::numbering::RiskTier::parse(r)
-                .ok_or_else(|| format!("risk: {r:?} is not a risk tier (low, medium, high, critical)"))?,
-        );
-    }
-    for p in prefixes {
-        let digits = p.trim_start_matches('+');
-        if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!("prefixes: {p:?} is not an E.164 prefix"));
-        }
-        d.prefixes.push(digits.to_string());
-    }
-    Ok(Some(d))
+    let d = tollguard_engine::Destinations::parse(countries, risk, prefixes, false)?;
+    Ok((!d.is_empty()).then_some(d))
 }
 
 async fn block(
@@ -2102,8 +2099,7 @@ pub(crate) fn command(
     let mut effects = vec![];
     {
         let mut core = s.core.lock().expect("engine lock");
-        core.engine.handle(Event::Command(cmd), now, &mut effects);
-        core.traffic.effects(now, &effects);
+        core.handle(Event::Command(cmd), now, &mut effects);
         s.send(Write::Event { time_ns: ns(now), kind: "command", payload: payload.clone() });
     }
     // The blocks it set or lifted are this entry, not automatic actions.

@@ -212,9 +212,8 @@ fn apply_records(s: &AppState, cdrs: &[Cdr], new: &[crate::RecordSeen], now: Tim
                 }));
             }
             core.live.remove(&c.call_id);
-            core.engine.handle(Event::Record(c), now, &mut effects);
+            core.handle(Event::Record(c), now, &mut effects);
         }
-        core.traffic.effects(now, &effects);
     }
     s.store_effects(&mut effects);
 }
@@ -385,8 +384,7 @@ impl Rebuilt {
             if d >= now {
                 break;
             }
-            engine.handle(Event::Tick, d, effects);
-            traffic.effects(d, effects);
+            crate::handle_counted(engine, traffic, Event::Tick, d, effects);
             effects.clear();
         }
         let v: serde_json::Value = match serde_json::from_str(&e.payload) {
@@ -409,7 +407,7 @@ impl Rebuilt {
                     dst_channel: &trunk,
                     ..Attempt::default()
                 };
-                engine.handle(Event::Attempt(a), now, effects);
+                crate::handle_counted(engine, traffic, Event::Attempt(a), now, effects);
                 if let Some(d) = take_decision(effects, &call_id) {
                     traffic.attempt(now, d.allowed);
                     if d.allowed {
@@ -435,13 +433,19 @@ impl Rebuilt {
                         l.kamailio = Some((e, i));
                     }
                 }
-                engine.handle(Event::Answer { call_id: &call_id }, now, effects);
+                crate::handle_counted(engine, traffic, Event::Answer { call_id: &call_id }, now, effects);
             }
             "end" => {
                 let call_id = str_of("call_id");
                 live.remove(&call_id);
                 let billsec = v.get("billsec").and_then(|b| b.as_u64()).map(|b| b as u32);
-                engine.handle(Event::End { call_id: &call_id, billsec }, now, effects);
+                crate::handle_counted(
+                    engine,
+                    traffic,
+                    Event::End { call_id: &call_id, billsec },
+                    now,
+                    effects,
+                );
             }
             "record" => match cdr_from_json(&e.payload) {
                 Ok(c) => {
@@ -455,7 +459,7 @@ impl Rebuilt {
                         return Ok(());
                     }
                     live.remove(&c.call_id);
-                    engine.handle(Event::Record(&c), now, effects);
+                    crate::handle_counted(engine, traffic, Event::Record(&c), now, effects);
                 }
                 Err(err) => return Err(anyhow::anyhow!("event {} (record): {err}", e.seq)),
             },
@@ -524,11 +528,10 @@ impl Rebuilt {
                         },
                     },
                 };
-                engine.handle(Event::Command(cmd), now, effects);
+                crate::handle_counted(engine, traffic, Event::Command(cmd), now, effects);
             }
             other => return Err(anyhow::anyhow!("event {}: unknown kind {other:?}", e.seq)),
         }
-        traffic.effects(now, effects);
         effects.clear();
         Ok(())
     }
