@@ -234,12 +234,7 @@ impl Store {
         Ok(out)
     }
 
-    /// Every event in log order, to `f`.
-    pub fn for_each_event(&self, f: impl FnMut(StoredEvent)) -> Result<u64> {
-        self.events_where("", [], f)
-    }
-
-    /// Events after position `seq` in the log, in log order, to `f`.
+    /// Events after position `seq` in the log (0: every event), in log order, to `f`.
     pub fn for_each_event_after(&self, seq: i64, f: impl FnMut(StoredEvent)) -> Result<u64> {
         self.events_where("WHERE seq > ?1", [seq], f)
     }
@@ -697,7 +692,7 @@ mod tests {
         }
         let s = Store::open(&path).unwrap();
         let mut kinds = vec![];
-        assert_eq!(s.for_each_event(|e| kinds.push((e.seq, e.time_ns, e.kind))).unwrap(), 2);
+        assert_eq!(s.for_each_event_after(0, |e| kinds.push((e.seq, e.time_ns, e.kind))).unwrap(), 2);
         assert_eq!(kinds, [(1, 10, "attempt".to_string()), (2, 20, "end".to_string())]);
         assert_eq!(s.cdr_count().unwrap(), 1);
         assert!(s.has_cdr("a").unwrap());
@@ -722,6 +717,6 @@ mod tests {
             Ok(())
         });
         assert!(r.unwrap_err().to_string().contains("tollguard.db"));
-        assert_eq!(s.for_each_event(|_| {}).unwrap(), 0);
+        assert_eq!(s.for_each_event_after(0, |_| {}).unwrap(), 0);
     }
 }
