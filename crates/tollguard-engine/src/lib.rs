@@ -1603,14 +1603,7 @@ impl Engine {
             {
                 continue;
             }
-            let scope_ext = match limit.scope {
-                ScopeKind::Account => None,
-                ScopeKind::Extension => Some(c.source.as_str()),
-                ScopeKind::Trunk => match trunk_of(&c.dst_channel) {
-                    "" => continue,
-                    t => Some(t),
-                },
-            };
+            let Some(scope_ext) = limit.scope.key(&c.source, trunk_of(&c.dst_channel)) else { continue };
             let sid = self.state_id(acct, scope_ext, i as u16);
             if let Some(w) = self.states[sid as usize].window.as_mut() {
                 w.add(at, local, units, 1);
@@ -2166,13 +2159,7 @@ impl Engine {
             {
                 continue;
             }
-            let scope_ext = match limit.scope {
-                ScopeKind::Account => None,
-                ScopeKind::Extension => Some(ext),
-                // A call with no trunk known is not counted by a per-trunk limit.
-                ScopeKind::Trunk if trunk.is_empty() => continue,
-                ScopeKind::Trunk => Some(trunk),
-            };
+            let Some(scope_ext) = limit.scope.key(ext, trunk) else { continue };
             let sid = self.state_id(acct, scope_ext, i as u16);
             let limit = &self.policy.limits[i];
             let state = &mut self.states[sid as usize];
@@ -2477,13 +2464,11 @@ impl Engine {
                 {
                     continue;
                 }
-                let ext = match limit.scope {
-                    ScopeKind::Account => None,
-                    ScopeKind::Extension => Some(call.extension.clone()),
-                    ScopeKind::Trunk if call.trunk.is_empty() => continue,
-                    ScopeKind::Trunk => Some(call.trunk.clone()),
+                let Some(key) = limit.scope.key(&call.extension, &call.trunk).map(|k| k.map(str::to_string))
+                else {
+                    continue;
                 };
-                let sid = self.state_id(acct, ext.as_deref(), li);
+                let sid = self.state_id(acct, key.as_deref(), li);
                 let state = &mut self.states[sid as usize];
                 if let Some(w) = state.window.as_mut() {
                     w.add(now, local, 0, 1);

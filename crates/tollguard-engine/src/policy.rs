@@ -117,6 +117,20 @@ pub enum ScopeKind {
     Trunk,
 }
 
+impl ScopeKind {
+    /// Which of a limit's states counts a call from extension `ext` on trunk `trunk`:
+    /// `Some(None)` the account's, `Some(Some(key))` that extension's or trunk's; `None`: the call
+    /// is not counted (a per-trunk limit, and no trunk known).
+    pub(crate) fn key<'a>(self, ext: &'a str, trunk: &'a str) -> Option<Option<&'a str>> {
+        match self {
+            ScopeKind::Account => Some(None),
+            ScopeKind::Extension => Some(Some(ext)),
+            ScopeKind::Trunk if trunk.is_empty() => None,
+            ScopeKind::Trunk => Some(Some(trunk)),
+        }
+    }
+}
+
 /// What a limit measures.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
