@@ -238,25 +238,19 @@ pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
         .values()
         .filter_map(|i| Some(i.detected?.duration_since(i.first?).as_secs().max(0)))
         .collect();
-    ttd.sort();
+    let median = median(&mut ttd);
     let detected = ttd.len();
-    let median = ttd.get(ttd.len().saturating_sub(1) / 2).copied();
     let worst = incidents.values().map(|i| i.loss).max().unwrap_or_default();
     println!();
     println!("calls {}  malformed {malformed}  unlabelled {unlabelled}", cdrs.len());
     println!("incidents detected: {detected} of {}", incidents.len());
     println!("median time to detect: {}", median.map_or("-".into(), |s| format!("{s} s")));
     println!("worst incident with tollguard: EUR {worst:.2}");
-    let pct = if total_exposure.is_zero() {
-        Decimal::ZERO
-    } else {
-        total_loss * Decimal::from(100) / total_exposure
-    };
+    let pct = percent(total_loss, total_exposure);
     println!(
         "fraud loss with tollguard: EUR {total_loss:.2} of EUR {total_exposure:.2} exposure ({pct:.2}%)"
     );
-    let honest_pct =
-        if honest_billable == 0 { 0.0 } else { honest_denied as f64 * 100.0 / honest_billable as f64 };
+    let honest_pct = share(honest_denied, honest_billable);
     println!(
         "honest billable calls denied: {honest_denied} of {honest_billable} ({honest_pct:.4}%); cut short: {honest_cut_short}"
     );
@@ -319,10 +313,9 @@ fn print_strategies(rows: &[Row], incidents: usize, exposure: Decimal, honest: u
     println!("|---|---|---|---|---|---|---|---|");
     for r in rows {
         let mut ttd = r.detect_s.clone();
-        ttd.sort();
-        let median = ttd.get(ttd.len().saturating_sub(1) / 2).map_or("-".into(), |s| format!("{s} s"));
-        let pct = if exposure.is_zero() { Decimal::ZERO } else { r.loss * Decimal::from(100) / exposure };
-        let honest_pct = if honest == 0 { 0.0 } else { r.honest_denied as f64 * 100.0 / honest as f64 };
+        let median = median(&mut ttd).map_or("-".into(), |s| format!("{s} s"));
+        let pct = percent(r.loss, exposure);
+        let honest_pct = share(r.honest_denied, honest);
         println!(
             "| {} | {} of {incidents} | {median} | {:.2} | {:.2} / {exposure:.2} ({pct:.2}%) | {} of {honest} ({honest_pct:.4}%) | {} of {emergency} | {} |",
             r.name,
@@ -333,6 +326,30 @@ fn print_strategies(rows: &[Row], incidents: usize, exposure: Decimal, honest: u
             r.emergency_denied,
             r.honest_critical.map_or("n/a".into(), |n| n.to_string()),
         );
+    }
+}
+
+/// The lower median of `v` (sorted on the way); `None` when it is empty.
+fn median(v: &mut [i64]) -> Option<i64> {
+    v.sort_unstable();
+    v.get(v.len().saturating_sub(1) / 2).copied()
+}
+
+/// `part` as a percentage of `whole` (0 of nothing).
+fn percent(part: Decimal, whole: Decimal) -> Decimal {
+    if whole.is_zero() {
+        Decimal::ZERO
+    } else {
+        part * Decimal::from(100) / whole
+    }
+}
+
+/// `part` of `whole` calls, percent (0 of none).
+fn share(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
     }
 }
 
@@ -348,13 +365,13 @@ fn print_table(incidents: &BTreeMap<String, Incident>) {
     for (s, list) in by {
         let mut ttd: Vec<i64> =
             list.iter().filter_map(|i| Some(i.detected?.duration_since(i.first?).as_secs().max(0))).collect();
-        ttd.sort();
+        let median = median(&mut ttd);
         let sum = |f: &dyn Fn(&Incident) -> Decimal| list.iter().map(|i| f(i)).sum::<Decimal>();
         println!(
             "| {s} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
             list.len(),
             ttd.len(),
-            ttd.get(ttd.len().saturating_sub(1) / 2).map_or("-".to_string(), |v| v.to_string()),
+            median.map_or("-".to_string(), |v| v.to_string()),
             sum(&|i| i.exposure),
             sum(&|i| i.loss),
             list.iter().map(|i| i.loss).max().unwrap_or_default(),
