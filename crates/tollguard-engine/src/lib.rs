@@ -899,7 +899,17 @@ fn later(t: Timestamp, d: SignedDuration) -> Timestamp {
 /// A small deterministic hash of a text (FNV-1a): to tell extensions apart without keeping their
 /// text, and to share accounts among replay threads.
 pub fn fnv1a(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+    fnv1a_on(0xcbf2_9ce4_8422_2325, text.bytes())
+}
+
+/// [`fnv1a`] of several texts together, each ended by a byte no text has (so `("ab", "c")` and
+/// `("a", "bc")` differ).
+pub fn fnv1a_parts(parts: &[&str]) -> u64 {
+    parts.iter().fold(0xcbf2_9ce4_8422_2325, |h, part| fnv1a_on(h, part.bytes().chain([0xff])))
+}
+
+fn fnv1a_on(h: u64, bytes: impl Iterator<Item = u8>) -> u64 {
+    bytes.fold(h, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// The trunk a call goes out on, for limits with `scope = "trunk"`: a switch's trunk name as

@@ -1590,14 +1590,7 @@ pub(crate) fn parse_time(t: Option<&str>, now: Timestamp) -> ApiResult<Timestamp
 /// What an authorization asked, as one number: a retransmission asks the same.
 fn request_key(req: &AuthorizeRequest, extension: &str) -> u64 {
     let trunk = req.trunk.as_deref().unwrap_or("");
-    [req.account.as_str(), extension, req.from.as_str(), req.to.as_str(), trunk].iter().fold(
-        0xcbf2_9ce4_8422_2325u64,
-        |h, part| {
-            // Each part ends with a byte no text has, so ("ab", "c") and ("a", "bc") differ.
-            let h = part.bytes().fold(h, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
-            (h ^ 0xff).wrapping_mul(0x0100_0000_01b3)
-        },
-    )
+    tollguard_engine::fnv1a_parts(&[&req.account, extension, &req.from, &req.to, trunk])
 }
 
 fn nonempty(field: &str, v: &str) -> ApiResult<()> {
