@@ -230,9 +230,13 @@ pub enum Event<'a> {
     Command(Command),
     /// A call detail record arrived (after the call). For a call still running it ends it with
     /// the record's talk time; for one that ended within the grace period
-    /// ([`Engine::set_record_grace`]) it corrects the cost counted (the record wins); for a call
-    /// the engine never saw (an integration that sends only records) it counts the call at its
-    /// end and checks the limits, alerting and blocking as at a tick.
+    /// ([`Engine::set_record_grace`]) it corrects the cost counted (the record wins over the
+    /// end event); for a call the engine never saw (an integration that sends only records) it
+    /// counts the call at its end and checks the limits, alerting and blocking as at a tick.
+    ///
+    /// A switch may write several legs under one id (Asterisk's `uniqueid` for each `Dial` of
+    /// a dialplan's failover), each with its own destination channel: the call costs what its
+    /// legs' records say together. A record of a leg had before replaces that leg's.
     Record(&'a Cdr),
 }
 
@@ -1101,6 +1105,9 @@ struct Ended {
     states: Vec<u32>,
     units: i64,
     at: Timestamp,
+    /// The legs records gave (a hash of the destination channel, and the leg's cost): empty
+    /// while `units` is what the end event said, which the first record replaces.
+    legs: Vec<(u64, i64)>,
 }
 
 /// One limit's usage, for people and the API.
@@ -1522,6 +1529,9 @@ impl Engine {
     fn record(&mut self, c: &Cdr, now: Timestamp, out: &mut Vec<Effect>) {
         if self.calls.contains_key(c.call_id.as_str()) {
             self.end(&c.call_id, Some(c.billsec), now, out);
+            if let Some(e) = self.recent.get_mut(c.call_id.as_str()) {
+                e.legs = vec![(fnv1a_parts(&[&c.dst_channel]), e.units)];
+            }
             return;
         }
         if let Some(e) = self.recent.get_mut(c.call_id.as_str()) {
@@ -1531,7 +1541,14 @@ impl Engine {
                 self.accounts[acct as usize].memory.heard(number, inbound, c.billsec, at);
             }
             let Some(e) = self.recent.get_mut(c.call_id.as_str()) else { return };
-            let units = e.rate.as_ref().map_or(0, |r| r.units(c.billsec));
+            // The first record replaces what the end event counted; a record of another leg
+            // (an earlier leg failed, or the call went on to another) adds to it.
+            let leg = (fnv1a_parts(&[&c.dst_channel]), e.rate.as_ref().map_or(0, |r| r.units(c.billsec)));
+            match e.legs.iter_mut().find(|(k, _)| *k == leg.0) {
+                Some(had) => *had = leg,
+                None => e.legs.push(leg),
+            }
+            let units = e.legs.iter().map(|(_, u)| u).sum::<i64>();
             let delta = units - e.units;
             if delta != 0 {
                 e.units = units;
@@ -1624,7 +1641,8 @@ impl Engine {
             states.push(sid);
         }
         self.scratch_limits = limits;
-        self.remember_ended(&c.call_id, acct, dest.rate, None, &states, units, at);
+        let legs = vec![(fnv1a_parts(&[&c.dst_channel]), units)];
+        self.remember_ended(&c.call_id, acct, dest.rate, None, &states, units, at, legs);
         if units != 0 {
             out.push(Effect::Charged { account: Arc::clone(&self.accounts[acct as usize].name), units });
         }
@@ -1774,6 +1792,7 @@ impl Engine {
         states: &[u32],
         units: i64,
         at: Timestamp,
+        legs: Vec<(u64, i64)>,
     ) {
         let Some(grace) = self.record_grace else { return };
         while let Some((t, _)) = self.recent_order.front() {
@@ -1786,7 +1805,7 @@ impl Engine {
         }
         self.recent.insert(
             call_id.to_string(),
-            Ended { account, rate, high_risk, states: states.to_vec(), units, at },
+            Ended { account, rate, high_risk, states: states.to_vec(), units, at, legs },
         );
         self.recent_order.push_back((at, call_id.to_string()));
     }
@@ -2729,7 +2748,7 @@ impl Engine {
         let acct = self.slots[slot as usize].account;
         let rate = self.record_grace.and(self.slots[slot as usize].rate.as_ref()).cloned();
         let high_risk = self.slots[slot as usize].high_risk;
-        self.remember_ended(call_id, acct, rate, high_risk, &states, units, now);
+        self.remember_ended(call_id, acct, rate, high_risk, &states, units, now, vec![]);
         if units != 0 {
             let account = Arc::clone(&self.accounts[acct as usize].name);
             out.push(Effect::Charged { account, units });

@@ -577,6 +577,47 @@ fn a_late_record_corrects_the_cost_of_an_ended_call_and_is_not_counted_twice() {
 }
 
 #[test]
+fn each_leg_of_a_failover_under_one_id_counts() {
+    // Two `Dial`s of one Asterisk channel (a failover to another carrier, or a dialplan that
+    // goes on after the first conversation): two records under the call's `uniqueid`, each
+    // with its own destination channel.
+    let mut e = engine(DAILY_10);
+    e.set_record_grace(Some(SignedDuration::from_mins(10)));
+    let used = |e: &mut Engine| {
+        let r = e.account_report("acme", t("2026-01-19T09:30:00Z")).unwrap();
+        r.limits.iter().find(|l| l.limit == "acme.daily").unwrap().used.clone()
+    };
+    let leg = |id: &str, dst: &str, start: &str, billsec: u32| {
+        let mut c = record(id, "0067077123456", start, billsec);
+        c.dst_channel = dst.into();
+        c
+    };
+    // Records alone (a CDR file tail): 60 s, then 180 s on the second `Dial`.
+    let first = leg("u1", "PJSIP/carrier1-00000001", "2026-01-19T09:00:00Z", 60);
+    let second = leg("u1", "PJSIP/carrier2-00000002", "2026-01-19T09:01:00Z", 180);
+    e.handle(Event::Record(&first), t("2026-01-19T09:04:30Z"), &mut vec![]);
+    e.handle(Event::Record(&second), t("2026-01-19T09:04:31Z"), &mut vec![]);
+    assert_eq!(used(&mut e), "5.80");
+    // A leg's record read again (a file read again after a crash) replaces, it does not add.
+    e.handle(Event::Record(&second), t("2026-01-19T09:05:00Z"), &mut vec![]);
+    assert_eq!(used(&mut e), "5.80");
+    // Authorized, answered and ended (60 s, the talk of the last leg), then both records of a
+    // failover: the failed leg's record replaces the end's count, the second leg's adds to it.
+    let now = t("2026-01-19T09:10:00Z");
+    let (d, _) = attempt(&mut e, "u2", "201", "0067077123456", now);
+    assert!(d.allowed);
+    answer(&mut e, "u2", now + SignedDuration::from_secs(20));
+    end(&mut e, "u2", 60, now + SignedDuration::from_secs(80));
+    assert_eq!(used(&mut e), "7.25");
+    let first = leg("u2", "PJSIP/carrier1-00000003", "2026-01-19T09:10:00Z", 0);
+    let second = leg("u2", "PJSIP/carrier2-00000004", "2026-01-19T09:10:20Z", 60);
+    e.handle(Event::Record(&first), t("2026-01-19T09:11:30Z"), &mut vec![]);
+    assert_eq!(used(&mut e), "5.80");
+    e.handle(Event::Record(&second), t("2026-01-19T09:11:31Z"), &mut vec![]);
+    assert_eq!(used(&mut e), "7.25");
+}
+
+#[test]
 fn an_operator_blocks_destinations_and_a_customer_cannot_lift_it() {
     use tollguard_engine::Destinations;
     let mut e = engine("");

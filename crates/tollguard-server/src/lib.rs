@@ -223,7 +223,8 @@ enum Write {
     /// Records to store if new; answers which were new.
     Records {
         time_ns: i64,
-        records: Vec<(String, String, String)>,
+        /// Call id, leg (destination channel), account, record as JSON.
+        records: Vec<(String, String, String, String)>,
         /// A file-tail checkpoint to store in the same transaction: (source, value).
         checkpoint: Option<(String, String)>,
         done: RecordsDone,
@@ -900,8 +901,8 @@ fn store_write(
         }
         Write::Records { time_ns, records, checkpoint, .. } => {
             let mut new = Vec::with_capacity(records.len());
-            for (call_id, account, json) in records {
-                let fresh = b.insert_cdr(call_id, account, *time_ns, json)?;
+            for (call_id, leg, account, json) in records {
+                let fresh = b.insert_cdr(call_id, leg, account, *time_ns, json)?;
                 let seq = if fresh { b.append_event(*time_ns, "record", json)? } else { 0 };
                 let allowed = if fresh { b.was_allowed(call_id)? } else { None };
                 new.push((fresh, allowed, seq));

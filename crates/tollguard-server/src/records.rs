@@ -162,11 +162,11 @@ async fn store_records(
     checkpoint: Option<(String, String)>,
     now: Timestamp,
 ) -> ApiResult<Vec<crate::RecordSeen>> {
-    let records: Vec<(String, String, String)> = cdrs
+    let records: Vec<(String, String, String, String)> = cdrs
         .iter()
         .map(|c| {
             let json = serde_json::to_string(&Record::from_cdr(c)).unwrap_or_default();
-            (c.call_id.clone(), c.account.clone(), json)
+            (c.call_id.clone(), c.dst_channel.clone(), c.account.clone(), json)
         })
         .collect();
     let (tx, rx) = tokio::sync::oneshot::channel();

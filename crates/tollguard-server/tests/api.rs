@@ -363,6 +363,45 @@ async fn call_records_are_stored_once_and_counted_once() {
 }
 
 #[tokio::test]
+async fn each_leg_of_a_failover_under_one_call_id_is_stored_and_counted() {
+    // Asterisk writes a record for each `Dial` of a channel, all under its `uniqueid`: here the
+    // first carrier fails and the second connects. The second leg is not a duplicate.
+    let f = fixture("legs");
+    let s = server(&f.db);
+    let app = s.router();
+    let now = jiff::Timestamp::now();
+    let at = |secs: i64| (now - jiff::SignedDuration::from_secs(secs)).to_string();
+    let batch = json!([
+        {"call_id": "1767000000.42", "account": "acme", "extension": "201", "to": "0067077123456",
+         "trunk": "PJSIP/carrier1-00000001", "start": at(420), "billsec": 0, "disposition": "failed"},
+        {"call_id": "1767000000.42", "account": "acme", "extension": "201", "to": "0067077123456",
+         "trunk": "PJSIP/carrier2-00000002", "start": at(400), "answer": at(395), "end": at(65), "billsec": 330}
+    ]);
+    let (st, v) = call(&app, "POST", "/v1/cdrs", Some(&f.integration), Some(batch.clone())).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!((v["new"].as_u64(), v["duplicates"].as_u64()), (Some(2), Some(0)), "{v}");
+    let used = |v: &Value| {
+        v["limits"].as_array().unwrap().iter().find(|l| l["limit"] == "default.high_risk_spend_24h").unwrap()
+            ["used"]
+            .clone()
+    };
+    let (_, v) = call(&app, "GET", "/v1/accounts/acme", Some(&f.operator), None).await;
+    assert_eq!(used(&v), "8.70", "{v}");
+    // Both legs again (a tail read again after a crash): duplicates, counted once.
+    let (_, v) = call(&app, "POST", "/v1/cdrs", Some(&f.integration), Some(batch)).await;
+    assert_eq!((v["new"].as_u64(), v["duplicates"].as_u64()), (Some(0), Some(2)), "{v}");
+    let (_, v) = call(&app, "GET", "/v1/accounts/acme", Some(&f.operator), None).await;
+    assert_eq!(used(&v), "8.70", "{v}");
+    // Rebuilt from the store at a restart: the same.
+    s.flush().await;
+    drop((app, s));
+    let s = server(&f.db);
+    assert_eq!(s.state().rebuilt_events, 2, "two records");
+    let (_, v) = call(&s.router(), "GET", "/v1/accounts/acme", Some(&f.operator), None).await;
+    assert_eq!(used(&v), "8.70", "{v}");
+}
+
+#[tokio::test]
 async fn freeswitch_posts_are_read_in_all_three_encodings() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/fixtures/freeswitch/json_cdr_cgrates_fscdr_test.json");

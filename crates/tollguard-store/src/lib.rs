@@ -496,15 +496,47 @@ impl Batch<'_> {
         Ok(self.tx.last_insert_rowid())
     }
 
-    /// Stores a call record unless one with the same id is stored: true when it was new.
-    pub fn insert_cdr(&mut self, call_id: &str, account: &str, received_ns: i64, json: &str) -> Result<bool> {
+    /// Stores a call record unless it is stored already: true when it was new.
+    ///
+    /// A record is one leg of a call, named by its destination channel (`leg`, the record's
+    /// JSON field `trunk`). A switch may write several under one id: Asterisk writes one for
+    /// each `Dial` of a channel, all with the channel's `uniqueid`. The first record of an id
+    /// is kept under the id; one of another leg under the id and the leg. A record without a
+    /// leg, or of a leg kept already, is a duplicate.
+    pub fn insert_cdr(
+        &mut self,
+        call_id: &str,
+        leg: &str,
+        account: &str,
+        received_ns: i64,
+        json: &str,
+    ) -> Result<bool> {
+        if self.insert_cdr_as(call_id, account, received_ns, json)? {
+            return Ok(true);
+        }
+        if leg.is_empty() {
+            return Ok(false);
+        }
+        let first: Option<String> = self
+            .tx
+            .prepare_cached("SELECT json_extract(json, '$.trunk') FROM cdrs WHERE call_id = ?1")
+            .and_then(|mut s| s.query_row([call_id], |r| r.get::<_, Option<String>>(0)))
+            .map_err(|e| self.err(e))?;
+        if first.as_deref() == Some(leg) {
+            return Ok(false);
+        }
+        self.insert_cdr_as(&format!("{call_id}\u{1f}{leg}"), account, received_ns, json)
+    }
+
+    /// Stores a record under `key` unless one is: true when it was new.
+    fn insert_cdr_as(&mut self, key: &str, account: &str, received_ns: i64, json: &str) -> Result<bool> {
         let n = self
             .tx
             .prepare_cached(
                 "INSERT INTO cdrs (call_id, account, received_ns, json) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(call_id) DO NOTHING",
             )
-            .and_then(|mut s| s.execute(params![call_id, account, received_ns, json]))
+            .and_then(|mut s| s.execute(params![key, account, received_ns, json]))
             .map_err(|e| self.err(e))?;
         Ok(n == 1)
     }
@@ -677,8 +709,18 @@ mod tests {
             s.batch(|b| {
                 assert_eq!(b.append_event(10, "attempt", r#"{"call_id":"a"}"#)?, 1);
                 assert_eq!(b.append_event(20, "end", r#"{"call_id":"a"}"#)?, 2);
-                assert!(b.insert_cdr("a", "acme", 30, "{}")?);
-                assert!(!b.insert_cdr("a", "acme", 31, "{}")?, "the same call id is stored once");
+                assert!(b.insert_cdr("a", "", "acme", 30, "{}")?);
+                assert!(!b.insert_cdr("a", "", "acme", 31, "{}")?, "the same call id is stored once");
+                // Two legs under one id (two `Dial`s of one Asterisk channel): each once.
+                let leg = |d: &str| format!(r#"{{"call_id":"u","trunk":"{d}"}}"#);
+                assert!(b.insert_cdr("u", "PJSIP/a-01", "acme", 32, &leg("PJSIP/a-01"))?);
+                assert!(
+                    !b.insert_cdr("u", "PJSIP/a-01", "acme", 33, &leg("PJSIP/a-01"))?,
+                    "the first leg again"
+                );
+                assert!(b.insert_cdr("u", "PJSIP/b-02", "acme", 34, &leg("PJSIP/b-02"))?, "another leg");
+                assert!(!b.insert_cdr("u", "PJSIP/b-02", "acme", 35, &leg("PJSIP/b-02"))?, "that leg again");
+                assert!(!b.insert_cdr("u", "", "acme", 36, "{}")?, "no leg: the id's record");
                 b.put_decision("a", "acme", 10, r#"{"allow":true}"#)?;
                 assert_eq!(b.was_allowed("a")?, Some(true));
                 assert_eq!(b.was_allowed("zz")?, None);
@@ -694,7 +736,7 @@ mod tests {
         let mut kinds = vec![];
         assert_eq!(s.for_each_event_after(0, |e| kinds.push((e.seq, e.time_ns, e.kind))).unwrap(), 2);
         assert_eq!(kinds, [(1, 10, "attempt".to_string()), (2, 20, "end".to_string())]);
-        assert_eq!(s.cdr_count().unwrap(), 1);
+        assert_eq!(s.cdr_count().unwrap(), 3, "a, and the two legs of u");
         assert!(s.has_cdr("a").unwrap());
         assert_eq!(s.decision("a").unwrap().unwrap().1, r#"{"allow":true}"#);
         assert_eq!(s.decision("b").unwrap(), None);
