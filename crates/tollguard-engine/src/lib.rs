@@ -916,6 +916,15 @@ fn fnv1a_on(h: u64, bytes: impl Iterator<Item = u8>) -> u64 {
     bytes.fold(h, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
+/// "1 call running", "3 calls running", for alert texts.
+fn calls_running(n: usize) -> String {
+    if n == 1 {
+        "1 call running".to_string()
+    } else {
+        format!("{n} calls running")
+    }
+}
+
 /// The trunk a call goes out on, for limits with `scope = "trunk"`: a switch's trunk name as
 /// given (`kpn`), or the peer of a channel name: `SIP/kpn-000005a2` and `PJSIP/kpn-00000012`
 /// give `kpn`, FreeSWITCH's `sofia/gateway/kpn/0031...` gives `kpn`. Empty: no trunk known.
@@ -2805,10 +2814,10 @@ impl Engine {
         };
         let money = |u: i64| format!("{:.2}", Decimal::new(u, 4));
         let what = format!(
-            "spend this hour {} (ended calls {}, {} calls running {}): usual for {} {:02}:00 is {} (MAD {}, {} samples), learned level {}{}",
+            "spend this hour {} (ended calls {}, {} {}): usual for {} {:02}:00 is {} (MAD {}, {} samples), learned level {}{}",
             money(spend),
             money(ended),
-            a.running.len(),
+            calls_running(a.running.len()),
             money(live),
             WEEKDAYS[local.weekday() as usize],
             local.hour(),
@@ -3051,11 +3060,11 @@ impl Engine {
                             (false, false) => "",
                         };
                         let msg = format!(
-                            "{}{} reached {} with {} calls running (limit {}){done}",
+                            "{}{} reached {} with {} (limit {}){done}",
                             describe(limit),
                             window_text(limit),
                             limit.show(used),
-                            running.len(),
+                            calls_running(running.len()),
                             limit.show(limit.max),
                         );
                         let mut al = self.alert(acct, ext, now, "", Severity::Critical, &limit.name);
