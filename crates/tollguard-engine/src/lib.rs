@@ -1502,8 +1502,8 @@ impl Engine {
         for s in &self.states {
             bytes += size_of::<LimitState>();
             bytes += s.running.capacity() * 4;
-            if let Some(Window::Rolling { .. }) = s.window {
-                bytes += size_of::<[window::Bucket; 24]>();
+            if let Some(Window::Rolling { ring, .. }) = &s.window {
+                bytes += std::mem::size_of_val::<[window::Bucket]>(ring);
             }
         }
         (self.accounts.len(), bytes)

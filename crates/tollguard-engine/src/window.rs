@@ -9,11 +9,19 @@ use crate::policy::WindowKind;
 use jiff::civil::DateTime;
 use jiff::Timestamp;
 
+/// 16 bytes: the step number fits 32 bits, since steps are 300 s or more and every timestamp
+/// lies within ±1.3e11 s of 1970 (a limit state's memory is most of an account's).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Bucket {
-    step: i64,
-    spend: i64,
+    step: i32,
     calls: u32,
+    spend: i64,
+}
+
+/// The step number of `now` in steps of `step_s` seconds (300 or more).
+fn step_of(now: Timestamp, step_s: i64) -> i32 {
+    debug_assert!(step_s >= 300);
+    now.as_second().div_euclid(step_s) as i32
 }
 
 /// One window's running totals.
@@ -34,10 +42,8 @@ pub enum Window {
     Rolling {
         /// Seconds per step.
         step_s: i64,
-        /// Buckets, indexed by step number modulo their count.
-        ring: Box<[Bucket; 24]>,
-        /// Buckets in use (12 or 24).
-        steps: usize,
+        /// Buckets (12 or 24), indexed by step number modulo their count.
+        ring: Box<[Bucket]>,
     },
 }
 
@@ -135,7 +141,7 @@ impl Window {
             WindowKind::Rolling7d => (7 * 3600, 24),
             _ => return Window::Calendar { kind, key: i64::MIN, spend: 0, calls: 0 },
         };
-        Window::Rolling { step_s, ring: Box::new([Bucket::default(); 24]), steps }
+        Window::Rolling { step_s, ring: vec![Bucket::default(); steps].into_boxed_slice() }
     }
 
     /// Moves to the period of `local`; never back (a time before the current period, e.g. a
@@ -167,9 +173,10 @@ impl Window {
                 *s += spend;
                 *c += calls;
             }
-            Window::Rolling { step_s, ring, steps } => {
-                let step = now.as_second().div_euclid(*step_s);
-                let b = &mut ring[step.rem_euclid(*steps as i64) as usize];
+            Window::Rolling { step_s, ring } => {
+                let step = step_of(now, *step_s);
+                let n = ring.len() as i32;
+                let b = &mut ring[step.rem_euclid(n) as usize];
                 if b.step > step {
                     return;
                 }
@@ -195,11 +202,10 @@ impl Window {
         self.roll(local);
         match self {
             Window::Calendar { spend, calls, .. } => (*spend, *calls),
-            Window::Rolling { step_s, ring, steps } => {
-                let step = now.as_second().div_euclid(*step_s);
-                let oldest = step - *steps as i64 + 1;
-                ring[..*steps]
-                    .iter()
+            Window::Rolling { step_s, ring } => {
+                let step = step_of(now, *step_s);
+                let oldest = step - ring.len() as i32 + 1;
+                ring.iter()
                     .filter(|b| b.step >= oldest && b.step <= step)
                     .fold((0, 0), |(s, c), b| (s + b.spend, c + b.calls))
             }
