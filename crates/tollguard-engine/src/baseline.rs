@@ -11,6 +11,14 @@
 //!
 //! Warm-up: until an account has traffic in at least [`MIN_WEEKS`] of those weeks the rule is
 //! silent (fixed limits and the risk-tier rules protect it meanwhile).
+//!
+//! Typical concurrency ([`Peaks`]): the most priced outbound calls an account had running at
+//! once on each of the last [`PEAK_DAYS`] local days, in office hours (Monday to Friday,
+//! 08:00-18:00 local) and outside them. Its usual peak in a part of the week is the second
+//! highest of those days' (one odd day does not move it); the learned level is twice that, and
+//! never below [`PEAK_FLOOR`] nor below the usual office-hours peak (a weekend shift at weekday
+//! strength is not unusual). A call that takes the account above it raises a warning, once a
+//! day and part. Warm-up: silent until [`PEAK_MIN_DAYS`] of those days had calls.
 
 use crate::window::Local;
 
@@ -41,6 +49,8 @@ pub struct Baseline {
     /// The last [`Baseline::usual`] answer and its hour number (the history it reads changes
     /// only when the hour rolls, which forgets it).
     cached: Option<(i64, Option<Usual>)>,
+    /// Daily concurrency peaks.
+    pub(crate) peaks: Peaks,
 }
 
 /// The usual level of an hour, as learned.
@@ -54,6 +64,113 @@ pub struct Usual {
     pub samples: usize,
     /// The learned level (warning); twice it is critical.
     pub level: i64,
+}
+
+/// Days of concurrency peaks kept.
+pub const PEAK_DAYS: usize = 28;
+
+/// Days with calls needed before the concurrency rule speaks.
+pub const PEAK_MIN_DAYS: usize = 7;
+
+/// The learned concurrency level is never below this many calls at once.
+pub const PEAK_FLOOR: u32 = 4;
+
+/// One account's daily concurrency peaks.
+#[derive(Clone, Debug)]
+pub struct Peaks {
+    /// Most priced outbound calls at once, per local day (day number modulo [`PEAK_DAYS`]), in
+    /// office hours (0) and outside them (1).
+    peaks: [[u8; 2]; PEAK_DAYS],
+    /// The latest day recorded ([`UNUSED`]: none).
+    day: i64,
+    /// The day each part last alerted.
+    alerted: [i64; 2],
+    /// The last [`Peaks::usual`] answer, for its day and part (the history it reads changes
+    /// only when the day does).
+    cached: Option<(i64, usize, Option<UsualPeak>)>,
+}
+
+/// The usual concurrency of a part of the week, as learned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UsualPeak {
+    /// The usual peak of this part (the second highest day's).
+    pub peak: u32,
+    /// The usual peak in office hours.
+    pub office_peak: u32,
+    /// Days with calls among those read.
+    pub days: usize,
+    /// Calls at once above this are unusual.
+    pub level: u32,
+}
+
+impl Default for Peaks {
+    fn default() -> Peaks {
+        Peaks { peaks: [[0; 2]; PEAK_DAYS], day: UNUSED, alerted: [UNUSED; 2], cached: None }
+    }
+}
+
+impl Peaks {
+    /// 0 in office hours (Monday to Friday, 08:00-18:00 local), 1 outside them.
+    pub(crate) fn part(local: Local) -> usize {
+        usize::from(local.weekday() >= 5 || !(8..18).contains(&local.hour()))
+    }
+
+    /// A call starts at `local`, making `running` priced outbound calls at once: kept as the
+    /// day's peak. Returns the usual concurrency when `running` is above its level, and whether
+    /// that is news today (no warning yet in this part of the day).
+    pub(crate) fn start(&mut self, local: Local, running: usize) -> Option<(UsualPeak, bool)> {
+        let (day, part) = (local.day(), Peaks::part(local));
+        if self.day == UNUSED || day >= self.day + PEAK_DAYS as i64 {
+            self.peaks = [[0; 2]; PEAK_DAYS];
+            self.day = day;
+        }
+        while self.day < day {
+            self.day += 1;
+            self.peaks[self.day.rem_euclid(PEAK_DAYS as i64) as usize] = [0; 2];
+        }
+        let usual = self.usual(day, part);
+        let n = running.min(u8::MAX as usize) as u8;
+        let today = &mut self.peaks[day.rem_euclid(PEAK_DAYS as i64) as usize][part];
+        *today = (*today).max(n);
+        let usual = usual.filter(|u| running as u32 > u.level)?;
+        let news = self.alerted[part] != day;
+        self.alerted[part] = day;
+        Some((usual, news))
+    }
+
+    /// The usual concurrency of `part`, from the days before `day`; `None` in warm-up.
+    fn usual(&mut self, day: i64, part: usize) -> Option<UsualPeak> {
+        if let Some((d, p, usual)) = self.cached {
+            if (d, p) == (day, part) {
+                return usual;
+            }
+        }
+        let today = day.rem_euclid(PEAK_DAYS as i64) as usize;
+        let (mut days, mut top, mut office) = (0, [0u32; 2], [0u32; 2]);
+        let second = |top: &mut [u32; 2], x: u32| {
+            if x > top[0] {
+                *top = [x, top[0]];
+            } else if x > top[1] {
+                top[1] = x;
+            }
+        };
+        for (i, p) in self.peaks.iter().enumerate() {
+            if i == today || p == &[0, 0] {
+                continue;
+            }
+            days += 1;
+            second(&mut top, p[part] as u32);
+            second(&mut office, p[0] as u32);
+        }
+        let usual = (days >= PEAK_MIN_DAYS).then(|| UsualPeak {
+            peak: top[1],
+            office_peak: office[1],
+            days,
+            level: (2 * top[1]).max(office[1]).max(PEAK_FLOOR),
+        });
+        self.cached = Some((day, part, usual));
+        usual
+    }
 }
 
 /// Monday-based week number of an hour number (1970-01-01 was a Thursday).
@@ -74,6 +191,7 @@ impl Default for Baseline {
             spend: 0,
             alerted: 0,
             cached: None,
+            peaks: Peaks::default(),
         }
     }
 }
@@ -220,5 +338,37 @@ mod tests {
         assert_eq!(b.this_hour(at(2026, 1, 26, 14)), 0);
         b.add(at(2026, 1, 26, 14), 5);
         assert_eq!(b.this_hour(at(2026, 1, 26, 14)), 5);
+    }
+
+    #[test]
+    fn concurrency_peaks_learn_each_part_of_the_week_and_warn_once_a_day() {
+        let mut p = Peaks::default();
+        // Two weeks of office days with up to 3 calls at once (one day 9), nights with 1.
+        // 2026-01-05 is a Monday.
+        for day in 5..19i8 {
+            let office = at(2026, 1, day, 10);
+            if office.weekday() < 5 {
+                for n in 1..=if day == 7 { 9 } else { 3 } {
+                    assert_eq!(p.start(office, n), None, "warm-up, then within the level");
+                }
+            }
+            assert_eq!(p.start(at(2026, 1, day, 22), 1), None);
+        }
+        // At night: twice the usual 1 is below the floor of 4, and the office peak of 3 is
+        // usual at night too (a weekend shift).
+        let night = at(2026, 1, 19, 23);
+        assert_eq!(p.start(night, 4), None);
+        let (u, news) = p.start(night, 5).unwrap();
+        assert_eq!((u.peak, u.office_peak, u.days, u.level, news), (1, 3, 14, 4, true));
+        assert_eq!(p.start(night, 6).map(|(_, news)| news), Some(false), "once a day");
+        // The next night warns again: one such night is not yet usual.
+        assert_eq!(p.start(at(2026, 1, 20, 23), 5).map(|(_, news)| news), Some(true));
+        // The odd office day of 9 does not count: the usual office peak is 3, its level 6.
+        let office = at(2026, 1, 21, 11);
+        assert_eq!(p.start(office, 6), None);
+        let (u, news) = p.start(office, 7).unwrap();
+        assert_eq!((u.peak, u.office_peak, u.level, news), (3, 3, 6, true));
+        // Four weeks later every day has gone: warm-up again.
+        assert_eq!(p.start(at(2026, 2, 20, 23), 50), None);
     }
 }

@@ -39,7 +39,7 @@ mod due;
 pub mod policy;
 mod window;
 
-use baseline::Baseline;
+use baseline::{Baseline, Peaks};
 pub use policy::Limit;
 use policy::{Action, Metric, Policy, ScopeKind, When, WindowKind};
 use window::{Local, Window};
@@ -2418,6 +2418,33 @@ impl Engine {
         }
         if learning && !d.rules.is_empty() {
             d.rules = d.rules.iter().map(|r| format!("{r} (learning)")).collect();
+        }
+        // The account's typical concurrency: a call that takes it above its learned level
+        // (learned in learning mode too, said only after it).
+        if d.allowed && dest.rate.is_some() && self.policy.new_destination_rules {
+            let running = self.accounts[acct as usize].running.len() + 1;
+            let peaks = self.accounts[acct as usize].baseline.as_mut().map(|b| b.peaks.start(local, running));
+            if let (Some(Some((usual, news))), false) = (peaks, learning) {
+                let part = if Peaks::part(local) == 0 { "in office hours" } else { "outside office hours" };
+                let what = format!(
+                    "{running} calls at once {part}: usual peak {} ({} in office hours; the second highest of {} days with calls), learned level {}",
+                    usual.peak, usual.office_peak, usual.days, usual.level
+                );
+                d.rules.push("default.unusual_concurrency".into());
+                if news {
+                    let mut al = self.alert(
+                        acct,
+                        ext,
+                        now,
+                        a.call_id,
+                        Severity::Warning,
+                        "default.unusual_concurrency",
+                    );
+                    al.message = what.clone();
+                    alerts.push(al);
+                }
+                d.explanation.push(what);
+            }
         }
         for alert in alerts {
             out.push(Effect::Alert(alert));

@@ -324,6 +324,48 @@ fn spend_far_above_the_learned_hour_of_week_alerts_after_warm_up() {
 }
 
 #[test]
+fn more_calls_at_once_than_on_the_accounts_busy_days_warn_once_a_day() {
+    let mut e = engine("");
+    let rule = "default.unusual_concurrency";
+    // Ten days of two calls at once to Germany at 10:00 in Amsterdam.
+    for day in 5..15 {
+        let start = t(&format!("2026-01-{day:02}T09:00:00Z"));
+        for i in 0..2 {
+            let id = format!("d{day}c{i}");
+            let (d, out) = attempt(&mut e, &id, "201", "0049301234567", start);
+            assert!(d.allowed && alerts_of(&out, rule).is_empty(), "{d:?}");
+            answer(&mut e, &id, start);
+        }
+        for i in 0..2 {
+            end(&mut e, &format!("d{day}c{i}"), 60, start + SignedDuration::from_secs(60));
+        }
+    }
+    // The eleventh day: the fifth call at once is above the learned level of 4 (twice the usual
+    // 2): a warning, and the decision says why; the call goes ahead.
+    let start = t("2026-01-15T09:00:00Z");
+    for i in 0..4 {
+        let (d, out) = attempt(&mut e, &format!("b{i}"), "201", "0049301234567", start);
+        assert!(d.allowed && !d.rules.contains(&rule.to_string()) && alerts_of(&out, rule).is_empty());
+        answer(&mut e, &format!("b{i}"), start);
+    }
+    let (d, out) = attempt(&mut e, "b4", "202", "0049301234567", start);
+    assert!(d.allowed && d.rules == [rule], "{d:?}");
+    let warned = alerts_of(&out, rule);
+    assert_eq!(warned.len(), 1, "{out:?}");
+    assert_eq!(warned[0].severity, tollguard_engine::Severity::Warning);
+    assert!(
+        warned[0].message.starts_with("5 calls at once in office hours: usual peak 2"),
+        "{}",
+        warned[0].message
+    );
+    assert!(warned[0].message.ends_with("learned level 4"), "{}", warned[0].message);
+    // The sixth is named too, with no second alert that day.
+    answer(&mut e, "b4", start);
+    let (d, out) = attempt(&mut e, "b5", "201", "0049301234567", start);
+    assert!(d.allowed && d.rules == [rule] && alerts_of(&out, rule).is_empty(), "{d:?}");
+}
+
+#[test]
 fn a_first_call_to_an_unassigned_high_risk_range_in_office_hours_is_capped_and_critical() {
     let mut e = engine("");
     // Monday 10:00 in Amsterdam; +370 9 is a Lithuanian premium range that the plan does not
