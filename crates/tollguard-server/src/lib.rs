@@ -304,7 +304,13 @@ struct Core {
     /// The position in the event log of the last event the engine was rebuilt from (at start
     /// or at a reload): a record stored at or before it is in the engine already.
     rebuilt_through: i64,
+    /// When each account last had a `integration.call_id_reused` alert (server clock): one an
+    /// hour at most.
+    reused_alerted: HashMap<String, Timestamp>,
 }
+
+/// At most one `integration.call_id_reused` alert per account in this time.
+const REUSED_ALERT_QUIET: SignedDuration = SignedDuration::from_hours(1);
 
 impl Core {
     /// The engine handles an event at `now`: see [`handle_counted`].
@@ -419,6 +425,7 @@ impl Server {
                 live,
                 decided: HashMap::new(),
                 decided_order: std::collections::VecDeque::new(),
+                reused_alerted: HashMap::new(),
                 traffic,
                 rebuilt_through,
             }),
@@ -1666,7 +1673,36 @@ async fn authorize(
             // Emergency numbers are never denied (nothing to count: they cost nothing).
             let emergency = core.engine.rater().account(&req.account).plan.normalise(&req.to)
                 == tollguard_core::numbering::Dialled::Emergency;
+            // Said as a warning (at most one an hour per account): the denial is not a decision
+            // of its own (the id's stored decision is the running call's), and an integration
+            // that reuses ids, or a caller forging them, is for someone to look at.
+            let clock = s.now();
+            let quiet = core
+                .reused_alerted
+                .get(&req.account)
+                .is_some_and(|t| clock.duration_since(*t) < REUSED_ALERT_QUIET);
+            if !emergency && !quiet {
+                core.reused_alerted.insert(req.account.clone(), clock);
+                let tz = core.engine.rater().account(&req.account).tz.clone();
+                let first = core.live.get(&req.call_id).map(|l| l.account.clone()).unwrap_or_default();
+                effects.push(Effect::Alert(tollguard_engine::Alert {
+                    time: now.to_zoned_datetime(tz).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
+                    account: req.account.clone(),
+                    extension: extension.to_string(),
+                    severity: Severity::Warning,
+                    rule: "integration.call_id_reused".into(),
+                    action: tollguard_engine::AlertAction::Deny,
+                    call_id: req.call_id.clone(),
+                    message: format!(
+                        "a call from {extension} to {} was denied: its call id {} belongs to a call of {first} still \
+                         running. Each call needs its own id: check the integration, or whoever sends these requests \
+                         (at most one such alert an hour per account)",
+                        req.to, req.call_id
+                    ),
+                }));
+            }
             drop(core);
+            s.store_effects(&mut effects);
             if emergency {
                 s.metrics.allowed.fetch_add(1, Ordering::Relaxed);
                 return Ok(Json(AuthorizeResponse {

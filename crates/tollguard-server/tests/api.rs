@@ -528,6 +528,17 @@ async fn another_call_under_a_running_calls_id_is_denied_and_a_new_attempt_after
     let (_, m) = call(&app, "GET", "/metrics", None, None).await;
     let m = m.as_str().unwrap_or_default().to_string();
     assert!(m.contains("tollguard_authorize_call_id_reused_total 3"), "{m}");
+    // Each account denied so gets a warning, one an hour: acme's two denials make one.
+    s.flush().await;
+    let (_, v) = call(&app, "GET", "/v1/alerts", Some(&f.operator), None).await;
+    let reused: Vec<(String, String)> = v["alerts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"))
+        .iter()
+        .filter(|a| a["rule"] == "integration.call_id_reused")
+        .map(|a| (a["account"].as_str().unwrap().to_string(), a["severity"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(reused, [("acme".into(), "warning".into()), ("globex".into(), "warning".into())], "{v}");
 }
 
 #[tokio::test]
