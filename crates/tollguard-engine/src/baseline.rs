@@ -13,7 +13,8 @@
 //! silent (fixed limits and the risk-tier rules protect it meanwhile).
 //!
 //! Typical concurrency ([`Peaks`]): the most priced outbound calls an account had running at
-//! once on each of the last [`PEAK_DAYS`] local days, in office hours (Monday to Friday,
+//! once on each of the last [`PEAK_DAYS`] local days (today and the 27 before it, which are
+//! what is read), in office hours (Monday to Friday,
 //! 08:00-18:00 local) and outside them. Its usual peak in a part of the week is the second
 //! highest of those days' (one odd day does not move it); the learned level is twice that, and
 //! never below [`PEAK_FLOOR`] nor below the usual office-hours peak (a weekend shift at weekday
@@ -120,6 +121,10 @@ impl Peaks {
     /// that is news today (no warning yet in this part of the day).
     pub(crate) fn start(&mut self, local: Local, running: usize) -> Option<(UsualPeak, bool)> {
         let (day, part) = (local.day(), Peaks::part(local));
+        if self.day != UNUSED && day <= self.day - PEAK_DAYS as i64 {
+            // Older than every day kept (a clock set back by weeks): its slot is a recent day's.
+            return None;
+        }
         if self.day == UNUSED || day >= self.day + PEAK_DAYS as i64 {
             self.peaks = [[0; 2]; PEAK_DAYS];
             self.day = day;
@@ -368,6 +373,10 @@ mod tests {
         assert_eq!(p.start(office, 6), None);
         let (u, news) = p.start(office, 7).unwrap();
         assert_eq!((u.peak, u.office_peak, u.level, news), (3, 3, 6, true));
+        // A time four weeks back is no day kept: not counted, nothing said.
+        assert_eq!(p.start(at(2025, 12, 20, 23), 50), None);
+        // (Its slot is 17 January's: nights there stay 1, the two last nights' 6 and 5 lead.)
+        assert_eq!(p.start(at(2026, 1, 21, 23), 11).map(|(u, _)| u.peak), Some(5), "the ring as it was");
         // Four weeks later every day has gone: warm-up again.
         assert_eq!(p.start(at(2026, 2, 20, 23), 50), None);
     }

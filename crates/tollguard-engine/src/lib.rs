@@ -1551,27 +1551,47 @@ impl Engine {
             }
             let Some(e) = self.recent.get_mut(c.call_id.as_str()) else { return };
             // The first record replaces what the end event counted; a record of another leg
-            // (an earlier leg failed, or the call went on to another) adds to it.
+            // (an earlier leg failed, or the call went on to another) adds to it, where that
+            // leg ended. A leg read again replaces itself.
             let leg = (fnv1a_parts(&[&c.dst_channel]), e.rate.as_ref().map_or(0, |r| r.units(c.billsec)));
+            let new_leg = !e.legs.is_empty() && e.legs.iter().all(|(k, _)| *k != leg.0);
             match e.legs.iter_mut().find(|(k, _)| *k == leg.0) {
                 Some(had) => *had = leg,
                 None => e.legs.push(leg),
             }
             let units = e.legs.iter().map(|(_, u)| u).sum::<i64>();
             let delta = units - e.units;
-            if delta != 0 {
-                e.units = units;
-                let (at, acct, states) = (e.at, e.account, e.states.clone());
-                out.push(Effect::Charged {
-                    account: Arc::clone(&self.accounts[acct as usize].name),
-                    units: delta,
-                });
-                let local = self.accounts[acct as usize].local(at);
-                for &k in &states {
-                    if let Some(w) = self.states[k as usize].window.as_mut() {
-                        w.add(at, local, delta, 0);
-                    }
-                    self.reschedule(k, now, now);
+            if delta == 0 {
+                return;
+            }
+            e.units = units;
+            let at = if new_leg { c.end.unwrap_or(now).min(now) } else { e.at };
+            let (acct, states) = (e.account, e.states.clone());
+            out.push(Effect::Charged {
+                account: Arc::clone(&self.accounts[acct as usize].name),
+                units: delta,
+            });
+            let local = self.accounts[acct as usize].local(at);
+            if new_leg {
+                if let Some(b) = self.accounts[acct as usize].baseline.as_mut() {
+                    b.add(local, delta);
+                }
+            }
+            for &k in &states {
+                if let Some(w) = self.states[k as usize].window.as_mut() {
+                    w.add(at, local, delta, 0);
+                }
+                self.reschedule(k, now, now);
+            }
+            // More than was counted: the limits it counts in are checked now, as a tick would
+            // (with no call running, no tick comes for them).
+            if delta > 0 {
+                let learning = self.learn_until.is_some_and(|t| now < t);
+                for sid in states {
+                    self.check_ended(sid, &c.source, &c.call_id, now, learning, out);
+                }
+                if let Some((Some(alert), _)) = self.unusual_hour(acct, &c.source, &c.call_id, now) {
+                    out.push(Effect::Alert(alert));
                 }
             }
             return;

@@ -10,7 +10,8 @@ use jiff::civil::DateTime;
 use jiff::Timestamp;
 
 /// 16 bytes: the step number fits 32 bits, since steps are 300 s or more and every timestamp
-/// lies within ±1.3e11 s of 1970 (a limit state's memory is most of an account's).
+/// lies between -3.8e11 and 2.6e11 s of 1970: steps from -1.26e9 to 8.5e8 (a limit state's
+/// memory is most of an account's).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Bucket {
     step: i32,

@@ -660,6 +660,38 @@ fn each_leg_of_a_failover_under_one_id_counts() {
 }
 
 #[test]
+fn a_later_legs_cost_counts_where_it_ended_and_is_checked_at_once() {
+    // Records only: the first carrier failed at 09:00, the second leg talked 90 minutes from
+    // 09:00:20; both records are read at 10:30:21. The second leg counts in the last hour
+    // (where it ended, not where the failed leg did) and its limits are checked at once: no
+    // call is running, so no tick would come for them.
+    let policy = r#"
+defaults = false
+[[limit]]
+name = "acme.hour"
+metric = "spend"
+window = "rolling_1h"
+max = "10.00"
+"#;
+    let mut e = engine(policy);
+    e.set_record_grace(Some(SignedDuration::from_mins(2)));
+    let leg = |dst: &str, start: &str, billsec: u32| {
+        let mut c = record("u1", "0067077123456", start, billsec);
+        c.dst_channel = dst.into();
+        c
+    };
+    let read = t("2026-01-19T10:30:21Z");
+    let mut out = vec![];
+    e.handle(Event::Record(&leg("PJSIP/c1-01", "2026-01-19T09:00:00Z", 0)), read, &mut out);
+    e.handle(Event::Record(&leg("PJSIP/c2-02", "2026-01-19T09:00:20Z", 5400)), read, &mut out);
+    let critical = alerts_of(&out, "acme.hour");
+    assert_eq!(critical.len(), 1, "{out:?}");
+    assert_eq!(critical[0].severity, tollguard_engine::Severity::Critical);
+    let r = e.account_report("acme", read).unwrap();
+    assert_eq!(r.limits[0].used, "130.50", "{:?}", r.limits);
+}
+
+#[test]
 fn an_operator_blocks_destinations_and_a_customer_cannot_lift_it() {
     use tollguard_engine::Destinations;
     let mut e = engine("");

@@ -218,7 +218,8 @@ fn apply_records(s: &AppState, cdrs: &[Cdr], new: &[crate::RecordSeen], now: Tim
     s.store_effects(&mut effects);
 }
 
-/// `POST /v1/cdrs`: a JSON array of records (or `{"cdrs": [...]}`), idempotent on the call id.
+/// `POST /v1/cdrs`: a JSON array of records (or `{"cdrs": [...]}`), idempotent on the call id and
+/// leg (`trunk`; see [`tollguard_store::Batch::insert_cdr`]).
 /// A record with a bad field is refused with the others stored; the answer names it.
 pub(crate) async fn post_cdrs(
     State(s): State<Arc<AppState>>,

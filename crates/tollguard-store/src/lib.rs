@@ -502,7 +502,8 @@ impl Batch<'_> {
     /// JSON field `trunk`). A switch may write several under one id: Asterisk writes one for
     /// each `Dial` of a channel, all with the channel's `uniqueid`. The first record of an id
     /// is kept under the id; one of another leg under the id and the leg. A record without a
-    /// leg, or of a leg kept already, is a duplicate.
+    /// leg, or of a leg kept already, is a duplicate, and so is any record of an id whose first
+    /// record has talk time and no leg (that one stands for the whole call).
     pub fn insert_cdr(
         &mut self,
         call_id: &str,
@@ -517,12 +518,20 @@ impl Batch<'_> {
         if leg.is_empty() {
             return Ok(false);
         }
-        let first: Option<String> = self
+        let (first, talked): (Option<String>, bool) = self
             .tx
-            .prepare_cached("SELECT json_extract(json, '$.trunk') FROM cdrs WHERE call_id = ?1")
-            .and_then(|mut s| s.query_row([call_id], |r| r.get::<_, Option<String>>(0)))
+            .prepare_cached(
+                "SELECT json_extract(json, '$.trunk'), COALESCE(json_extract(json, '$.billsec'), 0) > 0
+                 FROM cdrs WHERE call_id = ?1",
+            )
+            .and_then(|mut s| s.query_row([call_id], |r| Ok((r.get(0)?, r.get(1)?))))
             .map_err(|e| self.err(e))?;
-        if first.as_deref() == Some(leg) {
+        // A record of the id with talk time and no leg stands for the whole call (the same call
+        // from another source, with its destination channel this time). One with no talk time
+        // and no leg is a failed attempt: Asterisk may write no destination channel for a
+        // `Dial` that found no channel, before the next `Dial`'s leg.
+        let first = first.unwrap_or_default();
+        if first == leg || first.is_empty() && talked {
             return Ok(false);
         }
         self.insert_cdr_as(&format!("{call_id}\u{1f}{leg}"), account, received_ns, json)
@@ -721,6 +730,12 @@ mod tests {
                 assert!(b.insert_cdr("u", "PJSIP/b-02", "acme", 34, &leg("PJSIP/b-02"))?, "another leg");
                 assert!(!b.insert_cdr("u", "PJSIP/b-02", "acme", 35, &leg("PJSIP/b-02"))?, "that leg again");
                 assert!(!b.insert_cdr("u", "", "acme", 36, "{}")?, "no leg: the id's record");
+                // The first record has no leg: with talk time it is the whole call; without,
+                // a failed attempt that a leg may follow.
+                assert!(b.insert_cdr("w", "", "acme", 37, r#"{"call_id":"w","billsec":300}"#)?);
+                assert!(!b.insert_cdr("w", "PJSIP/a-03", "acme", 38, &leg("PJSIP/a-03"))?, "the same call");
+                assert!(b.insert_cdr("f", "", "acme", 39, r#"{"call_id":"f","billsec":0}"#)?);
+                assert!(b.insert_cdr("f", "PJSIP/b-04", "acme", 40, &leg("PJSIP/b-04"))?, "the next Dial");
                 b.put_decision("a", "acme", 10, r#"{"allow":true}"#)?;
                 assert_eq!(b.was_allowed("a")?, Some(true));
                 assert_eq!(b.was_allowed("zz")?, None);
@@ -736,7 +751,7 @@ mod tests {
         let mut kinds = vec![];
         assert_eq!(s.for_each_event_after(0, |e| kinds.push((e.seq, e.time_ns, e.kind))).unwrap(), 2);
         assert_eq!(kinds, [(1, 10, "attempt".to_string()), (2, 20, "end".to_string())]);
-        assert_eq!(s.cdr_count().unwrap(), 3, "a, and the two legs of u");
+        assert_eq!(s.cdr_count().unwrap(), 6, "a, two legs of u, w, two of f");
         assert!(s.has_cdr("a").unwrap());
         assert_eq!(s.decision("a").unwrap().unwrap().1, r#"{"allow":true}"#);
         assert_eq!(s.decision("b").unwrap(), None);
