@@ -304,7 +304,7 @@ struct Core {
     /// The position in the event log of the last event the engine was rebuilt from (at start
     /// or at a reload): a record stored at or before it is in the engine already.
     rebuilt_through: i64,
-    /// When each account last had a `integration.call_id_reused` alert (server clock): one an
+    /// When each account last had an `integration.call_id_reused` alert (server clock): one an
     /// hour at most.
     reused_alerted: HashMap<String, Timestamp>,
 }
