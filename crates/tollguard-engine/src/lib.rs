@@ -236,7 +236,9 @@ pub enum Event<'a> {
     ///
     /// A switch may write several legs under one id (Asterisk's `uniqueid` for each `Dial` of
     /// a dialplan's failover), each with its own destination channel: the call costs what its
-    /// legs' records say together. A record of a leg had before replaces that leg's.
+    /// legs' records say together. A record of a leg had before replaces that leg's. A record
+    /// with no talk time for a running call that was answered is an earlier leg's: the call
+    /// runs on.
     Record(&'a Cdr),
 }
 
@@ -1536,7 +1538,13 @@ impl Engine {
     }
 
     fn record(&mut self, c: &Cdr, now: Timestamp, out: &mut Vec<Effect>) {
-        if self.calls.contains_key(c.call_id.as_str()) {
+        if let Some(&slot) = self.calls.get(c.call_id.as_str()) {
+            if c.billsec == 0 && self.slots[slot as usize].answered.is_some() {
+                // A leg with no talk time for a call that was answered: an earlier leg (a
+                // failover's first `Dial`) while the answered one talks on; it costs nothing,
+                // and the call ends with its own end or record.
+                return;
+            }
             self.end(&c.call_id, Some(c.billsec), now, out);
             if let Some(e) = self.recent.get_mut(c.call_id.as_str()) {
                 e.legs = vec![(fnv1a_parts(&[&c.dst_channel]), e.units)];

@@ -657,6 +657,19 @@ fn each_leg_of_a_failover_under_one_id_counts() {
     assert_eq!(used(&mut e), "5.80");
     e.handle(Event::Record(&second), t("2026-01-19T09:11:31Z"), &mut vec![]);
     assert_eq!(used(&mut e), "7.25");
+    // The failed leg's record comes while the answered leg still talks: the call runs on, and
+    // ends with the answered leg's record.
+    let now = t("2026-01-19T09:20:00Z");
+    let (d, _) = attempt(&mut e, "u3", "201", "0067077123456", now);
+    assert!(d.allowed);
+    answer(&mut e, "u3", now + SignedDuration::from_secs(20));
+    let first = leg("u3", "PJSIP/carrier1-00000005", "2026-01-19T09:20:00Z", 0);
+    e.handle(Event::Record(&first), now + SignedDuration::from_secs(30), &mut vec![]);
+    assert_eq!(e.running_calls(), 1, "the answered leg talks on");
+    let second = leg("u3", "PJSIP/carrier2-00000006", "2026-01-19T09:20:20Z", 60);
+    e.handle(Event::Record(&second), now + SignedDuration::from_secs(81), &mut vec![]);
+    assert_eq!(e.running_calls(), 0);
+    assert_eq!(used(&mut e), "8.70");
 }
 
 #[test]
