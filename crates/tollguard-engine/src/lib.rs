@@ -918,6 +918,16 @@ fn fnv1a_on(h: u64, bytes: impl Iterator<Item = u8>) -> u64 {
     bytes.fold(h, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
+/// A record's leg, by its destination channel (one id may carry several: see [`Event::Record`]).
+fn leg_key(dst_channel: &str) -> u64 {
+    fnv1a(dst_channel)
+}
+
+/// An alert's `time`: `now` in the account's zone, to the second, with its offset.
+pub fn alert_time(now: Timestamp, tz: TimeZone) -> String {
+    now.to_zoned_datetime(tz).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
+}
+
 /// "1 call running", "3 calls running", for alert texts.
 fn calls_running(n: usize) -> String {
     if n == 1 {
@@ -1547,7 +1557,7 @@ impl Engine {
             }
             self.end(&c.call_id, Some(c.billsec), now, out);
             if let Some(e) = self.recent.get_mut(c.call_id.as_str()) {
-                e.legs = vec![(fnv1a_parts(&[&c.dst_channel]), e.units)];
+                e.legs = vec![(leg_key(&c.dst_channel), e.units)];
             }
             return;
         }
@@ -1561,7 +1571,7 @@ impl Engine {
             // The first record replaces what the end event counted; a record of another leg
             // (an earlier leg failed, or the call went on to another) adds to it, where that
             // leg ended. A leg read again replaces itself.
-            let leg = (fnv1a_parts(&[&c.dst_channel]), e.rate.as_ref().map_or(0, |r| r.units(c.billsec)));
+            let leg = (leg_key(&c.dst_channel), e.rate.as_ref().map_or(0, |r| r.units(c.billsec)));
             let new_leg = !e.legs.is_empty() && e.legs.iter().all(|(k, _)| *k != leg.0);
             match e.legs.iter_mut().find(|(k, _)| *k == leg.0) {
                 Some(had) => *had = leg,
@@ -1591,16 +1601,9 @@ impl Engine {
                 }
                 self.reschedule(k, now, now);
             }
-            // More than was counted: the limits it counts in are checked now, as a tick would
-            // (with no call running, no tick comes for them).
+            // More than was counted (with no call running, no tick comes for its limits).
             if delta > 0 {
-                let learning = self.learn_until.is_some_and(|t| now < t);
-                for sid in states {
-                    self.check_ended(sid, &c.source, &c.call_id, now, learning, out);
-                }
-                if let Some((Some(alert), _)) = self.unusual_hour(acct, &c.source, &c.call_id, now) {
-                    out.push(Effect::Alert(alert));
-                }
+                self.check_recorded(acct, states, c, now, out);
             }
             return;
         }
@@ -1678,12 +1681,25 @@ impl Engine {
             states.push(sid);
         }
         self.scratch_limits = limits;
-        let legs = vec![(fnv1a_parts(&[&c.dst_channel]), units)];
+        let legs = vec![(leg_key(&c.dst_channel), units)];
         self.remember_ended(&c.call_id, acct, dest.rate, None, &states, units, at, legs);
         if units != 0 {
             out.push(Effect::Charged { account: Arc::clone(&self.accounts[acct as usize].name), units });
         }
-        // The limits it counts in, checked now as a tick would.
+        self.check_recorded(acct, states, c, now, out);
+    }
+
+    /// After record `c` added cost: the limit states it counts in (`states`), checked now as a
+    /// tick would, and the account's usual spend for the hour.
+    fn check_recorded(
+        &mut self,
+        acct: u32,
+        states: Vec<u32>,
+        c: &Cdr,
+        now: Timestamp,
+        out: &mut Vec<Effect>,
+    ) {
+        let learning = self.learn_until.is_some_and(|t| now < t);
         for sid in states {
             self.check_ended(sid, &c.source, &c.call_id, now, learning, out);
         }
@@ -1953,7 +1969,7 @@ impl Engine {
     fn alert(&self, acct: u32, ext: &str, now: Timestamp, call_id: &str, sev: Severity, rule: &str) -> Alert {
         let a = &self.accounts[acct as usize];
         Alert {
-            time: now.to_zoned_datetime(a.tz.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
+            time: alert_time(now, a.tz.clone()),
             account: a.name.to_string(),
             extension: ext.to_string(),
             severity: sev,

@@ -1686,7 +1686,7 @@ async fn authorize(
                 let tz = core.engine.rater().account(&req.account).tz.clone();
                 let first = core.live.get(&req.call_id).map(|l| l.account.clone()).unwrap_or_default();
                 effects.push(Effect::Alert(tollguard_engine::Alert {
-                    time: now.to_zoned_datetime(tz).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
+                    time: tollguard_engine::alert_time(now, tz),
                     account: req.account.clone(),
                     extension: extension.to_string(),
                     severity: Severity::Warning,

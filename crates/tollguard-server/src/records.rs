@@ -197,7 +197,7 @@ fn apply_records(s: &AppState, cdrs: &[Cdr], new: &[crate::RecordSeen], now: Tim
                 // nothing tollguard decides protects this account. Counted below, and said loudly.
                 let tz = core.engine.rater().account(&c.account).tz.clone();
                 effects.push(Effect::Alert(Alert {
-                    time: now.to_zoned_datetime(tz).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
+                    time: tollguard_engine::alert_time(now, tz),
                     account: c.account.clone(),
                     extension: c.source.clone(),
                     severity: Severity::Critical,
