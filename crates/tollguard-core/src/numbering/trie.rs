@@ -108,6 +108,32 @@ impl<V> DigitTrie<V> {
         self.values.get(node as usize).and_then(Option::as_ref)
     }
 
+    /// A trie of the same prefixes with each value computed from the root down: `f` gets what
+    /// the nearest ancestor with a value passed on (`root` above the first) and the node's own
+    /// value, and returns the new value and what to pass on to the node's descendants. No
+    /// recursion, no prefix built: a node's children are always made after it, so its id is
+    /// lower than theirs.
+    pub fn map_down<S: Copy, W>(&self, root: S, mut f: impl FnMut(S, &V) -> (W, S)) -> DigitTrie<W> {
+        let mut passed = vec![root; self.children.len()];
+        let mut values = Vec::with_capacity(self.values.len());
+        for (node, (children, value)) in self.children.iter().zip(&self.values).enumerate() {
+            let here = passed[node];
+            let (value, on) = match value {
+                Some(v) => {
+                    let (w, on) = f(here, v);
+                    (Some(w), on)
+                }
+                None => (None, here),
+            };
+            values.push(value);
+            for &c in children.iter().filter(|&&c| c != 0) {
+                debug_assert!(c as usize > node, "a child is made after its parent");
+                passed[c as usize] = on;
+            }
+        }
+        DigitTrie { children: self.children.clone(), values }
+    }
+
     /// Visits every (prefix, value) in depth-first, digit order.
     pub fn for_each(&self, mut f: impl FnMut(&[u8], &V)) {
         let mut prefix = Vec::new();
@@ -168,6 +194,31 @@ mod tests {
                 }
                 let got = t.longest(n.as_bytes()).map(|(v, len)| (*v, len));
                 prop_assert_eq!(got, best);
+            }
+        }
+
+        /// `map_down` passes each value what its nearest ancestor with a value passed on, as a
+        /// scan over the prefixes finds it, and keeps the trie's lookups.
+        #[test]
+        fn map_down_passes_on_from_the_nearest_ancestor(
+            deck in proptest::collection::vec("[0-9]{1,5}", 1..60),
+            numbers in proptest::collection::vec("[0-9]{0,8}", 1..40),
+        ) {
+            let mut t = DigitTrie::new();
+            for (i, p) in deck.iter().enumerate() {
+                t.insert(p.as_bytes(), i);
+            }
+            let m = t.map_down(usize::MAX, |above, &own| ((above, own), own));
+            // the value of a prefix: the last insert of it
+            let value = |p: &str| deck.iter().rposition(|q| q == p);
+            for p in &deck {
+                let above = (0..p.len()).rev().find_map(|k| value(&p[..k])).unwrap_or(usize::MAX);
+                let got = m.longest(p.as_bytes()).map(|(v, len)| (*v, len));
+                prop_assert_eq!(got, Some(((above, value(p).unwrap()), p.len())));
+            }
+            for n in &numbers {
+                let got = m.longest(n.as_bytes()).map(|(v, len)| (v.1, len));
+                prop_assert_eq!(got, t.longest(n.as_bytes()).map(|(v, len)| (*v, len)));
             }
         }
     }
