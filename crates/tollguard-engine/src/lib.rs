@@ -242,11 +242,9 @@ pub enum Event<'a> {
     Record(&'a Cdr),
 }
 
-/// The answer to an attempt.
+/// The answer to an attempt (one for each attempt handled: its call id is the attempt's).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Decision {
-    /// Call id.
-    pub call_id: String,
     /// Whether the call may go ahead.
     pub allowed: bool,
     /// The most talk time it may have; `None`: no cap.
@@ -1092,6 +1090,9 @@ pub struct Engine {
     /// What an outbound call to a high- or critical-risk destination no deck prices counts at
     /// (see [`unpriced_rate`]).
     unpriced: Option<Arc<CallRate>>,
+    /// The call of the last attempt handled is followed to its end (see
+    /// [`Engine::follows_last_attempt`]).
+    last_followed: bool,
 }
 
 /// The price counted for an outbound call to a high- or critical-risk destination that no deck
@@ -1264,6 +1265,7 @@ impl Engine {
             recent_order: std::collections::VecDeque::new(),
             deck_rates: Map::default(),
             unpriced,
+            last_followed: false,
             destination_alerts: Map::default(),
         }
     }
@@ -1464,6 +1466,14 @@ impl Engine {
         self.calls.values().filter(|&&c| !matches!(self.slots[c as usize].high_risk, Some((_, true)))).count()
     }
 
+    /// Whether the engine follows the call of the last attempt it handled until it ends: an
+    /// allowed outbound or emergency call, or an inbound one from a high-risk number. The
+    /// answer and end of any other call change nothing in the engine, and a driver may leave
+    /// them out (a replay does: a third of its events).
+    pub fn follows_last_attempt(&self) -> bool {
+        self.last_followed
+    }
+
     /// The earliest time at which a tick has something to look at (a limit whose level the calls
     /// running could reach, a call reaching its longest duration, a block expiring); `None`
     /// when nothing changes without a new event. A tick before it does nothing.
@@ -1524,7 +1534,10 @@ impl Engine {
     /// Handles one event at `now`, appending effects to `out`.
     pub fn handle(&mut self, event: Event<'_>, now: Timestamp, out: &mut Vec<Effect>) {
         match event {
-            Event::Attempt(a) => self.attempt(a, now, out),
+            Event::Attempt(a) => {
+                self.last_followed = false;
+                self.attempt(a, now, out);
+            }
             Event::Answer { call_id } => {
                 if let Some(&slot) = self.calls.get(call_id) {
                     let c = &mut self.slots[slot as usize];
@@ -1984,7 +1997,6 @@ impl Engine {
         let (dialled, direction, mut dest) = self.destination(&a, now);
         let learning = self.learn_until.is_some_and(|t| now < t);
         let mut d = Decision {
-            call_id: a.call_id.to_string(),
             allowed: true,
             max_duration_s: None,
             rules: vec![],
@@ -2715,6 +2727,7 @@ impl Engine {
         class: Option<DestClass>,
         states: &[u32],
     ) -> u32 {
+        self.last_followed = true;
         let slot = match self.free_slots.pop() {
             Some(s) => s,
             None => {

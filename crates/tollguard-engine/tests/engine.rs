@@ -2033,3 +2033,42 @@ fn a_second_trunk_over_a_block_only_limit_is_blocked_while_its_call_runs() {
     assert_eq!(run(&mut e, "z1", "ziggo", now), ["ziggo"]);
     assert_eq!(run(&mut e, "k1", "kpn", now + SignedDuration::from_secs(300)), ["kpn"]);
 }
+
+#[test]
+fn the_engine_says_which_attempts_it_follows_to_their_end() {
+    // The default rules, and Timor denied for acme.
+    let mut e = engine(
+        r#"
+[[destinations]]
+name = "acme.no_timor"
+accounts = ["acme"]
+deny = { countries = ["TL"] }
+"#,
+    );
+    let now = t("2026-01-12T10:00:00Z");
+    let mut follows = |id: &str, account: &str, from: &str, to: &str, context: &str| {
+        let a = Attempt { call_id: id, account, extension: from, dialled: to, context, ..Attempt::default() };
+        let mut out = vec![];
+        e.handle(Event::Attempt(a), now, &mut out);
+        let followed = e.follows_last_attempt();
+        // The answer and end of a call not followed change nothing.
+        let mut after = vec![];
+        e.handle(Event::Answer { call_id: id }, now + SignedDuration::from_secs(5), &mut after);
+        e.handle(
+            Event::End { call_id: id, billsec: Some(60) },
+            now + SignedDuration::from_secs(65),
+            &mut after,
+        );
+        assert!(followed || after.is_empty(), "{id}: {after:?}");
+        followed
+    };
+    assert!(follows("out", "acme", "201", "0201234567", ""), "an allowed outbound call");
+    assert!(follows("sos", "acme", "201", "112", ""), "an emergency call");
+    assert!(!follows("timor", "acme", "201", "0067077123456", ""), "a denied call");
+    assert!(!follows("int", "acme", "201", "202", ""), "an internal call");
+    assert!(!follows("in", "acme", "+31201234567", "201", "from-trunk"), "an inbound call");
+    assert!(
+        follows("wangiri", "acme", "+67077123456", "201", "from-trunk"),
+        "inbound from a high-risk number"
+    );
+}

@@ -1728,7 +1728,7 @@ async fn authorize(
             }));
         }
         core.handle(Event::Attempt(attempt), now, &mut effects);
-        let d = take_decision(&mut effects, &req.call_id).ok_or_else(|| ApiError::internal("no decision"))?;
+        let d = take_decision(&mut effects).ok_or_else(|| ApiError::internal("no decision"))?;
         core.traffic.attempt(s.now(), d.allowed);
         if d.allowed {
             core.live.insert(
@@ -1744,7 +1744,7 @@ async fn authorize(
         }
         rate = d.rate_per_minute_units;
         let answer = AuthorizeResponse {
-            call_id: d.call_id,
+            call_id: req.call_id.clone(),
             allow: d.allowed,
             max_duration_s: d.max_duration_s,
             rules: d.rules,
@@ -1823,8 +1823,9 @@ struct StoredDecision<'a> {
     rate_per_minute_units: Option<i64>,
 }
 
-fn take_decision(effects: &mut Vec<Effect>, call_id: &str) -> Option<Decision> {
-    let i = effects.iter().position(|e| matches!(e, Effect::Decision(d) if d.call_id == call_id))?;
+/// The decision among the effects of one attempt (the engine gives one for each attempt).
+fn take_decision(effects: &mut Vec<Effect>) -> Option<Decision> {
+    let i = effects.iter().position(|e| matches!(e, Effect::Decision(_)))?;
     match effects.remove(i) {
         Effect::Decision(d) => Some(d),
         _ => None,

@@ -409,7 +409,7 @@ impl Rebuilt {
                     ..Attempt::default()
                 };
                 crate::handle_counted(engine, traffic, Event::Attempt(a), now, effects);
-                if let Some(d) = take_decision(effects, &call_id) {
+                if let Some(d) = take_decision(effects) {
                     traffic.attempt(now, d.allowed);
                     if d.allowed {
                         live.insert(

@@ -647,14 +647,17 @@ impl World {
         // The decision decides what of the CDR happens.
         let mut outcome = Outcome::default();
         if let Some(d) = self.effects.iter().rev().find_map(|e| match e {
-            Effect::Decision(d) if d.call_id == c.call_id() => Some(d),
+            Effect::Decision(d) => Some(d),
             _ => None,
         }) {
             let talk = match d.max_duration_s {
                 Some(cap) => c.billsec().min(cap),
                 None => c.billsec(),
             };
-            if d.allowed {
+            // A call the engine does not follow (inbound, internal) ends as recorded: its answer
+            // and end would change nothing there.
+            let followed = d.allowed && self.engine.follows_last_attempt();
+            if followed {
                 match c.answer() {
                     Some(ans) if c.billsec() > 0 => {
                         self.queue.push(ans.max(t), Kind::Answer, pos);
@@ -672,7 +675,7 @@ impl World {
                 allowed: d.allowed,
                 unrated,
                 attempted: true,
-                ended: !d.allowed,
+                ended: !followed,
                 cap: d.max_duration_s,
                 rules: self.rules.id(&d.rules),
                 cut_at: None,
