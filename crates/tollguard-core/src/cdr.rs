@@ -36,11 +36,18 @@ impl Disposition {
 
     /// Asterisk's `disposition` column (`ANSWERED`, `NO ANSWER`, `BUSY`, `FAILED`, `CONGESTION`).
     pub fn from_asterisk(s: &str) -> Disposition {
-        match s.trim() {
-            "ANSWERED" => Disposition::Answered,
-            "NO ANSWER" | "NOANSWER" => Disposition::NoAnswer,
-            "BUSY" => Disposition::Busy,
-            "FAILED" | "CONGESTION" | "NOROUTE" => Disposition::Failed,
+        Disposition::from_asterisk_bytes(s.trim().as_bytes())
+    }
+
+    /// [`Disposition::from_asterisk`] of a field's raw bytes, with no UTF-8 check first (bytes
+    /// that are not UTF-8 name no disposition: `Unknown`); ASCII spaces are trimmed, as Asterisk
+    /// writes no others.
+    pub fn from_asterisk_bytes(b: &[u8]) -> Disposition {
+        match b.trim_ascii() {
+            b"ANSWERED" => Disposition::Answered,
+            b"NO ANSWER" | b"NOANSWER" => Disposition::NoAnswer,
+            b"BUSY" => Disposition::Busy,
+            b"FAILED" | b"CONGESTION" | b"NOROUTE" => Disposition::Failed,
             _ => Disposition::Unknown,
         }
     }
@@ -558,5 +565,27 @@ mod store_tests {
         assert_eq!(out, b);
         assert_eq!(store.get(0).dst_channel(), "");
         assert_eq!(store.iter().map(|c| c.call_id()).collect::<Vec<_>>(), ["1767567632.2", "x"]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Disposition;
+
+    #[test]
+    fn an_asterisk_disposition_is_read_from_its_bytes_as_from_its_text() {
+        for (text, d) in [
+            ("ANSWERED", Disposition::Answered),
+            (" NO ANSWER ", Disposition::NoAnswer),
+            ("NOANSWER", Disposition::NoAnswer),
+            ("BUSY", Disposition::Busy),
+            ("CONGESTION", Disposition::Failed),
+            ("answered", Disposition::Unknown),
+            ("", Disposition::Unknown),
+        ] {
+            assert_eq!(Disposition::from_asterisk(text), d, "{text:?}");
+            assert_eq!(Disposition::from_asterisk_bytes(text.as_bytes()), d, "{text:?}");
+        }
+        assert_eq!(Disposition::from_asterisk_bytes(b"ANSWERED\xff"), Disposition::Unknown);
     }
 }

@@ -66,10 +66,7 @@ impl AsteriskReader {
         if billsec > duration_s {
             return Err(format!("billsec {billsec} is longer than duration {duration_s}"));
         }
-        let disposition = match std::str::from_utf8(r.field(14)) {
-            Ok(s) => Disposition::from_asterisk(s),
-            Err(_) => Disposition::Unknown,
-        };
+        let disposition = Disposition::from_asterisk_bytes(r.field(14));
         Ok(CdrFacts {
             start,
             answer,
