@@ -17,7 +17,9 @@
 #   6. a caller other than the trusted PBX address cannot name the billed account (X-Account):
 #      refused with 403 before tollguard is asked;
 #   7. the account endpoint shows the usage, and every call's end reached tollguard (and no end
-#      was reported for a call tollguard did not know).
+#      was reported for a call tollguard did not know);
+#   8. with tollguard down, an ordinary call is refused (503: the configuration fails closed) and
+#      an emergency call (112) still goes through.
 # Everything is bounded in time; logs are kept in target/e2e-sip/ for people to read.
 set -euo pipefail
 
@@ -206,4 +208,17 @@ echo "$metrics" | grep -q '^tollguard_cuts_failed_total 0$' || fail "metrics: $(
 if grep -q "to the failure of" "$OUT/kamailio.log"; then
     fail "Kamailio reported a failure tollguard did not accept: $(grep "to the failure of" "$OUT/kamailio.log" | head -3)"
 fi
+echo "== 8. with tollguard down, calls are refused but emergency calls go through"
+TG_PID="${PIDS[0]}"
+kill "$TG_PID"
+for _ in $(seq 50); do
+    kill -0 "$TG_PID" 2>/dev/null || break
+    sleep 0.1
+done
+! kill -0 "$TG_PID" 2>/dev/null || fail "tollguard serve did not stop on SIGTERM"
+uac uac_unavailable.xml e2e 0201234567 1 || fail "with tollguard down, a call to 0201234567 should get 503"
+uac uac.xml e2e 112 1 || fail "with tollguard down, the emergency call to 112 was not put through"
+grep -q "emergency call .* to 112: relayed anyway" "$OUT/kamailio.log" \
+    || fail "Kamailio did not say it relayed the emergency call without tollguard"
+echo "   a call to 0201234567 refused with 503; the call to 112 answered and hung up"
 echo "== SIP end to end: all passed"
