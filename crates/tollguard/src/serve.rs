@@ -54,6 +54,17 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     let listen = args.listen.unwrap_or(setup.server.listen.clone());
     let db = options.database.clone();
     let scheme = if options.tls.is_some() { "https" } else { "http" };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // SIGHUP is caught from here on: its default action ends the process, and a reload asked for
+    // during the start-up rebuild (which takes minutes on a long log; `systemctl reload`) would
+    // stop the service instead. One that comes now is carried out once the server is up.
+    #[cfg(unix)]
+    let hup = {
+        let _in_runtime = runtime.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot catch SIGHUP")?
+    };
+    eprintln!("tollguard serve: handling the event log in {} again before listening", db.display());
     let server = Server::start(Arc::new(setup.rater), setup.policy, options)?;
     // A reload (SIGHUP, or POST /v1/admin/reload) reads the same files and flags again and takes
     // the decks, accounts and policy. `[server]` (listening, the store, TLS, webhooks, e-mail,
@@ -75,13 +86,10 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         server.state().rebuilt_events,
         db.display()
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         #[cfg(unix)]
         tokio::spawn(async move {
-            let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-                return;
-            };
+            let mut hup = hup;
             while hup.recv().await.is_some() {
                 match state.reload("signal SIGHUP").await {
                     Ok(n) => eprintln!("tollguard serve: configuration reloaded ({n} events handled again)"),

@@ -449,3 +449,77 @@ fn sighup_applies_a_new_policy_and_says_that_a_server_change_waits_for_a_restart
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn sighup_during_the_start_up_rebuild_is_carried_out_after_it_and_does_not_stop_the_server() {
+    // `systemctl reload` while a long log is handled again: SIGHUP's default action would end the
+    // process (and systemd counts that as a clean exit: no restart).
+    let dir = std::env::temp_dir().join(format!("tollguard-early-hup-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("tg.db");
+    let tok = token(&db, "operator");
+    {
+        // A log long enough that its rebuild outlasts the signal's way to the process: 40,000
+        // calls, a few seconds apart, attempted and ended.
+        let mut store = tollguard_store::Store::open(&db).unwrap();
+        let t0: i64 = 1_767_600_000_000_000_000; // 2026-01-05T08:00:00Z
+        store
+            .batch(|b| {
+                for n in 0..40_000i64 {
+                    let call = format!("c{n}");
+                    let attempt = json!({"call_id": call, "account": format!("acct{}", n % 50),
+                        "extension": "201", "dialled": "0201234567"});
+                    b.append_event(t0 + n * 3_000_000_000, "attempt", &attempt.to_string())?;
+                    let end = json!({"call_id": call, "billsec": 60});
+                    b.append_event(t0 + n * 3_000_000_000 + 65_000_000_000, "end", &end.to_string())?;
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+    let port = free_port();
+    let stderr = dir.join("stderr");
+    let deck = root().join("examples/quickstart/rates.csv");
+    let mut child = bin()
+        .args(["serve", "--rates", deck.to_str().unwrap(), "--country", "NL", "--tz", "Europe/Amsterdam"])
+        .args(["--database", db.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(&stderr).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !log().contains("handling the event log") {
+        assert!(Instant::now() < deadline, "tollguard serve did not start: {}", log());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap().success());
+    let early = http(port, "GET", "/readyz", "", None);
+    assert!(
+        early.is_err() && !log().contains("listening on"),
+        "the signal must come during the rebuild: make the log longer ({early:?}, {})",
+        log()
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http(port, "GET", "/readyz", "", None).map(|r| r.0).ok() != Some(200) {
+        let exited = child.try_wait().unwrap();
+        assert!(exited.is_none(), "SIGHUP during the rebuild stopped the server ({exited:?}): {}", log());
+        assert!(Instant::now() < deadline, "tollguard serve did not come up: {}", log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The reload asked for is carried out once the server is up.
+    while !log().contains("configuration reloaded") {
+        assert!(
+            Instant::now() < deadline,
+            "the reload asked for during the rebuild did not happen: {}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (st, body) = http(port, "GET", "/v1/accounts/acct7", &tok, None).unwrap();
+    assert_eq!(st, 200, "{body}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
