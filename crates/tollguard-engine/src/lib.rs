@@ -1468,8 +1468,9 @@ impl Engine {
 
     /// Whether the engine follows the call of the last attempt it handled until it ends: an
     /// allowed outbound or emergency call, or an inbound one from a high-risk number. The
-    /// answer and end of any other call change nothing in the engine, and a driver may leave
-    /// them out (a replay does: a third of its events).
+    /// answer and end of any other call change nothing in the engine (unless another call runs
+    /// under the same id: they would end it), and a driver may leave them out (a replay does:
+    /// about 3 calls in 10).
     pub fn follows_last_attempt(&self) -> bool {
         self.last_followed
     }

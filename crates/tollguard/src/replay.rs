@@ -1805,6 +1805,47 @@ mod tests {
         assert_eq!((r.outcomes[1].cut_at, r.outcomes[1].talk), (Some(60), 60));
     }
 
+    #[test]
+    fn an_internal_leg_under_an_outbound_calls_id_leaves_the_outbound_call_to_be_cut() {
+        use jiff::SignedDuration;
+        use tollguard_core::cdr::Disposition;
+        // Asterisk can write an internal leg (a ring group, a transfer) under the uniqueid of an
+        // outbound call. The engine does not follow the internal one: its answer and end must not
+        // touch the outbound call, and a cut must land on the outbound call.
+        let t0: Timestamp = "2026-01-05T10:00:00Z".parse().unwrap();
+        let leg = |dialled: &str, start_s: i64, talk: u32, line: u64| Cdr {
+            call_id: "dup".into(),
+            account: "acme".into(),
+            source: "201".into(),
+            dialled: dialled.into(),
+            start: t0 + SignedDuration::from_secs(start_s),
+            answer: Some(t0 + SignedDuration::from_secs(start_s + 2)),
+            end: Some(t0 + SignedDuration::from_secs(start_s + 2 + talk as i64)),
+            billsec: talk,
+            disposition: Disposition::Answered,
+            line,
+            ..Cdr::default()
+        };
+        let replay = |legs: [Cdr; 2]| {
+            let (rater, policy) = cutting_setup();
+            let mut cdrs = CdrStore::new();
+            for c in &legs {
+                cdrs.push(c);
+            }
+            let r = drive(Arc::new(rater), policy, None, &cdrs, 1);
+            r.outcomes.iter().map(|o| (o.cut_at, o.talk)).collect::<Vec<_>>()
+        };
+        // The internal leg ends first, at 32 s: before, its end ended the outbound call in the
+        // engine, which then talked its 300 s uncut.
+        let a = replay([leg("0201234567", 0, 300, 1), leg("202", 10, 20, 2)]);
+        // answered at 2 s, 60 s of talk at 62 s, the tick grid's next at 65 s: 63 s of talk
+        assert_eq!(a, [(Some(63), 63), (None, 20)]);
+        // Both run past the limit: before, the cut went to the later position with the id (the
+        // internal leg, at 50 s of its talk) and the outbound call talked on.
+        let b = replay([leg("0201234567", 0, 300, 1), leg("202", 10, 300, 2)]);
+        assert_eq!(b, [(Some(63), 63), (None, 300)]);
+    }
+
     proptest::proptest! {
         /// The radix sort of pending keys gives what a comparison sort gives: whole seconds
         /// within a span from seconds to years (one to four passes), before and after 1970, and
