@@ -40,8 +40,8 @@ impl Disposition {
     }
 
     /// [`Disposition::from_asterisk`] of a field's raw bytes, with no UTF-8 check first (bytes
-    /// that are not UTF-8 name no disposition: `Unknown`); ASCII spaces are trimmed, as Asterisk
-    /// writes no others.
+    /// that are not UTF-8 name no disposition: `Unknown`); ASCII whitespace is trimmed, as
+    /// Asterisk writes no other.
     pub fn from_asterisk_bytes(b: &[u8]) -> Disposition {
         match b.trim_ascii() {
             b"ANSWERED" => Disposition::Answered,
