@@ -55,16 +55,19 @@ struct Served {
     port: u16,
 }
 
+/// `tollguard serve` on `db` and `port` with the quickstart deck, standard output dropped.
+fn serve_command(db: &Path, port: u16) -> Command {
+    let deck = root().join("examples/quickstart/rates.csv");
+    let mut c = bin();
+    c.args(["serve", "--rates", deck.to_str().unwrap(), "--country", "NL", "--tz", "Europe/Amsterdam"])
+        .args(["--database", db.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null());
+    c
+}
+
 fn serve(db: &Path) -> Served {
     let port = free_port();
-    let deck = root().join("examples/quickstart/rates.csv");
-    let child = bin()
-        .args(["serve", "--rates", deck.to_str().unwrap(), "--country", "NL", "--tz", "Europe/Amsterdam"])
-        .args(["--database", db.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = serve_command(db, port).stderr(Stdio::null()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while http(port, "GET", "/readyz", "", None).map(|r| r.0).ok() != Some(200) {
         assert!(Instant::now() < deadline, "tollguard serve did not come up on port {port}");
@@ -480,14 +483,7 @@ fn sighup_during_the_start_up_rebuild_is_carried_out_after_it_and_does_not_stop_
     }
     let port = free_port();
     let stderr = dir.join("stderr");
-    let deck = root().join("examples/quickstart/rates.csv");
-    let mut child = bin()
-        .args(["serve", "--rates", deck.to_str().unwrap(), "--country", "NL", "--tz", "Europe/Amsterdam"])
-        .args(["--database", db.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = serve_command(&db, port).stderr(std::fs::File::create(&stderr).unwrap()).spawn().unwrap();
     let log = || std::fs::read_to_string(&stderr).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while !log().contains("handling the event log") {
