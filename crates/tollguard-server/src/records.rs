@@ -9,6 +9,7 @@ use base64::Engine as _;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -347,6 +348,61 @@ pub(crate) struct Rebuilt {
     effects: Vec<Effect>,
 }
 
+/// What an attempt, answer or end in the event log says. Read typed, borrowing the log's text
+/// (no JSON tree, no copy of each field); a field missing or `null` reads as absent. A payload
+/// with a field of another type than it should have is read through a JSON tree instead, where
+/// that field reads as absent too: as the log has always been read.
+#[derive(Deserialize)]
+struct CallEvent<'a> {
+    #[serde(borrow, default)]
+    call_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    account: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    extension: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    dialled: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    trunk: Option<Cow<'a, str>>,
+    #[serde(default)]
+    kamailio_h_entry: Option<u64>,
+    #[serde(default)]
+    kamailio_h_id: Option<u64>,
+    #[serde(default)]
+    billsec: Option<u64>,
+}
+
+impl<'a> CallEvent<'a> {
+    fn parse(payload: &'a str) -> serde_json::Result<CallEvent<'a>> {
+        serde_json::from_str(payload).or_else(|_| {
+            let v: serde_json::Value = serde_json::from_str(payload)?;
+            let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(|x| Cow::Owned(x.to_string()));
+            let n = |k: &str| v.get(k).and_then(|x| x.as_u64());
+            Ok(CallEvent {
+                call_id: s("call_id"),
+                account: s("account"),
+                extension: s("extension"),
+                dialled: s("dialled"),
+                trunk: s("trunk"),
+                kamailio_h_entry: n("kamailio_h_entry"),
+                kamailio_h_id: n("kamailio_h_id"),
+                billsec: n("billsec"),
+            })
+        })
+    }
+}
+
+/// A field of a [`CallEvent`], or the empty string.
+fn text<'b>(f: &'b Option<Cow<'_, str>>) -> &'b str {
+    f.as_deref().unwrap_or("")
+}
+
+/// Whether a stored decision allowed its call (the rest of it is not read).
+#[derive(Deserialize)]
+struct StoredAllow {
+    allow: Option<bool>,
+}
+
 impl Rebuilt {
     pub(crate) fn new(engine: Engine) -> Rebuilt {
         Rebuilt {
@@ -388,73 +444,61 @@ impl Rebuilt {
             crate::handle_counted(engine, traffic, Event::Tick, d, effects);
             effects.clear();
         }
-        let v: serde_json::Value = match serde_json::from_str(&e.payload) {
-            Ok(v) => v,
-            Err(err) => {
-                return Err(anyhow::anyhow!("event {} ({}): {err}", e.seq, e.kind));
-            }
-        };
-        let str_of = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
-        match e.kind.as_str() {
-            "attempt" => {
-                let call_id = str_of("call_id");
-                let (account, extension, dialled, trunk) =
-                    (str_of("account"), str_of("extension"), str_of("dialled"), str_of("trunk"));
-                let a = Attempt {
-                    call_id: &call_id,
-                    account: &account,
-                    extension: &extension,
-                    dialled: &dialled,
-                    dst_channel: &trunk,
-                    ..Attempt::default()
-                };
-                crate::handle_counted(engine, traffic, Event::Attempt(a), now, effects);
-                if let Some(d) = take_decision(effects) {
-                    traffic.attempt(now, d.allowed);
-                    if d.allowed {
-                        live.insert(
+        let kind = e.kind.as_str();
+        match kind {
+            "attempt" | "answer" | "end" => {
+                let c = CallEvent::parse(&e.payload)
+                    .map_err(|err| anyhow::anyhow!("event {} ({kind}): {err}", e.seq))?;
+                let call_id = text(&c.call_id);
+                match kind {
+                    "attempt" => {
+                        let account = text(&c.account);
+                        let a = Attempt {
                             call_id,
-                            Live {
-                                account,
-                                attempted: now,
-                                answered: None,
-                                cap: d.max_duration_s,
-                                kamailio: None,
-                            },
-                        );
+                            account,
+                            extension: text(&c.extension),
+                            dialled: text(&c.dialled),
+                            dst_channel: text(&c.trunk),
+                            ..Attempt::default()
+                        };
+                        crate::handle_counted(engine, traffic, Event::Attempt(a), now, effects);
+                        if let Some(d) = take_decision(effects) {
+                            traffic.attempt(now, d.allowed);
+                            if d.allowed {
+                                live.insert(
+                                    call_id.to_string(),
+                                    Live {
+                                        account: account.to_string(),
+                                        attempted: now,
+                                        answered: None,
+                                        cap: d.max_duration_s,
+                                        kamailio: None,
+                                    },
+                                );
+                            }
+                        }
+                    }
+                    "answer" => {
+                        if let Some(l) = live.get_mut(call_id) {
+                            l.answered.get_or_insert(now);
+                            if let (Some(e), Some(i)) = (c.kamailio_h_entry, c.kamailio_h_id) {
+                                l.kamailio = Some((e, i));
+                            }
+                        }
+                        crate::handle_counted(engine, traffic, Event::Answer { call_id }, now, effects);
+                    }
+                    _ => {
+                        live.remove(call_id);
+                        let billsec = c.billsec.map(|b| b as u32);
+                        crate::handle_counted(engine, traffic, Event::End { call_id, billsec }, now, effects);
                     }
                 }
-            }
-            "answer" => {
-                let call_id = str_of("call_id");
-                if let Some(l) = live.get_mut(&call_id) {
-                    l.answered.get_or_insert(now);
-                    let h = |k: &str| v.get(k).and_then(|x| x.as_u64());
-                    if let (Some(e), Some(i)) = (h("kamailio_h_entry"), h("kamailio_h_id")) {
-                        l.kamailio = Some((e, i));
-                    }
-                }
-                crate::handle_counted(engine, traffic, Event::Answer { call_id: &call_id }, now, effects);
-            }
-            "end" => {
-                let call_id = str_of("call_id");
-                live.remove(&call_id);
-                let billsec = v.get("billsec").and_then(|b| b.as_u64()).map(|b| b as u32);
-                crate::handle_counted(
-                    engine,
-                    traffic,
-                    Event::End { call_id: &call_id, billsec },
-                    now,
-                    effects,
-                );
             }
             "record" => match cdr_from_json(&e.payload) {
                 Ok(c) => {
                     // The same rule as at intake.
                     let allowed = store.decision(&c.call_id).ok().flatten().and_then(|(_, json)| {
-                        serde_json::from_str::<serde_json::Value>(&json)
-                            .ok()
-                            .and_then(|d| d["allow"].as_bool())
+                        serde_json::from_str::<StoredAllow>(&json).ok().and_then(|d| d.allow)
                     });
                     if !record_counts(engine, &c, allowed, now) {
                         return Ok(());
@@ -465,6 +509,9 @@ impl Rebuilt {
                 Err(err) => return Err(anyhow::anyhow!("event {} (record): {err}", e.seq)),
             },
             "command" => {
+                let v: serde_json::Value = serde_json::from_str(&e.payload)
+                    .map_err(|err| anyhow::anyhow!("event {} (command): {err}", e.seq))?;
+                let str_of = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
                 let account = str_of("account");
                 let extension = v.get("extension").and_then(|x| x.as_str()).map(str::to_string);
                 let cmd = match str_of("command").as_str() {
@@ -561,6 +608,23 @@ mod tests {
         let report = r.engine.account_report("acme", now).unwrap();
         assert!(report.limits.iter().any(|l| l.limit == "acme.day"), "{report:?}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_logged_call_event_reads_as_a_json_tree_reads_it() {
+        let read = |p: &str| {
+            let c = CallEvent::parse(p).unwrap();
+            (text(&c.call_id).to_string(), text(&c.trunk).to_string(), c.billsec, c.kamailio_h_entry)
+        };
+        let s = |x: &str| x.to_string();
+        // typed, borrowed; null and missing are absent; other fields are ignored
+        assert_eq!(read(r#"{"call_id":"a","trunk":null,"lost":true}"#), (s("a"), s(""), None, None));
+        assert_eq!(read(r#"{"call_id":"a\"b","billsec":12}"#), (s("a\"b"), s(""), Some(12), None));
+        assert_eq!(read(r#"{"call_id":"k","kamailio_h_entry":7}"#), (s("k"), s(""), None, Some(7)));
+        // a field of another type: absent, the others read (through the tree)
+        assert_eq!(read(r#"{"call_id":"x","billsec":"12","trunk":"kpn"}"#), (s("x"), s("kpn"), None, None));
+        assert_eq!(read(r#"{"call_id":5,"billsec":1.5}"#), (s(""), s(""), None, None));
+        assert!(CallEvent::parse("{not json").is_err());
     }
 
     #[test]
