@@ -898,7 +898,7 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
         summary.add(&rater, c, o);
         if let Some(d) = decisions.as_mut() {
             line.clear();
-            decision_line(&mut line, c.call_id(), o.allowed, o.cut_at.or(o.cap), &rules[o.rules as usize]);
+            decision_line(&mut line, c.call_id(), o, &rules[o.rules as usize]);
             d.w.write_all(&line)?;
         }
     }
@@ -1356,13 +1356,7 @@ fn stream(
             summary.add(&w.rater, c, o);
             if let Some(out) = out.as_mut() {
                 line.clear();
-                decision_line(
-                    &mut line,
-                    c.call_id(),
-                    o.allowed,
-                    o.cut_at.or(o.cap),
-                    &w.rules.lists[o.rules as usize],
-                );
+                decision_line(&mut line, c.call_id(), o, &w.rules.lists[o.rules as usize]);
                 out.write_all(&line)?;
             }
             f += 1;
@@ -1488,21 +1482,20 @@ impl World {
 }
 
 /// A line of decisions.jsonl (../shared/CONTRACTS.md), with its newline:
-/// `{"call_id":"...","allowed":true,"max_duration_s":null,"rules":[]}`.
-fn decision_line(
-    out: &mut Vec<u8>,
-    call_id: &str,
-    allowed: bool,
-    max_duration_s: Option<u32>,
-    rules: &[String],
-) {
+/// `{"call_id":"...","allowed":true,"max_duration_s":null,"rules":[]}`. A call a limit ended
+/// while it ran also has `"cut":true` (after `max_duration_s`, which is then its talk time when
+/// cut): without it a cut could not be told from a cap given at the start.
+fn decision_line(out: &mut Vec<u8>, call_id: &str, o: &Outcome, rules: &[String]) {
     out.extend_from_slice(b"{\"call_id\":");
     json_str(out, call_id);
-    out.extend_from_slice(if allowed { b",\"allowed\":true" } else { b",\"allowed\":false" });
+    out.extend_from_slice(if o.allowed { b",\"allowed\":true" } else { b",\"allowed\":false" });
     out.extend_from_slice(b",\"max_duration_s\":");
-    match max_duration_s {
+    match o.cut_at.or(o.cap) {
         Some(n) => out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
         None => out.extend_from_slice(b"null"),
+    }
+    if o.cut_at.is_some() {
+        out.extend_from_slice(b",\"cut\":true");
     }
     out.extend_from_slice(b",\"rules\":[");
     for (i, r) in rules.iter().enumerate() {
@@ -1937,7 +1930,7 @@ mod tests {
         let r = drive(Arc::new(rater.clone()), policy.clone(), None, &store, 1);
         let mut out = Vec::new();
         for (c, o) in store.iter().zip(&r.outcomes) {
-            decision_line(&mut out, c.call_id(), o.allowed, o.cut_at.or(o.cap), &r.rules[o.rules as usize]);
+            decision_line(&mut out, c.call_id(), o, &r.rules[o.rules as usize]);
         }
         (out, r.alerts.iter().map(|a| serde_json::to_string(a).unwrap()).collect())
     }
