@@ -1834,7 +1834,7 @@ mod tests {
         // answered at 2 s, 60 s of talk at 62 s, the tick grid's next at 65 s: 63 s of talk
         assert_eq!(a, [(Some(63), 63), (None, 20)]);
         // Both run past the limit: before, the cut went to the later position with the id (the
-        // internal leg, at 50 s of its talk) and the outbound call talked on.
+        // internal leg, at 53 s of its talk) and the outbound call talked on.
         let b = replay([leg("0201234567", 0, 300, 1), leg("202", 10, 300, 2)]);
         assert_eq!(b, [(Some(63), 63), (None, 300)]);
     }
