@@ -90,6 +90,16 @@ async fn acme_has_called_east_timor(app: &Router, f: &Fixture) {
     assert_eq!((st, v["new"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
 }
 
+/// The limit named `name` in an account's JSON (`GET /v1/accounts/{id}`).
+fn limit<'a>(account: &'a Value, name: &str) -> &'a Value {
+    account["limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["limit"] == name)
+        .unwrap_or_else(|| panic!("no limit {name} in {account}"))
+}
+
 #[tokio::test]
 async fn authorize_needs_a_token_with_the_right_scope() {
     let f = fixture("scopes");
@@ -240,13 +250,7 @@ async fn usage_counts_running_calls_and_survives_a_restart() {
         assert_eq!(st, StatusCode::OK);
         assert_eq!(v["running_calls"], 2, "{v}");
         assert_eq!(v["calls"].as_array().unwrap().len(), 2);
-        let day = v["limits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["limit"] == "default.spend_day")
-            .unwrap()
-            .clone();
+        let day = limit(&v, "default.spend_day").clone();
         // c0: 2 minutes to East Timor = 2.90 ended, plus what c1 and c2 have cost by now.
         assert!(day["used"].as_str().unwrap().parse::<f64>().unwrap() >= 2.90, "{day}");
         before = v["limits"]
@@ -344,11 +348,7 @@ async fn call_records_are_stored_once_and_counted_once() {
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!((v["new"].as_u64(), v["duplicates"].as_u64()), (Some(2), Some(0)));
     assert!(v["rejected"][0].as_str().unwrap().starts_with("cdrs[2].start"), "{v}");
-    let used = |v: &Value| {
-        v["limits"].as_array().unwrap().iter().find(|l| l["limit"] == "default.high_risk_spend_24h").unwrap()
-            ["used"]
-            .clone()
-    };
+    let used = |v: &Value| limit(v, "default.high_risk_spend_24h")["used"].clone();
     let (_, first) = call(&app, "GET", "/v1/accounts/acme", Some(&f.operator), None).await;
     assert_eq!(used(&first), "8.70", "{first}");
     let (_, v) = call(&app, "POST", "/v1/cdrs", Some(&f.integration), Some(json!({ "cdrs": batch }))).await;
@@ -380,11 +380,7 @@ async fn each_leg_of_a_failover_under_one_call_id_is_stored_and_counted() {
     let (st, v) = call(&app, "POST", "/v1/cdrs", Some(&f.integration), Some(batch.clone())).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!((v["new"].as_u64(), v["duplicates"].as_u64()), (Some(2), Some(0)), "{v}");
-    let used = |v: &Value| {
-        v["limits"].as_array().unwrap().iter().find(|l| l["limit"] == "default.high_risk_spend_24h").unwrap()
-            ["used"]
-            .clone()
-    };
+    let used = |v: &Value| limit(v, "default.high_risk_spend_24h")["used"].clone();
     let (_, v) = call(&app, "GET", "/v1/accounts/acme", Some(&f.operator), None).await;
     assert_eq!(used(&v), "8.70", "{v}");
     // Both legs again (a tail read again after a crash): duplicates, counted once.
@@ -471,8 +467,7 @@ async fn the_same_call_id_asked_again_gets_the_same_answer_and_is_counted_once()
     assert_eq!(first, again);
     let (_, v) = call(&app, "GET", "/v1/accounts/acme", Some(&f.operator), None).await;
     assert_eq!(v["running_calls"], 1, "{v}");
-    let calls =
-        v["limits"].as_array().unwrap().iter().find(|l| l["limit"] == "default.high_risk_calls_1h").unwrap();
+    let calls = limit(&v, "default.high_risk_calls_1h");
     assert_eq!(calls["used"], "1", "{v}");
 }
 
@@ -510,11 +505,7 @@ async fn another_call_under_a_running_calls_id_is_denied_and_a_new_attempt_after
     let (_, v) = authorize(&app, &f, body.clone()).await;
     assert!(reused(&v), "answered: not a retransmission: {v}");
     let (_, v) = call(&app, "GET", "/v1/accounts/acme", Some(&f.operator), None).await;
-    let used = |v: &Value| {
-        v["limits"].as_array().unwrap().iter().find(|l| l["limit"] == "default.high_risk_calls_1h").unwrap()
-            ["used"]
-            .clone()
-    };
+    let used = |v: &Value| limit(v, "default.high_risk_calls_1h")["used"].clone();
     assert_eq!((v["running_calls"].as_u64(), used(&v)), (Some(1), json!("1")), "{v}");
     // Ended (say a 407 challenge was answered with the INVITE sent again under its Call-ID): a
     // new attempt, decided and counted.
@@ -626,11 +617,7 @@ async fn a_followed_master_csv_is_read_once_across_restarts() {
             .write_all(text.as_bytes())
             .unwrap();
     };
-    let spent = |v: &Value| {
-        v["limits"].as_array().unwrap().iter().find(|l| l["limit"] == "default.high_risk_spend_24h").unwrap()
-            ["used"]
-            .clone()
-    };
+    let spent = |v: &Value| limit(v, "default.high_risk_spend_24h")["used"].clone();
     // Two East Timor calls of 2 minutes (EUR 2.90 each) and a Dutch one.
     append(&(master_row(1, "0067077123456", 120, 600) + &master_row(2, "0201234567", 60, 500)));
     let before;
@@ -669,7 +656,7 @@ async fn limits_set_by_the_operator_and_the_customer_within_its_ceiling() {
         let (st, v) = call(&app, "PUT", "/v1/accounts/acme/limits", Some(&f.operator),
             Some(json!({ "limits": [{ "name": "noc.day", "metric": "spend", "window": "day", "max": "100.00" }] }))).await;
         assert_eq!(st, StatusCode::OK, "{v}");
-        let noc = v["limits"].as_array().unwrap().iter().find(|l| l["limit"] == "noc.day").unwrap().clone();
+        let noc = limit(&v, "noc.day").clone();
         assert_eq!((noc["set_by"].as_str(), noc["used"].as_str()), (Some("operator"), Some("0.00")));
         // The customer may only be stricter than the operator's EUR 100 a day.
         let (st, v) =
@@ -729,11 +716,7 @@ async fn a_record_long_after_the_end_of_an_authorized_call_is_not_counted_again(
     let f = fixture("late-record");
     let now = jiff::Timestamp::now();
     let at = |secs: i64| (now - jiff::SignedDuration::from_secs(secs)).to_string();
-    let spent = |v: &Value| {
-        v["limits"].as_array().unwrap().iter().find(|l| l["limit"] == "default.high_risk_spend_24h").unwrap()
-            ["used"]
-            .clone()
-    };
+    let spent = |v: &Value| limit(v, "default.high_risk_spend_24h")["used"].clone();
     {
         let s = server(&f.db);
         let app = s.router();
@@ -1394,10 +1377,7 @@ async fn a_call_whose_end_never_arrives_is_closed_and_a_later_record_corrects_it
     authorize(&app, &f, body).await;
     let (_, m) = call(&app, "GET", "/metrics", None, None).await;
     assert!(m.as_str().unwrap().contains("tollguard_authorize_time_skewed_total 1"), "a few seconds: {m}");
-    let day = |v: &Value| {
-        v["limits"].as_array().unwrap().iter().find(|l| l["limit"] == "default.spend_day").unwrap()["used"]
-            .clone()
-    };
+    let day = |v: &Value| limit(v, "default.spend_day")["used"].clone();
     let (_, v) = call(&app, "GET", "/v1/accounts/acme", Some(&f.operator), None).await;
     assert_eq!(day(&v), "2.89", "{v}");
     // The switch's record arrives (within the grace after the close): the record wins, 300 s.
@@ -1555,7 +1535,7 @@ async fn a_cgrates_plan_prices_the_calls_and_its_max_cost_caps_them() {
     let (st, _) = call(&app, "POST", "/v1/calls/de1/end", Some(&f.integration), Some(end)).await;
     assert_eq!(st, StatusCode::NO_CONTENT);
     let (_, v) = call(&app, "GET", "/v1/accounts/acme", Some(&f.operator), None).await;
-    let day = v["limits"].as_array().unwrap().iter().find(|l| l["limit"] == "day").unwrap().clone();
+    let day = limit(&v, "day").clone();
     // Shown to the cent; the test deck has no German rate, so this is the plan's price.
     assert_eq!(day["used"], "0.06", "{v}");
 }
