@@ -32,13 +32,14 @@ pub const MIN_WEEKS: usize = 2;
 /// The learned level is never below this, in ten-thousandths (EUR 40).
 pub const FLOOR_UNITS: i64 = 40 * 10_000;
 
-const SLOTS: usize = 168;
+pub(crate) const SLOTS: usize = 168;
 const UNUSED: i64 = i64::MIN;
 
 /// One account's hourly spend history.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Baseline {
     /// Spend per hour-of-week in cents, one row per week (the current one included).
+    #[serde(with = "crate::snapshot::weeks")]
     rows: [[u16; SLOTS]; WEEKS + 1],
     /// The week number of each row ([`UNUSED`]: none).
     row_week: [i64; WEEKS + 1],
@@ -55,7 +56,7 @@ pub struct Baseline {
 }
 
 /// The usual level of an hour, as learned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Usual {
     /// Median of the samples, ten-thousandths.
     pub median: i64,
@@ -77,7 +78,7 @@ pub const PEAK_MIN_DAYS: usize = 7;
 pub const PEAK_FLOOR: u32 = 4;
 
 /// One account's daily concurrency peaks.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Peaks {
     /// Most priced outbound calls at once, per local day (day number modulo [`PEAK_DAYS`]), in
     /// office hours (0) and outside them (1).
@@ -92,7 +93,7 @@ pub struct Peaks {
 }
 
 /// The usual concurrency of a part of the week, as learned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UsualPeak {
     /// The usual peak of this part (the second highest day's).
     pub peak: u32,

@@ -12,7 +12,7 @@ use jiff::Timestamp;
 const ABSENT: u32 = u32::MAX;
 
 /// Deadlines by state id, earliest first; ties by state id.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Deadlines {
     heap: Vec<(Timestamp, u32)>,
     /// Where each state's entry is in `heap` ([`ABSENT`]: none).

@@ -37,6 +37,7 @@ use tollguard_core::rating::RateRow;
 pub mod baseline;
 mod due;
 pub mod policy;
+mod snapshot;
 mod window;
 
 use baseline::{Baseline, Peaks};
@@ -131,7 +132,7 @@ pub enum Command {
 }
 
 /// Destinations a block covers: any of the countries, risk tiers or E.164 prefixes.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Destinations {
     /// ISO 3166 alpha-2 codes (upper case).
     pub countries: Vec<String>,
@@ -362,7 +363,7 @@ type TextMap<V> = std::collections::HashMap<String, V, ahash::RandomState>;
 
 /// A call's price. `units` is exact; the rest is a linear view for budgets and deadlines:
 /// cost(t) <= fee_up + 1 + rate_up x (t + increment) / 60 in ten-thousandths.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct CallRate {
     exact: Exact,
     /// Fee and rate per minute in ten-thousandths, truncated (for caps).
@@ -376,7 +377,7 @@ struct CallRate {
 }
 
 /// How the exact cost is computed.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 enum Exact {
     /// An A-Z deck row: round(fee + rate x billed / 60) to four decimals, in integers, with fee
     /// and rate as mantissas at a common scale.
@@ -390,11 +391,15 @@ enum Exact {
         den: i128,
         initial_s: u32,
         subsequent_s: u32,
+        #[serde(with = "snapshot::decimal")]
         fee: Decimal,
+        #[serde(with = "snapshot::decimal")]
         rate: Decimal,
     },
     /// A CGRateS plan's rates, priced from the call's start by the plan's rounding mode.
     Plan {
+        /// Not in a snapshot: the rater's own plan (see [`snapshot`]).
+        #[serde(serialize_with = "snapshot::no_plan", deserialize_with = "snapshot::rater_plan")]
         plan: Arc<tollguard_core::cgrates::Plan>,
         tariff: tollguard_core::cgrates::Tariff,
         start: Timestamp,
@@ -594,7 +599,7 @@ fn to_units(d: Decimal) -> i64 {
 }
 
 /// A call the engine allowed and has not seen end.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Call {
     account: u32,
     /// The calling extension (the buffer is kept when the slot is reused).
@@ -620,13 +625,14 @@ struct Call {
 }
 
 /// What limits filter a call's destination by.
+/// (Written in a snapshot as [`snapshot::DestClassText`].)
 #[derive(Clone, Copy, Debug)]
-struct DestClass {
-    country: &'static str,
-    number_type: Option<NumberType>,
-    risk: Option<RiskTier>,
+pub(crate) struct DestClass {
+    pub(crate) country: &'static str,
+    pub(crate) number_type: Option<NumberType>,
+    pub(crate) risk: Option<RiskTier>,
     /// A kind of destination the account first called lately (at the call's start).
-    new: bool,
+    pub(crate) new: bool,
 }
 
 impl LimitState {
@@ -661,7 +667,7 @@ impl Call {
 /// answered priced calls and kept as calls are answered and end: their spend at second `t` is
 /// at most `fixed + (slope x t - offset) / 60` ten-thousandths. Deadlines and the "surely below"
 /// test read it instead of visiting every running call.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Linear {
     fixed: i128,
     slope: i128,
@@ -707,7 +713,7 @@ impl Linear {
 }
 
 /// One limit counted for one account (or one extension of it).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct LimitState {
     limit: u16,
     account: u32,
@@ -724,7 +730,7 @@ struct LimitState {
     deadline: Option<Timestamp>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct ActiveBlock {
     /// Extension, or all.
     extension: Option<String>,
@@ -756,7 +762,7 @@ impl ActiveBlock {
     }
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 struct AccountMemory {
     /// Kinds of destination the account has called ([`destination_kind`]), and when first
     /// (seconds since 1970; [`LEARNT`]: while it was being learned): the first-call rules, and
@@ -841,9 +847,11 @@ impl AccountMemory {
 }
 
 /// Everything the engine keeps about one account.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct Account {
     name: Arc<str>,
+    /// Not in a snapshot: the rater's, for the account (see [`Engine::restore`]).
+    #[serde(skip, default = "TimeZone::unknown")]
     tz: TimeZone,
     /// Its limit states.
     states: Vec<u32>,
@@ -857,6 +865,7 @@ struct Account {
     block_history: Vec<(Option<u16>, Timestamp)>,
     /// The zone's offset and the span of time it holds for (from, until): local times inside it
     /// need no look-up in the zone's transitions.
+    #[serde(skip, default = "no_offset")]
     offset: (jiff::tz::Offset, Timestamp, Timestamp),
     /// Priced outbound calls running (slots).
     running: Vec<u32>,
@@ -893,6 +902,11 @@ impl Account {
         }
         Local::at(now, *offset)
     }
+}
+
+/// An offset that holds at no time: the next local time looks the zone up.
+fn no_offset() -> (jiff::tz::Offset, Timestamp, Timestamp) {
+    (jiff::tz::Offset::UTC, Timestamp::MAX, Timestamp::MIN)
 }
 
 /// `t + d`, or the end of time (a request's own time can be anything a timestamp holds).
@@ -1118,7 +1132,7 @@ type RateKey = ([u8; 16], [u8; 16], u32, u32);
 const MAX_DECK_RATES: usize = 1 << 16;
 
 /// An ended call, remembered for a record that corrects it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct Ended {
     account: u32,
     rate: Option<Arc<CallRate>>,
@@ -1268,6 +1282,113 @@ impl Engine {
             last_followed: false,
             destination_alerts: Map::default(),
         }
+    }
+
+    /// The engine's state as bytes (see [`snapshot`](crate::snapshot)): what
+    /// [`Engine::restore`] takes back, with the same rater and policy, into an engine that goes
+    /// on as this one would. The record grace ([`Engine::set_record_grace`]) is not in it.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let state = (
+            snapshot::FORMAT,
+            self.policy_limits,
+            &self.policy.limits[self.policy_limits as usize..],
+            self.learn_until,
+            &self.accounts,
+            &self.account_ids,
+            &self.extension_states,
+            &self.states,
+            &self.calls,
+            &self.slots,
+            &self.free_slots,
+            &self.due,
+            &self.deadlines,
+            &self.recent,
+            &self.recent_order,
+            (&self.destination_alerts, self.last_followed),
+        );
+        postcard::to_stdvec(&state).expect("an engine's state serializes")
+    }
+
+    /// An engine from [`Engine::snapshot`]'s bytes, rating with `rater` and deciding with
+    /// `policy`: those the snapshot's engine had, or the restored one decides otherwise than it
+    /// would have (the caller checks; see [`snapshot`](crate::snapshot)). Limits set at run time
+    /// come from the snapshot.
+    pub fn restore(rater: Arc<Rater>, policy: Policy, bytes: &[u8]) -> Result<Engine, String> {
+        let mut e = Engine::new(rater, policy);
+        let _plan = snapshot::PlanScope::set(e.rater.cgrates().map(|c| c.plan.clone()));
+        #[allow(clippy::type_complexity)]
+        let (
+            format,
+            policy_limits,
+            runtime_limits,
+            learn_until,
+            mut accounts,
+            account_ids,
+            extension_states,
+            states,
+            calls,
+            slots,
+            free_slots,
+            due,
+            deadlines,
+            recent,
+            recent_order,
+            (destination_alerts, last_followed),
+        ): (
+            u32,
+            u16,
+            Vec<Limit>,
+            Option<Timestamp>,
+            Vec<Account>,
+            TextMap<u32>,
+            Map<(u32, u16), TextMap<u32>>,
+            Vec<LimitState>,
+            TextMap<u32>,
+            Vec<Call>,
+            Vec<u32>,
+            BinaryHeap<Reverse<(Timestamp, u32)>>,
+            due::Deadlines,
+            TextMap<Ended>,
+            std::collections::VecDeque<(Timestamp, String)>,
+            (Map<(u32, u16), Timestamp>, bool),
+        ) = match postcard::from_bytes::<(u32,)>(bytes) {
+            Ok((f,)) if f != snapshot::FORMAT => {
+                return Err(format!(
+                    "a snapshot of format {f}, and this build reads format {}",
+                    snapshot::FORMAT
+                ))
+            }
+            _ => postcard::from_bytes(bytes).map_err(|err| match snapshot::refused() {
+                Some(why) => format!("reading the snapshot: {why}"),
+                None => format!("reading the snapshot: {err}"),
+            })?,
+        };
+        debug_assert_eq!(format, snapshot::FORMAT);
+        if policy_limits != e.policy_limits {
+            return Err(format!(
+                "the snapshot's policy had {policy_limits} limits, this one has {}",
+                e.policy_limits
+            ));
+        }
+        for a in &mut accounts {
+            a.tz = e.rater.account(&a.name).tz.clone();
+        }
+        e.policy.limits.extend(runtime_limits);
+        e.learn_until = learn_until;
+        e.accounts = accounts;
+        e.account_ids = account_ids;
+        e.extension_states = extension_states;
+        e.states = states;
+        e.calls = calls;
+        e.slots = slots;
+        e.free_slots = free_slots;
+        e.due = due;
+        e.deadlines = deadlines;
+        e.recent = recent;
+        e.recent_order = recent_order;
+        e.destination_alerts = destination_alerts;
+        e.last_followed = last_followed;
+        Ok(e)
     }
 
     /// The rater the engine prices with.
@@ -1891,7 +2012,7 @@ impl Engine {
             memory: AccountMemory::default(),
             blocks: vec![],
             block_history: vec![],
-            offset: (jiff::tz::Offset::UTC, Timestamp::MAX, Timestamp::MIN),
+            offset: no_offset(),
             running: vec![],
             linear: Linear::default(),
             baseline: None,

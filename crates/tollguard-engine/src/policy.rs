@@ -217,7 +217,7 @@ impl Action {
 }
 
 /// A set of actions.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actions(u8);
 
 impl Actions {
@@ -232,7 +232,7 @@ impl Actions {
 }
 
 /// Which calls a limit looks at.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DestFilter {
     /// Countries (empty: any).
     pub countries: Vec<String>,
@@ -625,7 +625,7 @@ impl Calendars {
 }
 
 /// A validated limit.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limit {
     /// Name, as in `rules`.
     pub name: String,
@@ -659,6 +659,7 @@ pub struct Limit {
     /// its blocks, also after replacing it.
     pub by_customer: bool,
     /// As it was written (for editors that show it again).
+    #[serde(with = "crate::snapshot::json_text")]
     pub spec: LimitSpec,
 }
 

@@ -12,7 +12,7 @@ use jiff::Timestamp;
 /// 16 bytes: the step number fits 32 bits, since steps are 300 s or more and every timestamp
 /// lies between -3.8e11 and 2.6e11 s of 1970: steps from -1.26e9 to 8.5e8 (a limit state's
 /// memory is most of an account's).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Bucket {
     step: i32,
     calls: u32,
@@ -26,7 +26,7 @@ fn step_of(now: Timestamp, step_s: i64) -> i32 {
 }
 
 /// One window's running totals.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum Window {
     /// Calendar period: the current period's key and totals.
     Calendar {

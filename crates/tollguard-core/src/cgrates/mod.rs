@@ -193,7 +193,7 @@ pub(crate) struct Interval {
 /// A destination's intervals in a plan (mostly one).
 pub(crate) type Intervals = SmallVec<[Interval; 1]>;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub(crate) enum DestKey {
     Any,
     Id(u32),
@@ -297,7 +297,7 @@ impl std::error::Error for PriceError {}
 
 /// The rates that apply to one call: a destination of one rating plan. Cheap to copy; priced
 /// with [`Plan::cost`] and [`Plan::max_usage`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Tariff {
     plan: u32,
     dest: DestKey,

@@ -24,7 +24,9 @@ pub use plan::{DialPlan, DialPlanSpec};
 pub use risk::{RiskEntry, RiskList};
 
 /// What kind of number an E.164 number is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize,
+)]
 #[repr(u8)]
 pub enum NumberType {
     /// Valid country code, but no type matched.
@@ -115,7 +117,9 @@ impl fmt::Display for NumberType {
 }
 
 /// How likely calls to a destination are to be fraud, from the risk list and the number type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize,
+)]
 #[repr(u8)]
 pub enum RiskTier {
     /// Ordinary destinations.
@@ -156,7 +160,7 @@ impl fmt::Display for RiskTier {
 }
 
 /// An E.164 number: country code and national number, at most 15 digits, kept inline.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct E164 {
     digits: [u8; 15],
     len: u8,
