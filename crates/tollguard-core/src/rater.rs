@@ -184,6 +184,29 @@ impl Rater {
         self.cgrates.as_ref()
     }
 
+    /// Writes everything the rater prices and classifies with to `out` (its `Debug` form, maps
+    /// in key order), so that two raters built from the same configuration write the same text
+    /// and a changed price, zone, plan or risk list writes another. A fingerprint is its hash.
+    pub fn describe(&self, out: &mut impl std::fmt::Write) -> std::fmt::Result {
+        let sorted = |m: &HashMap<String, String>| {
+            let mut v: Vec<_> = m.iter().collect();
+            v.sort();
+            format!("{v:?}")
+        };
+        write!(
+            out,
+            "{:?}|{:?}|{:?}|{:?}|{:?}|",
+            self.numbering, self.decks, self.bands, self.default, self.direction
+        )?;
+        let mut accounts: Vec<_> = self.accounts.iter().collect();
+        accounts.sort_by(|a, b| a.0.cmp(b.0));
+        write!(out, "{accounts:?}|")?;
+        if let Some(c) = &self.cgrates {
+            write!(out, "{:?}|{}|{}|{}|{:?}", c.plan, c.tenant, c.category, sorted(&c.subjects), c.currency)?;
+        }
+        Ok(())
+    }
+
     /// What a rated call costs for `billsec` seconds of talk (the primary price: the CGRateS
     /// plan's, else the first deck's), and in which currency; `None` when it is not priced.
     pub fn cost_of(&self, r: &Rated<'_>, start: Timestamp, billsec: u32) -> Option<(Currency, Decimal)> {

@@ -36,6 +36,7 @@ pub mod email;
 mod incident;
 mod records;
 pub mod report;
+mod snapshot;
 /// What the integration tests share (a rater, a temporary folder), for the unit tests too.
 #[cfg(test)]
 #[path = "../tests/common/mod.rs"]
@@ -82,6 +83,10 @@ pub struct Options {
     pub clock: Clock,
     /// VAT rate in percent, for the dashboard's incident reports.
     pub vat_percent: rust_decimal::Decimal,
+    /// How often the rebuilt state is written to `DATABASE.snapshot` (it is also written at a
+    /// graceful stop), so that a start reads only the event log after it; `None`: no snapshots,
+    /// every start reads the whole log.
+    pub snapshot_every: Option<Duration>,
 }
 
 /// The server's clock: the wall clock, or one the caller drives (`tollguard demo` loads weeks of
@@ -158,6 +163,7 @@ impl Default for Options {
             email: None,
             clock: Clock::wall(),
             vat_percent: rust_decimal::Decimal::ZERO,
+            snapshot_every: Some(Duration::from_secs(600)),
         }
     }
 }
@@ -255,6 +261,7 @@ pub(crate) struct FeedItem {
 pub(crate) type AlertFeed = tokio::sync::broadcast::Sender<Arc<FeedItem>>;
 
 /// A call the server has allowed and not seen end.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct Live {
     account: String,
     attempted: Timestamp,
@@ -364,10 +371,14 @@ pub struct AppState {
     /// Calls the switch no longer knows (Kamailio answered a cut with 404): they ended, their
     /// end report was lost; the next tick ends them here.
     gone: Arc<Mutex<Vec<String>>>,
-    /// Events handled when the engine was rebuilt at start.
+    /// Events handled when the engine was rebuilt at start (those in the snapshot included).
     pub rebuilt_events: u64,
+    /// The log position of the snapshot the start restored, if it used one.
+    pub from_snapshot: Option<i64>,
     /// Alerts as they are stored, for the dashboard's live feed.
     feed: AlertFeed,
+    /// The snapshot thread's requests, if snapshots are kept.
+    snapshots: Mutex<Option<mpsc::Sender<snapshot::Ask>>>,
 }
 
 /// Reads the configuration again: the rater and policy a reload starts from.
@@ -377,6 +388,8 @@ pub type Reloader = Box<dyn Fn() -> Result<(Arc<Rater>, Policy)> + Send + Sync>;
 pub struct Server {
     state: Arc<AppState>,
     writer: Option<std::thread::JoinHandle<()>>,
+    /// The thread that keeps the snapshot (see [`snapshot`]).
+    snapshotter: Option<std::thread::JoinHandle<()>>,
 }
 
 fn ns(t: Timestamp) -> i64 {
@@ -387,12 +400,69 @@ impl Server {
     /// Opens the store, rebuilds the engine from the event log, starts the writer thread.
     pub fn start(rater: Arc<Rater>, policy: Policy, opts: Options) -> Result<Server> {
         let store = Store::open(&opts.database)?;
-        let mut engine = Engine::new(rater, policy);
-        engine.set_record_grace(Some(opts.record_grace));
-        let mut rebuilt = records::Rebuilt::new(engine);
+        // From the snapshot when there is a good one, then the log after it.
+        let fingerprint = opts.snapshot_every.and_then(|_| snapshot::fingerprint(&rater, &policy));
+        let snapshot_path = snapshot::path_of(&opts.database);
+        let restored = match opts.snapshot_every {
+            Some(_) => {
+                snapshot::load(&snapshot_path, fingerprint, (&rater, &policy), opts.record_grace, &store)
+                    .unwrap_or_else(|e| {
+                        eprintln!(
+                            "warning: not using {}: {e:#}; reading the whole event log",
+                            snapshot_path.display()
+                        );
+                        None
+                    })
+            }
+            None => None,
+        };
+        let from_snapshot = restored.as_ref().map(|r| r.through);
+        let mut rebuilt = restored.unwrap_or_else(|| {
+            let mut engine = Engine::new(rater.clone(), policy.clone());
+            engine.set_record_grace(Some(opts.record_grace));
+            records::Rebuilt::new(engine)
+        });
+        let read_from = rebuilt.events;
         rebuilt
             .read(&store)
             .with_context(|| format!("rebuilding the engine from {}", opts.database.display()))?;
+        if let Some(at) = from_snapshot {
+            eprintln!(
+                "tollguard serve: state at event {at} restored from {}; {} events after it handled",
+                snapshot_path.display(),
+                rebuilt.events - read_from
+            );
+        }
+        // The snapshot thread starts from this state (and writes it, unless the file has it).
+        let keeper = match (opts.snapshot_every, fingerprint) {
+            (Some(every), Some(_)) => {
+                let start = snapshot::Start {
+                    body: snapshot::payload(&rebuilt),
+                    through: rebuilt.through,
+                    events: rebuilt.events,
+                    on_disk: from_snapshot == Some(rebuilt.through),
+                };
+                let (tx, rx) = mpsc::channel();
+                let (db, grace, config) =
+                    (opts.database.clone(), opts.record_grace, (rater.clone(), policy.clone()));
+                let h = std::thread::Builder::new()
+                    .name("tollguard-snapshot".into())
+                    .spawn(move || snapshot::keep(db, config, start, every, grace, rx))
+                    .context("starting the snapshot thread")?;
+                Some((tx, h))
+            }
+            (Some(_), None) => {
+                eprintln!(
+                    "warning: snapshots are off: the running executable cannot be read to fingerprint it"
+                );
+                None
+            }
+            (None, _) => None,
+        };
+        let (snapshots, snapshotter) = match keeper {
+            Some((tx, h)) => (Some(tx), Some(h)),
+            None => (None, None),
+        };
         let records::Rebuilt {
             engine, traffic, live, through: rebuilt_through, events: rebuilt_events, ..
         } = rebuilt;
@@ -444,9 +514,11 @@ impl Server {
             cut_failures: Arc::new(AtomicU64::new(0)),
             gone: Arc::new(Mutex::new(Vec::new())),
             rebuilt_events,
+            from_snapshot,
             feed: alerts_feed,
+            snapshots: Mutex::new(snapshots),
         });
-        Ok(Server { state, writer: Some(writer) })
+        Ok(Server { state, writer: Some(writer), snapshotter })
     }
 
     /// The shared state.
@@ -554,10 +626,19 @@ impl Server {
         flush(&self.state).await;
     }
 
-    /// Stops the writer after it has committed everything (also done on drop).
+    /// Stops the writer after it has committed everything, then writes the snapshot of the
+    /// whole log (also done on drop).
     pub fn close(&mut self) {
         if let Some(h) = self.writer.take() {
             self.state.send(Write::Shutdown);
+            let _ = h.join();
+        }
+        if let Some(h) = self.snapshotter.take() {
+            let asks = self.state.snapshots.lock().expect("snapshots lock").take();
+            let (tx, rx) = mpsc::channel();
+            if asks.is_some_and(|a| a.send(snapshot::Ask::Finish(tx)).is_ok()) {
+                let _ = rx.recv();
+            }
             let _ = h.join();
         }
     }
@@ -612,6 +693,7 @@ async fn reload(state: &Arc<AppState>) -> Result<u64> {
     let st = state.clone();
     tokio::task::spawn_blocking(move || -> Result<u64> {
         let store = Store::open(&st.opts.database)?;
+        let config = (rater.clone(), policy.clone());
         let mut engine = Engine::new(rater, policy);
         engine.set_record_grace(Some(st.opts.record_grace));
         let mut rebuilt = records::Rebuilt::new(engine);
@@ -643,6 +725,10 @@ async fn reload(state: &Arc<AppState>) -> Result<u64> {
         // The old engine (every account's state) is let go after the lock.
         drop(core);
         drop(old);
+        // The snapshot follows the new configuration (from the log's start, in its thread).
+        if let Some(asks) = st.snapshots.lock().expect("snapshots lock").as_ref() {
+            let _ = asks.send(snapshot::Ask::Configure { rater: config.0, policy: config.1 });
+        }
         Ok(rebuilt.events)
     })
     .await?

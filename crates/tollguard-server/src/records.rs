@@ -415,6 +415,17 @@ impl Rebuilt {
         }
     }
 
+    /// A state restored from a snapshot taken at log position `through`.
+    pub(crate) fn restored(
+        engine: Engine,
+        traffic: crate::traffic::Traffic,
+        live: HashMap<String, Live>,
+        through: i64,
+        events: u64,
+    ) -> Rebuilt {
+        Rebuilt { engine, traffic, live, through, events, effects: vec![] }
+    }
+
     /// Handles the events the log has after [`Rebuilt::through`]; returns how many.
     pub(crate) fn read(&mut self, store: &Store) -> anyhow::Result<u64> {
         let mut failed: Option<anyhow::Error> = None;

@@ -24,6 +24,26 @@ pub struct Traffic {
     first_hour: Option<i64>,
 }
 
+/// In a snapshot: the rings as sequences (serde's arrays stop at 32).
+impl serde::Serialize for Traffic {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (self.seconds.as_slice(), self.hours.as_slice(), self.first_hour).serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Traffic {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Traffic, D::Error> {
+        type Parts = (Vec<(i64, u32, u32)>, Vec<(i64, i64)>, Option<i64>);
+        let (seconds, hours, first_hour) = Parts::deserialize(d)?;
+        let wrong = |what: &str, n: usize| serde::de::Error::custom(format!("traffic of {n} {what}"));
+        Ok(Traffic {
+            seconds: seconds.as_slice().try_into().map_err(|_| wrong("seconds", seconds.len()))?,
+            hours: hours.into_boxed_slice().try_into().map_err(|h: Box<[_]>| wrong("hours", h.len()))?,
+            first_hour,
+        })
+    }
+}
+
 impl Default for Traffic {
     fn default() -> Traffic {
         Traffic {

@@ -239,6 +239,13 @@ impl Store {
         self.events_where("WHERE seq > ?1", [seq], f)
     }
 
+    /// The event at position `seq` of the log, if there is one.
+    pub fn event(&self, seq: i64) -> Result<Option<StoredEvent>> {
+        let mut found = None;
+        self.events_where("WHERE seq = ?1", [seq], |e| found = Some(e))?;
+        Ok(found)
+    }
+
     /// Events with `from_ns <= time_ns <= to_ns`, in log order, to `f`.
     pub fn for_each_event_between(
         &self,

@@ -92,6 +92,10 @@ pub struct ServerSection {
     pub lost_call_after: Option<String>,
     /// How long after a call's end its record still corrects the cost. Default `2m`.
     pub record_grace: Option<String>,
+    /// How often the state rebuilt from the event log is written to `DATABASE.snapshot`, so that
+    /// a start reads only the log after it (`10m`, `1h`); `off`: no snapshots. Also written at a
+    /// graceful stop. Default `10m`.
+    pub snapshot_every: Option<String>,
     /// CDR files to follow: `[[server.tail]]`.
     #[serde(default)]
     pub tail: Vec<TailSection>,
@@ -561,6 +565,20 @@ fn server_settings(s: &ServerSection, base: &Path, tz: &TimeZone) -> Result<Serv
     if let Some(d) = duration("record_grace", &s.record_grace)? {
         options.record_grace = d;
     }
+    match s.snapshot_every.as_deref().map(str::trim) {
+        None => {}
+        Some("off") => options.snapshot_every = None,
+        Some(_) => {
+            let d = duration("snapshot_every", &s.snapshot_every)?.expect("given");
+            if d < jiff::SignedDuration::from_secs(10) {
+                return Err(anyhow!(
+                    "[server] snapshot_every: {} is too often (10s at least), or `off`",
+                    s.snapshot_every.as_deref().unwrap_or("")
+                ));
+            }
+            options.snapshot_every = Some(d.unsigned_abs());
+        }
+    }
     Ok(ServerSettings { listen: s.listen.clone().unwrap_or_else(|| "127.0.0.1:8090".into()), options })
 }
 
@@ -601,6 +619,21 @@ mod tests {
             assert!(e.contains(says), "{text}: {e}");
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn snapshots_are_kept_every_ten_minutes_unless_set_otherwise() {
+        let dir = std::env::temp_dir();
+        let every = |text: &str| server(text, &dir).map(|s| s.options.snapshot_every);
+        assert_eq!(every(""), Ok(Some(std::time::Duration::from_secs(600))));
+        assert_eq!(every("snapshot_every = \"1h\""), Ok(Some(std::time::Duration::from_secs(3600))));
+        assert_eq!(every("snapshot_every = \"off\""), Ok(None));
+        for (text, says) in
+            [("snapshot_every = \"5s\"", "too often"), ("snapshot_every = \"soon\"", "snapshot_every")]
+        {
+            let e = every(text).err().unwrap_or_else(|| panic!("accepted: {text}"));
+            assert!(e.contains(says), "{text}: {e}");
+        }
     }
 
     #[test]
