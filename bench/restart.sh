@@ -21,16 +21,16 @@ TMP=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$TMP"' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# Starts serve on $1, prints the seconds to the first /readyz answer; leaves its pid in $PID.
+# Starts serve on $1; sets SECS to the seconds to the first /readyz answer and PID to its pid.
 start() {
     local db=$1 p t0
     p=$(port)
     t0=$(date +%s.%N)
     "$BIN" serve --rates examples/quickstart/rates.csv --country NL --tz Europe/Amsterdam \
-        --database "$db" --listen "127.0.0.1:$p" 2>"$db.log" &
+        --database "$db" --listen "127.0.0.1:$p" >/dev/null 2>>"$db.log" &
     PID=$!
     until curl -sf -o /dev/null "http://127.0.0.1:$p/readyz"; do sleep 0.01; done
-    python3 -c "import sys; print(f'{float(sys.argv[1]) - float(sys.argv[2]):.2f}')" "$(date +%s.%N)" "$t0"
+    SECS=$(python3 -c "import sys; print(f'{float(sys.argv[1]) - float(sys.argv[2]):.2f}')" "$(date +%s.%N)" "$t0")
 }
 stop() {
     kill -TERM "$PID"
@@ -42,22 +42,23 @@ for r in $(seq "$ROUNDS"); do
     rm -rf "$TMP/db" && mkdir -p "$TMP/db"
     cp "$SRC/tg.db" "$TMP/db/tg.db"
     rm -f "$TMP/db/tg.db.snapshot"
-    first=$(start "$TMP/db/tg.db")
+    start "$TMP/db/tg.db"; first=$SECS
     stop
     snap=$(stat -c %s "$TMP/db/tg.db.snapshot")
     mv "$TMP/db/tg.db.snapshot" "$TMP/snapshot"
     if ((r % 2)); then
-        whole=$(start "$TMP/db/tg.db"); stop
+        start "$TMP/db/tg.db"; whole=$SECS; stop
         cp "$TMP/snapshot" "$TMP/db/tg.db.snapshot"
-        from=$(start "$TMP/db/tg.db"); stop
+        start "$TMP/db/tg.db"; from=$SECS; stop
     else
         cp "$TMP/snapshot" "$TMP/db/tg.db.snapshot"
-        from=$(start "$TMP/db/tg.db"); stop
+        start "$TMP/db/tg.db"; from=$SECS; stop
         rm -f "$TMP/db/tg.db.snapshot"
-        whole=$(start "$TMP/db/tg.db"); stop
+        start "$TMP/db/tg.db"; whole=$SECS; stop
     fi
     echo "round $r: first start ${first} s; whole log ${whole} s; from the snapshot (${snap} bytes) ${from} s"
-    grep -h "restored\|handled again" "$TMP/db/tg.db.log" | head -2 | sed 's/^/    /'
+    grep -h "restored\|handled again\|not using" "$TMP/db/tg.db.log" | sed 's/^/    /'
+    rm -f "$TMP/db/tg.db.log"
     echo "$whole $from" >>"$TMP/times"
 done
 python3 - "$TMP/times" <<'EOF'
