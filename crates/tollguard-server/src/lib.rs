@@ -416,7 +416,11 @@ impl Server {
             }
             None => None,
         };
-        let from_snapshot = restored.as_ref().map(|r| r.through);
+        let from_snapshot = restored.as_ref().map(|r| r.0.through);
+        let (restored, mut on_disk) = match restored {
+            Some((r, bytes)) => (Some(r), Some(bytes)),
+            None => (None, None),
+        };
         let mut rebuilt = restored.unwrap_or_else(|| {
             let mut engine = Engine::new(rater.clone(), policy.clone());
             engine.set_record_grace(Some(opts.record_grace));
@@ -436,11 +440,13 @@ impl Server {
         // The snapshot thread starts from this state (and writes it, unless the file has it).
         let keeper = match (opts.snapshot_every, fingerprint) {
             (Some(every), Some(_)) => {
+                // The file's own bytes when nothing came after it (no need to write it again).
+                let on_disk = on_disk.take().filter(|_| from_snapshot == Some(rebuilt.through));
                 let start = snapshot::Start {
-                    body: snapshot::payload(&rebuilt),
+                    on_disk: on_disk.is_some(),
+                    body: on_disk.unwrap_or_else(|| snapshot::payload(&rebuilt)),
                     through: rebuilt.through,
                     events: rebuilt.events,
-                    on_disk: from_snapshot == Some(rebuilt.through),
                 };
                 let (tx, rx) = mpsc::channel();
                 let (db, grace, config) =

@@ -187,16 +187,16 @@ fn decode(
 }
 
 /// The state of `path`'s snapshot, if it is one a rebuild with this rater and policy (of this
-/// build) would reach on `store`'s log; `Ok(None)` without a file; an error says why it is not
-/// used.
+/// build) would reach on `store`'s log, and its bytes ([`payload`]); `Ok(None)` without a file;
+/// an error says why it is not used.
 pub(crate) fn load(
     path: &Path,
     fingerprint: Option<u64>,
     config: (&Arc<Rater>, &Policy),
     record_grace: jiff::SignedDuration,
     store: &Store,
-) -> Result<Option<Rebuilt>> {
-    let bytes = match std::fs::read(path) {
+) -> Result<Option<(Rebuilt, Vec<u8>)>> {
+    let mut bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
@@ -219,7 +219,10 @@ pub(crate) fn load(
     if event_hash(store, header.through)? != Some(header.through_event) {
         bail!("written for another event log (event {} is not the one it was taken at)", header.through);
     }
-    decode(body, config, (header.through, header.events), record_grace).map(Some)
+    let rebuilt = decode(body, config, (header.through, header.events), record_grace)?;
+    let at = bytes.len() - body.len();
+    bytes.drain(..at);
+    Ok(Some((rebuilt, bytes)))
 }
 
 /// What the snapshot thread is asked to do.
@@ -299,7 +302,11 @@ pub(crate) fn keep(
         match asks.recv_timeout(every) {
             Err(mpsc::RecvTimeoutError::Timeout) => step(&mut rebuilt, fingerprint, &mut written),
             Ok(Ask::Configure { rater, policy }) => {
-                fingerprint = crate::snapshot::fingerprint(&rater, &policy);
+                let new = crate::snapshot::fingerprint(&rater, &policy);
+                if new == fingerprint {
+                    continue; // a reload that changed nothing the state depends on
+                }
+                fingerprint = new;
                 let mut engine = Engine::new(rater, policy);
                 engine.set_record_grace(Some(record_grace));
                 rebuilt = Rebuilt::new(engine);

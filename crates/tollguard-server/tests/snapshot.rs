@@ -133,6 +133,14 @@ async fn observe(s: &Server, token: &str, at: Timestamp) -> Vec<Value> {
     seen
 }
 
+/// The built-in policy with one limit's maximum changed: of the same shape, so only the
+/// fingerprint tells the two apart.
+fn other_policy() -> Policy {
+    let mut p = Policy::builtin();
+    p.limits[0].max += 10_000;
+    p
+}
+
 fn copy_db(from: &Path, to_dir: &Path) -> PathBuf {
     std::fs::create_dir_all(to_dir).unwrap();
     let to = to_dir.join("tollguard.db");
@@ -214,13 +222,6 @@ async fn a_snapshot_that_does_not_fit_is_not_used() {
     // Damaged: one byte changed at the end.
     let mut damaged = good.clone();
     *damaged.last_mut().unwrap() ^= 1;
-    // Another policy of the same shape (one limit's maximum changed): only the fingerprint
-    // tells.
-    let other_policy = || {
-        let mut p = Policy::builtin();
-        p.limits[0].max += 10_000;
-        p
-    };
     for (what, bytes, policy) in [
         ("damaged", damaged, Policy::builtin()),
         ("another policy", good.clone(), other_policy()),
@@ -252,5 +253,33 @@ async fn a_snapshot_that_does_not_fit_is_not_used() {
     let (s, _) = server(&other, t1, true);
     assert_eq!(s.state().from_snapshot, None, "another log: not used");
     assert!(through > 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn after_a_reload_the_snapshot_follows_the_new_configuration() {
+    let dir = common::temp_dir("snapshot-reload");
+    let db = dir.join("tollguard.db");
+    let token = create_token(&db, "noc", &Scope::Operator).unwrap();
+    let t0: Timestamp = "2026-01-12T06:00:00Z".parse().unwrap();
+    let (s, clock) = server(&db, t0, true);
+    traffic(&s, &clock, &token, t0, 6, "r").await;
+    s.set_reloader(Box::new(|| Ok((rater(), other_policy()))));
+    s.reload().await.unwrap();
+    drop(s);
+    let start = |policy: Policy| {
+        let opts = Options { database: db.clone(), clock: Clock::driven(t0, 0), ..Options::default() };
+        Server::start(rater(), policy, opts).unwrap()
+    };
+    let s = start(Policy::builtin());
+    assert_eq!(s.state().from_snapshot, None, "the snapshot is for the reloaded configuration");
+    drop(s);
+    // That start wrote one for the built-in policy again; a reload back to it changes nothing.
+    let s = start(Policy::builtin());
+    assert!(s.state().from_snapshot.is_some());
+    s.set_reloader(Box::new(|| Ok((rater(), other_policy()))));
+    s.reload().await.unwrap();
+    drop(s);
+    assert!(start(other_policy()).state().from_snapshot.is_some(), "written with the new configuration");
     let _ = std::fs::remove_dir_all(&dir);
 }
