@@ -193,15 +193,13 @@ impl Rater {
             v.sort();
             format!("{v:?}")
         };
-        write!(
-            out,
-            "{:?}|{:?}|{:?}|{:?}|{:?}|",
-            self.numbering, self.decks, self.bands, self.default, self.direction
-        )?;
-        let mut accounts: Vec<_> = self.accounts.iter().collect();
+        // Every field named: a new one does not compile until it is described here.
+        let Rater { numbering, decks, bands, accounts, default, direction, cgrates } = self;
+        write!(out, "{numbering:?}|{decks:?}|{bands:?}|{default:?}|{direction:?}|")?;
+        let mut accounts: Vec<_> = accounts.iter().collect();
         accounts.sort_by(|a, b| a.0.cmp(b.0));
         write!(out, "{accounts:?}|")?;
-        if let Some(c) = &self.cgrates {
+        if let Some(c) = cgrates {
             write!(out, "{:?}|{}|{}|{}|{:?}", c.plan, c.tenant, c.category, sorted(&c.subjects), c.currency)?;
         }
         Ok(())

@@ -1288,23 +1288,50 @@ impl Engine {
     /// [`Engine::restore`] takes back, with the same rater and policy, into an engine that goes
     /// on as this one would. The record grace ([`Engine::set_record_grace`]) is not in it.
     pub fn snapshot(&self) -> Vec<u8> {
+        // Every field named: a new one does not compile until it is in the snapshot or said not
+        // to need to be.
+        let Engine {
+            rater: _,      // the caller's, at restore
+            policy,        // the caller's, but for the limits set at run time
+            policy_limits, // checked at restore
+            scratch_limits: _,
+            scratch_keys: _,
+            spare_ids: _,
+            learn_until,
+            accounts,
+            account_ids,
+            extension_states,
+            states,
+            calls,
+            slots,
+            free_slots,
+            due,
+            deadlines,
+            record_grace: _, // the caller's
+            recent,
+            recent_order,
+            deck_rates: _, // a cache
+            destination_alerts,
+            unpriced: _, // from the rater
+            last_followed,
+        } = self;
         let state = (
             snapshot::FORMAT,
-            self.policy_limits,
-            &self.policy.limits[self.policy_limits as usize..],
-            self.learn_until,
-            &self.accounts,
-            &self.account_ids,
-            &self.extension_states,
-            &self.states,
-            &self.calls,
-            &self.slots,
-            &self.free_slots,
-            &self.due,
-            &self.deadlines,
-            &self.recent,
-            &self.recent_order,
-            (&self.destination_alerts, self.last_followed),
+            *policy_limits,
+            &policy.limits[*policy_limits as usize..],
+            learn_until,
+            accounts,
+            account_ids,
+            extension_states,
+            states,
+            calls,
+            slots,
+            free_slots,
+            due,
+            deadlines,
+            recent,
+            recent_order,
+            (destination_alerts, last_followed),
         );
         postcard::to_stdvec(&state).expect("an engine's state serializes")
     }

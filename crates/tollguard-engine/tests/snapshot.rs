@@ -258,9 +258,9 @@ type Running = (&'static str, String, String, String, Timestamp, Option<Timestam
 
 /// Drives an engine through the plans, as the server's rebuild does: before each event, ticks at
 /// the deadlines the engine asked for. A cut ends the call at once. Each effect is written down
-/// (with the step it came at); at the steps in `restore_at` the engine is replaced by one
+/// (with the step it came at); every `restore_every` steps (0: never) the engine is replaced by one
 /// restored from its snapshot.
-fn drive(seed: u64, restore_at: &[usize]) -> (Vec<String>, Engine, Vec<usize>) {
+fn drive(seed: u64, restore_every: usize) -> (Vec<String>, Engine, Vec<usize>) {
     let (rater, policy) = (rater(), policy());
     let mut e = Engine::new(rater.clone(), policy.clone());
     e.set_record_grace(Some(SignedDuration::from_mins(2)));
@@ -272,7 +272,7 @@ fn drive(seed: u64, restore_at: &[usize]) -> (Vec<String>, Engine, Vec<usize>) {
     let mut calls: HashMap<String, Running> = HashMap::new();
     let mut step = 0usize;
     while let Some(((now, _), plan)) = plans.pop_first() {
-        if restore_at.contains(&step) {
+        if restore_every > 0 && step > 0 && step % restore_every == 0 {
             let bytes = e.snapshot();
             sizes.push(bytes.len());
             e = Engine::restore(rater.clone(), policy.clone(), &bytes).expect("restores");
@@ -375,13 +375,13 @@ fn reports(e: &mut Engine) -> Vec<String> {
 
 #[test]
 fn an_engine_restored_from_its_snapshot_goes_on_as_it_would_have() {
-    let (whole, mut a, _) = drive(42, &[]);
+    let (whole, mut a, _) = drive(42, 0);
     // Restored every 100 events: some restore finds each kind of state in flight (ringing and
     // answered calls, ended calls a record may still correct, blocks running out, windows,
     // baselines, alerts' quiet periods).
-    let every: Vec<usize> = (1..).map(|k| 100 * k).take_while(|&s| s < CALLS as usize).collect();
-    let (restored, mut b, sizes) = drive(42, &every);
-    assert_eq!(sizes.len(), every.len());
+    let (restored, mut b, sizes) = drive(42, 100);
+    // Every attempt, answer, end, record and command is a step: about 26,400 in all, to the end.
+    assert!(sizes.len() > 250, "{} restores", sizes.len());
     let kinds = |log: &[String], what: &str| log.iter().filter(|l| l.contains(what)).count();
     // The traffic reaches what a snapshot has to carry.
     for what in [
@@ -410,7 +410,7 @@ fn an_engine_restored_from_its_snapshot_goes_on_as_it_would_have() {
 
 #[test]
 fn a_snapshot_for_another_policy_or_damaged_is_refused() {
-    let (_, e, _) = drive(7, &[]);
+    let (_, e, _) = drive(7, 0);
     let bytes = e.snapshot();
     let fewer = Policy::from_spec(&toml::from_str::<PolicySpec>("defaults = false").unwrap()).unwrap();
     let err = Engine::restore(rater(), fewer, &bytes).err().expect("refused");

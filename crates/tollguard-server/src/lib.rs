@@ -401,7 +401,8 @@ impl Server {
     pub fn start(rater: Arc<Rater>, policy: Policy, opts: Options) -> Result<Server> {
         let store = Store::open(&opts.database)?;
         // From the snapshot when there is a good one, then the log after it.
-        let fingerprint = opts.snapshot_every.and_then(|_| snapshot::fingerprint(&rater, &policy));
+        let fingerprint =
+            opts.snapshot_every.and_then(|_| snapshot::fingerprint(&rater, &policy, opts.record_grace));
         let snapshot_path = snapshot::path_of(&opts.database);
         let restored = match opts.snapshot_every {
             Some(_) => {
@@ -643,7 +644,15 @@ impl Server {
             let asks = self.state.snapshots.lock().expect("snapshots lock").take();
             let (tx, rx) = mpsc::channel();
             if asks.is_some_and(|a| a.send(snapshot::Ask::Finish(tx)).is_ok()) {
-                let _ = rx.recv();
+                // Bounded: after a reload the thread may be reading the whole log again. A stop
+                // does not wait for that (the file it has stays; the next start reads more).
+                if rx.recv_timeout(SNAPSHOT_STOP_WAIT).is_err() {
+                    eprintln!(
+                        "warning: the snapshot was not written in {} s; the last one stays",
+                        SNAPSHOT_STOP_WAIT.as_secs()
+                    );
+                    return;
+                }
             }
             let _ = h.join();
         }
@@ -739,6 +748,9 @@ async fn reload(state: &Arc<AppState>) -> Result<u64> {
     })
     .await?
 }
+
+/// How long a stop waits for the snapshot thread to write the state of the whole log.
+const SNAPSHOT_STOP_WAIT: Duration = Duration::from_secs(45);
 
 /// Events a reload's last read before taking the engine's lock may leave for the read under it.
 const RELOAD_CATCH_UP: u64 = 1000;

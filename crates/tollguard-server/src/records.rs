@@ -508,7 +508,9 @@ impl Rebuilt {
             "record" => match cdr_from_json(&e.payload) {
                 Ok(c) => {
                     // The same rule as at intake.
-                    let allowed = store.decision(&c.call_id).ok().flatten().and_then(|(_, json)| {
+                    // (A store that cannot be read stops the rebuild: taken as "no decision",
+                    // the record would count where it should not.)
+                    let allowed = store.decision(&c.call_id)?.and_then(|(_, json)| {
                         serde_json::from_str::<StoredAllow>(&json).ok().and_then(|d| d.allow)
                     });
                     if !record_counts(engine, &c, allowed, now) {

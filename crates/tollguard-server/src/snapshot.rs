@@ -98,13 +98,30 @@ fn build_hash() -> Option<u64> {
     })
 }
 
-/// The fingerprint of this build with this rater and policy; `None`: the executable cannot be
+/// The version of the system's time zone database (`# version 2025b`, the first line of
+/// `tzdata.zi`), which jiff reads zones from before its own bundled copy: a tzdata update
+/// changes local times, hence the state. Empty when there is none (the bundled copy is in the
+/// executable).
+fn tzdata_version() -> String {
+    let dir = std::env::var_os("TZDIR").map_or_else(|| PathBuf::from("/usr/share/zoneinfo"), PathBuf::from);
+    std::fs::read_to_string(dir.join("tzdata.zi"))
+        .ok()
+        .and_then(|t| t.lines().next().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// The fingerprint of this build with this rater, policy and record grace (which ended calls
+/// the engine remembers), on this system's time zone data; `None`: the executable cannot be
 /// read, and snapshots are not used.
-pub(crate) fn fingerprint(rater: &Rater, policy: &Policy) -> Option<u64> {
+pub(crate) fn fingerprint(rater: &Rater, policy: &Policy, record_grace: jiff::SignedDuration) -> Option<u64> {
     let mut h = hasher();
     h.write_u64(build_hash()?);
     rater.describe(&mut HashWriter(&mut h)).ok()?;
-    std::fmt::Write::write_fmt(&mut HashWriter(&mut h), format_args!("{policy:?}")).ok()?;
+    std::fmt::Write::write_fmt(
+        &mut HashWriter(&mut h),
+        format_args!("{policy:?}|{record_grace:?}|{}", tzdata_version()),
+    )
+    .ok()?;
     Some(h.finish())
 }
 
@@ -264,8 +281,8 @@ pub(crate) fn keep(
             return;
         }
     };
-    let mut fingerprint = crate::snapshot::fingerprint(&rater, &policy);
-    let mut written = None;
+    let mut fingerprint = crate::snapshot::fingerprint(&rater, &policy, record_grace);
+    let mut written = start.on_disk.then_some(start.through);
     if let Some(fp) = fingerprint.filter(|_| !start.on_disk) {
         match save(&path, fp, (start.through, start.events), &start.body, &store) {
             Ok(_) => written = Some(start.through),
@@ -298,11 +315,16 @@ pub(crate) fn keep(
             Err(e) => eprintln!("error: snapshots: {e:#}"),
         }
     };
+    // The next periodic write (a deadline: messages in between do not put it off).
+    let mut due = std::time::Instant::now() + every;
     loop {
-        match asks.recv_timeout(every) {
-            Err(mpsc::RecvTimeoutError::Timeout) => step(&mut rebuilt, fingerprint, &mut written),
+        match asks.recv_timeout(due.saturating_duration_since(std::time::Instant::now())) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                step(&mut rebuilt, fingerprint, &mut written);
+                due = std::time::Instant::now() + every;
+            }
             Ok(Ask::Configure { rater, policy }) => {
-                let new = crate::snapshot::fingerprint(&rater, &policy);
+                let new = crate::snapshot::fingerprint(&rater, &policy, record_grace);
                 if new == fingerprint {
                     continue; // a reload that changed nothing the state depends on
                 }

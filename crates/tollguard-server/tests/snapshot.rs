@@ -259,7 +259,8 @@ async fn a_snapshot_that_does_not_fit_is_not_used() {
 #[tokio::test]
 async fn after_a_reload_the_snapshot_follows_the_new_configuration() {
     let dir = common::temp_dir("snapshot-reload");
-    let db = dir.join("tollguard.db");
+    let db = dir.join("a").join("tollguard.db");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
     let token = create_token(&db, "noc", &Scope::Operator).unwrap();
     let t0: Timestamp = "2026-01-12T06:00:00Z".parse().unwrap();
     let (s, clock) = server(&db, t0, true);
@@ -267,19 +268,71 @@ async fn after_a_reload_the_snapshot_follows_the_new_configuration() {
     s.set_reloader(Box::new(|| Ok((rater(), other_policy()))));
     s.reload().await.unwrap();
     drop(s);
-    let start = |policy: Policy| {
-        let opts = Options { database: db.clone(), clock: Clock::driven(t0, 0), ..Options::default() };
+    let t1 = t0 + SignedDuration::from_hours(7);
+    let start = |db: &Path, policy: Policy, snapshots: bool| {
+        let opts = Options {
+            database: db.to_path_buf(),
+            clock: Clock::driven(t1, 0),
+            snapshot_every: snapshots.then_some(Duration::from_secs(3600)),
+            ..Options::default()
+        };
         Server::start(rater(), policy, opts).unwrap()
     };
-    let s = start(Policy::builtin());
+    // The stop wrote the state for the reloaded configuration: a start with it uses the file
+    // and sees what a start reading the whole log with it sees.
+    let (with, whole) = (copy_db(&db, &dir.join("with")), copy_db(&db, &dir.join("whole")));
+    let a = start(&with, other_policy(), true);
+    assert!(a.state().from_snapshot.is_some(), "written with the new configuration");
+    let b = start(&whole, other_policy(), false);
+    assert_eq!(observe(&a, &token, t1).await, observe(&b, &token, t1).await);
+    drop((a, b));
+    // A start with the old configuration does not use it.
+    let s = start(&db, Policy::builtin(), true);
     assert_eq!(s.state().from_snapshot, None, "the snapshot is for the reloaded configuration");
-    drop(s);
-    // That start wrote one for the built-in policy again; a reload back to it changes nothing.
-    let s = start(Policy::builtin());
-    assert!(s.state().from_snapshot.is_some());
-    s.set_reloader(Box::new(|| Ok((rater(), other_policy()))));
-    s.reload().await.unwrap();
-    drop(s);
-    assert!(start(other_policy()).state().from_snapshot.is_some(), "written with the new configuration");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A crash (no stop): the start uses the snapshot the thread wrote on its own, and the log
+/// after it.
+#[tokio::test]
+async fn after_a_crash_the_last_periodic_snapshot_and_the_log_after_it_are_read() {
+    let dir = common::temp_dir("snapshot-crash");
+    let db = dir.join("a").join("tollguard.db");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    let token = create_token(&db, "noc", &Scope::Operator).unwrap();
+    let t0: Timestamp = "2026-01-12T06:00:00Z".parse().unwrap();
+    let clock = Clock::driven(t0, 0);
+    let opts = Options {
+        database: db.clone(),
+        clock: clock.clone(),
+        snapshot_every: Some(Duration::from_millis(300)),
+        ..Options::default()
+    };
+    let s = Server::start(rater(), Policy::builtin(), opts).unwrap();
+    traffic(&s, &clock, &token, t0, 12, "p").await;
+    // The thread writes on its own (the log moved since the start's empty one).
+    let snap = snapshot_of(&db);
+    let mut waited = 0;
+    while !snap.exists() && waited < 100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    let periodic = std::fs::read(&snap).expect("a snapshot written without a stop");
+    traffic(&s, &clock, &token, t0 + SignedDuration::from_hours(13), 6, "q").await;
+    // The crash: the database as the writer left it, and the periodic snapshot, not the server's
+    // stop.
+    let crashed = copy_db(&db, &dir.join("crashed"));
+    std::fs::write(snapshot_of(&crashed), &periodic).unwrap();
+    std::mem::forget(s);
+    let whole = copy_db(&crashed, &dir.join("whole"));
+    std::fs::remove_file(snapshot_of(&whole)).unwrap();
+    let t1 = t0 + SignedDuration::from_hours(20);
+    let (a, _) = server(&crashed, t1, true);
+    let through = a.state().from_snapshot.expect("the periodic snapshot is used");
+    assert!(through > 0);
+    let (b, _) = server(&whole, t1, false);
+    assert!(b.state().rebuilt_events > through as u64 + 50, "the log went on after the snapshot");
+    assert_eq!(a.state().rebuilt_events, b.state().rebuilt_events);
+    assert_eq!(observe(&a, &token, t1).await, observe(&b, &token, t1).await);
     let _ = std::fs::remove_dir_all(&dir);
 }
