@@ -379,6 +379,8 @@ pub struct AppState {
     feed: AlertFeed,
     /// The snapshot thread's requests, if snapshots are kept.
     snapshots: Mutex<Option<mpsc::Sender<snapshot::Ask>>>,
+    /// How the snapshots fare.
+    snapshot_health: Arc<snapshot::Health>,
 }
 
 /// Reads the configuration again: the rater and policy a reload starts from.
@@ -439,6 +441,7 @@ impl Server {
             );
         }
         // The snapshot thread starts from this state (and writes it, unless the file has it).
+        let snapshot_health = Arc::new(snapshot::Health::default());
         let keeper = match (opts.snapshot_every, fingerprint) {
             (Some(every), Some(_)) => {
                 // The file's own bytes when nothing came after it (no need to write it again).
@@ -452,9 +455,10 @@ impl Server {
                 let (tx, rx) = mpsc::channel();
                 let (db, grace, config) =
                     (opts.database.clone(), opts.record_grace, (rater.clone(), policy.clone()));
+                let health = snapshot_health.clone();
                 let h = std::thread::Builder::new()
                     .name("tollguard-snapshot".into())
-                    .spawn(move || snapshot::keep(db, config, start, every, grace, rx))
+                    .spawn(move || snapshot::keep(db, config, start, every, grace, (rx, health)))
                     .context("starting the snapshot thread")?;
                 Some((tx, h))
             }
@@ -524,6 +528,7 @@ impl Server {
             from_snapshot,
             feed: alerts_feed,
             snapshots: Mutex::new(snapshots),
+            snapshot_health,
         });
         Ok(Server { state, writer: Some(writer), snapshotter })
     }
@@ -1628,6 +1633,12 @@ async fn metrics(State(s): State<Arc<AppState>>) -> String {
          # HELP tollguard_store_failing 1 while the writer is waiting to try again a write the database could not take.\n\
          # TYPE tollguard_store_failing gauge\n\
          tollguard_store_failing {}\n\
+         # HELP tollguard_snapshot_written_timestamp_seconds When the snapshot file last held the state (Unix time; 0: not since the start).\n\
+         # TYPE tollguard_snapshot_written_timestamp_seconds gauge\n\
+         tollguard_snapshot_written_timestamp_seconds {}\n\
+         # HELP tollguard_snapshot_failures_total Snapshot writes (or their reads of the log) that failed, each said on stderr.\n\
+         # TYPE tollguard_snapshot_failures_total counter\n\
+         tollguard_snapshot_failures_total {}\n\
          # HELP tollguard_running_calls Calls allowed and not ended.\n\
          # TYPE tollguard_running_calls gauge\n\
          tollguard_running_calls {running}\n\
@@ -1651,6 +1662,8 @@ async fn metrics(State(s): State<Arc<AppState>>) -> String {
         g(&s.store_health.batches_failed),
         g(&s.store_health.writes_lost),
         u8::from(s.store_health.failing.load(Ordering::Relaxed)),
+        s.snapshot_health.written.load(Ordering::Relaxed),
+        g(&s.snapshot_health.failures),
     )
 }
 

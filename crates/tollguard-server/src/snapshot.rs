@@ -242,6 +242,27 @@ pub(crate) fn load(
     Ok(Some((rebuilt, bytes)))
 }
 
+/// How the snapshots fare, for `/metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    /// When the file last held the state (Unix seconds by the wall clock; 0: not yet).
+    pub written: std::sync::atomic::AtomicI64,
+    /// Writes (or reads of the log for one) that failed, each said on stderr.
+    pub failures: std::sync::atomic::AtomicU64,
+}
+
+impl Health {
+    fn written_now(&self) {
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        self.written.store(now as i64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn failed(&self) {
+        self.failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// What the snapshot thread is asked to do.
 pub(crate) enum Ask {
     /// Follow the log with this configuration from scratch (a reload changed it).
@@ -268,7 +289,7 @@ pub(crate) fn keep(
     start: Start,
     every: Duration,
     record_grace: jiff::SignedDuration,
-    asks: mpsc::Receiver<Ask>,
+    (asks, health): (mpsc::Receiver<Ask>, Arc<Health>),
 ) {
     let path = path_of(&database);
     let store = match Store::open(&database) {
@@ -278,15 +299,26 @@ pub(crate) fn keep(
                 "error: snapshots: cannot open {}: {e:#}; starts will read the whole log",
                 database.display()
             );
+            health.failed();
             return;
         }
     };
     let mut fingerprint = crate::snapshot::fingerprint(&rater, &policy, record_grace);
     let mut written = start.on_disk.then_some(start.through);
+    if start.on_disk {
+        health.written_now();
+    }
     if let Some(fp) = fingerprint.filter(|_| !start.on_disk) {
         match save(&path, fp, (start.through, start.events), &start.body, &store) {
-            Ok(_) => written = Some(start.through),
-            Err(e) => eprintln!("error: snapshots: {e:#}"),
+            Ok(0) => {}
+            Ok(_) => {
+                written = Some(start.through);
+                health.written_now();
+            }
+            Err(e) => {
+                eprintln!("error: snapshots: {e:#}");
+                health.failed();
+            }
         }
     }
     let mut rebuilt =
@@ -305,14 +337,22 @@ pub(crate) fn keep(
         let Some(fp) = fingerprint else { return };
         if let Err(e) = rebuilt.read(&store) {
             eprintln!("error: snapshots: reading the event log: {e:#}");
+            health.failed();
             return;
         }
         if *written == Some(rebuilt.through) {
             return;
         }
         match save(&path, fp, (rebuilt.through, rebuilt.events), &payload(rebuilt), &store) {
-            Ok(_) => *written = Some(rebuilt.through),
-            Err(e) => eprintln!("error: snapshots: {e:#}"),
+            Ok(0) => {}
+            Ok(_) => {
+                *written = Some(rebuilt.through);
+                health.written_now();
+            }
+            Err(e) => {
+                eprintln!("error: snapshots: {e:#}");
+                health.failed();
+            }
         }
     };
     // The next periodic write (a deadline: messages in between do not put it off).

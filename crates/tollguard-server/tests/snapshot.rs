@@ -38,6 +38,16 @@ async fn call(
     (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
+/// `/metrics` as text, and the value of one of its lines.
+async fn metric(app: &Router, name: &str) -> i64 {
+    let req = Request::builder().uri("/metrics").body(Body::empty()).unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let line =
+        text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("no {name}"));
+    line[name.len() + 1..].parse().unwrap()
+}
+
 const ACCOUNTS: [&str; 3] = ["acme", "beta", "gamma"];
 
 /// A server on `db` whose clock stands at `at`, keeping snapshots or not.
@@ -318,6 +328,9 @@ async fn after_a_crash_the_last_periodic_snapshot_and_the_log_after_it_are_read(
         waited += 1;
     }
     let periodic = std::fs::read(&snap).expect("a snapshot written without a stop");
+    let app = s.router();
+    assert!(metric(&app, "tollguard_snapshot_written_timestamp_seconds").await > 1_700_000_000);
+    assert_eq!(metric(&app, "tollguard_snapshot_failures_total").await, 0);
     traffic(&s, &clock, &token, t0 + SignedDuration::from_hours(13), 6, "q").await;
     // The crash: the database as the writer left it, and the periodic snapshot, not the server's
     // stop.
@@ -334,5 +347,38 @@ async fn after_a_crash_the_last_periodic_snapshot_and_the_log_after_it_are_read(
     assert!(b.state().rebuilt_events > through as u64 + 50, "the log went on after the snapshot");
     assert_eq!(a.state().rebuilt_events, b.state().rebuilt_events);
     assert_eq!(observe(&a, &token, t1).await, observe(&b, &token, t1).await);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A snapshot that cannot be written is counted and said; serving goes on.
+#[tokio::test]
+async fn a_snapshot_that_cannot_be_written_is_counted() {
+    let dir = common::temp_dir("snapshot-unwritable");
+    let db = dir.join("tollguard.db");
+    let token = create_token(&db, "noc", &Scope::Operator).unwrap();
+    // Its temporary file's name is taken by a folder.
+    std::fs::create_dir_all(dir.join("tollguard.db.snapshot.tmp")).unwrap();
+    let t0: Timestamp = "2026-01-12T06:00:00Z".parse().unwrap();
+    let clock = Clock::driven(t0, 0);
+    let opts = Options {
+        database: db.clone(),
+        clock: clock.clone(),
+        snapshot_every: Some(Duration::from_millis(100)),
+        ..Options::default()
+    };
+    let s = Server::start(rater(), Policy::builtin(), opts).unwrap();
+    traffic(&s, &clock, &token, t0, 2, "u").await;
+    let app = s.router();
+    let mut waited = 0;
+    while metric(&app, "tollguard_snapshot_failures_total").await == 0 && waited < 100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    assert!(metric(&app, "tollguard_snapshot_failures_total").await > 0);
+    assert_eq!(metric(&app, "tollguard_snapshot_written_timestamp_seconds").await, 0);
+    assert!(!snapshot_of(&db).exists());
+    let (st, _) = call(&app, "GET", "/v1/accounts/acme", &token, None).await;
+    assert_eq!(st, StatusCode::OK);
+    drop(s);
     let _ = std::fs::remove_dir_all(&dir);
 }
