@@ -1,42 +1,16 @@
 //! The incident report: a night attack through the API, then its evidence pack (HTML and CSV
 //! compared with checked-in snapshots, totals checked by hand).
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use axum::Router;
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use tollguard_core::reconcile::Side;
 use tollguard_engine::policy::Policy;
 use tollguard_server::report::{incident_csv, incident_html, incident_report, ReconcileWith};
 use tollguard_server::{create_token, Options, Scope, Server};
-use tower::ServiceExt;
 
 mod common;
-use common::rater;
-
-async fn call(
-    app: &Router,
-    method: &str,
-    uri: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut req =
-        Request::builder().method(method).uri(uri).header("authorization", format!("Bearer {token}"));
-    let body = match body {
-        Some(v) => {
-            req = req.header("content-type", "application/json");
-            Body::from(v.to_string())
-        }
-        None => Body::empty(),
-    };
-    let resp = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-}
+use common::{call, rater};
 
 fn authorize(id: &str, ext: &str, to: &str, time: &str) -> Value {
     json!({ "call_id": id, "account": "acme", "extension": ext, "from": "+31201234567", "to": to, "time": time })

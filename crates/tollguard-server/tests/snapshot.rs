@@ -14,29 +14,7 @@ use tollguard_server::{create_token, Clock, Options, Scope, Server};
 use tower::ServiceExt;
 
 mod common;
-use common::rater;
-
-async fn call(
-    app: &Router,
-    method: &str,
-    uri: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut req =
-        Request::builder().method(method).uri(uri).header("authorization", format!("Bearer {token}"));
-    let body = match body {
-        Some(v) => {
-            req = req.header("content-type", "application/json");
-            Body::from(v.to_string())
-        }
-        None => Body::empty(),
-    };
-    let resp = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-}
+use common::{call, rater};
 
 /// `/metrics` as text, and the value of one of its lines.
 async fn metric(app: &Router, name: &str) -> i64 {

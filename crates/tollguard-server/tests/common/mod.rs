@@ -1,4 +1,5 @@
-//! What the server's test files share: a rater, a temporary folder, a test certificate.
+//! What the server's test files share: a rater, a temporary folder, a test certificate, a
+//! request through the router.
 #![allow(dead_code)] // each test file uses its own part
 
 use jiff::tz::TimeZone;
@@ -75,4 +76,32 @@ pub fn test_cert(dir: &Path) -> Option<(PathBuf, PathBuf)> {
         eprintln!("skipped: openssl could not make a test certificate ({made:?})");
         None
     }
+}
+
+/// A request through `app` with a bearer token (and a JSON body): the status and the JSON answer
+/// (`null` when it is not JSON).
+pub async fn call(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (axum::http::StatusCode, serde_json::Value) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let mut req = axum::http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {token}"));
+    let body = match body {
+        Some(v) => {
+            req = req.header("content-type", "application/json");
+            axum::body::Body::from(v.to_string())
+        }
+        None => axum::body::Body::empty(),
+    };
+    let resp = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
 }
