@@ -723,6 +723,14 @@ async fn reload(state: &Arc<AppState>) -> Result<u64> {
                 break;
             }
         }
+        // The snapshot thread takes up this state (its own rebuild would read the whole log again).
+        let keeping = st.snapshots.lock().expect("snapshots lock").is_some();
+        let start = keeping.then(|| snapshot::Start {
+            body: snapshot::payload(&rebuilt),
+            through: rebuilt.through,
+            events: rebuilt.events,
+            on_disk: false,
+        });
         flush_blocking(&st, None);
         rebuilt.read(&store)?;
         let mut core = st.core.lock().expect("engine lock");
@@ -745,9 +753,9 @@ async fn reload(state: &Arc<AppState>) -> Result<u64> {
         // The old engine (every account's state) is let go after the lock.
         drop(core);
         drop(old);
-        // The snapshot follows the new configuration (from the log's start, in its thread).
-        if let Some(asks) = st.snapshots.lock().expect("snapshots lock").as_ref() {
-            let _ = asks.send(snapshot::Ask::Configure { rater: config.0, policy: config.1 });
+        // The snapshot follows the new configuration, from the state rebuilt here.
+        if let (Some(asks), Some(start)) = (st.snapshots.lock().expect("snapshots lock").as_ref(), start) {
+            let _ = asks.send(snapshot::Ask::Configure { rater: config.0, policy: config.1, start });
         }
         Ok(rebuilt.events)
     })

@@ -17,8 +17,8 @@
 //! The snapshot is kept by a thread of its own, beside the serving engine: it follows the log
 //! with a rebuild of its own (a second engine, as much memory again), writes the file every
 //! [`crate::Options::snapshot_every`] and once more at a graceful stop, each time to a
-//! temporary file renamed over the old one. A reload with a new configuration starts that
-//! rebuild over.
+//! temporary file renamed over the old one. A reload with a new configuration hands it the state
+//! the reload rebuilt, which it goes on from.
 
 use crate::records::Rebuilt;
 use crate::traffic::Traffic;
@@ -265,8 +265,8 @@ impl Health {
 
 /// What the snapshot thread is asked to do.
 pub(crate) enum Ask {
-    /// Follow the log with this configuration from scratch (a reload changed it).
-    Configure { rater: Arc<Rater>, policy: Policy },
+    /// Follow the log with this configuration from the state a reload rebuilt with it.
+    Configure { rater: Arc<Rater>, policy: Policy, start: Start },
     /// Catch up with the log, write the file, answer, and stop.
     Finish(mpsc::Sender<()>),
 }
@@ -303,36 +303,41 @@ pub(crate) fn keep(
             return;
         }
     };
-    let mut fingerprint = crate::snapshot::fingerprint(&rater, &policy, record_grace);
-    let mut written = start.on_disk.then_some(start.through);
-    if start.on_disk {
-        health.written_now();
-    }
-    if let Some(fp) = fingerprint.filter(|_| !start.on_disk) {
-        match save(&path, fp, (start.through, start.events), &start.body, &store) {
-            Ok(0) => {}
-            Ok(_) => {
-                written = Some(start.through);
-                health.written_now();
-            }
-            Err(e) => {
-                eprintln!("error: snapshots: {e:#}");
-                health.failed();
+    // Writes a start's state (unless the file has it) and takes it up: the fingerprint, the
+    // position written, the state.
+    let begin = |start: Start, rater: Arc<Rater>, policy: Policy| {
+        let fingerprint = crate::snapshot::fingerprint(&rater, &policy, record_grace);
+        let mut written = start.on_disk.then_some(start.through);
+        if start.on_disk {
+            health.written_now();
+        }
+        if let Some(fp) = fingerprint.filter(|_| !start.on_disk) {
+            match save(&path, fp, (start.through, start.events), &start.body, &store) {
+                Ok(0) => {}
+                Ok(_) => {
+                    written = Some(start.through);
+                    health.written_now();
+                }
+                Err(e) => {
+                    eprintln!("error: snapshots: {e:#}");
+                    health.failed();
+                }
             }
         }
-    }
-    let mut rebuilt =
-        match decode(&start.body, (&rater, &policy), (start.through, start.events), record_grace) {
-            Ok(r) => r,
-            Err(e) => {
-                // Not expected (the bytes were just made): follow the log from its start instead.
-                eprintln!("error: snapshots: {e:#}; following the log from its start");
-                let mut engine = Engine::new(rater.clone(), policy.clone());
-                engine.set_record_grace(Some(record_grace));
-                Rebuilt::new(engine)
-            }
-        };
-    drop(start);
+        let rebuilt =
+            match decode(&start.body, (&rater, &policy), (start.through, start.events), record_grace) {
+                Ok(r) => r,
+                Err(e) => {
+                    // Not expected (the bytes were just made): follow the log from its start.
+                    eprintln!("error: snapshots: {e:#}; following the log from its start");
+                    let mut engine = Engine::new(rater, policy);
+                    engine.set_record_grace(Some(record_grace));
+                    Rebuilt::new(engine)
+                }
+            };
+        (fingerprint, written, rebuilt)
+    };
+    let (mut fingerprint, mut written, mut rebuilt) = begin(start, rater, policy);
     let step = |rebuilt: &mut Rebuilt, fingerprint: Option<u64>, written: &mut Option<i64>| {
         let Some(fp) = fingerprint else { return };
         if let Err(e) = rebuilt.read(&store) {
@@ -363,18 +368,12 @@ pub(crate) fn keep(
                 step(&mut rebuilt, fingerprint, &mut written);
                 due = std::time::Instant::now() + every;
             }
-            Ok(Ask::Configure { rater, policy }) => {
-                let new = crate::snapshot::fingerprint(&rater, &policy, record_grace);
-                if new == fingerprint {
+            Ok(Ask::Configure { rater, policy, start }) => {
+                if crate::snapshot::fingerprint(&rater, &policy, record_grace) == fingerprint {
                     continue; // a reload that changed nothing the state depends on
                 }
-                fingerprint = new;
-                let mut engine = Engine::new(rater, policy);
-                engine.set_record_grace(Some(record_grace));
-                rebuilt = Rebuilt::new(engine);
-                written = None;
-                // Caught up at once (the whole log), not at a stop, where it would hold it up.
-                step(&mut rebuilt, fingerprint, &mut written);
+                drop(rebuilt);
+                (fingerprint, written, rebuilt) = begin(start, rater, policy);
             }
             Ok(Ask::Finish(done)) => {
                 step(&mut rebuilt, fingerprint, &mut written);
