@@ -383,6 +383,32 @@ pub struct AppState {
     snapshot_health: Arc<snapshot::Health>,
 }
 
+/// Prepares a snapshot for the next start of this build of tollguard with this rater, policy
+/// and options (`tollguard snapshot`): reads the whole event log of `opts.database` (while the
+/// service runs on it, if it does) and writes `DATABASE.snapshot.next`, which the start uses
+/// (with the log after it) in place of the service's own snapshot, written by another build or
+/// with another configuration. Returns the log position and the file's size.
+pub fn prepare_snapshot(rater: Arc<Rater>, policy: Policy, opts: &Options) -> Result<(i64, u64)> {
+    let fingerprint = snapshot::fingerprint(&rater, &policy, opts.record_grace)
+        .context("the running executable cannot be read to fingerprint it")?;
+    let store = Store::open(&opts.database)?;
+    let mut engine = Engine::new(rater, policy);
+    engine.set_record_grace(Some(opts.record_grace));
+    let mut rebuilt = records::Rebuilt::new(engine);
+    rebuilt
+        .read(&store)
+        .with_context(|| format!("rebuilding the engine from {}", opts.database.display()))?;
+    let path = snapshot::next_path_of(&opts.database);
+    let size = snapshot::save(
+        &path,
+        fingerprint,
+        (rebuilt.through, rebuilt.events),
+        &snapshot::payload(&rebuilt),
+        &store,
+    )?;
+    Ok((rebuilt.through, size))
+}
+
 /// Reads the configuration again: the rater and policy a reload starts from.
 pub type Reloader = Box<dyn Fn() -> Result<(Arc<Rater>, Policy)> + Send + Sync>;
 
@@ -405,20 +431,31 @@ impl Server {
         // From the snapshot when there is a good one, then the log after it.
         let fingerprint =
             opts.snapshot_every.and_then(|_| snapshot::fingerprint(&rater, &policy, opts.record_grace));
-        let snapshot_path = snapshot::path_of(&opts.database);
-        let restored = match opts.snapshot_every {
-            Some(_) => {
-                snapshot::load(&snapshot_path, fingerprint, (&rater, &policy), opts.record_grace, &store)
-                    .unwrap_or_else(|e| {
-                        eprintln!(
-                            "warning: not using {}: {e:#}; reading the whole event log",
-                            snapshot_path.display()
-                        );
-                        None
-                    })
+        // The service's own snapshot, or one `tollguard snapshot` prepared for this build and
+        // configuration: of those that fit, the later.
+        let mut restored: Option<(records::Rebuilt, Vec<u8>)> = None;
+        let mut snapshot_path = snapshot::path_of(&opts.database);
+        let mut refused = vec![];
+        for path in [snapshot::path_of(&opts.database), snapshot::next_path_of(&opts.database)] {
+            if opts.snapshot_every.is_none() {
+                break;
             }
-            None => None,
-        };
+            match snapshot::load(&path, fingerprint, (&rater, &policy), opts.record_grace, &store) {
+                Ok(Some(r)) if restored.as_ref().is_none_or(|(old, _)| r.0.through > old.through) => {
+                    restored = Some(r);
+                    snapshot_path = path;
+                }
+                Ok(_) => {}
+                Err(e) => refused.push(format!("not using {}: {e:#}", path.display())),
+            }
+        }
+        for r in &refused {
+            match restored {
+                Some(_) => eprintln!("tollguard serve: {r}"),
+                None => eprintln!("warning: {r}; reading the whole event log"),
+            }
+        }
+        let used_next = restored.is_some() && snapshot_path == snapshot::next_path_of(&opts.database);
         let from_snapshot = restored.as_ref().map(|r| r.0.through);
         let (restored, mut on_disk) = match restored {
             Some((r, bytes)) => (Some(r), Some(bytes)),
@@ -447,10 +484,12 @@ impl Server {
                 // The file's own bytes when nothing came after it (no need to write it again).
                 let on_disk = on_disk.take().filter(|_| from_snapshot == Some(rebuilt.through));
                 let start = snapshot::Start {
-                    on_disk: on_disk.is_some(),
+                    // A prepared snapshot is written as the service's own.
+                    on_disk: on_disk.is_some() && !used_next,
                     body: on_disk.unwrap_or_else(|| snapshot::payload(&rebuilt)),
                     through: rebuilt.through,
                     events: rebuilt.events,
+                    used_next,
                 };
                 let (tx, rx) = mpsc::channel();
                 let (db, grace, config) =
@@ -730,6 +769,7 @@ async fn reload(state: &Arc<AppState>) -> Result<u64> {
             through: rebuilt.through,
             events: rebuilt.events,
             on_disk: false,
+            used_next: false,
         });
         flush_blocking(&st, None);
         rebuilt.read(&store)?;

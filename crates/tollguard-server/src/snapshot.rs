@@ -49,6 +49,14 @@ pub(crate) fn path_of(database: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// Where `tollguard snapshot` prepares one for the next start, with the build and configuration
+/// it will have (before an upgrade or a change of configuration, while the service runs).
+pub(crate) fn next_path_of(database: &Path) -> PathBuf {
+    let mut p = database.as_os_str().to_owned();
+    p.push(".snapshot.next");
+    PathBuf::from(p)
+}
+
 /// What a snapshot says about itself.
 #[derive(Serialize, Deserialize)]
 struct Header {
@@ -278,6 +286,8 @@ pub(crate) struct Start {
     pub through: i64,
     pub events: u64,
     pub on_disk: bool,
+    /// The start used a prepared snapshot (`.snapshot.next`): removed once this one is written.
+    pub used_next: bool,
 }
 
 /// The thread that keeps the snapshot: it writes the state the server started with (unless the
@@ -317,6 +327,9 @@ pub(crate) fn keep(
                 Ok(_) => {
                     written = Some(start.through);
                     health.written_now();
+                    if start.used_next {
+                        let _ = std::fs::remove_file(next_path_of(&database));
+                    }
                 }
                 Err(e) => {
                     eprintln!("error: snapshots: {e:#}");

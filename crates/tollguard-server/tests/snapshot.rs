@@ -360,3 +360,48 @@ async fn a_snapshot_that_cannot_be_written_is_counted() {
     drop(s);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Before a change of configuration (or an upgrade), `tollguard snapshot` prepares the next
+/// start while the service runs: the start with the new configuration uses it and the log after
+/// it, and sees what a start reading the whole log sees.
+#[tokio::test]
+async fn a_prepared_snapshot_serves_the_first_start_with_the_new_configuration() {
+    let dir = common::temp_dir("snapshot-next");
+    let db = dir.join("a").join("tollguard.db");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    let token = create_token(&db, "noc", &Scope::Operator).unwrap();
+    let t0: Timestamp = "2026-01-12T06:00:00Z".parse().unwrap();
+    let (s, clock) = server(&db, t0, true);
+    traffic(&s, &clock, &token, t0, 8, "m").await;
+    // Prepared beside the running service, which goes on taking traffic, then stops (writing its
+    // own snapshot, for the old configuration).
+    let opts = Options { database: db.clone(), ..Options::default() };
+    let (through, size) = tollguard_server::prepare_snapshot(rater(), other_policy(), &opts).unwrap();
+    assert!(through > 0 && size > 0);
+    let next = PathBuf::from(format!("{}.snapshot.next", db.display()));
+    assert!(next.exists());
+    traffic(&s, &clock, &token, t0 + SignedDuration::from_hours(9), 4, "n").await;
+    drop(s);
+    let t1 = t0 + SignedDuration::from_hours(14);
+    let whole = copy_db(&db, &dir.join("whole"));
+    std::fs::remove_file(snapshot_of(&whole)).unwrap();
+    let start = |db: &Path, snapshots: bool| {
+        let opts = Options {
+            database: db.to_path_buf(),
+            clock: Clock::driven(t1, 0),
+            snapshot_every: snapshots.then_some(Duration::from_secs(3600)),
+            ..Options::default()
+        };
+        Server::start(rater(), other_policy(), opts).unwrap()
+    };
+    let a = start(&db, true);
+    assert_eq!(a.state().from_snapshot, Some(through), "the prepared snapshot, then the log after it");
+    let b = start(&whole, false);
+    assert_eq!(observe(&a, &token, t1).await, observe(&b, &token, t1).await);
+    drop((a, b));
+    // Written as the service's own, and the prepared one let go.
+    assert!(!next.exists());
+    let c = start(&db, true);
+    assert!(c.state().from_snapshot.is_some_and(|t| t > through));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -77,6 +77,10 @@ enum Command {
     /// API tokens.
     #[command(subcommand)]
     Token(serve::TokenCommand),
+    /// Prepare the next start: read the event log with this build and configuration (while the
+    /// service runs) and write DATABASE.snapshot.next, so that the first start after an upgrade
+    /// or a configuration change reads only the log after it (docs/operations.md).
+    Snapshot(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -92,6 +96,7 @@ fn main() -> ExitCode {
         Command::Report(c) => report::run(c),
         Command::Serve(a) => serve::run(a),
         Command::Token(c) => serve::token(c),
+        Command::Snapshot(a) => serve::prepare(a),
     };
     match result {
         Ok(code) => code,

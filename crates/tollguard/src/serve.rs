@@ -34,6 +34,37 @@ pub struct ServeArgs {
     database: Option<PathBuf>,
 }
 
+/// `tollguard snapshot`: the same files and flags as `serve`.
+pub fn prepare(args: ServeArgs) -> Result<ExitCode> {
+    let input = InputArgs {
+        cdr: vec![],
+        format: tollguard_ingest::Format::Asterisk,
+        rates: args.rates,
+        cgrates_plan: args.cgrates_plan,
+        config: args.config,
+        tz: args.tz,
+        country: args.country,
+    };
+    let setup = setup(&input)?;
+    let mut options = setup.server.options.clone();
+    if let Some(db) = args.database {
+        options.database = db;
+    }
+    let t = std::time::Instant::now();
+    let (through, size) = tollguard_server::prepare_snapshot(Arc::new(setup.rater), setup.policy, &options)?;
+    if size == 0 {
+        println!("{}: the event log is empty, nothing to prepare", options.database.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "wrote {}.snapshot.next: the state at event {through} ({size} bytes) in {:.1} s; the next start of \
+         this build with this configuration reads only the log after it",
+        options.database.display(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
     let input = InputArgs {
         cdr: vec![],
