@@ -389,6 +389,13 @@ pub struct AppState {
 /// (with the log after it) in place of the service's own snapshot, written by another build or
 /// with another configuration. Returns the log position and the file's size.
 pub fn prepare_snapshot(rater: Arc<Rater>, policy: Policy, opts: &Options) -> Result<(i64, u64)> {
+    if opts.snapshot_every.is_none() {
+        anyhow::bail!("[server] snapshot_every is off: a start would not use a snapshot");
+    }
+    // Not created here: a mistyped path is an error, not an empty log.
+    if !opts.database.is_file() {
+        anyhow::bail!("{}: no such database", opts.database.display());
+    }
     let fingerprint = snapshot::fingerprint(&rater, &policy, opts.record_grace)
         .context("the running executable cannot be read to fingerprint it")?;
     let store = Store::open(&opts.database)?;
@@ -432,33 +439,50 @@ impl Server {
         let fingerprint =
             opts.snapshot_every.and_then(|_| snapshot::fingerprint(&rater, &policy, opts.record_grace));
         // The service's own snapshot, or one `tollguard snapshot` prepared for this build and
-        // configuration: of those that fit, the later.
-        let mut restored: Option<(records::Rebuilt, Vec<u8>)> = None;
-        let mut snapshot_path = snapshot::path_of(&opts.database);
+        // configuration: of those that fit, the later (only its state is read).
+        let (own, next) = (snapshot::path_of(&opts.database), snapshot::next_path_of(&opts.database));
+        let mut fitting: Option<(snapshot::Fitting, PathBuf)> = None;
         let mut refused = vec![];
-        for path in [snapshot::path_of(&opts.database), snapshot::next_path_of(&opts.database)] {
-            if opts.snapshot_every.is_none() {
-                break;
-            }
-            match snapshot::load(&path, fingerprint, (&rater, &policy), opts.record_grace, &store) {
-                Ok(Some(r)) if restored.as_ref().is_none_or(|(old, _)| r.0.through > old.through) => {
-                    restored = Some(r);
-                    snapshot_path = path;
+        match opts.snapshot_every {
+            Some(_) => {
+                for path in [own.clone(), next.clone()] {
+                    match snapshot::check(&path, fingerprint, &store) {
+                        Ok(Some(f)) => {
+                            if fitting.as_ref().is_none_or(|(old, _)| f.through > old.through) {
+                                fitting = Some((f, path));
+                            } else if path == next {
+                                // Fits, but the service's own is as late: not needed any more.
+                                let _ = std::fs::remove_file(&next);
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => refused.push(format!("not using {}: {e:#}", path.display())),
+                    }
                 }
-                Ok(_) => {}
-                Err(e) => refused.push(format!("not using {}: {e:#}", path.display())),
             }
+            None if next.exists() => {
+                refused.push(format!("not using {}: [server] snapshot_every is off", next.display()))
+            }
+            None => {}
         }
+        let restored = fitting.and_then(|(f, path)| match f.decode((&rater, &policy), opts.record_grace) {
+            Ok(r) => Some((r, f.body, path)),
+            Err(e) => {
+                refused.push(format!("not using {}: {e:#}", path.display()));
+                None
+            }
+        });
         for r in &refused {
             match restored {
                 Some(_) => eprintln!("tollguard serve: {r}"),
                 None => eprintln!("warning: {r}; reading the whole event log"),
             }
         }
-        let used_next = restored.is_some() && snapshot_path == snapshot::next_path_of(&opts.database);
-        let from_snapshot = restored.as_ref().map(|r| r.0.through);
+        let used_next = restored.as_ref().is_some_and(|(_, _, path)| *path == next);
+        let snapshot_path = restored.as_ref().map_or(own, |(_, _, path)| path.clone());
+        let from_snapshot = restored.as_ref().map(|(r, ..)| r.through);
         let (restored, mut on_disk) = match restored {
-            Some((r, bytes)) => (Some(r), Some(bytes)),
+            Some((r, bytes, _)) => (Some(r), Some(bytes)),
             None => (None, None),
         };
         let mut rebuilt = restored.unwrap_or_else(|| {
@@ -688,8 +712,9 @@ impl Server {
             let asks = self.state.snapshots.lock().expect("snapshots lock").take();
             let (tx, rx) = mpsc::channel();
             if asks.is_some_and(|a| a.send(snapshot::Ask::Finish(tx)).is_ok()) {
-                // Bounded: after a reload the thread may be reading the whole log again. A stop
-                // does not wait for that (the file it has stays; the next start reads more).
+                // Bounded: the thread may be reading much of the log (a slow disk, a long time
+                // since the last write). A stop does not wait for that (the file it has stays;
+                // the next start reads more).
                 if rx.recv_timeout(SNAPSHOT_STOP_WAIT).is_err() {
                     eprintln!(
                         "warning: the snapshot was not written in {} s; the last one stays",
@@ -790,13 +815,14 @@ async fn reload(state: &Arc<AppState>) -> Result<u64> {
         );
         core.traffic = rebuilt.traffic;
         core.rebuilt_through = rebuilt.through;
-        // The old engine (every account's state) is let go after the lock.
-        drop(core);
-        drop(old);
-        // The snapshot follows the new configuration, from the state rebuilt here.
+        // The snapshot follows the new configuration, from the state rebuilt here (sent under
+        // the engine's lock: of two reloads, the one whose engine serves is the last it hears).
         if let (Some(asks), Some(start)) = (st.snapshots.lock().expect("snapshots lock").as_ref(), start) {
             let _ = asks.send(snapshot::Ask::Configure { rater: config.0, policy: config.1, start });
         }
+        // The old engine (every account's state) is let go after the lock.
+        drop(core);
+        drop(old);
         Ok(rebuilt.events)
     })
     .await?

@@ -211,16 +211,28 @@ fn decode(
     Ok(Rebuilt::restored(engine, traffic, live, through, events))
 }
 
-/// The state of `path`'s snapshot, if it is one a rebuild with this rater and policy (of this
-/// build) would reach on `store`'s log, and its bytes ([`payload`]); `Ok(None)` without a file;
-/// an error says why it is not used.
-pub(crate) fn load(
-    path: &Path,
-    fingerprint: Option<u64>,
-    config: (&Arc<Rater>, &Policy),
-    record_grace: jiff::SignedDuration,
-    store: &Store,
-) -> Result<Option<(Rebuilt, Vec<u8>)>> {
+/// A snapshot file that fits: its log position, the events in it, its state's bytes.
+pub(crate) struct Fitting {
+    pub through: i64,
+    pub events: u64,
+    pub body: Vec<u8>,
+}
+
+impl Fitting {
+    /// The state it holds.
+    pub(crate) fn decode(
+        &self,
+        config: (&Arc<Rater>, &Policy),
+        record_grace: jiff::SignedDuration,
+    ) -> Result<Rebuilt> {
+        decode(&self.body, config, (self.through, self.events), record_grace)
+    }
+}
+
+/// `path`'s snapshot, if it is one a rebuild with this fingerprint (build, rater, policy, grace)
+/// would reach on `store`'s log (its state not read yet: [`Fitting::decode`]); `Ok(None)` without
+/// a file; an error says why it is not used.
+pub(crate) fn check(path: &Path, fingerprint: Option<u64>, store: &Store) -> Result<Option<Fitting>> {
     let mut bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -244,10 +256,9 @@ pub(crate) fn load(
     if event_hash(store, header.through)? != Some(header.through_event) {
         bail!("written for another event log (event {} is not the one it was taken at)", header.through);
     }
-    let rebuilt = decode(body, config, (header.through, header.events), record_grace)?;
     let at = bytes.len() - body.len();
     bytes.drain(..at);
-    Ok(Some((rebuilt, bytes)))
+    Ok(Some(Fitting { through: header.through, events: header.events, body: bytes }))
 }
 
 /// How the snapshots fare, for `/metrics`.
@@ -323,7 +334,7 @@ pub(crate) fn keep(
         }
         if let Some(fp) = fingerprint.filter(|_| !start.on_disk) {
             match save(&path, fp, (start.through, start.events), &start.body, &store) {
-                Ok(0) => {}
+                Ok(0) => health.written_now(),
                 Ok(_) => {
                     written = Some(start.through);
                     health.written_now();
@@ -359,10 +370,11 @@ pub(crate) fn keep(
             return;
         }
         if *written == Some(rebuilt.through) {
+            health.written_now(); // the file holds the state still (nothing was logged since)
             return;
         }
         match save(&path, fp, (rebuilt.through, rebuilt.events), &payload(rebuilt), &store) {
-            Ok(0) => {}
+            Ok(0) => health.written_now(), // an empty log: nothing to hold
             Ok(_) => {
                 *written = Some(rebuilt.through);
                 health.written_now();
