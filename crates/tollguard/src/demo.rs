@@ -164,6 +164,8 @@ fn demo(a: &DemoArgs, dir: &std::path::Path) -> Result<ExitCode> {
     let mut options = setup.server.options.clone();
     options.database = dir.join("tollguard.db");
     let _ = std::fs::remove_file(&options.database);
+    // Every run starts from an empty store: a snapshot would never be read.
+    options.snapshot_every = None;
     options.tick = std::time::Duration::from_millis(250);
     let first = history.iter().map(|c| c.start).min().unwrap_or(t0);
     options.clock = Clock::driven(first, 0);
