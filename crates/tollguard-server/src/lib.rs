@@ -399,9 +399,7 @@ pub fn prepare_snapshot(rater: Arc<Rater>, policy: Policy, opts: &Options) -> Re
     let fingerprint = snapshot::fingerprint(&rater, &policy, opts.record_grace)
         .context("the running executable cannot be read to fingerprint it")?;
     let store = Store::open(&opts.database)?;
-    let mut engine = Engine::new(rater, policy);
-    engine.set_record_grace(Some(opts.record_grace));
-    let mut rebuilt = records::Rebuilt::new(engine);
+    let mut rebuilt = records::Rebuilt::empty(rater, policy, opts.record_grace);
     rebuilt
         .read(&store)
         .with_context(|| format!("rebuilding the engine from {}", opts.database.display()))?;
@@ -485,11 +483,8 @@ impl Server {
             Some((r, bytes, _)) => (Some(r), Some(bytes)),
             None => (None, None),
         };
-        let mut rebuilt = restored.unwrap_or_else(|| {
-            let mut engine = Engine::new(rater.clone(), policy.clone());
-            engine.set_record_grace(Some(opts.record_grace));
-            records::Rebuilt::new(engine)
-        });
+        let mut rebuilt = restored
+            .unwrap_or_else(|| records::Rebuilt::empty(rater.clone(), policy.clone(), opts.record_grace));
         let read_from = rebuilt.events;
         rebuilt
             .read(&store)
@@ -778,9 +773,7 @@ async fn reload(state: &Arc<AppState>) -> Result<u64> {
     tokio::task::spawn_blocking(move || -> Result<u64> {
         let store = Store::open(&st.opts.database)?;
         let config = (rater.clone(), policy.clone());
-        let mut engine = Engine::new(rater, policy);
-        engine.set_record_grace(Some(st.opts.record_grace));
-        let mut rebuilt = records::Rebuilt::new(engine);
+        let mut rebuilt = records::Rebuilt::empty(rater, policy, st.opts.record_grace);
         // Unhurried, until what came while reading is little (or after a few rounds).
         for _ in 0..8 {
             if rebuilt.read(&store)? <= RELOAD_CATCH_UP {

@@ -415,6 +415,18 @@ impl Rebuilt {
         }
     }
 
+    /// Nothing read yet, for an engine rating with `rater`, deciding with `policy` and
+    /// remembering ended calls for `record_grace` (as the server runs it).
+    pub(crate) fn empty(
+        rater: std::sync::Arc<tollguard_core::rater::Rater>,
+        policy: tollguard_engine::policy::Policy,
+        record_grace: jiff::SignedDuration,
+    ) -> Rebuilt {
+        let mut engine = Engine::new(rater, policy);
+        engine.set_record_grace(Some(record_grace));
+        Rebuilt::new(engine)
+    }
+
     /// A state restored from a snapshot taken at log position `through`.
     pub(crate) fn restored(
         engine: Engine,

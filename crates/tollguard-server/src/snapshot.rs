@@ -42,19 +42,22 @@ const MAGIC: &[u8; 20] = b"tollguard snapshot\n\0";
 /// The layout after [`MAGIC`].
 const FORMAT: u32 = 1;
 
+/// `path` with `suffix` added to its file name.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
 /// Where the snapshot of `database` is kept.
 pub(crate) fn path_of(database: &Path) -> PathBuf {
-    let mut p = database.as_os_str().to_owned();
-    p.push(".snapshot");
-    PathBuf::from(p)
+    with_suffix(database, ".snapshot")
 }
 
 /// Where `tollguard snapshot` prepares one for the next start, with the build and configuration
 /// it will have (before an upgrade or a change of configuration, while the service runs).
 pub(crate) fn next_path_of(database: &Path) -> PathBuf {
-    let mut p = database.as_os_str().to_owned();
-    p.push(".snapshot.next");
-    PathBuf::from(p)
+    with_suffix(database, ".snapshot.next")
 }
 
 /// What a snapshot says about itself.
@@ -176,11 +179,7 @@ pub(crate) fn save(
         len: body.len() as u64,
     };
     let head = postcard::to_stdvec(&header).context("writing the header")?;
-    let tmp = {
-        let mut p = path.as_os_str().to_owned();
-        p.push(".tmp");
-        PathBuf::from(p)
-    };
+    let tmp = with_suffix(path, ".tmp");
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(MAGIC)?;
@@ -354,9 +353,7 @@ pub(crate) fn keep(
                 Err(e) => {
                     // Not expected (the bytes were just made): follow the log from its start.
                     eprintln!("error: snapshots: {e:#}; following the log from its start");
-                    let mut engine = Engine::new(rater, policy);
-                    engine.set_record_grace(Some(record_grace));
-                    Rebuilt::new(engine)
+                    Rebuilt::empty(rater, policy, record_grace)
                 }
             };
         (fingerprint, written, rebuilt)

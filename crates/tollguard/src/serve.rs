@@ -34,20 +34,28 @@ pub struct ServeArgs {
     database: Option<PathBuf>,
 }
 
+impl ServeArgs {
+    /// The files and flags that build the rater and policy, then `--database` and `--listen`.
+    fn into_parts(self) -> (InputArgs, Option<PathBuf>, Option<String>) {
+        let input = InputArgs {
+            cdr: vec![],
+            format: tollguard_ingest::Format::Asterisk,
+            rates: self.rates,
+            cgrates_plan: self.cgrates_plan,
+            config: self.config,
+            tz: self.tz,
+            country: self.country,
+        };
+        (input, self.database, self.listen)
+    }
+}
+
 /// `tollguard snapshot`: the same files and flags as `serve`.
 pub fn prepare(args: ServeArgs) -> Result<ExitCode> {
-    let input = InputArgs {
-        cdr: vec![],
-        format: tollguard_ingest::Format::Asterisk,
-        rates: args.rates,
-        cgrates_plan: args.cgrates_plan,
-        config: args.config,
-        tz: args.tz,
-        country: args.country,
-    };
+    let (input, database, _) = args.into_parts();
     let setup = setup(&input)?;
     let mut options = setup.server.options.clone();
-    if let Some(db) = args.database {
+    if let Some(db) = database {
         options.database = db;
     }
     let t = std::time::Instant::now();
@@ -66,23 +74,15 @@ pub fn prepare(args: ServeArgs) -> Result<ExitCode> {
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
-    let input = InputArgs {
-        cdr: vec![],
-        format: tollguard_ingest::Format::Asterisk,
-        rates: args.rates,
-        cgrates_plan: args.cgrates_plan,
-        config: args.config,
-        tz: args.tz,
-        country: args.country,
-    };
+    let (input, database, listen) = args.into_parts();
     let setup = setup(&input)?;
     // `[server]` as read at start: a reload does not apply it (see below).
     let server_section = format!("{:?}", setup.server);
     let mut options = setup.server.options.clone();
-    if let Some(db) = args.database {
+    if let Some(db) = database {
         options.database = db;
     }
-    let listen = args.listen.unwrap_or(setup.server.listen.clone());
+    let listen = listen.unwrap_or(setup.server.listen.clone());
     let db = options.database.clone();
     let scheme = if options.tls.is_some() { "https" } else { "http" };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
