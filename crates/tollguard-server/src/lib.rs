@@ -1086,8 +1086,17 @@ fn store_write(
             let mut new = Vec::with_capacity(records.len());
             for (call_id, leg, account, json) in records {
                 let fresh = b.insert_cdr(call_id, leg, account, *time_ns, json)?;
-                let seq = if fresh { b.append_event(*time_ns, "record", json)? } else { 0 };
-                let allowed = if fresh { b.was_allowed(call_id)? } else { None };
+                let (allowed, seq) = if fresh {
+                    // Logged with the record: a rebuild reads the log alone (a later decision
+                    // under the same call id, or retention, changes the decisions table).
+                    let allowed = b.was_allowed(call_id)?;
+                    (
+                        allowed,
+                        b.append_event(*time_ns, "record", &crate::records::logged_record(json, allowed))?,
+                    )
+                } else {
+                    (None, 0)
+                };
                 new.push((fresh, allowed, seq));
             }
             if let Some((source, value)) = checkpoint {

@@ -132,6 +132,49 @@ pub(crate) fn cdr_from_json(s: &str) -> Result<Cdr, String> {
     r.to_cdr(0)
 }
 
+/// A record's event in the log: whether its call was allowed by an authorization when the record
+/// came (`null`: never authorized), and the record (`record_json`, a [`Record`] as JSON):
+/// `{"allowed":true,"record":{...}}`.
+pub(crate) fn logged_record(record_json: &str, allowed: Option<bool>) -> String {
+    let allowed = match allowed {
+        Some(true) => "true",
+        Some(false) => "false",
+        None => "null",
+    };
+    format!("{{\"allowed\":{allowed},\"record\":{record_json}}}")
+}
+
+/// A record's event as [`logged_record`] writes it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoggedRecord {
+    allowed: Option<bool>,
+    record: Record,
+}
+
+/// A record's event read back: the record, and whether its call was allowed when it came (from
+/// the event; a log written before the event carried it says nothing, and `store`'s decision
+/// of that call id is taken, as then).
+fn record_from_log(store: &Store, payload: &str) -> anyhow::Result<Result<(Cdr, Option<bool>), String>> {
+    if payload.starts_with("{\"allowed\":") {
+        let r = match serde_json::from_str::<LoggedRecord>(payload) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        return Ok(r.record.to_cdr(0).map(|c| (c, r.allowed)));
+    }
+    let c = match cdr_from_json(payload) {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(e)),
+    };
+    // (A store that cannot be read stops the rebuild: taken as "no decision", the record would
+    // count where it should not.)
+    let allowed = store
+        .decision(&c.call_id)?
+        .and_then(|(_, json)| serde_json::from_str::<StoredAllow>(&json).ok().and_then(|d| d.allow));
+    Ok(Ok((c, allowed)))
+}
+
 /// Stores the records that are new (with a file checkpoint, in the same transaction), then hands
 /// them to the engine; answers what was done.
 pub(crate) async fn intake(
@@ -517,14 +560,9 @@ impl Rebuilt {
                     }
                 }
             }
-            "record" => match cdr_from_json(&e.payload) {
-                Ok(c) => {
+            "record" => match record_from_log(store, &e.payload)? {
+                Ok((c, allowed)) => {
                     // The same rule as at intake.
-                    // (A store that cannot be read stops the rebuild: taken as "no decision",
-                    // the record would count where it should not.)
-                    let allowed = store.decision(&c.call_id)?.and_then(|(_, json)| {
-                        serde_json::from_str::<StoredAllow>(&json).ok().and_then(|d| d.allow)
-                    });
                     if !record_counts(engine, &c, allowed, now) {
                         return Ok(());
                     }
@@ -632,6 +670,58 @@ mod tests {
         let now = jiff::Timestamp::from_second(1_767_600_100).unwrap();
         let report = r.engine.account_report("acme", now).unwrap();
         assert!(report.limits.iter().any(|l| l.limit == "acme.day"), "{report:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_record_logged_before_its_event_carried_the_decision_takes_the_stored_one() {
+        // Logs written before a record's event said whether its call was allowed: the rebuild
+        // looks the decision up in the store, as it did then. Two such records, one of a call
+        // with a stored decision (allowed, but the engine never saw it: not counted), one of a
+        // call never authorized (counted); and one in today's form, which the store's decision
+        // of its call id (a later call's) does not change.
+        let dir = common::temp_dir("rebuild-old-records");
+        let mut store = Store::open(&dir.join("tollguard.db")).unwrap();
+        let t0: i64 = 1_767_600_000_000_000_000; // 2026-01-05T08:00:00Z
+        let record = |id: &str| {
+            serde_json::to_string(&Record {
+                call_id: id.into(),
+                account: "acme".into(),
+                extension: "201".into(),
+                to: "0067077123456".into(),
+                start: "2026-01-05T07:50:00Z".into(),
+                answer: Some("2026-01-05T07:50:05Z".into()),
+                end: Some("2026-01-05T07:55:35Z".into()),
+                billsec: 330,
+                disposition: None,
+                trunk: String::new(),
+                channel: String::new(),
+                context: String::new(),
+            })
+            .unwrap()
+        };
+        let allowed = r#"{"allow":true,"max_duration_s":null}"#;
+        store
+            .batch(|b| {
+                b.put_decision("old-authorized", "acme", t0 - 600_000_000_000, allowed)?;
+                b.put_decision("new-form", "acme", t0 + 1, allowed)?;
+                b.append_event(t0, "record", &record("old-authorized"))?;
+                b.append_event(t0, "record", &record("old-never-authorized"))?;
+                b.append_event(t0, "record", &logged_record(&record("new-form"), None))?;
+                Ok(())
+            })
+            .unwrap();
+        let mut r = Rebuilt::new(Engine::new(common::rater(), tollguard_engine::policy::Policy::builtin()));
+        assert_eq!(r.read(&store).unwrap(), 3);
+        let now = jiff::Timestamp::from_second(1_767_600_100).unwrap();
+        let report = serde_json::to_value(r.engine.account_report("acme", now).unwrap()).unwrap();
+        let used = report["limits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["limit"] == "default.high_risk_spend_24h")
+            .map(|l| l["used"].clone());
+        assert_eq!(used, Some(json!("17.40")), "two of the three records, 8.70 each: {report}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

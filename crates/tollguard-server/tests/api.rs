@@ -750,6 +750,41 @@ async fn a_record_long_after_the_end_of_an_authorized_call_is_not_counted_again(
 }
 
 #[tokio::test]
+async fn a_record_counts_the_same_after_a_rebuild_when_its_call_id_is_authorized_later() {
+    // A record of a call never authorized counts; a later authorization under the same call id
+    // (switches reuse ids) puts a decision in the store under that id. The rebuild takes what
+    // the record's event logged, not that later decision: the same usage before and after.
+    let f = fixture("record-id-reused");
+    let no_snapshot = |db: &Path| {
+        let opts = Options { database: db.to_path_buf(), snapshot_every: None, ..Options::default() };
+        Server::start(rater(), Policy::builtin(), opts).unwrap()
+    };
+    let now = jiff::Timestamp::now();
+    let at = |secs: i64| (now - jiff::SignedDuration::from_secs(secs)).to_string();
+    let spent = |v: &Value| limit(v, "default.high_risk_spend_24h")["used"].clone();
+    let live = {
+        let s = no_snapshot(&f.db);
+        let app = s.router();
+        acme_has_called_east_timor(&app, &f).await;
+        let record = json!([{"call_id": "reused1", "account": "acme", "extension": "201", "to": "0067077123456",
+                             "start": at(900), "answer": at(895), "end": at(565), "billsec": 330}]);
+        let (_, v) = call(&app, "POST", "/v1/cdrs", Some(&f.integration), Some(record)).await;
+        assert_eq!(v["new"], 1, "{v}");
+        let (_, v) = authorize(&app, &f, authorize_body("reused1", "0201234567", &at(60))).await;
+        assert_eq!(v["allow"], true, "{v}");
+        call(&app, "POST", "/v1/calls/reused1/end", Some(&f.integration), Some(json!({"billsec": 0}))).await;
+        let (_, v) = call(&app, "GET", "/v1/accounts/acme", Some(&f.operator), None).await;
+        assert_eq!(spent(&v), "8.70", "the record counted: {v}");
+        s.flush().await;
+        v
+    };
+    let s = no_snapshot(&f.db);
+    assert_eq!(s.state().from_snapshot, None);
+    let (_, v) = call(&s.router(), "GET", "/v1/accounts/acme", Some(&f.operator), None).await;
+    assert_eq!(spent(&v), spent(&live), "the same after rebuilding from the log: {v}");
+}
+
+#[tokio::test]
 async fn a_reload_applies_the_new_policy_and_keeps_the_calls_in_flight() {
     let f = fixture("reload");
     let s = server(&f.db);
