@@ -1038,6 +1038,13 @@ pub const TALKED_NUMBERS: usize = 64;
 /// How long a conversation with a high-risk number is remembered.
 pub const TALKED_MEMORY: SignedDuration = SignedDuration::from_hours(90 * 24);
 
+/// The history the engine's state at a time depends on (besides the destinations an account
+/// has ever called, and when it first called at all): the longest of its memories (a
+/// conversation with a high-risk number, [`TALKED_MEMORY`]; the calendar month's window; the
+/// weeks of learned baselines) and a day. A rebuild from a log that starts this long before a
+/// time gives the same state at that time, so an event log may be pruned to it, no shorter.
+pub const HISTORY_NEEDED: SignedDuration = SignedDuration::from_hours(91 * 24);
+
 /// How long a kind of destination stays new after the account's first call to it (limits with
 /// `new_destinations`).
 pub const NEW_DESTINATION_AGE: SignedDuration = SignedDuration::from_hours(30 * 24);
@@ -1606,6 +1613,21 @@ impl Engine {
                 .recent
                 .get(call_id)
                 .is_some_and(|e| self.record_grace.is_some_and(|g| now.duration_since(e.at) <= g))
+    }
+
+    /// The block a limit set that is still in force (until released, or until a time after
+    /// `now`) and was set first: (account, when). A rebuild must read the log from well before
+    /// it to set it again (an operator's blocks are commands in the log, kept whatever their age).
+    pub fn oldest_limit_block(&self, now: Timestamp) -> Option<(&str, Timestamp)> {
+        self.accounts
+            .iter()
+            .flat_map(|a| {
+                a.blocks
+                    .iter()
+                    .filter(|b| b.limit.is_some() && b.until.is_none_or(|u| u > now))
+                    .map(|b| (&*a.name, b.set_at))
+            })
+            .min_by_key(|&(_, at)| at)
     }
 
     /// Calls the engine believes are running (allowed and not ended).
@@ -3603,6 +3625,25 @@ mod tests {
 
     /// Rows that charge the same share one price; a row that charges otherwise (scale, fee,
     /// rate or increments) gets its own, priced as if built afresh.
+    #[test]
+    fn the_history_needed_covers_every_memory_of_the_engine() {
+        let days = |d: i64| SignedDuration::from_hours(24 * d);
+        let memories = [
+            TALKED_MEMORY,
+            WANGIRI_MEMORY,
+            BLOCK_ESCALATION,
+            DESTINATION_ALERT_QUIET,
+            NEW_DESTINATION_AGE,
+            ACCOUNT_LEARNING,
+            days(31),                                   // a calendar month's window
+            days(7 * (baseline::WEEKS as i64 + 1) + 6), // learned weeks, from a Monday
+            days(baseline::PEAK_DAYS as i64 + 1),       // daily peaks of concurrency
+        ];
+        for m in memories {
+            assert!(HISTORY_NEEDED >= m + days(1), "{m:?}");
+        }
+    }
+
     #[test]
     fn deck_rates_are_shared_by_what_they_charge() {
         let mut cache = Map::default();

@@ -513,6 +513,21 @@ block_for = "2h"
     assert_eq!(blocks.len(), 2, "{blocks:?}");
     assert_eq!(blocks[0].1, Some(blocks[0].0 + SignedDuration::from_hours(2)));
     assert_eq!(blocks[1].1, None, "the second block is until released");
+    // The block in force that a limit set first: the second (the first has run out), until
+    // released whatever the time; an operator's block does not count (it is a command, kept).
+    let later = now + SignedDuration::from_hours(24 * 365);
+    assert_eq!(e.oldest_limit_block(later), Some(("acme", blocks[1].0)));
+    let operator = Command::Block {
+        account: "acme".into(),
+        extension: None,
+        until: None,
+        reason: "noc".into(),
+        destinations: None,
+    };
+    e.handle(Event::Command(operator), now - SignedDuration::from_hours(1), &mut vec![]);
+    assert_eq!(e.oldest_limit_block(later), Some(("acme", blocks[1].0)));
+    let fresh = engine("defaults = false\n");
+    assert_eq!(fresh.oldest_limit_block(later), None);
 }
 
 #[test]

@@ -36,6 +36,7 @@ pub mod email;
 mod incident;
 mod records;
 pub mod report;
+pub mod retention;
 mod snapshot;
 /// What the integration tests share (a rater, a temporary folder), for the unit tests too.
 #[cfg(test)]
@@ -87,6 +88,9 @@ pub struct Options {
     /// graceful stop), so that a start reads only the event log after it; `None`: no snapshots,
     /// every start reads the whole log.
     pub snapshot_every: Option<Duration>,
+    /// What is older than this is deleted from the store, once an hour ([`retention`]; at
+    /// least [`tollguard_engine::HISTORY_NEEDED`]); `None`: nothing is deleted.
+    pub retention: Option<SignedDuration>,
 }
 
 /// The server's clock: the wall clock, or one the caller drives (`tollguard demo` loads weeks of
@@ -164,6 +168,7 @@ impl Default for Options {
             clock: Clock::wall(),
             vat_percent: rust_decimal::Decimal::ZERO,
             snapshot_every: Some(Duration::from_secs(600)),
+            retention: None,
         }
     }
 }
@@ -381,6 +386,8 @@ pub struct AppState {
     snapshots: Mutex<Option<mpsc::Sender<snapshot::Ask>>>,
     /// How the snapshots fare.
     snapshot_health: Arc<snapshot::Health>,
+    /// How retention fares.
+    retention_health: retention::Health,
 }
 
 /// Prepares a snapshot for the next start of this build of tollguard with this rater, policy
@@ -432,6 +439,9 @@ fn ns(t: Timestamp) -> i64 {
 impl Server {
     /// Opens the store, rebuilds the engine from the event log, starts the writer thread.
     pub fn start(rater: Arc<Rater>, policy: Policy, opts: Options) -> Result<Server> {
+        if let Some(r) = opts.retention {
+            retention::check(r).map_err(|e| anyhow::anyhow!("retention: {e}"))?;
+        }
         let store = Store::open(&opts.database)?;
         // From the snapshot when there is a good one, then the log after it.
         let fingerprint =
@@ -587,6 +597,7 @@ impl Server {
             feed: alerts_feed,
             snapshots: Mutex::new(snapshots),
             snapshot_health,
+            retention_health: retention::Health::default(),
         });
         Ok(Server { state, writer: Some(writer), snapshotter })
     }
@@ -638,6 +649,7 @@ impl Server {
                 webhook::deliver(&state, state.now()).await;
             }
         });
+        let pruner = tokio::spawn(retention::keep(self.state.clone()));
         // Answers are small and latency matters: no Nagle delay (see ../shared/notes).
         match &self.state.opts.tls {
             Some((cert, key)) => {
@@ -655,6 +667,7 @@ impl Server {
         }
         ticker.abort();
         deliverer.abort();
+        pruner.abort();
         self.state.ready.store(false, Ordering::SeqCst);
         self.close();
         Ok(())
@@ -689,6 +702,12 @@ impl Server {
         let n = daily::queue_due(&self.state, now).await;
         flush(&self.state).await;
         n
+    }
+
+    /// Deletes what is past `[server] retention` at `now` (what the serve loop does every
+    /// hour); `None` without a retention.
+    pub fn prune(&self, now: Timestamp) -> Result<Option<retention::Report>> {
+        retention::prune(&self.state, now)
     }
 
     /// Waits until everything handed to the writer is committed.
@@ -1715,6 +1734,15 @@ async fn metrics(State(s): State<Arc<AppState>>) -> String {
          # HELP tollguard_snapshot_failures_total Snapshot writes (or their reads of the log) that failed, each said on stderr.\n\
          # TYPE tollguard_snapshot_failures_total counter\n\
          tollguard_snapshot_failures_total {}\n\
+         # HELP tollguard_retention_deleted_rows_total Rows deleted from the store as past [server] retention.\n\
+         # TYPE tollguard_retention_deleted_rows_total counter\n\
+         tollguard_retention_deleted_rows_total {}\n\
+         # HELP tollguard_retention_failures_total Prunings of the store that failed, each said on stderr.\n\
+         # TYPE tollguard_retention_failures_total counter\n\
+         tollguard_retention_failures_total {}\n\
+         # HELP tollguard_retention_before_timestamp_seconds Rows from before this time were deleted by the last pruning (Unix time; 0: none since the start, or no retention).\n\
+         # TYPE tollguard_retention_before_timestamp_seconds gauge\n\
+         tollguard_retention_before_timestamp_seconds {}\n\
          # HELP tollguard_running_calls Calls allowed and not ended.\n\
          # TYPE tollguard_running_calls gauge\n\
          tollguard_running_calls {running}\n\
@@ -1740,6 +1768,9 @@ async fn metrics(State(s): State<Arc<AppState>>) -> String {
         u8::from(s.store_health.failing.load(Ordering::Relaxed)),
         s.snapshot_health.written.load(Ordering::Relaxed),
         g(&s.snapshot_health.failures),
+        g(&s.retention_health.deleted),
+        g(&s.retention_health.failures),
+        s.retention_health.before.load(Ordering::Relaxed),
     )
 }
 

@@ -706,6 +706,121 @@ impl Batch<'_> {
     }
 }
 
+/// What [`Store::prune`] deleted, by table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Events of the log (attempts, answers, ends, records; never operator commands).
+    pub events: u64,
+    /// Call records.
+    pub cdrs: u64,
+    /// Decisions.
+    pub decisions: u64,
+    /// Alerts.
+    pub alerts: u64,
+    /// Audit entries.
+    pub audit: u64,
+    /// Resolved incidents and incidents closed as false positives.
+    pub incidents: u64,
+    /// Messages delivered or given up on.
+    pub outbox: u64,
+    /// Whether it stopped before the end because `go_on` said so.
+    pub stopped: bool,
+}
+
+impl Pruned {
+    /// Rows deleted in all.
+    pub fn rows(&self) -> u64 {
+        self.events + self.cdrs + self.decisions + self.alerts + self.audit + self.incidents + self.outbox
+    }
+}
+
+/// The tables [`Store::prune`] deletes from: name, the row's time (an SQL expression, in Unix
+/// nanoseconds, or seconds where `nanos` is false), and what is kept whatever its age.
+const PRUNED: [(&str, &str, bool, &str); 7] = [
+    // Operator commands (limits, blocks, allowances) make the state a start rebuilds: kept.
+    ("events", "time_ns", true, "kind = 'command'"),
+    ("cdrs", "received_ns", true, "0"),
+    ("decisions", "time_ns", true, "0"),
+    // An alert's time is RFC 3339 with the account's offset.
+    ("alerts", "unixepoch(json_extract(json, '$.time'))", false, "0"),
+    ("audit", "time_ns", true, "0"),
+    ("incidents", "updated_ns", true, "state IN ('open', 'acknowledged')"),
+    ("outbox", "created_ns", true, "state = 'pending'"),
+];
+
+impl Store {
+    /// Deletes what is older than `before_ns` (Unix nanoseconds): the log's events but operator
+    /// commands, call records (by when they were received), decisions, alerts, audit entries,
+    /// closed incidents (by their last change) and messages no longer pending (by when they were
+    /// queued). Tokens and checkpoints are kept.
+    ///
+    /// Each table is walked in the order rows were added, `chunk` rows per transaction (so that
+    /// the server's writer waits at most one chunk), until a whole chunk has nothing old: rows
+    /// come in time order, near enough (a decision replaced under a reused call id keeps its
+    /// place with a later time, and does not stop the walk). `go_on` is asked before each chunk
+    /// (a stopping server says no); what was deleted until then stays deleted.
+    pub fn prune(&mut self, before_ns: i64, chunk: usize, go_on: &dyn Fn() -> bool) -> Result<Pruned> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite { path: path.clone(), source };
+        let mut deleted = [0u64; PRUNED.len()];
+        let mut stopped = false;
+        let before_s = before_ns.div_euclid(1_000_000_000);
+        for (n, (table, time, nanos, kept)) in deleted.iter_mut().zip(PRUNED) {
+            let before = if nanos { before_ns } else { before_s };
+            let select =
+                format!("SELECT rowid, ({time}) < ?1 FROM {table} WHERE rowid > ?2 ORDER BY rowid LIMIT ?3");
+            let delete = format!(
+                "DELETE FROM {table} WHERE rowid > ?2 AND rowid <= ?3 AND ({time}) < ?1 AND NOT ({kept})"
+            );
+            let mut after = i64::MIN;
+            loop {
+                if !go_on() {
+                    stopped = true;
+                    break;
+                }
+                let tx = self.conn.transaction().map_err(err)?;
+                let (mut last, mut any_old) = (None, false);
+                {
+                    let mut stmt = tx.prepare_cached(&select).map_err(err)?;
+                    let mut rows = stmt.query(params![before, after, chunk as i64]).map_err(err)?;
+                    while let Some(r) = rows.next().map_err(err)? {
+                        last = Some(r.get::<_, i64>(0).map_err(err)?);
+                        any_old |= r.get::<_, Option<bool>>(1).map_err(err)?.unwrap_or(false);
+                    }
+                }
+                let Some(last) = last else { break };
+                if any_old {
+                    let mut stmt = tx.prepare_cached(&delete).map_err(err)?;
+                    *n += stmt.execute(params![before, after, last]).map_err(err)? as u64;
+                }
+                tx.commit().map_err(err)?;
+                if !any_old {
+                    break;
+                }
+                after = last;
+            }
+            if stopped {
+                break;
+            }
+        }
+        let [events, cdrs, decisions, alerts, audit, incidents, outbox] = deleted;
+        Ok(Pruned { events, cdrs, decisions, alerts, audit, incidents, outbox, stopped })
+    }
+
+    /// The open or acknowledged incident opened first: (opened, account, id).
+    pub fn oldest_open_incident(&self) -> Result<Option<(i64, String, i64)>> {
+        self.conn
+            .query_row(
+                "SELECT opened_ns, account, id FROM incidents WHERE state IN ('open', 'acknowledged')
+                 ORDER BY opened_ns, id LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -768,6 +883,75 @@ mod tests {
         assert_eq!(s.alerts(None, acme[0].id, 10).unwrap().len(), 1, "after an id");
         assert_eq!(s.token("hash1").unwrap().unwrap().scope, "integration");
         assert_eq!(s.checkpoint("tail:/var/log/Master.csv").unwrap().as_deref(), Some("1234"));
+    }
+
+    #[test]
+    fn prune_deletes_what_is_older_and_keeps_commands_open_incidents_and_pending_messages() {
+        let path = temp("prune");
+        let mut s = Store::open(&path).unwrap();
+        let (old, new) = (1_000_000_000i64, 5_000_000_000i64); // 1 s and 5 s after 1970
+        s.batch(|b| {
+            b.append_event(old, "attempt", "{}")?;
+            b.append_event(old, "command", r#"{"command":"block"}"#)?;
+            b.append_event(new, "end", "{}")?;
+            b.append_event(old, "record", "{}")?; // late, among new ones: deleted all the same
+            b.append_event(new, "end", "{}")?;
+            b.insert_cdr("c-old", "", "acme", old, "{}")?;
+            b.insert_cdr("c-new", "", "acme", new, "{}")?;
+            b.put_decision("reused", "acme", old, "{}")?;
+            b.put_decision("d-old", "acme", old, "{}")?;
+            b.put_decision("d-new", "acme", new, "{}")?;
+            b.put_decision("d-late", "acme", old, "{}")?;
+            b.put_decision("reused", "acme", new, "{}")?; // its first row, with a new time
+            b.add_alert("acme", r#"{"time":"1970-01-01T01:00:01+01:00"}"#)?; // 1 s after 1970
+            b.add_alert("acme", r#"{"time":"1970-01-01T00:00:05Z"}"#)?;
+            b.add_alert("acme", r#"{"no":"time"}"#)?;
+            b.audit(old, "noc", "block", "acme", "{}")?;
+            b.audit(new, "noc", "unblock", "acme", "{}")?;
+            let closed = b.open_incident("acme", old, "{}")?;
+            b.update_incident(closed, old, Some("resolved"), "{}")?;
+            b.open_incident("beta", old, "{}")?;
+            let fp = b.open_incident("gamma", old, "{}")?;
+            b.update_incident(fp, new, Some("false_positive"), "{}")?;
+            let delivered = b.enqueue("hook", "{}", old)?;
+            b.outbox_tried(delivered, true, "", 0, false)?;
+            b.enqueue("hook", "{}", old)?;
+            let dead = b.enqueue("hook", "{}", old)?;
+            b.outbox_tried(dead, false, "refused", 0, true)?;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(s.oldest_open_incident().unwrap().map(|(t, a, _)| (t, a)), Some((old, "beta".into())));
+        let not_now = s.prune(3_000_000_000, 2, &|| false).unwrap();
+        assert_eq!((not_now.rows(), not_now.stopped), (0, true));
+
+        // Two rows a chunk: the decisions' stray new row comes first and does not stop the walk.
+        let pruned = s.prune(3_000_000_000, 2, &|| true).unwrap();
+        let expected = Pruned {
+            events: 2,
+            cdrs: 1,
+            decisions: 2,
+            alerts: 1,
+            audit: 1,
+            incidents: 1,
+            outbox: 2,
+            stopped: false,
+        };
+        assert_eq!(pruned, expected);
+        let mut kinds = vec![];
+        s.for_each_event_after(0, |e| kinds.push(e.kind)).unwrap();
+        assert_eq!(kinds, ["command", "end", "end"]);
+        assert!(!s.has_cdr("c-old").unwrap() && s.has_cdr("c-new").unwrap());
+        let kept: Vec<bool> =
+            ["reused", "d-old", "d-new", "d-late"].iter().map(|d| s.decision(d).unwrap().is_some()).collect();
+        assert_eq!(kept, [true, false, true, false]);
+        assert_eq!(s.alerts(None, 0, 10).unwrap().len(), 2, "the new one, and the one without a time");
+        assert_eq!(s.audit(None, 0, 10).unwrap().len(), 1);
+        let states: Vec<String> = s.incidents(None, None, 10).unwrap().into_iter().map(|i| i.state).collect();
+        assert_eq!(states.len(), 2, "{states:?}");
+        assert!(states.contains(&"open".to_string()) && states.contains(&"false_positive".to_string()));
+        assert_eq!(s.outbox_in("pending", 10).unwrap().len(), 1);
+        assert_eq!(s.prune(3_000_000_000, 2, &|| true).unwrap().rows(), 0, "nothing more");
     }
 
     #[test]

@@ -96,6 +96,9 @@ pub struct ServerSection {
     /// a start reads only the log after it (`10m`, `1h`); `off`: no snapshots. Also written at a
     /// graceful stop. Default `10m`.
     pub snapshot_every: Option<String>,
+    /// What is older than this is deleted from the database, once an hour (`400d`); at least
+    /// `91d`, the history the engine's state depends on; `off`: nothing is deleted. Default `off`.
+    pub retention: Option<String>,
     /// CDR files to follow: `[[server.tail]]`.
     #[serde(default)]
     pub tail: Vec<TailSection>,
@@ -579,6 +582,15 @@ fn server_settings(s: &ServerSection, base: &Path, tz: &TimeZone) -> Result<Serv
             options.snapshot_every = Some(d.unsigned_abs());
         }
     }
+    match s.retention.as_deref().map(str::trim) {
+        None | Some("off") => options.retention = None,
+        Some(_) => {
+            let d = duration("retention", &s.retention)?.expect("given");
+            tollguard_server::retention::check(d)
+                .map_err(|e| anyhow!("[server] retention: {e} (e.g. \"400d\"), or `off`"))?;
+            options.retention = Some(d);
+        }
+    }
     Ok(ServerSettings { listen: s.listen.clone().unwrap_or_else(|| "127.0.0.1:8090".into()), options })
 }
 
@@ -622,12 +634,23 @@ mod tests {
     }
 
     #[test]
-    fn snapshots_are_kept_every_ten_minutes_unless_set_otherwise() {
+    fn snapshots_every_ten_minutes_and_nothing_deleted_unless_set_otherwise() {
         let dir = std::env::temp_dir();
         let every = |text: &str| server(text, &dir).map(|s| s.options.snapshot_every);
         assert_eq!(every(""), Ok(Some(std::time::Duration::from_secs(600))));
         assert_eq!(every("snapshot_every = \"1h\""), Ok(Some(std::time::Duration::from_secs(3600))));
         assert_eq!(every("snapshot_every = \"off\""), Ok(None));
+        let keep = |text: &str| server(text, &dir).map(|s| s.options.retention);
+        assert_eq!(keep(""), Ok(None));
+        assert_eq!(keep("retention = \"off\""), Ok(None));
+        assert_eq!(keep("retention = \"400d\""), Ok(Some(jiff::SignedDuration::from_hours(400 * 24))));
+        for (text, says) in [
+            ("retention = \"30d\"", "[server] retention: 30 days is shorter than the 91 days"),
+            ("retention = \"a year\"", "[server] retention: not a duration"),
+        ] {
+            let e = keep(text).unwrap_err();
+            assert!(e.contains(says), "{text}: {e}");
+        }
         for (text, says) in
             [("snapshot_every = \"5s\"", "too often"), ("snapshot_every = \"soon\"", "snapshot_every")]
         {

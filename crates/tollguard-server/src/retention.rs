@@ -1,0 +1,147 @@
+//! Retention: what is older than `[server] retention` is deleted from the store, once an hour
+//! (docs/operations.md, "Disk and retention").
+//!
+//! The log is what a start (without a snapshot) and a reload rebuild the engine from, so it is
+//! never cut shorter than [`HISTORY_NEEDED`] (the configuration refuses a shorter retention),
+//! operator commands are kept whatever their age, and the time before which rows go is held
+//! back for what still needs older rows: a block a limit set that is still in force (a rebuild
+//! must set it again, from the calls that caused it) and an open or acknowledged incident (its
+//! calls, decisions and alerts are the evidence). Each is held `retention` before its start.
+
+use crate::AppState;
+use jiff::{SignedDuration, Timestamp};
+use std::sync::atomic::Ordering;
+use tollguard_engine::HISTORY_NEEDED;
+use tollguard_store::{Pruned, Store};
+
+/// Rows deleted per transaction: the writer waits at most that long for the store.
+const CHUNK: usize = 2_000;
+
+/// How often the store is pruned.
+pub(crate) const EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Checks a retention against what the engine needs.
+pub fn check(retention: SignedDuration) -> Result<(), String> {
+    if retention < HISTORY_NEEDED {
+        return Err(format!(
+            "{} days is shorter than the {} days of history the engine's state depends on",
+            retention.as_hours() / 24,
+            HISTORY_NEEDED.as_hours() / 24
+        ));
+    }
+    Ok(())
+}
+
+/// What one pruning did.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// Rows older than this were deleted.
+    pub before: Timestamp,
+    /// What held `before` back from `now - retention`, if anything.
+    pub held_by: Option<String>,
+    /// The rows deleted, by table.
+    pub pruned: Pruned,
+}
+
+/// The time before which rows go at `now`, and what held it back.
+fn cutoff(s: &AppState, store: &Store, retention: SignedDuration, now: Timestamp) -> anyhow::Result<Report> {
+    let back = |t: Timestamp| t.checked_sub(retention).unwrap_or(Timestamp::MIN);
+    let mut before = back(now);
+    let mut held_by = None;
+    let block = {
+        let core = s.core.lock().expect("engine lock");
+        core.engine.oldest_limit_block(now).map(|(account, at)| (account.to_string(), at))
+    };
+    if let Some((account, at)) = block {
+        if back(at) < before {
+            before = back(at);
+            held_by = Some(format!("a block of account {account} in force since {at}"));
+        }
+    }
+    if let Some((opened_ns, account, id)) = store.oldest_open_incident()? {
+        let at = Timestamp::from_nanosecond(opened_ns as i128)?;
+        if back(at) < before {
+            before = back(at);
+            held_by = Some(format!("incident {id} of account {account}, open since {at}"));
+        }
+    }
+    Ok(Report { before, held_by, pruned: Pruned::default() })
+}
+
+/// Deletes what is past retention at `now` (nothing without a retention); says on stderr what
+/// was deleted and what held it back. Stops between two chunks once the server stops.
+pub(crate) fn prune(s: &AppState, now: Timestamp) -> anyhow::Result<Option<Report>> {
+    let Some(retention) = s.opts.retention else { return Ok(None) };
+    let mut store = Store::open(&s.opts.database)?;
+    let mut report = cutoff(s, &store, retention, now)?;
+    let before_ns = crate::ns(report.before);
+    let ready = &s.ready;
+    report.pruned = store.prune(before_ns, CHUNK, &|| ready.load(Ordering::SeqCst))?;
+    let m = &s.retention_health;
+    m.deleted.fetch_add(report.pruned.rows(), Ordering::Relaxed);
+    m.before.store(report.before.as_second(), Ordering::Relaxed);
+    let p = &report.pruned;
+    if p.rows() > 0 || report.held_by.is_some() {
+        eprintln!(
+            "tollguard serve: retention: deleted what came before {}{}: {} events, {} records, {} decisions, {} alerts, {} audit entries, {} incidents, {} messages{}",
+            report.before,
+            report.held_by.as_ref().map(|h| format!(" (held back by {h})")).unwrap_or_default(),
+            p.events,
+            p.cdrs,
+            p.decisions,
+            p.alerts,
+            p.audit,
+            p.incidents,
+            p.outbox,
+            if p.stopped { "; stopped by the shutdown" } else { "" },
+        );
+    }
+    Ok(Some(report))
+}
+
+/// How retention fares, for `/metrics`.
+#[derive(Default)]
+pub(crate) struct Health {
+    /// Rows deleted since the start.
+    pub deleted: std::sync::atomic::AtomicU64,
+    /// Prunings that failed.
+    pub failures: std::sync::atomic::AtomicU64,
+    /// Rows before this time (Unix seconds) were deleted by the last pruning (0: none yet).
+    pub before: std::sync::atomic::AtomicI64,
+}
+
+/// The serve loop's pruning: once at the start, then every [`EVERY`]; a failure is said and
+/// counted, and tried again at the next.
+pub(crate) async fn keep(s: std::sync::Arc<AppState>) {
+    if s.opts.retention.is_none() {
+        return;
+    }
+    let mut interval = tokio::time::interval(EVERY);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let state = s.clone();
+        let done = tokio::task::spawn_blocking(move || prune(&state, state.now())).await;
+        let failed = match done {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(format!("{e:#}")),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(e) = failed {
+            s.retention_health.failures.fetch_add(1, Ordering::Relaxed);
+            eprintln!("error: retention: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_retention_shorter_than_the_history_the_engine_needs_is_refused() {
+        let days = |d: i64| jiff::SignedDuration::from_hours(24 * d);
+        assert!(super::check(days(91)).is_ok());
+        assert!(super::check(days(400)).is_ok());
+        let e = super::check(days(30)).unwrap_err();
+        assert!(e.contains("30 days") && e.contains("91 days"), "{e}");
+    }
+}
