@@ -76,14 +76,16 @@ pub(crate) fn prune(s: &AppState, now: Timestamp) -> anyhow::Result<Option<Repor
     let mut report = cutoff(s, &store, retention, now)?;
     let before_ns = crate::ns(report.before);
     let ready = &s.ready;
+    let took = std::time::Instant::now();
     report.pruned = store.prune(before_ns, CHUNK, &|| ready.load(Ordering::SeqCst))?;
+    let took = took.elapsed().as_secs_f64();
     let m = &s.retention_health;
     m.deleted.fetch_add(report.pruned.rows(), Ordering::Relaxed);
     m.before.store(report.before.as_second(), Ordering::Relaxed);
     let p = &report.pruned;
     if p.rows() > 0 || report.held_by.is_some() {
         eprintln!(
-            "tollguard serve: retention: deleted what came before {}{}: {} events, {} records, {} decisions, {} alerts, {} audit entries, {} incidents, {} messages{}",
+            "tollguard serve: retention: deleted what came before {}{}: {} events, {} records, {} decisions, {} alerts, {} audit entries, {} incidents, {} messages in {took:.1} s{}",
             report.before,
             report.held_by.as_ref().map(|h| format!(" (held back by {h})")).unwrap_or_default(),
             p.events,

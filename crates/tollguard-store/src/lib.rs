@@ -778,7 +778,12 @@ impl Store {
                     stopped = true;
                     break;
                 }
-                let tx = self.conn.transaction().map_err(err)?;
+                // Writing from the start: a read first would have to become a write after the
+                // server's writer committed, which SQLite refuses at once (busy).
+                let tx = self
+                    .conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(err)?;
                 let (mut last, mut any_old) = (None, false);
                 {
                     let mut stmt = tx.prepare_cached(&select).map_err(err)?;
