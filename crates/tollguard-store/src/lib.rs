@@ -960,6 +960,39 @@ mod tests {
     }
 
     #[test]
+    fn prune_goes_on_while_another_connection_writes() {
+        // The server's writer commits every few milliseconds while a pruning runs: a chunk that
+        // read first and then wrote would be refused (busy) once the writer had committed.
+        let path = temp("prune-busy");
+        let mut s = Store::open(&path).unwrap();
+        s.batch(|b| {
+            for i in 0..20_000 {
+                b.append_event(i, "attempt", "{}")?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (path, stop) = (path.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut w = Store::open(&path).unwrap();
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    w.batch(|b| b.append_event(1_000_000_000_000, "end", "{}")).unwrap();
+                    n += 1;
+                }
+                n
+            })
+        };
+        let pruned = s.prune(1_000_000, 100, &|| true);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let written = writer.join().unwrap();
+        assert_eq!(pruned.unwrap().events, 20_000, "while {written} commits came");
+        assert!(written > 0);
+    }
+
+    #[test]
     fn a_failed_batch_writes_nothing() {
         let path = temp("rollback");
         let mut s = Store::open(&path).unwrap();
