@@ -1025,6 +1025,15 @@ pub fn daily_report(
     let tz = rater.account(account).tz.clone();
     let from = day_start(date, &tz)?;
     let to = day_start(date.tomorrow()?, &tz)? - jiff::SignedDuration::from_nanos(1);
+    if let Some(gone) = store.pruned_before()? {
+        if (from.as_nanosecond() as i64) < gone {
+            let gone = ns_to(gone);
+            return Err(anyhow!(
+                "{date}: the store has nothing whole from before {} ([server] retention deleted it)",
+                show(gone, &tz)
+            ));
+        }
+    }
     let today = calls_of(store, rater, account, from, to, to < now)?;
     let history_from = day_start(date.checked_sub(jiff::Span::new().days(28))?, &tz)?;
     let before =

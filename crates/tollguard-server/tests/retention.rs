@@ -156,6 +156,13 @@ async fn what_is_past_retention_goes_and_what_the_state_needs_stays() {
         alerts["alerts"].as_array().unwrap().iter().filter(|a| a["call_id"] == "old-night").count();
     assert_eq!(old_alerts, 0, "{alerts}");
     assert_eq!(s.prune(at).unwrap().unwrap().pruned.rows(), 0, "nothing more");
+    // A report of a day whose rows are gone says so, instead of showing a quiet day.
+    let store = tollguard_store::Store::open(&db).unwrap();
+    let day = |t: Timestamp| jiff::tz::TimeZone::get("Europe/Amsterdam").unwrap().to_datetime(t).date();
+    let e = tollguard_server::report::daily_report(&store, &rater(), "acme", day(old), at).unwrap_err();
+    assert!(e.to_string().contains("[server] retention deleted it"), "{e}");
+    let r = tollguard_server::report::daily_report(&store, &rater(), "acme", day(now), at).unwrap();
+    assert!(r.calls > 0, "{r:?}");
     drop(app);
     drop(s);
 

@@ -734,6 +734,9 @@ impl Pruned {
     }
 }
 
+/// The checkpoint that keeps [`Store::pruned_before`].
+const PRUNED_BEFORE: &str = "retention:pruned_before";
+
 /// The tables [`Store::prune`] deletes from: name, the row's time (an SQL expression, in Unix
 /// nanoseconds, or seconds where `nanos` is false), and what is kept whatever its age.
 const PRUNED: [(&str, &str, bool, &str); 7] = [
@@ -765,6 +768,10 @@ impl Store {
         let mut deleted = [0u64; PRUNED.len()];
         let mut stopped = false;
         let before_s = before_ns.div_euclid(1_000_000_000);
+        // Said first: rows before it may be gone from here on (see [`Store::pruned_before`]).
+        if go_on() && self.pruned_before()?.is_none_or(|b| b < before_ns) {
+            self.batch(|b| b.set_checkpoint(PRUNED_BEFORE, &before_ns.to_string()))?;
+        }
         for (n, (table, time, nanos, kept)) in deleted.iter_mut().zip(PRUNED) {
             let before = if nanos { before_ns } else { before_s };
             let select =
@@ -810,6 +817,12 @@ impl Store {
         }
         let [events, cdrs, decisions, alerts, audit, incidents, outbox] = deleted;
         Ok(Pruned { events, cdrs, decisions, alerts, audit, incidents, outbox, stopped })
+    }
+
+    /// The time before which [`Store::prune`] has deleted (or begun to delete) rows, if it has
+    /// (Unix nanoseconds): what the store says of earlier times is not whole.
+    pub fn pruned_before(&self) -> Result<Option<i64>> {
+        Ok(self.checkpoint(PRUNED_BEFORE)?.and_then(|v| v.parse().ok()))
     }
 
     /// The open or acknowledged incident opened first: (opened, account, id).
@@ -929,6 +942,7 @@ mod tests {
         assert_eq!(s.oldest_open_incident().unwrap().map(|(t, a, _)| (t, a)), Some((old, "beta".into())));
         let not_now = s.prune(3_000_000_000, 2, &|| false).unwrap();
         assert_eq!((not_now.rows(), not_now.stopped), (0, true));
+        assert_eq!(s.pruned_before().unwrap(), None);
 
         // Two rows a chunk: the decisions' stray new row comes first and does not stop the walk.
         let pruned = s.prune(3_000_000_000, 2, &|| true).unwrap();
@@ -957,6 +971,9 @@ mod tests {
         assert!(states.contains(&"open".to_string()) && states.contains(&"false_positive".to_string()));
         assert_eq!(s.outbox_in("pending", 10).unwrap().len(), 1);
         assert_eq!(s.prune(3_000_000_000, 2, &|| true).unwrap().rows(), 0, "nothing more");
+        assert_eq!(s.pruned_before().unwrap(), Some(3_000_000_000));
+        s.prune(2_000_000_000, 2, &|| true).unwrap();
+        assert_eq!(s.pruned_before().unwrap(), Some(3_000_000_000), "the latest time stays");
     }
 
     #[test]
