@@ -1513,6 +1513,9 @@ impl ApiError {
     fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
     }
+    fn gone(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::GONE, "deleted", message)
+    }
     fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }

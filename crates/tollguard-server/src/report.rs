@@ -1014,7 +1014,20 @@ fn day_start(date: jiff::civil::Date, tz: &TimeZone) -> Result<Timestamp> {
     Ok(tz.to_ambiguous_timestamp(date.to_datetime(jiff::civil::Time::midnight())).compatible()?)
 }
 
-/// Builds the daily report of `account` for local day `date`.
+/// A report asked for a time whose rows retention has deleted.
+#[derive(Debug)]
+pub struct Deleted(String);
+
+impl std::fmt::Display for Deleted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Deleted {}
+
+/// Builds the daily report of `account` for local day `date` ([`Deleted`] for a day before
+/// what retention deleted).
 pub fn daily_report(
     store: &Store,
     rater: &Rater,
@@ -1028,10 +1041,10 @@ pub fn daily_report(
     if let Some(gone) = store.pruned_before()? {
         if (from.as_nanosecond() as i64) < gone {
             let gone = ns_to(gone);
-            return Err(anyhow!(
+            return Err(anyhow::Error::new(Deleted(format!(
                 "{date}: the store has nothing whole from before {} ([server] retention deleted it)",
                 show(gone, &tz)
-            ));
+            ))));
         }
     }
     let today = calls_of(store, rater, account, from, to, to < now)?;

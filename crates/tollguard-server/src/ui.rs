@@ -542,6 +542,7 @@ async fn daily(
     match out {
         Ok(Ok(body)) if csv => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response(),
         Ok(Ok(body)) => Html(body).into_response(),
+        Ok(Err(e)) if e.is::<report::Deleted>() => ApiError::gone(e.to_string()).into_response(),
         Ok(Err(e)) => ApiError::internal(format!("{e:#}")).into_response(),
         Err(e) => ApiError::internal(e.to_string()).into_response(),
     }

@@ -163,6 +163,16 @@ async fn what_is_past_retention_goes_and_what_the_state_needs_stays() {
     assert!(e.to_string().contains("[server] retention deleted it"), "{e}");
     let r = tollguard_server::report::daily_report(&store, &rater(), "acme", day(now), at).unwrap();
     assert!(r.calls > 0, "{r:?}");
+    let page = |date: jiff::civil::Date| {
+        let req = axum::http::Request::builder()
+            .uri(format!("/ui/accounts/acme/daily?date={date}"))
+            .header("cookie", format!("tollguard_token={token}"))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        tower::ServiceExt::oneshot(app.clone(), req)
+    };
+    assert_eq!(page(day(old)).await.unwrap().status(), StatusCode::GONE);
+    assert_eq!(page(day(now)).await.unwrap().status(), StatusCode::OK);
     drop(app);
     drop(s);
 
