@@ -1181,6 +1181,22 @@ pub struct LimitUsage {
     pub set_by: &'static str,
 }
 
+/// What an account's memory knew before a time that the event log after it cannot teach again
+/// ([`Engine::memory_before`], [`Engine::seed_memory`]): kinds of destination named as
+/// `ISO+calling code/kind` (`TL+670/0`), which outlive a build.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct MemorySeed {
+    /// The account's earliest call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Timestamp>,
+    /// Kinds of destination it called, and when first (Unix seconds).
+    #[serde(default)]
+    pub seen: Vec<(String, i64)>,
+    /// Kinds whose first-call alert was raised and that it has not called since.
+    #[serde(default)]
+    pub alerted: Vec<String>,
+}
+
 /// A block in force.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct BlockInfo {
@@ -1613,6 +1629,68 @@ impl Engine {
                 .recent
                 .get(call_id)
                 .is_some_and(|e| self.record_grace.is_some_and(|g| now.duration_since(e.at) <= g))
+    }
+
+    /// What each account's memory knew before `before` that a log starting then could not
+    /// teach a rebuild again: its earliest call and the kinds of destination it first called,
+    /// if before `before`, and the kinds whose first-call alert stands. Accounts with a call
+    /// before `before` only, in the order the engine first saw them. (A record that comes after
+    /// `before` of a call that started before it is counted as known from `before` on.)
+    pub fn memory_before(&self, before: Timestamp) -> Vec<(String, MemorySeed)> {
+        let cut = before.as_second();
+        let text = |kind: u32| {
+            let region = self.rater.numbering().region((kind >> 8) as u16)?;
+            Some(format!("{}+{}/{}", region.iso2, region.calling_code, kind & 0xff))
+        };
+        self.accounts
+            .iter()
+            .filter_map(|a| {
+                let m = &a.memory;
+                let since = m.since.filter(|s| *s < before);
+                let seen: Vec<(String, i64)> = m
+                    .seen
+                    .iter()
+                    .filter(|(_, first)| *first < cut)
+                    .filter_map(|&(k, f)| Some((text(k)?, f)))
+                    .collect();
+                if since.is_none() && seen.is_empty() {
+                    return None;
+                }
+                let alerted = m.alerted.iter().filter_map(|&k| text(k)).collect();
+                Some((a.name.to_string(), MemorySeed { since, seen, alerted }))
+            })
+            .collect()
+    }
+
+    /// Gives an account the memory [`Engine::memory_before`] kept (what it knew already stays,
+    /// the earlier first calls win). A kind of destination this build's numbering does not know
+    /// is left out.
+    pub fn seed_memory(&mut self, account: &str, seed: &MemorySeed) {
+        let kind = |t: &str| -> Option<u32> {
+            let (region, special) = t.split_once('/')?;
+            let (iso2, cc) = region.split_once('+')?;
+            let idx = tollguard_core::numbering::metadata::region_index(iso2, cc.parse().ok()?)?;
+            Some((idx as u32) << 8 | special.parse::<u8>().ok()? as u32)
+        };
+        let acct = self.account_id(account);
+        let m = &mut self.accounts[acct as usize].memory;
+        if let Some(s) = seed.since {
+            if m.since.is_none_or(|x| s < x) {
+                m.since = Some(s);
+            }
+        }
+        for (t, first) in &seed.seen {
+            let Some(k) = kind(t) else { continue };
+            match m.seen.iter_mut().find(|(x, _)| *x == k) {
+                Some((_, f)) => *f = (*f).min(*first),
+                None => m.seen.push((k, *first)),
+            }
+        }
+        for t in &seed.alerted {
+            if let Some(k) = kind(t).filter(|k| !m.alerted.contains(k)) {
+                m.alerted.push(k);
+            }
+        }
     }
 
     /// The block a limit set that is still in force (until released, or until a time after

@@ -2087,3 +2087,70 @@ deny = { countries = ["TL"] }
         "inbound from a high-risk number"
     );
 }
+
+#[test]
+fn what_an_account_knew_before_a_time_seeds_another_engine() {
+    // A log pruned before a time loses the first calls before it: the memory kept then gives
+    // a rebuild the destinations the account had called, and its first call.
+    let mut e = engine("");
+    let (d, _) = attempt(&mut e, "tl", "201", "0067077123456", t("2026-01-05T10:00:00Z"));
+    assert!(d.allowed, "a first call to East Timor by day: capped, {d:?}");
+    let (d, _) = attempt(&mut e, "nl", "201", "0201234567", t("2026-03-05T10:00:00Z"));
+    assert!(d.allowed);
+    let seeds = e.memory_before(t("2026-02-01T00:00:00Z"));
+    assert_eq!(seeds.len(), 1, "{seeds:?}");
+    let (account, seed) = &seeds[0];
+    assert_eq!((account.as_str(), seed.since), ("acme", Some(t("2026-01-05T10:00:00Z"))));
+    assert_eq!(seed.seen, [("TL+670/0".to_string(), t("2026-01-05T10:00:00Z").as_second())], "NL came later");
+    assert!(e.memory_before(t("2026-01-01T00:00:00Z")).is_empty(), "nothing before the first call");
+
+    // At night, months later: a first call to East Timor is denied; a known one is not.
+    let night = t("2026-04-14T21:00:00Z");
+    let (d, _) = attempt(&mut engine(""), "n1", "201", "0067077123456", night);
+    assert!(!d.allowed, "{d:?}");
+    let mut f = engine("");
+    f.seed_memory(account, seed);
+    let (d, _) = attempt(&mut f, "n2", "201", "0067077123456", night);
+    assert!(d.allowed, "{d:?}");
+    // An unknown kind (another build's numbering) is left out; what is known stays.
+    let odd = tollguard_engine::MemorySeed { seen: vec![("XX+999/0".into(), 0)], ..Default::default() };
+    f.seed_memory(account, &odd);
+    assert_eq!(f.memory_before(night)[0].1.seen.len(), 1);
+}
+
+#[test]
+fn the_oldest_block_a_limit_set_is_the_one_retention_waits_for() {
+    let mut e = engine(
+        r#"
+defaults = false
+[[limit]]
+name = "tl.hour"
+metric = "spend"
+window = "rolling_1h"
+max = "5.00"
+countries = ["TL"]
+on_critical = ["alert", "deny", "cut", "block"]
+block_for = "2h"
+"#,
+    );
+    let start = t("2011-06-13T10:00:00Z");
+    for (k, account) in ["beta", "acme"].iter().enumerate() {
+        let at = start + SignedDuration::from_mins(30 * k as i64);
+        let id = format!("{account}-tl");
+        assert!(attempt_of(&mut e, account, "213", &id, "0067077123456", at).allowed);
+        answer(&mut e, &id, at);
+    }
+    let blocks: Vec<(Timestamp, String)> = ticks(&mut e, start, start + SignedDuration::from_hours(1))
+        .into_iter()
+        .filter_map(|(at, x)| match x {
+            Effect::Block { account, .. } => Some((at, account)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(blocks.len(), 2, "{blocks:?}");
+    let now = start + SignedDuration::from_hours(1);
+    assert_eq!(e.oldest_limit_block(now), Some(("beta", blocks[0].0)), "{blocks:?}");
+    // Once the first has run out, the other.
+    let later = blocks[0].0 + SignedDuration::from_hours(2);
+    assert_eq!(e.oldest_limit_block(later), Some(("acme", blocks[1].0)));
+}

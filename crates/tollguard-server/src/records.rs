@@ -389,7 +389,13 @@ pub(crate) struct Rebuilt {
     /// Events handled.
     pub events: u64,
     effects: Vec<Effect>,
+    /// What the engine knew before the time retention deleted rows from (read with the first
+    /// events; `Some(None)`: there is none), handed to the engine when the log reaches that time.
+    memory: Option<Option<Remembered>>,
 }
+
+/// What the engine knew before a time, by account.
+type Remembered = (Timestamp, Vec<(String, tollguard_engine::MemorySeed)>);
 
 /// What an attempt, answer or end in the event log says. Read typed, borrowing the log's text
 /// (no JSON tree, no copy of each field); a field missing or `null` reads as absent. A payload
@@ -455,6 +461,7 @@ impl Rebuilt {
             through: 0,
             events: 0,
             effects: vec![],
+            memory: None,
         }
     }
 
@@ -478,11 +485,29 @@ impl Rebuilt {
         through: i64,
         events: u64,
     ) -> Rebuilt {
-        Rebuilt { engine, traffic, live, through, events, effects: vec![] }
+        // (The snapshot's engine knows all it learnt, also from rows deleted since.)
+        Rebuilt { engine, traffic, live, through, events, effects: vec![], memory: Some(None) }
     }
 
     /// Handles the events the log has after [`Rebuilt::through`]; returns how many.
     pub(crate) fn read(&mut self, store: &Store) -> anyhow::Result<u64> {
+        if self.memory.is_none() {
+            self.memory = Some(match store.memory()? {
+                Some((at, accounts)) => {
+                    let at = Timestamp::from_nanosecond(at as i128)?;
+                    let seeds = accounts
+                        .into_iter()
+                        .map(|(account, json)| {
+                            let seed = serde_json::from_str(&json)
+                                .map_err(|e| anyhow::anyhow!("the memory kept of account {account}: {e}"))?;
+                            Ok((account, seed))
+                        })
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    Some((at, seeds))
+                }
+                None => None,
+            });
+        }
         let mut failed: Option<anyhow::Error> = None;
         let n = store.for_each_event_after(self.through, |e| {
             if failed.is_none() {
@@ -496,13 +521,32 @@ impl Rebuilt {
         if let Some(e) = failed {
             return Err(e);
         }
+        // The log has nothing from that time on yet: what it knew then is known now.
+        self.remember(None);
         self.events += n;
         Ok(n)
     }
 
+    /// Hands the engine what it knew before the time retention deleted rows from, once the log
+    /// reaches that time (`now`; `None`: now, whatever the time).
+    fn remember(&mut self, now: Option<Timestamp>) {
+        let due = match &self.memory {
+            Some(Some((at, _))) => now.is_none_or(|t| t >= *at),
+            _ => false,
+        };
+        if due {
+            if let Some(Some((_, seeds))) = self.memory.replace(None) {
+                for (account, seed) in &seeds {
+                    self.engine.seed_memory(account, seed);
+                }
+            }
+        }
+    }
+
     fn handle(&mut self, store: &Store, e: tollguard_store::StoredEvent) -> anyhow::Result<()> {
-        let Rebuilt { engine, traffic, live, effects, .. } = self;
         let now = Timestamp::from_nanosecond(e.time_ns as i128).unwrap_or(Timestamp::UNIX_EPOCH);
+        self.remember(Some(now));
+        let Rebuilt { engine, traffic, live, effects, .. } = self;
         while let Some(d) = engine.next_deadline() {
             if d >= now {
                 break;

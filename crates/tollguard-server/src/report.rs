@@ -303,6 +303,15 @@ pub fn incident_report(
         until
     };
     let currency = currency_of(rater);
+    if let Some(gone) = store.pruned_before()? {
+        if (from.as_nanosecond() as i64) < gone {
+            return Err(anyhow::Error::new(Deleted(format!(
+                "incident {id}: its calls from {} on are not all in the store any more ([server] retention deleted what came before {})",
+                show(from, &tz),
+                show(ns_to(gone), &tz)
+            ))));
+        }
+    }
     let period = calls_of(store, rater, &account, from, to, closed)?;
     let mut rule_lines: HashMap<String, RuleLine> = HashMap::new();
     let mut rule_order: Vec<String> = vec![];

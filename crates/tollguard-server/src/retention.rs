@@ -5,8 +5,11 @@
 //! never cut shorter than [`HISTORY_NEEDED`] (the configuration refuses a shorter retention),
 //! operator commands are kept whatever their age, and the time before which rows go is held
 //! back for what still needs older rows: a block a limit set that is still in force (a rebuild
-//! must set it again, from the calls that caused it) and an open or acknowledged incident (its
-//! calls, decisions and alerts are the evidence). Each is held `retention` before its start.
+//! must set it again, from the calls that caused it: held `retention` before it) and an incident
+//! still kept (its calls, decisions and alerts are the evidence: held a day before its opening).
+//! What the engine learnt for good from the rows deleted (the destinations each account has
+//! called, and its first call) is kept in the store with them gone, for a rebuild
+//! ([`tollguard_engine::Engine::memory_before`]).
 
 use crate::AppState;
 use jiff::{SignedDuration, Timestamp};
@@ -43,27 +46,42 @@ pub struct Report {
     pub pruned: Pruned,
 }
 
+/// How long before an incident's opening its evidence is kept (its first suspicious call comes
+/// before its first alert).
+const INCIDENT_LEAD: SignedDuration = SignedDuration::from_hours(24);
+
 /// The time before which rows go at `now`, and what held it back.
 fn cutoff(s: &AppState, store: &Store, retention: SignedDuration, now: Timestamp) -> anyhow::Result<Report> {
-    let back = |t: Timestamp| t.checked_sub(retention).unwrap_or(Timestamp::MIN);
-    let mut before = back(now);
-    let mut held_by = None;
+    let back = |t: Timestamp, by: SignedDuration| t.checked_sub(by).unwrap_or(Timestamp::MIN);
+    let base = back(now, retention);
+    let mut before = base;
+    // A clock that jumped forward must not take the history with it: never more than what
+    // came `retention` before the newest event (said when that is a day or more behind).
+    let mut quiet_log = None;
+    if let Some(newest) = store.newest_event_ns()? {
+        let newest = Timestamp::from_nanosecond(newest as i128)?;
+        before = before.min(back(newest, retention));
+        if newest < back(now, SignedDuration::from_hours(24)) {
+            quiet_log = Some(format!("the newest event in the log, at {newest}"));
+        }
+    }
+    let mut held_by = quiet_log;
+    let mut hold = |at: Timestamp, why: String| {
+        if at < before {
+            before = at;
+            held_by = Some(why);
+        }
+    };
     let block = {
         let core = s.core.lock().expect("engine lock");
         core.engine.oldest_limit_block(now).map(|(account, at)| (account.to_string(), at))
     };
     if let Some((account, at)) = block {
-        if back(at) < before {
-            before = back(at);
-            held_by = Some(format!("a block of account {account} in force since {at}"));
-        }
+        hold(back(at, retention), format!("a block of account {account} in force since {at}"));
     }
-    if let Some((opened_ns, account, id)) = store.oldest_open_incident()? {
+    if let Some((opened_ns, account, id)) = store.oldest_kept_incident(crate::ns(base))? {
         let at = Timestamp::from_nanosecond(opened_ns as i128)?;
-        if back(at) < before {
-            before = back(at);
-            held_by = Some(format!("incident {id} of account {account}, open since {at}"));
-        }
+        hold(back(at, INCIDENT_LEAD), format!("incident {id} of account {account}, opened {at}"));
     }
     Ok(Report { before, held_by, pruned: Pruned::default() })
 }
@@ -75,9 +93,21 @@ pub(crate) fn prune(s: &AppState, now: Timestamp) -> anyhow::Result<Option<Repor
     let mut store = Store::open(&s.opts.database)?;
     let mut report = cutoff(s, &store, retention, now)?;
     let before_ns = crate::ns(report.before);
+    // What the engine knew before the time rows are gone from (this pruning's, or an earlier
+    // one's if later), for a rebuild from what is left.
+    let memory_ns = before_ns.max(store.pruned_before()?.unwrap_or(i64::MIN));
+    let memory: Vec<(String, String)> = {
+        let at = Timestamp::from_nanosecond(memory_ns as i128)?;
+        let core = s.core.lock().expect("engine lock");
+        core.engine
+            .memory_before(at)
+            .into_iter()
+            .map(|(account, m)| Ok((account, serde_json::to_string(&m)?)))
+            .collect::<anyhow::Result<_>>()?
+    };
     let ready = &s.ready;
     let took = std::time::Instant::now();
-    report.pruned = store.prune(before_ns, CHUNK, &|| ready.load(Ordering::SeqCst))?;
+    report.pruned = store.prune(before_ns, (memory_ns, &memory), CHUNK, &|| ready.load(Ordering::SeqCst))?;
     let took = took.elapsed().as_secs_f64();
     let m = &s.retention_health;
     m.deleted.fetch_add(report.pruned.rows(), Ordering::Relaxed);

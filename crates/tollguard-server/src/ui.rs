@@ -593,7 +593,10 @@ async fn incident_report(s: &Arc<AppState>, scope: &Scope, id: i64) -> Shown<rep
     })
     .await
     .map_err(|e| Box::new(ApiError::internal(e.to_string()).into_response()))?
-    .map_err(|e| Box::new(ApiError::internal(format!("{e:#}")).into_response()))
+    .map_err(|e| match e.is::<report::Deleted>() {
+        true => Box::new(ApiError::gone(e.to_string()).into_response()),
+        false => Box::new(ApiError::internal(format!("{e:#}")).into_response()),
+    })
 }
 
 async fn incident(State(s): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<i64>) -> Response {

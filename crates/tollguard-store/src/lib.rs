@@ -197,6 +197,10 @@ CREATE TABLE IF NOT EXISTS incidents (
     data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS incidents_account ON incidents(account, state);
+CREATE TABLE IF NOT EXISTS memory (
+    account TEXT PRIMARY KEY,
+    json TEXT NOT NULL
+);
 ";
 
 impl Store {
@@ -226,8 +230,12 @@ impl Store {
     /// Runs `f` in one transaction (one commit for many writes).
     pub fn batch<T>(&mut self, f: impl FnOnce(&mut Batch<'_>) -> Result<T>) -> Result<T> {
         let path = self.path.clone();
-        let tx =
-            self.conn.transaction().map_err(|source| StoreError::Sqlite { path: path.clone(), source })?;
+        // Writing from the start: a transaction that read first would be refused (busy) once
+        // another connection (a pruning) had committed meanwhile.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|source| StoreError::Sqlite { path: path.clone(), source })?;
         let mut b = Batch { tx, path: path.clone() };
         let out = f(&mut b)?;
         b.tx.commit().map_err(|source| StoreError::Sqlite { path, source })?;
@@ -570,9 +578,7 @@ impl Batch<'_> {
     pub fn put_decision(&mut self, call_id: &str, account: &str, time_ns: i64, json: &str) -> Result<()> {
         self.tx
             .prepare_cached(
-                "INSERT INTO decisions (call_id, account, time_ns, json) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(call_id) DO UPDATE SET account = excluded.account, time_ns = excluded.time_ns,
-                 json = excluded.json",
+                "INSERT OR REPLACE INTO decisions (call_id, account, time_ns, json) VALUES (?1, ?2, ?3, ?4)",
             )
             .and_then(|mut s| s.execute(params![call_id, account, time_ns, json]))
             .map_err(|e| self.err(e))?;
@@ -734,21 +740,68 @@ impl Pruned {
     }
 }
 
+/// What [`Store::memory`] gives: the time, and by account the memory as JSON.
+pub type KeptMemory = (i64, Vec<(String, String)>);
+
 /// The checkpoint that keeps [`Store::pruned_before`].
 const PRUNED_BEFORE: &str = "retention:pruned_before";
 
-/// The tables [`Store::prune`] deletes from: name, the row's time (an SQL expression, in Unix
-/// nanoseconds, or seconds where `nanos` is false), and what is kept whatever its age.
-const PRUNED: [(&str, &str, bool, &str); 7] = [
+/// A table [`Store::prune`] deletes from.
+struct Pruning {
+    table: &'static str,
+    /// The row's time, an SQL expression: Unix nanoseconds, or seconds where `nanos` is false.
+    time: &'static str,
+    nanos: bool,
+    /// What is kept whatever its age (SQL).
+    kept: &'static str,
+    /// The newest row is kept: a table without `AUTOINCREMENT` would give its id again (a
+    /// position in the log the engine has handled, an incident's id in a mail).
+    keep_last: bool,
+    /// Rows come in time order, near enough: the walk ends at a chunk with nothing old. Else
+    /// (rows changed after they were added) the whole table is walked.
+    in_order: bool,
+}
+
+const PRUNED: [Pruning; 7] = [
     // Operator commands (limits, blocks, allowances) make the state a start rebuilds: kept.
-    ("events", "time_ns", true, "kind = 'command'"),
-    ("cdrs", "received_ns", true, "0"),
-    ("decisions", "time_ns", true, "0"),
+    Pruning {
+        table: "events",
+        time: "time_ns",
+        nanos: true,
+        kept: "kind = 'command'",
+        keep_last: true,
+        in_order: true,
+    },
+    Pruning { table: "cdrs", time: "received_ns", nanos: true, kept: "0", keep_last: true, in_order: true },
+    // (A decision under a call id used again replaces the row: a new one at the end.)
+    Pruning { table: "decisions", time: "time_ns", nanos: true, kept: "0", keep_last: true, in_order: true },
     // An alert's time is RFC 3339 with the account's offset.
-    ("alerts", "unixepoch(json_extract(json, '$.time'))", false, "0"),
-    ("audit", "time_ns", true, "0"),
-    ("incidents", "updated_ns", true, "state IN ('open', 'acknowledged')"),
-    ("outbox", "created_ns", true, "state = 'pending'"),
+    Pruning {
+        table: "alerts",
+        time: "unixepoch(json_extract(json, '$.time'))",
+        nanos: false,
+        kept: "0",
+        keep_last: false,
+        in_order: true,
+    },
+    Pruning { table: "audit", time: "time_ns", nanos: true, kept: "0", keep_last: true, in_order: true },
+    // Few, and changed long after they were opened.
+    Pruning {
+        table: "incidents",
+        time: "updated_ns",
+        nanos: true,
+        kept: "state IN ('open', 'acknowledged')",
+        keep_last: true,
+        in_order: false,
+    },
+    Pruning {
+        table: "outbox",
+        time: "created_ns",
+        nanos: true,
+        kept: "state = 'pending'",
+        keep_last: true,
+        in_order: true,
+    },
 ];
 
 impl Store {
@@ -762,22 +815,49 @@ impl Store {
     /// come in time order, near enough (a decision replaced under a reused call id keeps its
     /// place with a later time, and does not stop the walk). `go_on` is asked before each chunk
     /// (a stopping server says no); what was deleted until then stays deleted.
-    pub fn prune(&mut self, before_ns: i64, chunk: usize, go_on: &dyn Fn() -> bool) -> Result<Pruned> {
+    ///
+    /// `memory`: what the engine knew before `memory.0` (at or after `before_ns`, and the time
+    /// of any earlier pruning) that the log after it cannot teach again, by account (JSON), put
+    /// in place of what an earlier pruning kept, with that time, before anything is deleted
+    /// ([`Store::memory`]). The last row of each table stays (SQLite would give its id again).
+    pub fn prune(
+        &mut self,
+        before_ns: i64,
+        memory: (i64, &[(String, String)]),
+        chunk: usize,
+        go_on: &dyn Fn() -> bool,
+    ) -> Result<Pruned> {
         let path = self.path.clone();
         let err = |source| StoreError::Sqlite { path: path.clone(), source };
         let mut deleted = [0u64; PRUNED.len()];
         let mut stopped = false;
         let before_s = before_ns.div_euclid(1_000_000_000);
-        // Said first: rows before it may be gone from here on (see [`Store::pruned_before`]).
-        if go_on() && self.pruned_before()?.is_none_or(|b| b < before_ns) {
-            self.batch(|b| b.set_checkpoint(PRUNED_BEFORE, &before_ns.to_string()))?;
+        // First: the memory, and the time rows before which may be gone from here on.
+        if !go_on() {
+            return Ok(Pruned { stopped: true, ..Pruned::default() });
         }
-        for (n, (table, time, nanos, kept)) in deleted.iter_mut().zip(PRUNED) {
+        let (memory_before, memory) = memory;
+        let at = memory_before.max(before_ns).max(self.pruned_before()?.unwrap_or(i64::MIN));
+        self.batch(|b| {
+            b.tx.execute("DELETE FROM memory", []).map_err(|e| b.err(e))?;
+            for (account, json) in memory {
+                b.tx.prepare_cached("INSERT INTO memory (account, json) VALUES (?1, ?2)")
+                    .and_then(|mut s| s.execute(params![account, json]))
+                    .map_err(|e| b.err(e))?;
+            }
+            b.set_checkpoint(PRUNED_BEFORE, &at.to_string())
+        })?;
+        for (n, Pruning { table, time, nanos, kept, keep_last, in_order }) in deleted.iter_mut().zip(PRUNED) {
             let before = if nanos { before_ns } else { before_s };
             let select =
                 format!("SELECT rowid, ({time}) < ?1 FROM {table} WHERE rowid > ?2 ORDER BY rowid LIMIT ?3");
             let delete = format!(
-                "DELETE FROM {table} WHERE rowid > ?2 AND rowid <= ?3 AND ({time}) < ?1 AND NOT ({kept})"
+                "DELETE FROM {table} WHERE rowid > ?2 AND rowid <= ?3 AND ({time}) < ?1 AND NOT ({kept}){}",
+                if keep_last {
+                    format!(" AND rowid < (SELECT max(rowid) FROM {table})")
+                } else {
+                    String::new()
+                }
             );
             let mut after = i64::MIN;
             loop {
@@ -806,7 +886,7 @@ impl Store {
                     *n += stmt.execute(params![before, after, last]).map_err(err)? as u64;
                 }
                 tx.commit().map_err(err)?;
-                if !any_old {
+                if !any_old && in_order {
                     break;
                 }
                 after = last;
@@ -825,13 +905,30 @@ impl Store {
         Ok(self.checkpoint(PRUNED_BEFORE)?.and_then(|v| v.parse().ok()))
     }
 
-    /// The open or acknowledged incident opened first: (opened, account, id).
-    pub fn oldest_open_incident(&self) -> Result<Option<(i64, String, i64)>> {
+    /// What the last [`Store::prune`] kept of the engine's memory: its time (Unix nanoseconds)
+    /// and, by account, the memory as JSON, in the order given.
+    pub fn memory(&self) -> Result<Option<KeptMemory>> {
+        let Some(before) = self.pruned_before()? else { return Ok(None) };
+        let mut stmt =
+            self.conn.prepare("SELECT account, json FROM memory ORDER BY rowid").map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| self.err(e))?;
+        Ok(Some((before, rows.collect::<std::result::Result<Vec<_>, _>>().map_err(|e| self.err(e))?)))
+    }
+
+    /// The time of the newest event in the log (Unix nanoseconds), if any.
+    pub fn newest_event_ns(&self) -> Result<Option<i64>> {
+        self.conn.query_row("SELECT max(time_ns) FROM events", [], |r| r.get(0)).map_err(|e| self.err(e))
+    }
+
+    /// Of the incidents open, acknowledged, or closed at `closed_since_ns` or later (those
+    /// [`Store::prune`] keeps at that time), the one opened first: (opened, account, id).
+    pub fn oldest_kept_incident(&self, closed_since_ns: i64) -> Result<Option<(i64, String, i64)>> {
         self.conn
             .query_row(
-                "SELECT opened_ns, account, id FROM incidents WHERE state IN ('open', 'acknowledged')
+                "SELECT opened_ns, account, id FROM incidents
+                 WHERE state IN ('open', 'acknowledged') OR updated_ns >= ?1
                  ORDER BY opened_ns, id LIMIT 1",
-                [],
+                [closed_since_ns],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()
@@ -903,6 +1000,15 @@ mod tests {
         assert_eq!(s.checkpoint("tail:/var/log/Master.csv").unwrap().as_deref(), Some("1234"));
     }
 
+    /// Acknowledges `account`'s open incident.
+    fn b_ack(s: &mut Store, account: &str) {
+        s.batch(|b| {
+            let (id, ..) = b.active_incident(account)?.expect("an open incident");
+            b.update_incident(id, 1_000_000_000, Some("acknowledged"), "{}")
+        })
+        .unwrap();
+    }
+
     #[test]
     fn prune_deletes_what_is_older_and_keeps_commands_open_incidents_and_pending_messages() {
         let path = temp("prune");
@@ -939,13 +1045,20 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        assert_eq!(s.oldest_open_incident().unwrap().map(|(t, a, _)| (t, a)), Some((old, "beta".into())));
-        let not_now = s.prune(3_000_000_000, 2, &|| false).unwrap();
+        // beta's is open; gamma's closed at `new`, acme's at `old`.
+        let oldest = |s: &Store, since: i64| s.oldest_kept_incident(since).unwrap().map(|(t, a, _)| (t, a));
+        assert_eq!(oldest(&s, new + 1), Some((old, "beta".into())));
+        assert_eq!(oldest(&s, new), Some((old, "beta".into())), "(gamma's opened at the same time)");
+        b_ack(&mut s, "beta");
+        assert_eq!(oldest(&s, new + 1), Some((old, "beta".into())), "acknowledged: still kept");
+        let not_now = s.prune(3_000_000_000, (3_000_000_000, &[]), 2, &|| false).unwrap();
         assert_eq!((not_now.rows(), not_now.stopped), (0, true));
         assert_eq!(s.pruned_before().unwrap(), None);
 
-        // Two rows a chunk: the decisions' stray new row comes first and does not stop the walk.
-        let pruned = s.prune(3_000_000_000, 2, &|| true).unwrap();
+        // Two rows a chunk: the late record among new events does not stop the walk.
+        let pruned = s.prune(3_000_000_000, (3_000_000_000, &[]), 2, &|| true).unwrap();
+        // Each table's last row stays (its id would be given again): the dead message. (The
+        // decision under the reused id was added again at the end.)
         let expected = Pruned {
             events: 2,
             cdrs: 1,
@@ -953,7 +1066,7 @@ mod tests {
             alerts: 1,
             audit: 1,
             incidents: 1,
-            outbox: 2,
+            outbox: 1,
             stopped: false,
         };
         assert_eq!(pruned, expected);
@@ -968,11 +1081,18 @@ mod tests {
         assert_eq!(s.audit(None, 0, 10).unwrap().len(), 1);
         let states: Vec<String> = s.incidents(None, None, 10).unwrap().into_iter().map(|i| i.state).collect();
         assert_eq!(states.len(), 2, "{states:?}");
-        assert!(states.contains(&"open".to_string()) && states.contains(&"false_positive".to_string()));
+        assert!(
+            states.contains(&"acknowledged".to_string()) && states.contains(&"false_positive".to_string())
+        );
         assert_eq!(s.outbox_in("pending", 10).unwrap().len(), 1);
-        assert_eq!(s.prune(3_000_000_000, 2, &|| true).unwrap().rows(), 0, "nothing more");
+        assert_eq!(s.outbox_in("dead", 10).unwrap().len(), 1);
+        assert_eq!(
+            s.prune(3_000_000_000, (3_000_000_000, &[]), 2, &|| true).unwrap().rows(),
+            0,
+            "nothing more"
+        );
         assert_eq!(s.pruned_before().unwrap(), Some(3_000_000_000));
-        s.prune(2_000_000_000, 2, &|| true).unwrap();
+        s.prune(2_000_000_000, (2_000_000_000, &[]), 2, &|| true).unwrap();
         assert_eq!(s.pruned_before().unwrap(), Some(3_000_000_000), "the latest time stays");
     }
 
@@ -1002,10 +1122,11 @@ mod tests {
                 n
             })
         };
-        let pruned = s.prune(1_000_000, 100, &|| true);
+        let pruned = s.prune(1_000_000, (1_000_000, &[]), 100, &|| true);
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let written = writer.join().unwrap();
-        assert_eq!(pruned.unwrap().events, 20_000, "while {written} commits came");
+        // (The last row stays if the writer had not added one when its chunk came.)
+        assert!(pruned.unwrap().events >= 19_999, "while {written} commits came");
         assert!(written > 0);
     }
 

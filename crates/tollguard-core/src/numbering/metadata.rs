@@ -149,6 +149,16 @@ pub fn region_by_iso(iso2: &str) -> Option<&'static Region> {
     MetaTables::get().regions.iter().find(|r| r.iso2 == up)
 }
 
+/// The index (as in [`Class::region`]) of the region with this ISO 3166 alpha-2 code (or
+/// `001`) and calling code: a region named in text that outlives a build.
+pub fn region_index(iso2: &str, calling_code: u16) -> Option<u16> {
+    MetaTables::get()
+        .regions
+        .iter()
+        .position(|r| r.iso2 == iso2 && r.calling_code == calling_code)
+        .and_then(|i| u16::try_from(i).ok())
+}
+
 #[derive(Clone, Copy, Default)]
 struct Acc {
     region: Option<u16>,
@@ -355,5 +365,17 @@ mod tests {
         let us = region_by_iso("US").unwrap();
         assert_eq!(us.international_prefixes, ["011"]);
         assert_eq!(us.trunk_prefix.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn a_region_is_found_again_by_its_code_and_calling_code() {
+        let regions = &MetaTables::get().regions;
+        for (i, r) in regions.iter().enumerate() {
+            let found = region_index(&r.iso2, r.calling_code).unwrap();
+            // The first of any that share both (none should).
+            assert_eq!(regions[found as usize].iso2, r.iso2);
+            assert_eq!(found as usize, i, "{} +{}", r.iso2, r.calling_code);
+        }
+        assert_eq!(region_index("NL", 32), None);
     }
 }
