@@ -1038,11 +1038,12 @@ pub const TALKED_NUMBERS: usize = 64;
 /// How long a conversation with a high-risk number is remembered.
 pub const TALKED_MEMORY: SignedDuration = SignedDuration::from_hours(90 * 24);
 
-/// The history the engine's state at a time depends on (besides the destinations an account
-/// has ever called, and when it first called at all): the longest of its memories (a
-/// conversation with a high-risk number, [`TALKED_MEMORY`]; the calendar month's window; the
-/// weeks of learned baselines) and a day. A rebuild from a log that starts this long before a
-/// time gives the same state at that time, so an event log may be pruned to it, no shorter.
+/// The history the engine's state at a time depends on, besides what it keeps for good (the
+/// destinations an account has called, and its first call: [`Engine::memory_before`]): the
+/// longest of its memories that look back a fixed time (a conversation with a high-risk
+/// number, [`TALKED_MEMORY`]; the calendar month's window; the weeks of learned baselines) and
+/// a day. A rebuild from a log that starts this long before a time, given that memory, has the
+/// same state at that time: an event log may be pruned to it, no shorter.
 pub const HISTORY_NEEDED: SignedDuration = SignedDuration::from_hours(91 * 24);
 
 /// How long a kind of destination stays new after the account's first call to it (limits with
