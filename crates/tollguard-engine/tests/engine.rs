@@ -470,10 +470,8 @@ fn calling_back_a_high_risk_number_that_rang_in_is_wangiri() {
     assert!(d.allowed && d.rules.is_empty(), "{d:?}");
 }
 
-#[test]
-fn a_second_block_within_a_week_lasts_until_released() {
-    let mut e = engine(
-        r#"
+/// EUR 5 an hour to East Timor; crossed, the account is blocked for two hours.
+const TL_HOUR_BLOCKS_2H: &str = r#"
 defaults = false
 [[limit]]
 name = "tl.hour"
@@ -483,8 +481,11 @@ max = "5.00"
 countries = ["TL"]
 on_critical = ["alert", "deny", "cut", "block"]
 block_for = "2h"
-"#,
-    );
+"#;
+
+#[test]
+fn a_second_block_within_a_week_lasts_until_released() {
+    let mut e = engine(TL_HOUR_BLOCKS_2H);
     let mut blocks = vec![];
     let mut now = t("2011-06-13T10:00:00Z");
     for round in 0..2 {
@@ -2120,19 +2121,7 @@ fn what_an_account_knew_before_a_time_seeds_another_engine() {
 
 #[test]
 fn the_oldest_block_a_limit_set_is_the_one_retention_waits_for() {
-    let mut e = engine(
-        r#"
-defaults = false
-[[limit]]
-name = "tl.hour"
-metric = "spend"
-window = "rolling_1h"
-max = "5.00"
-countries = ["TL"]
-on_critical = ["alert", "deny", "cut", "block"]
-block_for = "2h"
-"#,
-    );
+    let mut e = engine(TL_HOUR_BLOCKS_2H);
     let start = t("2011-06-13T10:00:00Z");
     for (k, account) in ["beta", "acme"].iter().enumerate() {
         let at = start + SignedDuration::from_mins(30 * k as i64);
