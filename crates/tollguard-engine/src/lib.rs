@@ -1184,7 +1184,7 @@ pub struct LimitUsage {
 
 /// What an account's memory knew before a time that the event log after it cannot teach again
 /// ([`Engine::memory_before`], [`Engine::seed_memory`]): kinds of destination named as
-/// `ISO+calling code/kind` (`TL+670/0`), which outlive a build.
+/// `ISO+calling code/number type` (`TL+670/any`, `GB+44/premium`), which outlive a build.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct MemorySeed {
     /// The account's earliest call.
@@ -1638,10 +1638,15 @@ impl Engine {
     /// before `before` only, in the order the engine first saw them. (A record that comes after
     /// `before` of a call that started before it is counted as known from `before` on.)
     pub fn memory_before(&self, before: Timestamp) -> Vec<(String, MemorySeed)> {
-        let cut = before.as_second();
+        // First calls are kept in whole seconds: one in the second `before` falls in counts.
+        let cut = before.as_second() + i64::from(before.subsec_nanosecond() > 0);
         let text = |kind: u32| {
             let region = self.rater.numbering().region((kind >> 8) as u16)?;
-            Some(format!("{}+{}/{}", region.iso2, region.calling_code, kind & 0xff))
+            let special = match kind & 0xff {
+                0 => "any",
+                n => NumberType::ALL.get(n as usize - 1)?.as_str(),
+            };
+            Some(format!("{}+{}/{special}", region.iso2, region.calling_code))
         };
         self.accounts
             .iter()
@@ -1654,10 +1659,10 @@ impl Engine {
                     .filter(|(_, first)| *first < cut)
                     .filter_map(|&(k, f)| Some((text(k)?, f)))
                     .collect();
-                if since.is_none() && seen.is_empty() {
+                let alerted: Vec<String> = m.alerted.iter().filter_map(|&k| text(k)).collect();
+                if since.is_none() && seen.is_empty() && alerted.is_empty() {
                     return None;
                 }
-                let alerted = m.alerted.iter().filter_map(|&k| text(k)).collect();
                 Some((a.name.to_string(), MemorySeed { since, seen, alerted }))
             })
             .collect()
@@ -1671,7 +1676,11 @@ impl Engine {
             let (region, special) = t.split_once('/')?;
             let (iso2, cc) = region.split_once('+')?;
             let idx = tollguard_core::numbering::metadata::region_index(iso2, cc.parse().ok()?)?;
-            Some((idx as u32) << 8 | special.parse::<u8>().ok()? as u32)
+            let special = match special {
+                "any" => 0,
+                name => NumberType::parse(name)? as u32 + 1,
+            };
+            Some((idx as u32) << 8 | special)
         };
         let acct = self.account_id(account);
         let m = &mut self.accounts[acct as usize].memory;

@@ -2102,7 +2102,11 @@ fn what_an_account_knew_before_a_time_seeds_another_engine() {
     assert_eq!(seeds.len(), 1, "{seeds:?}");
     let (account, seed) = &seeds[0];
     assert_eq!((account.as_str(), seed.since), ("acme", Some(t("2026-01-05T10:00:00Z"))));
-    assert_eq!(seed.seen, [("TL+670/0".to_string(), t("2026-01-05T10:00:00Z").as_second())], "NL came later");
+    assert_eq!(
+        seed.seen,
+        [("TL+670/any".to_string(), t("2026-01-05T10:00:00Z").as_second())],
+        "NL came later"
+    );
     assert!(e.memory_before(t("2026-01-01T00:00:00Z")).is_empty(), "nothing before the first call");
 
     // At night, months later: a first call to East Timor is denied; a known one is not.
@@ -2114,7 +2118,7 @@ fn what_an_account_knew_before_a_time_seeds_another_engine() {
     let (d, _) = attempt(&mut f, "n2", "201", "0067077123456", night);
     assert!(d.allowed, "{d:?}");
     // An unknown kind (another build's numbering) is left out; what is known stays.
-    let odd = tollguard_engine::MemorySeed { seen: vec![("XX+999/0".into(), 0)], ..Default::default() };
+    let odd = tollguard_engine::MemorySeed { seen: vec![("XX+999/any".into(), 0)], ..Default::default() };
     f.seed_memory(account, &odd);
     assert_eq!(f.memory_before(night)[0].1.seen.len(), 1);
 }
@@ -2142,4 +2146,44 @@ fn the_oldest_block_a_limit_set_is_the_one_retention_waits_for() {
     // Once the first has run out, the other.
     let later = blocks[0].0 + SignedDuration::from_hours(2);
     assert_eq!(e.oldest_limit_block(later), Some(("acme", blocks[1].0)));
+}
+
+#[test]
+fn the_memory_kept_counts_first_calls_to_the_second_and_first_call_alerts_that_stand() {
+    let night = t("2026-04-14T21:00:00Z");
+    let alerts = |out: &[Effect]| out.iter().filter(|x| matches!(x, Effect::Alert(_))).count();
+    // Denied at night, alerted; the account has no call that went through.
+    let mut e = engine("");
+    let (d, out) = attempt(&mut e, "n1", "201", "0067077123456", night);
+    assert!(!d.allowed && alerts(&out) == 1, "{d:?} {out:?}");
+    let later = night + SignedDuration::from_hours(1);
+    let seeds = e.memory_before(later);
+    assert_eq!(seeds.len(), 1, "an account with a standing alert only: {seeds:?}");
+    assert_eq!((seeds[0].1.since, seeds[0].1.seen.len()), (None, 0));
+    assert_eq!(seeds[0].1.alerted, ["TL+670/any"]);
+    // Given it, another engine does not raise that alert again; without, it does.
+    let mut f = engine("");
+    f.seed_memory("acme", &seeds[0].1);
+    let (d, out) = attempt(&mut f, "n2", "201", "0067077123456", later);
+    assert!(!d.allowed && alerts(&out) == 0, "{d:?} {out:?}");
+    let (_, out) = attempt(&mut engine(""), "n3", "201", "0067077123456", later);
+    assert_eq!(alerts(&out), 1);
+
+    // A first call in the second of the time is counted before it; one at the time is not.
+    let day = t("2026-04-15T10:00:00Z");
+    let mut g = engine("");
+    assert!(attempt(&mut g, "d1", "201", "0201234567", day).0.allowed);
+    let kinds = |at: Timestamp| g.memory_before(at).first().map_or(0, |(_, m)| m.seen.len());
+    assert_eq!(kinds(day), 0);
+    assert_eq!(kinds(day + SignedDuration::from_millis(500)), 1);
+    // A premium range's kind comes back as itself.
+    let mut h = engine("");
+    let seed = tollguard_engine::MemorySeed {
+        seen: vec![("GB+44/premium".into(), 0), ("GB+44/any".into(), 0)],
+        ..Default::default()
+    };
+    h.seed_memory("acme", &seed);
+    let mut kept = h.memory_before(day)[0].1.seen.clone();
+    kept.sort();
+    assert_eq!(kept, [("GB+44/any".to_string(), 0), ("GB+44/premium".to_string(), 0)]);
 }

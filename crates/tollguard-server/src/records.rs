@@ -492,6 +492,16 @@ impl Rebuilt {
     /// Handles the events the log has after [`Rebuilt::through`]; returns how many.
     pub(crate) fn read(&mut self, store: &Store) -> anyhow::Result<u64> {
         if self.memory.is_none() {
+            // The memory and the log as one state: a pruning between the two reads would leave
+            // a gap between the memory's time and what is left of the log.
+            return store.consistently(|store| self.read_first(store))?;
+        }
+        self.read_more(store)
+    }
+
+    /// [`Rebuilt::read`] the first time: what retention kept of the engine's memory, then the log.
+    fn read_first(&mut self, store: &Store) -> anyhow::Result<u64> {
+        if self.memory.is_none() {
             self.memory = Some(match store.memory()? {
                 Some((at, accounts)) => {
                     let at = Timestamp::from_nanosecond(at as i128)?;
@@ -508,6 +518,10 @@ impl Rebuilt {
                 None => None,
             });
         }
+        self.read_more(store)
+    }
+
+    fn read_more(&mut self, store: &Store) -> anyhow::Result<u64> {
         let mut failed: Option<anyhow::Error> = None;
         let n = store.for_each_event_after(self.through, |e| {
             if failed.is_none() {
@@ -766,6 +780,33 @@ mod tests {
             .find(|l| l["limit"] == "default.high_risk_spend_24h")
             .map(|l| l["used"].clone());
         assert_eq!(used, Some(json!("17.40")), "two of the three records, 8.70 each: {report}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_memory_retention_kept_reaches_the_engine_also_with_no_event_after_its_time() {
+        let dir = common::temp_dir("rebuild-memory");
+        let mut store = Store::open(&dir.join("tollguard.db")).unwrap();
+        let t0 = jiff::Timestamp::from_second(1_767_607_200).unwrap(); // 2026-01-05T10:00:00Z
+        let seed = tollguard_engine::MemorySeed {
+            since: Some(t0),
+            seen: vec![("TL+670/any".into(), t0.as_second())],
+            alerted: vec![],
+        };
+        let kept = [("acme".to_string(), serde_json::to_string(&seed).unwrap())];
+        let t1 = 1_776_000_000_000_000_000; // April 2026
+        store.prune(t1, (t1, &kept), 100, &|| true).unwrap();
+        let fresh =
+            || Rebuilt::new(Engine::new(common::rater(), tollguard_engine::policy::Policy::builtin()));
+        let mut r = fresh();
+        assert_eq!(r.read(&store).unwrap(), 0, "an empty log");
+        let now = jiff::Timestamp::from_nanosecond(t1 as i128).unwrap();
+        let report = r.engine.account_report("acme", now).expect("the account, from its memory");
+        assert_eq!(report.destinations_seen, 1, "{report:?}");
+        // Restored from a snapshot: its engine knows already; the memory is not given again.
+        let mut restored = Rebuilt::restored(fresh().engine, Default::default(), HashMap::new(), 0, 0);
+        restored.read(&store).unwrap();
+        assert!(restored.engine.account_report("acme", now).is_none());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

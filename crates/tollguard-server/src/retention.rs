@@ -6,7 +6,7 @@
 //! operator commands are kept whatever their age, and the time before which rows go is held
 //! back for what still needs older rows: a block a limit set that is still in force (a rebuild
 //! must set it again, from the calls that caused it: held `retention` before it) and an incident
-//! still kept (its calls, decisions and alerts are the evidence: held a day before its opening).
+//! still kept (its calls, decisions and alerts are the evidence: held a week before its opening).
 //! What the engine learnt for good from the rows deleted (the destinations each account has
 //! called, and its first call) is kept in the store with them gone, for a rebuild
 //! ([`tollguard_engine::Engine::memory_before`]).
@@ -47,31 +47,31 @@ pub struct Report {
 }
 
 /// How long before an incident's opening its evidence is kept (its first suspicious call comes
-/// before its first alert).
-const INCIDENT_LEAD: SignedDuration = SignedDuration::from_hours(24);
+/// before its first alert: a slow drip's, days before).
+const INCIDENT_LEAD: SignedDuration = SignedDuration::from_hours(7 * 24);
+
+/// A hold shorter than this is not said: every incident kept holds a week or so (its lead and
+/// its length), and the log's newest event is always a little before now.
+const HOLD_SAID: SignedDuration = SignedDuration::from_hours(8 * 24);
 
 /// The time before which rows go at `now`, and what held it back.
 fn cutoff(s: &AppState, store: &Store, retention: SignedDuration, now: Timestamp) -> anyhow::Result<Report> {
     let back = |t: Timestamp, by: SignedDuration| t.checked_sub(by).unwrap_or(Timestamp::MIN);
     let base = back(now, retention);
     let mut before = base;
-    // A clock that jumped forward must not take the history with it: never more than what
-    // came `retention` before the newest event (said when that is a day or more behind).
-    let mut quiet_log = None;
-    if let Some(newest) = store.newest_event_ns()? {
-        let newest = Timestamp::from_nanosecond(newest as i128)?;
-        before = before.min(back(newest, retention));
-        if newest < back(now, SignedDuration::from_hours(24)) {
-            quiet_log = Some(format!("the newest event in the log, at {newest}"));
-        }
-    }
-    let mut held_by = quiet_log;
+    let mut held_by = None;
     let mut hold = |at: Timestamp, why: String| {
         if at < before {
             before = at;
             held_by = Some(why);
         }
     };
+    // A log that had nothing for months is not emptied: never more than what came `retention`
+    // before its newest event.
+    if let Some(newest) = store.newest_event_ns()? {
+        let newest = Timestamp::from_nanosecond(newest as i128)?;
+        hold(back(newest, retention), format!("the newest event in the log, at {newest}"));
+    }
     let block = {
         let core = s.core.lock().expect("engine lock");
         core.engine.oldest_limit_block(now).map(|(account, at)| (account.to_string(), at))
@@ -83,6 +83,7 @@ fn cutoff(s: &AppState, store: &Store, retention: SignedDuration, now: Timestamp
         let at = Timestamp::from_nanosecond(opened_ns as i128)?;
         hold(back(at, INCIDENT_LEAD), format!("incident {id} of account {account}, opened {at}"));
     }
+    let held_by = held_by.filter(|_| before < back(base, HOLD_SAID));
     Ok(Report { before, held_by, pruned: Pruned::default() })
 }
 
@@ -96,15 +97,14 @@ pub(crate) fn prune(s: &AppState, now: Timestamp) -> anyhow::Result<Option<Repor
     // What the engine knew before the time rows are gone from (this pruning's, or an earlier
     // one's if later), for a rebuild from what is left.
     let memory_ns = before_ns.max(store.pruned_before()?.unwrap_or(i64::MIN));
-    let memory: Vec<(String, String)> = {
+    let memory = {
         let at = Timestamp::from_nanosecond(memory_ns as i128)?;
-        let core = s.core.lock().expect("engine lock");
-        core.engine
-            .memory_before(at)
-            .into_iter()
-            .map(|(account, m)| Ok((account, serde_json::to_string(&m)?)))
-            .collect::<anyhow::Result<_>>()?
+        s.core.lock().expect("engine lock").engine.memory_before(at)
     };
+    let memory: Vec<(String, String)> = memory
+        .into_iter()
+        .map(|(account, m)| Ok((account, serde_json::to_string(&m)?)))
+        .collect::<anyhow::Result<_>>()?;
     let ready = &s.ready;
     let took = std::time::Instant::now();
     report.pruned = store.prune(before_ns, (memory_ns, &memory), CHUNK, &|| ready.load(Ordering::SeqCst))?;

@@ -255,6 +255,14 @@ pub(crate) fn check(path: &Path, fingerprint: Option<u64>, store: &Store) -> Res
     if event_hash(store, header.through)? != Some(header.through_event) {
         bail!("written for another event log (event {} is not the one it was taken at)", header.through);
     }
+    // Taken before rows that came after it were deleted as past retention (a file kept while
+    // snapshots were off, a service stopped for months): the log after it is not whole.
+    if let (Some(gone), Some(at)) = (store.pruned_before()?, store.event(header.through)?.map(|e| e.time_ns))
+    {
+        if at < gone {
+            bail!("older than what retention has deleted from the log since");
+        }
+    }
     let at = bytes.len() - body.len();
     bytes.drain(..at);
     Ok(Some(Fitting { through: header.through, events: header.events, body: bytes }))

@@ -16,11 +16,16 @@ const DAY: SignedDuration = SignedDuration::from_hours(24);
 /// A server on `db` whose clock stands at `at`, keeping 91 days, no snapshots (a start reads
 /// what is left of the log).
 fn server(db: &Path, at: Timestamp) -> (Server, Clock) {
+    server_with(db, at, false)
+}
+
+/// [`server`], keeping snapshots or not (written at the start and at the stop).
+fn server_with(db: &Path, at: Timestamp, snapshots: bool) -> (Server, Clock) {
     let clock = Clock::driven(at, 0);
     let opts = Options {
         database: db.to_path_buf(),
         clock: clock.clone(),
-        snapshot_every: None,
+        snapshot_every: snapshots.then_some(std::time::Duration::from_secs(3600)),
         retention: Some(DAY * 91),
         ..Options::default()
     };
@@ -431,5 +436,40 @@ async fn a_dormant_accounts_block_by_a_new_destinations_limit_survives_a_rebuild
     let (_, v) = call(&s.router(), "GET", "/v1/accounts/acme", &token, None).await;
     let rebuilt = v["blocks"].clone();
     assert_eq!(live, rebuilt, "blocks differ after a rebuild from the pruned log");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A snapshot taken before rows that came after it were deleted (kept while the service was
+/// stopped for months) is not used: the log after it is not whole.
+#[tokio::test]
+async fn a_snapshot_older_than_what_retention_deleted_is_not_used() {
+    let dir = common::temp_dir("retention-snapshot");
+    let db = dir.join("tollguard.db");
+    let snapshot = dir.join("tollguard.db.snapshot");
+    let token = create_token(&db, "noc", &Scope::Operator).unwrap();
+    let old: Timestamp = "2026-01-05T10:00:00Z".parse().unwrap();
+    {
+        let (s, clock) = server_with(&db, old, true);
+        calls(&s, &clock, &token, old, 10, "old").await;
+        // The log's last event is a command (kept whatever its age).
+        let limits =
+            json!({"limits": [{"name": "noc.day", "metric": "spend", "window": "day", "max": "30.00"}]});
+        let (st, v) = call(&s.router(), "PUT", "/v1/accounts/acme/limits", &token, Some(limits)).await;
+        assert!(st.is_success(), "{st} {v}");
+        s.flush().await;
+    }
+    let first = std::fs::read(&snapshot).expect("written at the stop");
+    let at = old + DAY * 200;
+    {
+        let (s, clock) = server_with(&db, at, true);
+        assert!(s.state().from_snapshot.is_some(), "nothing deleted yet: it fits");
+        calls(&s, &clock, &token, at - DAY * 100, 4, "middle").await;
+        calls(&s, &clock, &token, at, 4, "new").await;
+        let r = s.prune(at).unwrap().unwrap();
+        assert!(r.pruned.events > 0, "{r:?}");
+    }
+    std::fs::write(&snapshot, &first).unwrap();
+    let (s, _) = server_with(&db, at, true);
+    assert_eq!(s.state().from_snapshot, None, "the old snapshot is refused; the log is read");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -812,8 +812,8 @@ impl Store {
     ///
     /// Each table is walked in the order rows were added, `chunk` rows per transaction (so that
     /// the server's writer waits at most one chunk), until a whole chunk has nothing old: rows
-    /// come in time order, near enough (a decision replaced under a reused call id keeps its
-    /// place with a later time, and does not stop the walk). `go_on` is asked before each chunk
+    /// come in time order, near enough (incidents, changed after they were opened, are walked
+    /// whole). `go_on` is asked before each chunk
     /// (a stopping server says no); what was deleted until then stays deleted.
     ///
     /// `memory`: what the engine knew before `memory.0` (at or after `before_ns`, and the time
@@ -903,6 +903,15 @@ impl Store {
     /// (Unix nanoseconds): what the store says of earlier times is not whole.
     pub fn pruned_before(&self) -> Result<Option<i64>> {
         Ok(self.checkpoint(PRUNED_BEFORE)?.and_then(|v| v.parse().ok()))
+    }
+
+    /// Runs `f` in one read transaction: all it reads through this store is one state of the
+    /// database (another connection's commits meanwhile are not seen).
+    pub fn consistently<T>(&self, f: impl FnOnce(&Store) -> T) -> Result<T> {
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        let out = f(self);
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(out)
     }
 
     /// What the last [`Store::prune`] kept of the engine's memory: its time (Unix nanoseconds)
@@ -1035,7 +1044,7 @@ mod tests {
             let closed = b.open_incident("acme", old, "{}")?;
             b.update_incident(closed, old, Some("resolved"), "{}")?;
             b.open_incident("beta", old, "{}")?;
-            let fp = b.open_incident("gamma", old, "{}")?;
+            let fp = b.open_incident("gamma", old - 1, "{}")?;
             b.update_incident(fp, new, Some("false_positive"), "{}")?;
             let delivered = b.enqueue("hook", "{}", old)?;
             b.outbox_tried(delivered, true, "", 0, false)?;
@@ -1048,7 +1057,7 @@ mod tests {
         // beta's is open; gamma's closed at `new`, acme's at `old`.
         let oldest = |s: &Store, since: i64| s.oldest_kept_incident(since).unwrap().map(|(t, a, _)| (t, a));
         assert_eq!(oldest(&s, new + 1), Some((old, "beta".into())));
-        assert_eq!(oldest(&s, new), Some((old, "beta".into())), "(gamma's opened at the same time)");
+        assert_eq!(oldest(&s, new), Some((old - 1, "gamma".into())), "closed at `new`: kept then");
         b_ack(&mut s, "beta");
         assert_eq!(oldest(&s, new + 1), Some((old, "beta".into())), "acknowledged: still kept");
         let not_now = s.prune(3_000_000_000, (3_000_000_000, &[]), 2, &|| false).unwrap();
@@ -1128,6 +1137,27 @@ mod tests {
         // (The last row stays if the writer had not added one when its chunk came.)
         assert!(pruned.unwrap().events >= 19_999, "while {written} commits came");
         assert!(written > 0);
+    }
+
+    #[test]
+    fn a_batch_that_reads_first_is_not_refused_for_another_connections_commit() {
+        // The writer's batches read before they write (an incident's step); another connection
+        // (a pruning) commits meanwhile. A batch that took the write lock only at its first
+        // write would then be refused (busy) at once: it takes it at its start.
+        let path = temp("batch-busy");
+        let mut s = Store::open(&path).unwrap();
+        let other = Store::open(&path).unwrap();
+        other.set_busy_timeout(std::time::Duration::from_millis(100)).unwrap();
+        let mut other = other;
+        let mut theirs = None;
+        s.batch(|b| {
+            b.was_allowed("a")?;
+            theirs = Some(other.batch(|o| o.append_event(1, "attempt", "{}")).map(|_| ()));
+            b.append_event(2, "end", "{}").map(|_| ())
+        })
+        .unwrap();
+        let theirs = theirs.unwrap();
+        assert!(theirs.as_ref().is_err_and(|e| e.is_transient()), "waited for ours, then busy: {theirs:?}");
     }
 
     #[test]
