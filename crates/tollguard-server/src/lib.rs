@@ -922,16 +922,23 @@ fn write_loop(
         }
         behind = batch.len() == 4096;
         let mut acks = vec![];
-        let together = incidents.begin(&store).and_then(|()| {
-            store.batch(|b| {
-                let stored = batch
-                    .iter()
-                    .map(|w| store_write(b, w, &mut incidents, &time_now_ns))
-                    .collect::<Result<Vec<_>, _>>()?;
-                incidents.write(b)?;
-                Ok(stored)
+        // Only flushes: what came before is committed already (no transaction, which would
+        // wait for the write lock, say for a pruning's chunk).
+        let nothing_to_store = batch.iter().all(|w| matches!(w, Write::Flush(_) | Write::Shutdown));
+        let together = if nothing_to_store {
+            Ok(batch.iter().map(|_| Stored::Nothing).collect())
+        } else {
+            incidents.begin(&store).and_then(|()| {
+                store.batch(|b| {
+                    let stored = batch
+                        .iter()
+                        .map(|w| store_write(b, w, &mut incidents, &time_now_ns))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    incidents.write(b)?;
+                    Ok(stored)
+                })
             })
-        });
+        };
         match together {
             Ok(stored) => {
                 failing_since = None;
@@ -2671,6 +2678,23 @@ mod tests {
         writer.join().unwrap();
         assert_eq!(decided(&db), ["c-4"]);
         assert!(!health.failing.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn a_flush_with_nothing_to_store_before_it_does_not_wait_for_the_write_lock() {
+        // (A reload flushes under the engine's lock: it must not wait for a pruning's chunk.)
+        let db = temp_db("flush-locked");
+        let (tx, writer, _) = spawn_writer(Store::open(&db).unwrap(), STORE_RETRY_FOR);
+        tx.send(authorized("c-1")).unwrap();
+        flushed(&tx);
+        let holder = lock_for(&db, Duration::from_millis(1000));
+        let started = std::time::Instant::now();
+        flushed(&tx);
+        assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
+        holder.join().unwrap();
+        tx.send(Write::Shutdown).unwrap();
+        writer.join().unwrap();
+        assert_eq!(decided(&db), ["c-1"]);
     }
 
     #[test]
