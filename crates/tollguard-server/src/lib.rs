@@ -388,6 +388,8 @@ pub struct AppState {
     snapshot_health: Arc<snapshot::Health>,
     /// How retention fares.
     retention_health: retention::Health,
+    /// The hash of the memory retention last wrote for each account (`None`: not read yet).
+    retention_written: Mutex<Option<HashMap<String, u64>>>,
 }
 
 /// Prepares a snapshot for the next start of this build of tollguard with this rater, policy
@@ -598,6 +600,7 @@ impl Server {
             snapshots: Mutex::new(snapshots),
             snapshot_health,
             retention_health: retention::Health::default(),
+            retention_written: Mutex::new(None),
         });
         Ok(Server { state, writer: Some(writer), snapshotter })
     }

@@ -795,7 +795,9 @@ mod tests {
         };
         let kept = [("acme".to_string(), serde_json::to_string(&seed).unwrap())];
         let t1 = 1_776_000_000_000_000_000; // April 2026
-        store.prune(t1, (t1, &kept), 100, &|| true).unwrap();
+        store
+            .prune(t1, tollguard_store::MemoryUpdate { at: t1, put: &kept, remove: &[] }, 100, &|| true)
+            .unwrap();
         let fresh =
             || Rebuilt::new(Engine::new(common::rater(), tollguard_engine::policy::Policy::builtin()));
         let mut r = fresh();

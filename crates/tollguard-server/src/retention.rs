@@ -105,9 +105,33 @@ pub(crate) fn prune(s: &AppState, now: Timestamp) -> anyhow::Result<Option<Repor
         .into_iter()
         .map(|(account, m)| Ok((account, serde_json::to_string(&m)?)))
         .collect::<anyhow::Result<_>>()?;
+    // Only what changed since the last pruning is written (most accounts learn nothing new in
+    // an hour): what is in the store is known by its hash.
+    let mut written = s.retention_written.lock().expect("retention lock");
+    if written.is_none() {
+        let rows = store.memory()?.map(|(_, rows)| rows).unwrap_or_default();
+        *written = Some(rows.into_iter().map(|(account, json)| (account, hash(&json))).collect());
+    }
+    let known = written.as_mut().expect("read above");
+    let put: Vec<(String, String)> =
+        memory.iter().filter(|(a, json)| known.get(a) != Some(&hash(json))).cloned().collect();
+    let now_kept: std::collections::HashSet<&str> = memory.iter().map(|(a, _)| a.as_str()).collect();
+    let remove: Vec<String> = known.keys().filter(|a| !now_kept.contains(a.as_str())).cloned().collect();
     let ready = &s.ready;
     let took = std::time::Instant::now();
-    report.pruned = store.prune(before_ns, (memory_ns, &memory), CHUNK, &|| ready.load(Ordering::SeqCst))?;
+    let update = tollguard_store::MemoryUpdate { at: memory_ns, put: &put, remove: &remove };
+    report.pruned = store.prune(before_ns, update, CHUNK, &|| ready.load(Ordering::SeqCst))?;
+    if report.pruned.stopped {
+        // The memory may or may not have been written: read it again next time.
+        *written = None;
+    } else {
+        for (a, json) in &put {
+            known.insert(a.clone(), hash(json));
+        }
+        for a in &remove {
+            known.remove(a);
+        }
+    }
     let took = took.elapsed().as_secs_f64();
     let m = &s.retention_health;
     m.deleted.fetch_add(report.pruned.rows(), Ordering::Relaxed);
@@ -129,6 +153,13 @@ pub(crate) fn prune(s: &AppState, now: Timestamp) -> anyhow::Result<Option<Repor
         );
     }
     Ok(Some(report))
+}
+
+fn hash(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
 }
 
 /// How retention fares, for `/metrics`.

@@ -740,6 +740,18 @@ impl Pruned {
     }
 }
 
+/// How [`Store::prune`] changes the engine's memory it keeps, before it deletes anything.
+#[derive(Clone, Copy, Debug)]
+pub struct MemoryUpdate<'a> {
+    /// The time the memory is of (Unix nanoseconds; at or after the pruning's, and any earlier
+    /// pruning's).
+    pub at: i64,
+    /// Accounts whose memory is new or changed, with it (JSON).
+    pub put: &'a [(String, String)],
+    /// Accounts that have none any more.
+    pub remove: &'a [String],
+}
+
 /// What [`Store::memory`] gives: the time, and by account the memory as JSON.
 pub type KeptMemory = (i64, Vec<(String, String)>);
 
@@ -816,14 +828,13 @@ impl Store {
     /// whole). `go_on` is asked before each chunk
     /// (a stopping server says no); what was deleted until then stays deleted.
     ///
-    /// `memory`: what the engine knew before `memory.0` (at or after `before_ns`, and the time
-    /// of any earlier pruning) that the log after it cannot teach again, by account (JSON), put
-    /// in place of what an earlier pruning kept, with that time, before anything is deleted
+    /// `memory`: what the engine knew before its time that the log after it cannot teach again,
+    /// changed from what an earlier pruning kept, with that time, before anything is deleted
     /// ([`Store::memory`]). The last row of each table stays (SQLite would give its id again).
     pub fn prune(
         &mut self,
         before_ns: i64,
-        memory: (i64, &[(String, String)]),
+        memory: MemoryUpdate<'_>,
         chunk: usize,
         go_on: &dyn Fn() -> bool,
     ) -> Result<Pruned> {
@@ -836,13 +847,20 @@ impl Store {
         if !go_on() {
             return Ok(Pruned { stopped: true, ..Pruned::default() });
         }
-        let (memory_before, memory) = memory;
-        let at = memory_before.max(before_ns).max(self.pruned_before()?.unwrap_or(i64::MIN));
+        let at = memory.at.max(before_ns).max(self.pruned_before()?.unwrap_or(i64::MIN));
         self.batch(|b| {
-            b.tx.execute("DELETE FROM memory", []).map_err(|e| b.err(e))?;
-            for (account, json) in memory {
-                b.tx.prepare_cached("INSERT INTO memory (account, json) VALUES (?1, ?2)")
-                    .and_then(|mut s| s.execute(params![account, json]))
+            for (account, json) in memory.put {
+                // (An account keeps its place: a rebuild creates them in this order.)
+                b.tx.prepare_cached(
+                    "INSERT INTO memory (account, json) VALUES (?1, ?2)
+                     ON CONFLICT(account) DO UPDATE SET json = excluded.json",
+                )
+                .and_then(|mut s| s.execute(params![account, json]))
+                .map_err(|e| b.err(e))?;
+            }
+            for account in memory.remove {
+                b.tx.prepare_cached("DELETE FROM memory WHERE account = ?1")
+                    .and_then(|mut s| s.execute([account]))
                     .map_err(|e| b.err(e))?;
             }
             b.set_checkpoint(PRUNED_BEFORE, &at.to_string())
@@ -1009,6 +1027,25 @@ mod tests {
         assert_eq!(s.checkpoint("tail:/var/log/Master.csv").unwrap().as_deref(), Some("1234"));
     }
 
+    /// No memory to keep, at `at`.
+    fn no_memory(at: i64) -> MemoryUpdate<'static> {
+        MemoryUpdate { at, put: &[], remove: &[] }
+    }
+
+    #[test]
+    fn the_memory_kept_changes_account_by_account_and_keeps_their_order() {
+        let path = temp("memory");
+        let mut s = Store::open(&path).unwrap();
+        let row = |a: &str, j: &str| (a.to_string(), j.to_string());
+        let put = [row("acme", "1"), row("beta", "1"), row("gamma", "1")];
+        s.prune(10, MemoryUpdate { at: 10, put: &put, remove: &[] }, 10, &|| true).unwrap();
+        let put = [row("acme", "2"), row("delta", "1")];
+        s.prune(20, MemoryUpdate { at: 20, put: &put, remove: &["beta".to_string()] }, 10, &|| true).unwrap();
+        let (at, rows) = s.memory().unwrap().unwrap();
+        assert_eq!(at, 20);
+        assert_eq!(rows, [row("acme", "2"), row("gamma", "1"), row("delta", "1")]);
+    }
+
     /// Acknowledges `account`'s open incident.
     fn b_ack(s: &mut Store, account: &str) {
         s.batch(|b| {
@@ -1060,12 +1097,12 @@ mod tests {
         assert_eq!(oldest(&s, new), Some((old - 1, "gamma".into())), "closed at `new`: kept then");
         b_ack(&mut s, "beta");
         assert_eq!(oldest(&s, new + 1), Some((old, "beta".into())), "acknowledged: still kept");
-        let not_now = s.prune(3_000_000_000, (3_000_000_000, &[]), 2, &|| false).unwrap();
+        let not_now = s.prune(3_000_000_000, no_memory(3_000_000_000), 2, &|| false).unwrap();
         assert_eq!((not_now.rows(), not_now.stopped), (0, true));
         assert_eq!(s.pruned_before().unwrap(), None);
 
         // Two rows a chunk: the late record among new events does not stop the walk.
-        let pruned = s.prune(3_000_000_000, (3_000_000_000, &[]), 2, &|| true).unwrap();
+        let pruned = s.prune(3_000_000_000, no_memory(3_000_000_000), 2, &|| true).unwrap();
         // Each table's last row stays (its id would be given again): the dead message. (The
         // decision under the reused id was added again at the end.)
         let expected = Pruned {
@@ -1096,12 +1133,12 @@ mod tests {
         assert_eq!(s.outbox_in("pending", 10).unwrap().len(), 1);
         assert_eq!(s.outbox_in("dead", 10).unwrap().len(), 1);
         assert_eq!(
-            s.prune(3_000_000_000, (3_000_000_000, &[]), 2, &|| true).unwrap().rows(),
+            s.prune(3_000_000_000, no_memory(3_000_000_000), 2, &|| true).unwrap().rows(),
             0,
             "nothing more"
         );
         assert_eq!(s.pruned_before().unwrap(), Some(3_000_000_000));
-        s.prune(2_000_000_000, (2_000_000_000, &[]), 2, &|| true).unwrap();
+        s.prune(2_000_000_000, no_memory(2_000_000_000), 2, &|| true).unwrap();
         assert_eq!(s.pruned_before().unwrap(), Some(3_000_000_000), "the latest time stays");
     }
 
@@ -1131,7 +1168,7 @@ mod tests {
                 n
             })
         };
-        let pruned = s.prune(1_000_000, (1_000_000, &[]), 100, &|| true);
+        let pruned = s.prune(1_000_000, no_memory(1_000_000), 100, &|| true);
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let written = writer.join().unwrap();
         // (The last row stays if the writer had not added one when its chunk came.)
