@@ -825,8 +825,8 @@ impl Store {
     /// Each table is walked in the order rows were added, `chunk` rows per transaction (so that
     /// the server's writer waits at most one chunk), until a whole chunk has nothing old: rows
     /// come in time order, near enough (incidents, changed after they were opened, are walked
-    /// whole). `go_on` is asked before each chunk
-    /// (a stopping server says no); what was deleted until then stays deleted.
+    /// whole). `go_on` is asked before each chunk (a stopping server says no); what was deleted
+    /// until then stays deleted.
     ///
     /// `memory`: what the engine knew before its time that the log after it cannot teach again,
     /// changed from what an earlier pruning kept, with that time, before anything is deleted
