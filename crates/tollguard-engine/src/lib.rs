@@ -1634,9 +1634,9 @@ impl Engine {
 
     /// What each account's memory knew before `before` that a log starting then could not
     /// teach a rebuild again: its earliest call and the kinds of destination it first called,
-    /// if before `before`, and the kinds whose first-call alert stands. Accounts with a call
-    /// before `before` only, in the order the engine first saw them. (A record that comes after
-    /// `before` of a call that started before it is counted as known from `before` on.)
+    /// if before `before`, and the kinds whose first-call alert stands. Accounts with any of
+    /// these only, in the order the engine first saw them. (A record that comes after `before`
+    /// of a call that started before it is counted as known from `before` on.)
     pub fn memory_before(&self, before: Timestamp) -> Vec<(String, MemorySeed)> {
         // First calls are kept in whole seconds: one in the second `before` falls in counts.
         let cut = before.as_second() + i64::from(before.subsec_nanosecond() > 0);
