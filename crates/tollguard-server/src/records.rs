@@ -501,23 +501,21 @@ impl Rebuilt {
 
     /// [`Rebuilt::read`] the first time: what retention kept of the engine's memory, then the log.
     fn read_first(&mut self, store: &Store) -> anyhow::Result<u64> {
-        if self.memory.is_none() {
-            self.memory = Some(match store.memory()? {
-                Some((at, accounts)) => {
-                    let at = Timestamp::from_nanosecond(at as i128)?;
-                    let seeds = accounts
-                        .into_iter()
-                        .map(|(account, json)| {
-                            let seed = serde_json::from_str(&json)
-                                .map_err(|e| anyhow::anyhow!("the memory kept of account {account}: {e}"))?;
-                            Ok((account, seed))
-                        })
-                        .collect::<anyhow::Result<Vec<_>>>()?;
-                    Some((at, seeds))
-                }
-                None => None,
-            });
-        }
+        self.memory = Some(match store.memory()? {
+            Some((at, accounts)) => {
+                let at = Timestamp::from_nanosecond(at as i128)?;
+                let seeds = accounts
+                    .into_iter()
+                    .map(|(account, json)| {
+                        let seed = serde_json::from_str(&json)
+                            .map_err(|e| anyhow::anyhow!("the memory kept of account {account}: {e}"))?;
+                        Ok((account, seed))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                Some((at, seeds))
+            }
+            None => None,
+        });
         self.read_more(store)
     }
 

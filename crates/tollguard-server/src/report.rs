@@ -303,14 +303,12 @@ pub fn incident_report(
         until
     };
     let currency = currency_of(rater);
-    if let Some(gone) = store.pruned_before()? {
-        if (from.as_nanosecond() as i64) < gone {
-            return Err(anyhow::Error::new(Deleted(format!(
-                "incident {id}: its calls from {} on are not all in the store any more ([server] retention deleted what came before {})",
-                show(from, &tz),
-                show(ns_to(gone), &tz)
-            ))));
-        }
+    if let Some(gone) = gone_before(store, from)? {
+        return Err(anyhow::Error::new(Deleted(format!(
+            "incident {id}: its calls from {} on are not all in the store any more ([server] retention deleted what came before {})",
+            show(from, &tz),
+            show(gone, &tz)
+        ))));
     }
     let period = calls_of(store, rater, &account, from, to, closed)?;
     let mut rule_lines: HashMap<String, RuleLine> = HashMap::new();
@@ -1023,6 +1021,12 @@ fn day_start(date: jiff::civil::Date, tz: &TimeZone) -> Result<Timestamp> {
     Ok(tz.to_ambiguous_timestamp(date.to_datetime(jiff::civil::Time::midnight())).compatible()?)
 }
 
+/// The time before which retention has deleted rows, if `from` is before it (a report from
+/// `from` would not be whole).
+fn gone_before(store: &Store, from: Timestamp) -> Result<Option<Timestamp>> {
+    Ok(store.pruned_before()?.filter(|&gone| (from.as_nanosecond() as i64) < gone).map(ns_to))
+}
+
 /// A report asked for a time whose rows retention has deleted.
 #[derive(Debug)]
 pub struct Deleted(String);
@@ -1047,14 +1051,11 @@ pub fn daily_report(
     let tz = rater.account(account).tz.clone();
     let from = day_start(date, &tz)?;
     let to = day_start(date.tomorrow()?, &tz)? - jiff::SignedDuration::from_nanos(1);
-    if let Some(gone) = store.pruned_before()? {
-        if (from.as_nanosecond() as i64) < gone {
-            let gone = ns_to(gone);
-            return Err(anyhow::Error::new(Deleted(format!(
-                "{date}: the store has nothing whole from before {} ([server] retention deleted it)",
-                show(gone, &tz)
-            ))));
-        }
+    if let Some(gone) = gone_before(store, from)? {
+        return Err(anyhow::Error::new(Deleted(format!(
+            "{date}: the store has nothing whole from before {} ([server] retention deleted it)",
+            show(gone, &tz)
+        ))));
     }
     let today = calls_of(store, rater, account, from, to, to < now)?;
     let history_from = day_start(date.checked_sub(jiff::Span::new().days(28))?, &tz)?;

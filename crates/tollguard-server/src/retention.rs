@@ -11,6 +11,7 @@
 //! called, and its first call) is kept in the store with them gone, for a rebuild
 //! ([`tollguard_engine::Engine::memory_before`]).
 
+use crate::snapshot::hash_bytes;
 use crate::AppState;
 use jiff::{SignedDuration, Timestamp};
 use std::sync::atomic::Ordering;
@@ -110,11 +111,15 @@ pub(crate) fn prune(s: &AppState, now: Timestamp) -> anyhow::Result<Option<Repor
     let mut written = s.retention_written.lock().expect("retention lock");
     if written.is_none() {
         let rows = store.memory()?.map(|(_, rows)| rows).unwrap_or_default();
-        *written = Some(rows.into_iter().map(|(account, json)| (account, hash(&json))).collect());
+        *written =
+            Some(rows.into_iter().map(|(account, json)| (account, hash_bytes(json.as_bytes()))).collect());
     }
     let known = written.as_mut().expect("read above");
-    let put: Vec<(String, String)> =
-        memory.iter().filter(|(a, json)| known.get(a) != Some(&hash(json))).cloned().collect();
+    let put: Vec<(String, String)> = memory
+        .iter()
+        .filter(|(a, json)| known.get(a) != Some(&hash_bytes(json.as_bytes())))
+        .cloned()
+        .collect();
     let now_kept: std::collections::HashSet<&str> = memory.iter().map(|(a, _)| a.as_str()).collect();
     let remove: Vec<String> = known.keys().filter(|a| !now_kept.contains(a.as_str())).cloned().collect();
     let ready = &s.ready;
@@ -126,7 +131,7 @@ pub(crate) fn prune(s: &AppState, now: Timestamp) -> anyhow::Result<Option<Repor
         *written = None;
     } else {
         for (a, json) in &put {
-            known.insert(a.clone(), hash(json));
+            known.insert(a.clone(), hash_bytes(json.as_bytes()));
         }
         for a in &remove {
             known.remove(a);
@@ -153,13 +158,6 @@ pub(crate) fn prune(s: &AppState, now: Timestamp) -> anyhow::Result<Option<Repor
         );
     }
     Ok(Some(report))
-}
-
-fn hash(text: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    text.hash(&mut h);
-    h.finish()
 }
 
 /// How retention fares, for `/metrics`.

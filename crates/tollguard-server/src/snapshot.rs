@@ -83,7 +83,9 @@ fn hasher() -> std::hash::DefaultHasher {
     std::hash::DefaultHasher::new()
 }
 
-fn hash_bytes(b: &[u8]) -> u64 {
+/// A hash of bytes, the same in every run of a build (the snapshot's checksum, retention's
+/// memory written).
+pub(crate) fn hash_bytes(b: &[u8]) -> u64 {
     let mut h = hasher();
     h.write(b);
     h.finish()
@@ -138,14 +140,16 @@ pub(crate) fn fingerprint(rater: &Rater, policy: &Policy, record_grace: jiff::Si
 
 /// A hash of the log's event at `seq`, or `None` if the log has none there.
 fn event_hash(store: &Store, seq: i64) -> Result<Option<u64>> {
-    Ok(store.event(seq)?.map(|e| {
-        let mut h = hasher();
-        h.write_i64(e.seq);
-        h.write_i64(e.time_ns);
-        h.write(e.kind.as_bytes());
-        h.write(e.payload.as_bytes());
-        h.finish()
-    }))
+    Ok(store.event(seq)?.as_ref().map(hash_event))
+}
+
+fn hash_event(e: &tollguard_store::StoredEvent) -> u64 {
+    let mut h = hasher();
+    h.write_i64(e.seq);
+    h.write_i64(e.time_ns);
+    h.write(e.kind.as_bytes());
+    h.write(e.payload.as_bytes());
+    h.finish()
 }
 
 /// `rebuilt`'s state as bytes (the part of a snapshot after its header).
@@ -252,14 +256,14 @@ pub(crate) fn check(path: &Path, fingerprint: Option<u64>, store: &Store) -> Res
     if header.len != body.len() as u64 || header.checksum != hash_bytes(body) {
         bail!("damaged (its checksum does not match)");
     }
-    if event_hash(store, header.through)? != Some(header.through_event) {
+    let event = store.event(header.through)?;
+    if event.as_ref().map(hash_event) != Some(header.through_event) {
         bail!("written for another event log (event {} is not the one it was taken at)", header.through);
     }
     // Taken before rows that came after it were deleted as past retention (a file kept while
     // snapshots were off, a service stopped for months): the log after it is not whole.
-    if let (Some(gone), Some(at)) = (store.pruned_before()?, store.event(header.through)?.map(|e| e.time_ns))
-    {
-        if at < gone {
+    if let (Some(gone), Some(e)) = (store.pruned_before()?, event) {
+        if e.time_ns < gone {
             bail!("older than what retention has deleted from the log since");
         }
     }
