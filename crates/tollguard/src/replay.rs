@@ -1414,8 +1414,12 @@ impl World {
     /// Carries out effects in the replayed world: cuts end calls now; alerts are kept.
     #[inline]
     fn apply<R: Records>(&mut self, records: &R, now: Timestamp) {
-        if !self.effects.is_empty() {
-            self.apply_all(records, now);
+        match self.effects[..] {
+            [] => {}
+            // An attempt's decision or an end's charge alone (the usual cases): nothing to carry
+            // out (the decision was read already).
+            [Effect::Decision(_) | Effect::Charged { .. }] => self.effects.clear(),
+            _ => self.apply_all(records, now),
         }
     }
 
