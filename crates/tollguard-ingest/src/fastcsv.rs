@@ -266,11 +266,18 @@ impl<R: Read> Splitter<R> {
     }
 
     /// Field `i` of the last record (unescaped).
+    #[inline]
     pub(crate) fn field(&mut self, i: usize) -> &[u8] {
         let s = self.spans[i];
         if !s.escaped {
             return &self.buf[s.start..s.end];
         }
+        self.unescaped(s)
+    }
+
+    /// A field with `""` inside, unescaped into `scratch` (rare: kept out of line).
+    #[inline(never)]
+    fn unescaped(&mut self, s: Span) -> &[u8] {
         let from = self.scratch.len();
         let raw = &self.buf[s.start..s.end];
         let mut k = 0;

@@ -25,7 +25,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget};
 use jiff::Timestamp;
 use rust_decimal::Decimal;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -1552,8 +1552,32 @@ struct Summary {
     cut: u64,
     critical: u64,
     warning: u64,
-    exposure: BTreeMap<Currency, Decimal>,
-    cost: BTreeMap<Currency, Decimal>,
+    exposure: Sums,
+    cost: Sums,
+}
+
+/// Money summed by currency: a record or two of them, looked through (a map's search cost more
+/// than the sums, a call at a time).
+#[derive(Default)]
+struct Sums(Vec<(Currency, Decimal)>);
+
+impl Sums {
+    fn add(&mut self, currency: Currency, x: Decimal) {
+        match self.0.iter_mut().find(|(c, _)| *c == currency) {
+            Some((_, sum)) => *sum += x,
+            None => self.0.push((currency, x)),
+        }
+    }
+
+    /// `EUR 1.0000, USD 2.0000` by currency, or `0`.
+    fn text(&self) -> String {
+        if self.0.is_empty() {
+            return "0".to_string();
+        }
+        let mut v = self.0.clone();
+        v.sort_by_key(|(c, _)| *c);
+        v.iter().map(|(c, x)| format!("{c} {x:.4}")).collect::<Vec<_>>().join(", ")
+    }
 }
 
 impl Summary {
@@ -1563,7 +1587,7 @@ impl Summary {
             self.unrated += 1;
         }
         if let Some((currency, full)) = o.cost {
-            *self.exposure.entry(currency).or_default() += full;
+            self.exposure.add(currency, full);
             if o.allowed {
                 let paid = if o.talk == c.billsec() {
                     full
@@ -1576,7 +1600,7 @@ impl Summary {
                     });
                     rater.cost_of(&r, c.start(), o.talk).map_or(full, |x| x.1)
                 };
-                *self.cost.entry(currency).or_default() += paid;
+                self.cost.add(currency, paid);
             }
         }
         if !o.allowed {
@@ -1590,15 +1614,8 @@ impl Summary {
     }
 
     fn print(&self) {
-        let money = |m: &BTreeMap<Currency, Decimal>| {
-            if m.is_empty() {
-                "0".to_string()
-            } else {
-                m.iter().map(|(c, v)| format!("{c} {v:.4}")).collect::<Vec<_>>().join(", ")
-            }
-        };
         eprintln!("replayed {} calls", self.calls);
-        eprintln!("  cost as recorded {}  cost with tollguard {}", money(&self.exposure), money(&self.cost));
+        eprintln!("  cost as recorded {}  cost with tollguard {}", self.exposure.text(), self.cost.text());
         eprintln!(
             "  denied {}  capped {}  cut {}  alerts {} critical, {} warning  unrated {}  malformed {}",
             self.denied, self.capped, self.cut, self.critical, self.warning, self.unrated, self.malformed

@@ -204,7 +204,7 @@ impl DialPlan {
         }
         let mut d = digits;
         if let Some(ol) = &self.outside_line {
-            if d.starts_with(ol) {
+            if has_prefix(d, ol) {
                 let rest = &d[ol.len()..];
                 // Safety first: outside line + emergency is emergency even if it looks like an
                 // extension.
@@ -219,11 +219,11 @@ impl DialPlan {
         if self.extension_mask & (1 << d.len().min(31)) != 0 {
             return Dialled::Internal;
         }
-        if self.service.iter().any(|p| d.starts_with(p)) {
+        if self.service.iter().any(|p| has_prefix(d, p)) {
             return Dialled::Service;
         }
         for p in &self.idd {
-            if d.len() > p.len() && d.starts_with(p) {
+            if d.len() > p.len() && has_prefix(d, p) {
                 return international(&d[p.len()..]);
             }
         }
@@ -232,7 +232,7 @@ impl DialPlan {
         };
         let (nmin, nmax) = self.national;
         if let Some(t) = &self.trunk {
-            if d.starts_with(t) {
+            if has_prefix(d, t) {
                 let rest = &d[t.len()..];
                 return if rest.len() < nmin {
                     Dialled::Service
@@ -245,7 +245,7 @@ impl DialPlan {
         }
         let ccbuf = itoa_cc(*cc);
         let ccd = ccbuf.digits();
-        if d.starts_with(ccd)
+        if has_prefix(d, ccd)
             && (nmin..=nmax).contains(&(d.len() - ccd.len()))
             && (d.len() > nmax || self.trunk.is_some())
         {
@@ -263,8 +263,15 @@ impl DialPlan {
     }
 
     fn is_emergency(&self, d: &[u8]) -> bool {
-        self.emergency.iter().any(|e| e.as_slice() == d)
+        self.emergency.iter().any(|e| e.len() == d.len() && has_prefix(d, e))
     }
+}
+
+/// `d` starts with `p`: prefixes here are one to four digits, compared in place (the library's
+/// `starts_with` calls `memcmp`, several times for each number dialled).
+#[inline]
+fn has_prefix(d: &[u8], p: &[u8]) -> bool {
+    p.len() <= d.len() && p.iter().zip(d).all(|(a, b)| a == b)
 }
 
 struct CcDigits {
