@@ -347,7 +347,6 @@ impl CdrStore {
     /// can store a record straight from its input, without filling a [`Cdr`] first.
     pub fn push_parts(&mut self, text: [&str; 7], facts: &CdrFacts) {
         let off = self.text.len();
-        self.text.reserve(text.iter().map(|f| f.len()).sum());
         let mut ends = [0u32; 7];
         for (end, f) in ends.iter_mut().zip(text) {
             self.text.push_str(f);

@@ -159,11 +159,10 @@ impl CdrReader for AsteriskReader {
         let Some(line) = self.next_row()? else { return Ok(false) };
         let (n, facts) = self.checked(line)?;
         if let (true, Some(f)) = (n >= 18, self.rows.text_fields()) {
-            if let [Some(id), Some(a), Some(s), Some(d), Some(c), Some(ch), Some(dch)] =
-                [16, 0, 1, 2, 3, 5, 6].map(|i| f.plain(i))
-            {
-                if !id.is_empty() {
-                    store.push_parts([id, a, s, d, c, ch, dch], &facts);
+            // call id, account, source, dialled, context, channel, destination channel
+            if let Some(text) = f.plain_all([16, 0, 1, 2, 3, 5, 6]) {
+                if !text[0].is_empty() {
+                    store.push_parts(text, &facts);
                     return Ok(true);
                 }
             }

@@ -328,10 +328,17 @@ impl<'a> Fields<'a> {
         unsafe { std::str::from_utf8_unchecked(bytes) }
     }
 
-    /// Field `i` as it stands, when it has no `""` to unescape.
-    pub(crate) fn plain(&self, i: usize) -> Option<&'a str> {
-        let s = self.spans[i];
-        (!s.escaped).then(|| self.field(s))
+    /// Fields `idx` as they stand, when none of them has `""` to unescape.
+    pub(crate) fn plain_all<const N: usize>(&self, idx: [usize; N]) -> Option<[&'a str; N]> {
+        let mut out = [""; N];
+        for (o, i) in out.iter_mut().zip(idx) {
+            let s = self.spans[i];
+            if s.escaped {
+                return None;
+            }
+            *o = self.field(s);
+        }
+        Some(out)
     }
 
     /// Field `i` (unescaped), into `out`.
