@@ -69,6 +69,8 @@ const MIN_E164_DIGITS: usize = 7;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DialPlan {
     country: Option<(String, u16)>,
+    /// The calling code's digits (none without a country), written once.
+    cc_digits: CcDigits,
     idd: Vec<Vec<u8>>,
     trunk: Option<Vec<u8>>,
     outside_line: Option<Vec<u8>>,
@@ -144,6 +146,7 @@ impl DialPlan {
         let service = spec.service.iter().map(|s| digits_only("service", s)).collect::<Result<_, _>>()?;
         Ok(DialPlan {
             country: region.map(|r| (r.iso2.clone(), r.calling_code)),
+            cc_digits: region.map_or(CcDigits { buf: [0; 3], len: 0 }, |r| itoa_cc(r.calling_code)),
             idd,
             trunk,
             outside_line,
@@ -164,7 +167,11 @@ impl DialPlan {
     /// Reads a dialled string. Separators (space, `-`, `.`, `(`, `)`, `/`) are ignored; `sip:` and
     /// `tel:` URIs are reduced to their user part.
     pub fn normalise(&self, dialled: &str) -> Dialled {
-        let mut s = dialled.trim().as_bytes();
+        // `trim` looks for Unicode spaces at both ends; a number that begins and ends with an
+        // ASCII non-space (nearly all) has none to lose.
+        let plain_end = |b: Option<&u8>| b.is_some_and(|&b| b.is_ascii() && !b.is_ascii_whitespace());
+        let b = dialled.as_bytes();
+        let mut s = if plain_end(b.first()) && plain_end(b.last()) { b } else { dialled.trim().as_bytes() };
         // A URI starts with a letter; a number (the usual case) need not be looked at for one.
         let uri = s.first().is_some_and(u8::is_ascii_alphabetic);
         for scheme in [&b"sip:"[..], b"sips:", b"tel:"].into_iter().filter(|_| uri) {
@@ -227,9 +234,10 @@ impl DialPlan {
                 return international(&d[p.len()..]);
             }
         }
-        let Some((_, cc)) = &self.country else {
+        if self.country.is_none() {
             return Dialled::Invalid("national number without a dialling plan country");
-        };
+        }
+        let ccd = self.cc_digits.digits();
         let (nmin, nmax) = self.national;
         if let Some(t) = &self.trunk {
             if has_prefix(d, t) {
@@ -239,12 +247,10 @@ impl DialPlan {
                 } else if rest.len() > nmax {
                     Dialled::Invalid("too long for a national number")
                 } else {
-                    national(*cc, rest)
+                    national(ccd, rest)
                 };
             }
         }
-        let ccbuf = itoa_cc(*cc);
-        let ccd = ccbuf.digits();
         if has_prefix(d, ccd)
             && (nmin..=nmax).contains(&(d.len() - ccd.len()))
             && (d.len() > nmax || self.trunk.is_some())
@@ -253,7 +259,7 @@ impl DialPlan {
             return international(d);
         }
         if (nmin..=nmax).contains(&d.len()) {
-            return national(*cc, d);
+            return national(ccd, d);
         }
         if d.len() < nmin {
             return Dialled::Service;
@@ -274,6 +280,7 @@ fn has_prefix(d: &[u8], p: &[u8]) -> bool {
     p.len() <= d.len() && p.iter().zip(d).all(|(a, b)| a == b)
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct CcDigits {
     buf: [u8; 3],
     len: usize,
@@ -299,9 +306,8 @@ fn itoa_cc(mut cc: u16) -> CcDigits {
     CcDigits { buf, len }
 }
 
-fn national(cc: u16, rest: &[u8]) -> Dialled {
-    let c = itoa_cc(cc);
-    let ccd = c.digits();
+/// The number of calling code `ccd` (its digits) and national number `rest`.
+fn national(ccd: &[u8], rest: &[u8]) -> Dialled {
     let len = ccd.len() + rest.len();
     if len < MIN_E164_DIGITS {
         // As short as this, it is a short code, not a number on the public network (and reading
@@ -313,7 +319,11 @@ fn national(cc: u16, rest: &[u8]) -> Dialled {
     }
     // Byte by byte: a dozen digits, where a library copy would cost more than the copying.
     let mut digits = [0u8; 15];
-    for (d, &b) in digits.iter_mut().zip(ccd.iter().chain(rest)) {
+    let (head, tail) = digits.split_at_mut(ccd.len());
+    for (d, &b) in head.iter_mut().zip(ccd) {
+        *d = b;
+    }
+    for (d, &b) in tail.iter_mut().zip(rest) {
         *d = b;
     }
     Dialled::E164(E164::from_ascii_digits(digits, len))
@@ -449,7 +459,21 @@ mod tests {
             } else {
                 E164::from_digits(&all).map_or(Dialled::Invalid("longer than 15 digits"), Dialled::E164)
             };
-            prop_assert_eq!(national(cc, rest.as_bytes()), want);
+            prop_assert_eq!(national(itoa_cc(cc).digits(), rest.as_bytes()), want);
+        }
+
+        /// Spaces around a number, Unicode ones too, change nothing; the same number written
+        /// without them skips the trimming.
+        #[test]
+        fn spaces_around_a_number_change_nothing(
+            left in "[ \t\u{a0}\u{2003}\u{3000}]{0,2}",
+            number in "[+0-9*#a-z:@ ]{0,14}",
+            right in "[ \t\u{a0}\u{2003}\u{3000}]{0,2}",
+        ) {
+            let nl = DialPlan::for_country("NL").unwrap();
+            let spaced = format!("{left}{number}{right}");
+            prop_assert_eq!(nl.normalise(&spaced), nl.normalise(spaced.trim()));
+            prop_assert_eq!(nl.normalise(&spaced), nl.normalise(number.trim()));
         }
 
         /// A number written in any usual format normalises back to itself.
