@@ -953,19 +953,23 @@ fn calls_running(n: usize) -> String {
 /// given (`kpn`), or the peer of a channel name: `SIP/kpn-000005a2` and `PJSIP/kpn-00000012`
 /// give `kpn`, FreeSWITCH's `sofia/gateway/kpn/0031...` gives `kpn`. Empty: no trunk known.
 pub fn trunk_of(channel: &str) -> &str {
-    if let Some(rest) = channel.strip_prefix("sofia/gateway/") {
-        return rest.split('/').next().unwrap_or("");
-    }
-    // FreeSWITCH without a gateway: `sofia/external/0031201234567@sip.kpn.net` goes to the
-    // host after `@`; without one there is no trunk to name (not one per number dialled).
-    if let Some(rest) = channel.strip_prefix("sofia/") {
-        return rest
-            .rsplit_once('@')
-            .map_or("", |(_, host)| host.split([':', ';', '>']).next().unwrap_or(""));
-    }
-    // Asterisk's local channels are not trunks.
-    if channel.starts_with("Local/") {
-        return "";
+    // The prefixes below begin with `s` or `L`: other channels (`SIP/`, `PJSIP/`, ...) are not
+    // compared with them (three library compares a call).
+    if matches!(channel.as_bytes().first(), Some(b's' | b'L')) {
+        if let Some(rest) = channel.strip_prefix("sofia/gateway/") {
+            return rest.split('/').next().unwrap_or("");
+        }
+        // FreeSWITCH without a gateway: `sofia/external/0031201234567@sip.kpn.net` goes to the
+        // host after `@`; without one there is no trunk to name (not one per number dialled).
+        if let Some(rest) = channel.strip_prefix("sofia/") {
+            return rest
+                .rsplit_once('@')
+                .map_or("", |(_, host)| host.split([':', ';', '>']).next().unwrap_or(""));
+        }
+        // Asterisk's local channels are not trunks.
+        if channel.starts_with("Local/") {
+            return "";
+        }
     }
     // Byte loops rather than `split_once` and `rsplit_once`: this runs for every call attempt,
     // and the pattern searchers cost about 300 instructions on a 16-byte channel name.

@@ -1292,7 +1292,7 @@ fn stream(
     let mut until: Option<Timestamp> = None;
     let mut latest = i64::MIN;
     let mut scratch = Cdr::default();
-    let mut line = Vec::with_capacity(256);
+    let mut lines = Vec::with_capacity(64 * CHUNK as usize);
     let mut read = 0u32;
     let mut malformed = 0u64;
 
@@ -1340,6 +1340,8 @@ fn stream(
     };
     // Records whose calls have ended, in input order, written out and let go.
     let mut write_out = |w: &mut World, window: &mut Window, pos_of: &mut Ring<u32>| -> Result<()> {
+        // The lines of one call, written together (a write a line cost more than the line).
+        lines.clear();
         let mut f = pos_of.first;
         while f < pos_of.end() {
             let pos = *pos_of.get(f);
@@ -1354,12 +1356,13 @@ fn stream(
             }
             let (c, o) = (window.record(f), w.outcomes.get(pos));
             summary.add(&w.rater, c, o);
-            if let Some(out) = out.as_mut() {
-                line.clear();
-                decision_line(&mut line, c.call_id(), o, &w.rules.lists[o.rules as usize]);
-                out.write_all(&line)?;
+            if out.is_some() {
+                decision_line(&mut lines, c.call_id(), o, &w.rules.lists[o.rules as usize]);
             }
             f += 1;
+        }
+        if let Some(out) = out.as_mut() {
+            out.write_all(&lines)?;
         }
         pos_of.release_to(f);
         let written = w.idx.items.iter().take_while(|&&i| i < f).count() as u32;
