@@ -11,18 +11,22 @@
 # /dev/null`; `tollguard rate` on the same file is timed in each round too, as the floor.
 # Prints each round, then median and fastest of each, the ratio of the medians, and user and
 # system CPU seconds (system time is mostly the kernel handing out fresh memory).
+#
+# Environment: PROFILE=dist (the default: Cargo.toml's production build, fat LTO, given to REV
+# too) or PROFILE=release.
 set -euo pipefail
 REV="${1:?usage: bench/replay-ab.sh REV [RUNS]}"
 RUNS="${2:-10}"
+PROFILE="${PROFILE:-dist}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 SHA=$(git rev-parse --short "$REV^{commit}")
-echo "== cargo build --release -p tollguard (now, and at $REV = $SHA)"
-cargo build --release -q -p tollguard
-NEW="$ROOT/target/release/tollguard"
+echo "== cargo build --profile $PROFILE -p tollguard (now, and at $REV = $SHA)"
+cargo build --profile "$PROFILE" -q -p tollguard
+NEW="$ROOT/target/$PROFILE/tollguard"
 # shellcheck source=bench/ab-build.sh
 source "$ROOT/bench/ab-build.sh"
-OLD=$(ab_binary "$SHA")
+OLD=$(ab_binary "$SHA" "$PROFILE")
 
 DIR="$ROOT/target/bench-data/sim-42-150-30"
 if [[ ! -s "$DIR/Master.csv" ]]; then

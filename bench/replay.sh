@@ -4,7 +4,8 @@
 #
 #   bash bench/replay.sh [ACCOUNTS] [DAYS]        (default 150 accounts x 30 days, ~710k CDRs)
 #
-# Environment: REPEAT=3 (runs of each timed command; the best is reported), SEED=42.
+# Environment: REPEAT=3 (runs of each timed command; the best is reported), SEED=42,
+# PROFILE=dist (Cargo.toml's production build, fat LTO; PROFILE=release for the quicker one).
 #
 # The input is a simulated month (`tollguard simulate`, every fraud scenario and honest
 # look-alike), cached in target/bench-data/. Timed, with the file in the page cache:
@@ -18,13 +19,14 @@ ACCOUNTS="${1:-150}"
 DAYS="${2:-30}"
 REPEAT="${REPEAT:-3}"
 SEED="${SEED:-42}"
+PROFILE="${PROFILE:-dist}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 calc() { awk "BEGIN { print ($*) }"; }
 
-echo "== cargo build --release -p tollguard"
-cargo build --release -q -p tollguard
-BIN="$ROOT/target/release/tollguard"
+echo "== cargo build --profile $PROFILE -p tollguard"
+cargo build --profile "$PROFILE" -q -p tollguard
+BIN="$ROOT/target/$PROFILE/tollguard"
 
 DIR="$ROOT/target/bench-data/sim-$SEED-$ACCOUNTS-$DAYS"
 if [[ ! -s "$DIR/Master.csv" ]]; then

@@ -1134,6 +1134,12 @@ fn pending_key(t: Timestamp, f: u32) -> u128 {
     ((sec as u64 ^ 1 << 63) as u128) << 64 | (ns as u128) << 32 | f as u128
 }
 
+/// The start a [`pending_key`] was made of (the record itself need not be read for it).
+fn pending_start(k: u128) -> Timestamp {
+    let sec = ((k >> 64) as u64 ^ 1 << 63) as i64;
+    Timestamp::new(sec, (k >> 32) as u32 as i32).expect("made of a timestamp")
+}
+
 /// Records read and not yet attempted, by [`pending_key`]: the keys of each chunk read, sorted
 /// (records come nearly in start order, which the sort is quick on), and the runs merged by a
 /// small heap of their first keys (a few runs at a time, against a heap of every record).
@@ -1303,12 +1309,7 @@ fn stream(
                      pos_of: &mut Ring<u32>,
                      until: Option<Timestamp>| {
         pending.seal();
-        let next_of = |pending: &Pending| {
-            pending.peek().map(|k| {
-                let f = k as u32;
-                (window.record(f).start(), f)
-            })
-        };
+        let next_of = |pending: &Pending| pending.peek().map(|k| (pending_start(k), k as u32));
         let mut next = next_of(pending);
         // No record attempted from here on starts before the earliest read or `until`.
         let first = match (next.map(|n| n.0), until) {
@@ -1415,7 +1416,7 @@ fn stream(
 
 impl World {
     /// Carries out effects in the replayed world: cuts end calls now; alerts are kept.
-    #[inline]
+    #[inline(always)]
     fn apply<R: Records>(&mut self, records: &R, now: Timestamp) {
         match self.effects[..] {
             [] => {}
@@ -1888,6 +1889,20 @@ mod tests {
             let (mut got, mut scratch) = (keys, Vec::new());
             sort_keys(&mut got, &mut scratch);
             proptest::prop_assert_eq!(got, want);
+        }
+    }
+
+    proptest::proptest! {
+        /// A record's pending key gives back its start, to the nanosecond, before 1970 too.
+        #[test]
+        fn a_pending_key_gives_its_start_back(
+            sec in Timestamp::MIN.as_second()..=Timestamp::MAX.as_second(),
+            ns in -999_999_999i32..=999_999_999,
+            f in proptest::num::u32::ANY,
+        ) {
+            if let Ok(t) = Timestamp::new(sec, ns) {
+                proptest::prop_assert_eq!(pending_start(pending_key(t, f)), t);
+            }
         }
     }
 
