@@ -1892,6 +1892,22 @@ mod tests {
         }
     }
 
+    #[test]
+    fn sums_by_currency_are_the_decimal_sums() {
+        let eur: Currency = "EUR".parse().unwrap();
+        let usd: Currency = "USD".parse().unwrap();
+        let d = |s: &str| s.parse::<Decimal>().unwrap();
+        let mut sums = Sums::default();
+        let mut want = Decimal::ZERO;
+        for x in ["0.0870", "12.5", "3", "0.123456", "-0.0001", "79228162514264337593543.9"] {
+            sums.add(eur, d(x));
+            want += d(x);
+        }
+        sums.add(usd, d("1.25"));
+        assert_eq!(sums.text(), format!("EUR {want:.4}, USD 1.2500"));
+        assert_eq!(Sums::default().text(), "0");
+    }
+
     proptest::proptest! {
         /// A record's pending key gives back its start, to the nanosecond, before 1970 too.
         #[test]
