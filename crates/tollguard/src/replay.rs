@@ -623,23 +623,30 @@ impl World {
     fn attempt(&mut self, c: CdrRef<'_>, pos: u32, t: Timestamp) {
         // Rated once, as the switch would know it before routing (no talk time); the record's
         // own cost comes from the same rating.
-        let rated = self.rater.rate_parts(&CallParts {
-            billsec: 0,
+        // The record's fields found once, for the rating and the engine both.
+        let parts = CallParts {
+            account: c.account(),
+            source: c.source(),
+            dialled: c.dialled(),
+            context: c.context(),
+            channel: c.channel(),
+            dst_channel: c.dst_channel(),
             start: t,
+            billsec: 0,
             // As the live service rates an attempt: direction from the rules.
             direction: Direction::Unknown,
-            ..c.parts()
-        });
+        };
+        let rated = self.rater.rate_parts(&parts);
         let cost = self.rater.cost_of(&rated, t, c.billsec());
         let unrated = rated.is_unrated();
         let a = Attempt {
             call_id: c.call_id(),
-            account: c.account(),
-            extension: c.source(),
-            dialled: c.dialled(),
-            channel: c.channel(),
-            dst_channel: c.dst_channel(),
-            context: c.context(),
+            account: parts.account,
+            extension: parts.source,
+            dialled: parts.dialled,
+            channel: parts.channel,
+            dst_channel: parts.dst_channel,
+            context: parts.context,
             rated: Some(&rated),
         };
         self.engine.handle(Event::Attempt(a), t, &mut self.effects);
