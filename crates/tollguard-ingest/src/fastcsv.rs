@@ -599,6 +599,14 @@ mod tests {
             Some((vec!["M\u{fc}ller".into(), "1".into()], false))
         );
         assert_eq!(plain(b""), Some((vec!["".into()], true)));
+        // a field end at a block's last byte: the field after it starts the next block
+        let long = "a".repeat(63);
+        let quoted_next = format!("{long},\"q,r\",x");
+        assert_eq!(plain(quoted_next.as_bytes()), Some((vec![long.clone(), "q,r".into(), "x".into()], true)));
+        let empty_next = format!("{long},");
+        assert_eq!(plain(empty_next.as_bytes()), Some((vec![long.clone(), "".into()], true)));
+        let quote_at_end = format!("\"{}\",\"b\"", "a".repeat(61));
+        assert_eq!(plain(quote_at_end.as_bytes()), Some((vec!["a".repeat(61), "b".into()], true)));
         // `""` inside quotes: the field is marked for unescaping, its neighbours are not
         let mut spans = vec![];
         let line = b"\"x\",\"\"\"Bob\"\" <201>\",\"y\"";
