@@ -887,7 +887,8 @@ impl Account {
             .any(|b| b.limit == Some(li) && b.extension.as_deref() == ext && b.trunk.as_deref() == trunk)
     }
 
-    /// `now` in the account's zone.
+    /// `now` in the account's zone (several times an event: inline).
+    #[inline]
     fn local(&mut self, now: Timestamp) -> Local {
         let (offset, from, until) = &mut self.offset;
         if now < *from || now >= *until {

@@ -182,24 +182,30 @@ impl DialPlan {
             }
         }
         let mut buf = [0u8; 24];
-        let mut n = 0;
         let mut plus = false;
-        for (i, &c) in s.iter().enumerate() {
-            match c {
-                b'0'..=b'9' => {
-                    if n == buf.len() {
-                        return Dialled::Invalid("too many digits");
+        // Digits alone (as switches write numbers) are the digits; anything else is read a
+        // byte at a time.
+        let digits = if s.len() <= buf.len() && all_digits(s) {
+            s
+        } else {
+            let mut n = 0;
+            for (i, &c) in s.iter().enumerate() {
+                match c {
+                    b'0'..=b'9' => {
+                        if n == buf.len() {
+                            return Dialled::Invalid("too many digits");
+                        }
+                        buf[n] = c;
+                        n += 1;
                     }
-                    buf[n] = c;
-                    n += 1;
+                    b'+' if i == 0 => plus = true,
+                    b' ' | b'-' | b'.' | b'(' | b')' | b'/' => {}
+                    b'*' | b'#' => return Dialled::Service,
+                    _ => return Dialled::Invalid("not a dialled number"),
                 }
-                b'+' if i == 0 => plus = true,
-                b' ' | b'-' | b'.' | b'(' | b')' | b'/' => {}
-                b'*' | b'#' => return Dialled::Service,
-                _ => return Dialled::Invalid("not a dialled number"),
             }
-        }
-        let digits = &buf[..n];
+            &buf[..n]
+        };
         if digits.is_empty() {
             return Dialled::Invalid("no digits");
         }
@@ -271,6 +277,21 @@ impl DialPlan {
     fn is_emergency(&self, d: &[u8]) -> bool {
         self.emergency.iter().any(|e| e.len() == d.len() && has_prefix(d, e))
     }
+}
+
+/// Every byte of `s` is an ASCII digit; eight at a time: a byte is one when its high nibble is 3
+/// and adding 6 leaves it 3 (the low nibble is at most 9). A carry out of a byte that is not a
+/// digit can only spoil the bytes above it, and that byte's own test fails already.
+fn all_digits(s: &[u8]) -> bool {
+    const HIGH: u64 = 0xf0f0_f0f0_f0f0_f0f0;
+    let mut chunks = s.chunks_exact(8);
+    for c in &mut chunks {
+        let x = u64::from_le_bytes(c.try_into().expect("eight bytes"));
+        if (x & HIGH) | ((x.wrapping_add(0x0606_0606_0606_0606) & HIGH) >> 4) != 0x3333_3333_3333_3333 {
+            return false;
+        }
+    }
+    chunks.remainder().iter().all(u8::is_ascii_digit)
 }
 
 /// `d` starts with `p`: prefixes here are one to four digits, compared in place (the library's
@@ -474,6 +495,23 @@ mod tests {
             let spaced = format!("{left}{number}{right}");
             prop_assert_eq!(nl.normalise(&spaced), nl.normalise(spaced.trim()));
             prop_assert_eq!(nl.normalise(&spaced), nl.normalise(number.trim()));
+        }
+
+        /// Eight bytes at a time, the digit test is the byte-wise one.
+        #[test]
+        fn all_digits_is_the_bytewise_test(s in proptest::collection::vec(proptest::num::u8::ANY, 0..40), digits in "[0-9]{0,40}") {
+            prop_assert_eq!(all_digits(&s), s.iter().all(u8::is_ascii_digit));
+            prop_assert!(all_digits(digits.as_bytes()));
+        }
+
+        /// A number of digits alone (read at once) normalises as it does with a separator in it
+        /// (read a byte at a time).
+        #[test]
+        fn digits_alone_read_as_digits_with_separators(number in "[0-9]{1,26}", at in 0usize..26) {
+            let nl = DialPlan::for_country("NL").unwrap();
+            let at = at.min(number.len());
+            let separated = format!("{}-{}", &number[..at], &number[at..]);
+            prop_assert_eq!(nl.normalise(&number), nl.normalise(&separated));
         }
 
         /// A number written in any usual format normalises back to itself.
