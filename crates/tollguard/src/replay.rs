@@ -1348,7 +1348,8 @@ fn stream(
     };
     // Records whose calls have ended, in input order, written out and let go.
     let mut write_out = |w: &mut World, window: &mut Window, pos_of: &mut Ring<u32>| -> Result<()> {
-        // The lines of one call, written together (a write a line cost more than the line).
+        // The lines of the records let go here, written at once (a write a line cost more than
+        // the line).
         lines.clear();
         let mut f = pos_of.first;
         while f < pos_of.end() {
