@@ -912,6 +912,15 @@ fn no_offset() -> (jiff::tz::Offset, Timestamp, Timestamp) {
 
 /// `t + d`, or the end of time (a request's own time can be anything a timestamp holds).
 fn later(t: Timestamp, d: SignedDuration) -> Timestamp {
+    // Whole seconds after 1970 (deadlines, several an event): the seconds added, the fraction
+    // kept; jiff's own addition goes through 128-bit nanoseconds.
+    if d.subsec_nanos() == 0 && t.subsec_nanosecond() >= 0 {
+        if let Some(s) = t.as_second().checked_add(d.as_secs()).filter(|s| *s >= 0) {
+            if let Ok(r) = Timestamp::new(s, t.subsec_nanosecond()) {
+                return r;
+            }
+        }
+    }
     t.checked_add(d).unwrap_or(Timestamp::MAX)
 }
 
@@ -3760,6 +3769,24 @@ mod tests {
     }
 
     proptest! {
+        /// `later` is jiff's addition (or the end of time), whole seconds or not, before 1970
+        /// or after.
+        #[test]
+        fn later_is_the_checked_addition(
+            sec in Timestamp::MIN.as_second()..=Timestamp::MAX.as_second(),
+            ns in -999_999_999i32..=999_999_999,
+            d in proptest::num::i64::ANY,
+            whole in proptest::bool::ANY,
+        ) {
+            let Ok(t) = Timestamp::new(sec, ns) else { return Ok(()) };
+            let d = if whole {
+                SignedDuration::from_secs(d % (1 << 40))
+            } else {
+                SignedDuration::from_nanos(d)
+            };
+            prop_assert_eq!(later(t, d), t.checked_add(d).unwrap_or(Timestamp::MAX));
+        }
+
         /// The byte loops of `trunk_of` name the peer as the plain reading does: the part after
         /// the first "/", less a last "-" and hexadecimal digits when both sides are non-empty.
         #[test]

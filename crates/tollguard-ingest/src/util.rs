@@ -45,7 +45,9 @@ pub(crate) fn local_time(
     field: &str,
     bytes: &[u8],
 ) -> Result<Option<Timestamp>, String> {
-    let t = trim(bytes);
+    // Nothing to trim at ASCII non-space ends (the usual field).
+    let plain = |b: Option<&u8>| b.is_some_and(|b| !b.is_ascii_whitespace());
+    let t = if plain(bytes.first()) && plain(bytes.last()) { bytes } else { trim(bytes) };
     if t.is_empty() {
         return Ok(None);
     }
