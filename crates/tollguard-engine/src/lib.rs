@@ -911,7 +911,7 @@ fn no_offset() -> (jiff::tz::Offset, Timestamp, Timestamp) {
 }
 
 /// `t + d`, or the end of time (a request's own time can be anything a timestamp holds).
-fn later(t: Timestamp, d: SignedDuration) -> Timestamp {
+pub fn later(t: Timestamp, d: SignedDuration) -> Timestamp {
     // Whole seconds after 1970 (deadlines, several an event): the seconds added, the fraction
     // kept; jiff's own addition goes through 128-bit nanoseconds.
     if d.subsec_nanos() == 0 && t.subsec_nanosecond() >= 0 {

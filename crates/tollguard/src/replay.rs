@@ -22,7 +22,7 @@ use crate::rate::{setup, MAX_REPORTED};
 use crate::InputArgs;
 use anyhow::{anyhow, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget};
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use rust_decimal::Decimal;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -427,11 +427,6 @@ fn forward(t: Timestamp) -> (i64, u32) {
     }
 }
 
-/// `t` plus `s` seconds (jiff's own addition goes through 128-bit nanoseconds).
-fn plus_secs(t: Timestamp, s: u32) -> Timestamp {
-    Timestamp::new(t.as_second().saturating_add(s as i64), t.subsec_nanosecond()).unwrap_or(Timestamp::MAX)
-}
-
 /// Where a replay finds its records, by their index in the input (file order, from 0).
 trait Records {
     fn record(&self, f: u32) -> CdrRef<'_>;
@@ -668,7 +663,7 @@ impl World {
                 match c.answer() {
                     Some(ans) if c.billsec() > 0 => {
                         self.queue.push(ans.max(t), Kind::Answer, pos);
-                        let end = plus_secs(ans.max(t), talk);
+                        let end = tollguard_engine::later(ans.max(t), SignedDuration::from_secs(talk.into()));
                         self.queue.push(end, Kind::End, pos);
                     }
                     _ => {
