@@ -887,21 +887,29 @@ impl Account {
             .any(|b| b.limit == Some(li) && b.extension.as_deref() == ext && b.trunk.as_deref() == trunk)
     }
 
-    /// `now` in the account's zone (several times an event: inline).
+    /// `now` in the account's zone (several times an event: inline, the look-up out of line).
     #[inline]
     fn local(&mut self, now: Timestamp) -> Local {
-        let (offset, from, until) = &mut self.offset;
+        let (_, from, until) = &self.offset;
         if now < *from || now >= *until {
-            *offset = self.tz.to_offset(now);
-            // The last transition at or before `now` (at the very end of time: `now` itself,
-            // so the span is one instant and nothing overflows).
-            *from = match now.checked_add(SignedDuration::from_nanos(1)) {
-                Ok(next) => self.tz.preceding(next).next().map_or(Timestamp::MIN, |t| t.timestamp()),
-                Err(_) => now,
-            };
-            *until = self.tz.following(now).next().map_or(Timestamp::MAX, |t| t.timestamp());
+            self.look_up_offset(now);
         }
-        Local::at(now, *offset)
+        Local::at(now, self.offset.0)
+    }
+
+    /// The zone's offset at `now` and the span of time it holds for.
+    #[cold]
+    #[inline(never)]
+    fn look_up_offset(&mut self, now: Timestamp) {
+        let offset = self.tz.to_offset(now);
+        // The last transition at or before `now` (at the very end of time: `now` itself, so the
+        // span is one instant and nothing overflows).
+        let from = match now.checked_add(SignedDuration::from_nanos(1)) {
+            Ok(next) => self.tz.preceding(next).next().map_or(Timestamp::MIN, |t| t.timestamp()),
+            Err(_) => now,
+        };
+        let until = self.tz.following(now).next().map_or(Timestamp::MAX, |t| t.timestamp());
+        self.offset = (offset, from, until);
     }
 }
 
