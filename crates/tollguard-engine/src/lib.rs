@@ -3305,11 +3305,12 @@ impl Engine {
                 if warn_matters {
                     consider(limit.warning.and_then(&mut crossing));
                 }
+                let max_at = if alerting || enforcing { crossing(limit.max) } else { None };
                 if alerting {
-                    consider(crossing(limit.max));
+                    consider(max_at);
                 }
                 if enforcing {
-                    consider(crossing(limit.max).map(enforced_from));
+                    consider(max_at.map(enforced_from));
                 }
                 at
             }
