@@ -251,10 +251,8 @@ mod tests {
 
     #[test]
     fn whole_lines_rotation_and_resume() {
-        let dir = std::env::temp_dir().join(format!("tollguard-tail-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("Master.csv");
+        let dir = tempfile::Builder::new().prefix("tollguard-tail-").tempdir().unwrap();
+        let path = dir.path().join("Master.csv");
         let mut t = Tail::new(&path, Format::Asterisk, ReadOptions::default(), None).unwrap();
         let (mut out, mut bad) = (vec![], vec![]);
         assert!(!t.poll(&mut out, &mut bad).unwrap(), "no file yet");
@@ -277,7 +275,7 @@ mod tests {
 
         // Rotation while running: two more lines in the old file, then a new file.
         append(&path, &(row(4) + &row(5)));
-        std::fs::rename(&path, dir.join("Master.csv.1")).unwrap();
+        std::fs::rename(&path, dir.path().join("Master.csv.1")).unwrap();
         append(&path, &row(6));
         out.clear();
         t.poll(&mut out, &mut bad).unwrap();
@@ -294,7 +292,7 @@ mod tests {
         // Rotated while stopped: the rest of the old file first, found by its inode.
         let cp = t2.checkpoint();
         append(&path, &row(8));
-        std::fs::rename(&path, dir.join("Master.csv.2")).unwrap();
+        std::fs::rename(&path, dir.path().join("Master.csv.2")).unwrap();
         append(&path, &row(9));
         let mut t3 = Tail::new(&path, Format::Asterisk, ReadOptions::default(), Some(cp)).unwrap();
         out.clear();

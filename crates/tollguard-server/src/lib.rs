@@ -2442,11 +2442,10 @@ mod tests {
     use super::*;
 
     /// A fresh database file in the temporary folder.
-    fn temp_db(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("tollguard-writer-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join("store.db")
+    fn temp_db(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::Builder::new().prefix(&format!("tollguard-writer-{name}-")).tempdir().unwrap();
+        let db = dir.path().join("store.db");
+        (dir, db)
     }
 
     fn authorized(call_id: &str) -> Write {
@@ -2475,13 +2474,13 @@ mod tests {
         Write::Charged { account: "acct1".into(), units }
     }
 
-    /// A store of its own with an open incident of acct1 (its data `data`): the file, the store
-    /// and the incident's id.
-    fn with_incident(name: &str, data: &str) -> (std::path::PathBuf, Store, i64) {
-        let db = temp_db(name);
+    /// A store of its own with an open incident of acct1 (its data `data`): the folder (removed
+    /// when dropped), the file, the store and the incident's id.
+    fn with_incident(name: &str, data: &str) -> (tempfile::TempDir, std::path::PathBuf, Store, i64) {
+        let (dir, db) = temp_db(name);
         let mut store = Store::open(&db).unwrap();
         let id = store.batch(|b| b.open_incident("acct1", 1, data)).unwrap();
-        (db, store, id)
+        (dir, db, store, id)
     }
 
     /// Runs the writer over `writes` (one batch: all are queued before it starts) to the end.
@@ -2510,7 +2509,7 @@ mod tests {
 
     #[test]
     fn a_write_the_database_refuses_loses_only_itself() {
-        let db = temp_db("refused");
+        let (_dir, db) = temp_db("refused");
         let store = Store::open(&db).unwrap();
         refuse_decision(&db, "c-2");
         let alert =
@@ -2579,7 +2578,7 @@ mod tests {
     fn a_failed_batch_does_not_leave_its_incident_bookkeeping_behind() {
         // acct1 has an open incident; a batch denies c-1, resolves the incident, and has a write
         // the database refuses: stored one at a time, c-1's denial still counts in the incident.
-        let (db, store, id) = with_incident("incident", "{}");
+        let (_dir, db, store, id) = with_incident("incident", "{}");
         refuse_decision(&db, "c-2");
         let (done, _answer) = tokio::sync::oneshot::channel();
         let resolve =
@@ -2596,7 +2595,7 @@ mod tests {
         // The writer keeps the incident in memory and writes it once per transaction: what an
         // operator's step in the middle of the batch writes must not be lost, nor what came
         // before or after it.
-        let (db, store, id) = with_incident("incident-batch", r#"{"history":[]}"#);
+        let (_dir, db, store, id) = with_incident("incident-batch", r#"{"history":[]}"#);
         const RATE: &str = r#","rate_per_minute_units":7"#;
         let (done, answer) = tokio::sync::oneshot::channel();
         let ack =
@@ -2625,7 +2624,7 @@ mod tests {
     fn a_failed_batch_counts_each_change_of_an_incident_once() {
         // The batch changes the incident in memory, then fails on a refused write; stored again
         // one write at a time from what the store holds, each denial and charge counts once.
-        let (db, store, id) = with_incident("incident-retry", "{}");
+        let (_dir, db, store, id) = with_incident("incident-retry", "{}");
         refuse_decision(&db, "c-2");
         let (health, _) = run_writer(
             store,
@@ -2640,7 +2639,7 @@ mod tests {
 
     #[test]
     fn a_refused_write_does_not_shorten_the_wait_for_a_later_lock() {
-        let db = temp_db("stale");
+        let (_dir, db) = temp_db("stale");
         let store = Store::open(&db).unwrap();
         store.set_busy_timeout(Duration::from_millis(100)).unwrap();
         refuse_decision(&db, "c-0");
@@ -2662,7 +2661,7 @@ mod tests {
 
     #[test]
     fn past_the_retry_time_a_batch_is_given_up_at_once_and_the_next_one_tries_again() {
-        let db = temp_db("give-up");
+        let (_dir, db) = temp_db("give-up");
         let store = Store::open(&db).unwrap();
         store.set_busy_timeout(Duration::from_millis(100)).unwrap();
         let (tx, writer, health) = spawn_writer(store, Duration::from_millis(300));
@@ -2686,7 +2685,7 @@ mod tests {
     #[test]
     fn a_flush_with_nothing_to_store_before_it_does_not_wait_for_the_write_lock() {
         // (A reload flushes under the engine's lock: it must not wait for a pruning's chunk.)
-        let db = temp_db("flush-locked");
+        let (_dir, db) = temp_db("flush-locked");
         let (tx, writer, _) = spawn_writer(Store::open(&db).unwrap(), STORE_RETRY_FOR);
         tx.send(authorized("c-1")).unwrap();
         flushed(&tx);
@@ -2702,7 +2701,7 @@ mod tests {
 
     #[test]
     fn writes_wait_out_a_locked_database() {
-        let db = temp_db("locked");
+        let (_dir, db) = temp_db("locked");
         let store = Store::open(&db).unwrap();
         store.set_busy_timeout(Duration::from_millis(100)).unwrap();
         // Another connection holds the write lock for a second.

@@ -967,16 +967,16 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn temp(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("tollguard-store-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join("tollguard.db")
+    /// A database file in an empty folder of its own, removed with the folder when the test ends.
+    fn temp(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::Builder::new().prefix(&format!("tollguard-store-{name}-")).tempdir().unwrap();
+        let path = dir.path().join("tollguard.db");
+        (dir, path)
     }
 
     #[test]
     fn what_is_written_is_read_back_after_reopening() {
-        let path = temp("reopen");
+        let (_dir, path) = temp("reopen");
         {
             let mut s = Store::open(&path).unwrap();
             s.batch(|b| {
@@ -1034,7 +1034,7 @@ mod tests {
 
     #[test]
     fn the_memory_kept_changes_account_by_account_and_keeps_their_order() {
-        let path = temp("memory");
+        let (_dir, path) = temp("memory");
         let mut s = Store::open(&path).unwrap();
         let row = |a: &str, j: &str| (a.to_string(), j.to_string());
         let put = [row("acme", "1"), row("beta", "1"), row("gamma", "1")];
@@ -1057,7 +1057,7 @@ mod tests {
 
     #[test]
     fn prune_deletes_what_is_older_and_keeps_commands_open_incidents_and_pending_messages() {
-        let path = temp("prune");
+        let (_dir, path) = temp("prune");
         let mut s = Store::open(&path).unwrap();
         let (old, new) = (1_000_000_000i64, 5_000_000_000i64); // 1 s and 5 s after 1970
         s.batch(|b| {
@@ -1146,7 +1146,7 @@ mod tests {
     fn prune_goes_on_while_another_connection_writes() {
         // The server's writer commits every few milliseconds while a pruning runs: a chunk that
         // read first and then wrote would be refused (busy) once the writer had committed.
-        let path = temp("prune-busy");
+        let (_dir, path) = temp("prune-busy");
         let mut s = Store::open(&path).unwrap();
         s.batch(|b| {
             for i in 0..20_000 {
@@ -1181,7 +1181,7 @@ mod tests {
         // The writer's batches read before they write (an incident's step); another connection
         // (a pruning) commits meanwhile. A batch that took the write lock only at its first
         // write would then be refused (busy) at once: it takes it at its start.
-        let path = temp("batch-busy");
+        let (_dir, path) = temp("batch-busy");
         let mut s = Store::open(&path).unwrap();
         let other = Store::open(&path).unwrap();
         other.set_busy_timeout(std::time::Duration::from_millis(100)).unwrap();
@@ -1199,7 +1199,7 @@ mod tests {
 
     #[test]
     fn a_failed_batch_writes_nothing() {
-        let path = temp("rollback");
+        let (_dir, path) = temp("rollback");
         let mut s = Store::open(&path).unwrap();
         let r = s.batch(|b| {
             b.append_event(1, "attempt", "{}")?;

@@ -183,8 +183,22 @@ fn generic_cdr_stats_import() {
     golden("generic_cdr_stats.csv", &text(&out.stdout));
 }
 
+/// The folder Cargo gives this crate's integration tests for their files (`target/tmp`):
+/// each run replaces the last one's, and nothing is left in the system's temporary folder.
+fn tmp() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join(env!("CARGO_PKG_NAME"))
+}
+
+/// An empty folder of its own for a test, in [`tmp`].
+fn scratch(name: &str) -> PathBuf {
+    let dir = tmp().join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 fn write_tmp(name: &str, body: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tollguard-cli-{}", std::process::id()));
+    let dir = tmp().join("cli");
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join(name);
     std::fs::write(&p, body).unwrap();
@@ -323,8 +337,7 @@ fn rate_and_replay_on_a_cgrates_plan() {
     assert_eq!(decisions.lines().count(), 4289);
 
     // MaxCost *disconnect: 0.03 a minute per second, MaxCost 0.06: the call may last 120 s.
-    let dir = std::env::temp_dir().join(format!("tollguard-cgr-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("cgr");
     for f in ["Timings.csv", "Destinations.csv", "Rates.csv", "RatingPlans.csv", "RatingProfiles.csv"] {
         std::fs::copy(plan.join(f), dir.join(f)).unwrap();
     }
@@ -403,8 +416,7 @@ fn reconcile_the_pbx_records_with_an_incomplete_carrier_export() {
         "[generic_csv]\ncall_id = \"uuid\"\naccount = \"account\"\nsource = \"caller\"\ndialled = \"called\"\n\
          start = \"start_epoch\"\nduration = \"duration\"\nbillsec = \"billsec\"\ndisposition = \"status\"\ntime_format = \"epoch\"\n",
     );
-    let dir = std::env::temp_dir().join(format!("tollguard-reconcile-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("reconcile");
     let (calls, days) = (dir.join("calls.csv"), dir.join("days.csv"));
     let out = run(&[
         "reconcile",
@@ -500,8 +512,8 @@ fn bad_input_names_file_and_line() {
 fn replay(args: &[&str]) -> (String, String, String) {
     static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let dir = std::env::temp_dir().join(format!("tollguard-replay-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    // The process too: under cargo-nextest every test is a process of its own, counting from 0.
+    let dir = scratch(&format!("replay-{}-{n}", std::process::id()));
     let dec = dir.join("decisions.jsonl");
     let al = dir.join("alerts.jsonl");
     let mut all: Vec<&str> = vec!["replay"];
@@ -510,7 +522,10 @@ fn replay(args: &[&str]) -> (String, String, String) {
     all.extend_from_slice(&["--decisions-out", &d, "--alerts-out", &a]);
     let out = run(&all);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    (std::fs::read_to_string(&dec).unwrap(), std::fs::read_to_string(&al).unwrap(), text(&out.stderr))
+    let got =
+        (std::fs::read_to_string(&dec).unwrap(), std::fs::read_to_string(&al).unwrap(), text(&out.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+    got
 }
 
 #[test]
@@ -568,7 +583,7 @@ fn replay_output_is_the_same_every_run() {
 /// Three weeks of 20 simulated accounts from `start`, every scenario in them, in a fresh
 /// temporary folder: its path.
 fn simulated(name: &str, seed: u64, start: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tollguard-{name}-{}-{seed}", std::process::id()));
+    let dir = tmp().join(format!("{name}-{seed}"));
     let _ = std::fs::remove_dir_all(&dir);
     let (seed, d) = (seed.to_string(), dir.to_str().unwrap());
     let out = run(&[
@@ -705,8 +720,7 @@ fn replay_quickstart_then(second: &str, outputs: &[&str]) -> std::process::Outpu
 /// An input that cannot be read fails the replay before its outputs are touched.
 #[test]
 fn replay_of_a_missing_file_leaves_the_old_output() {
-    let dir = std::env::temp_dir().join(format!("tollguard-missing-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("missing");
     let dec = dir.join("decisions.jsonl");
     std::fs::write(&dec, "last month's decisions\n").unwrap();
     let out = replay_quickstart_then("/nonexistent/Master.csv", &["--decisions-out", dec.to_str().unwrap()]);
@@ -730,9 +744,7 @@ fn replay_that_fails_half_way_leaves_the_old_outputs() {
         eprintln!("skipped: no /proc/self/mem here to stand for an input that fails half way");
         return;
     }
-    let dir = std::env::temp_dir().join(format!("tollguard-half-way-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("half-way");
     let (dec, alerts) = (dir.join("decisions.jsonl"), dir.join("alerts.jsonl"));
     std::fs::write(&dec, "last month's decisions\n").unwrap();
     std::fs::write(&alerts, "last month's alerts\n").unwrap();

@@ -39,9 +39,15 @@ pub fn rater() -> Arc<Rater> {
     )
 }
 
-/// An empty folder of its own for a test.
+/// An empty folder of its own for a test. Integration tests have a folder from Cargo for their
+/// files (`target/tmp`): each run replaces the last one's, and nothing is left behind in the
+/// system's temporary folder. The crate's unit tests, which share this module, have none: theirs
+/// is in the system's, and they remove it.
 pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tollguard-{name}-{}", std::process::id()));
+    let dir = match option_env!("CARGO_TARGET_TMPDIR") {
+        Some(tmp) => Path::new(tmp).join(env!("CARGO_PKG_NAME")).join(name),
+        None => std::env::temp_dir().join(format!("tollguard-{name}-{}", std::process::id())),
+    };
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
