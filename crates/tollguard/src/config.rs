@@ -29,7 +29,7 @@ pub struct ConfigFile {
     pub numbering: NumberingSection,
     /// Named dialling plans, referred to by accounts: `[dialplans.office]`.
     #[serde(default)]
-    pub dialplans: BTreeMap<String, DialPlanSpec>,
+    pub dialplans: BTreeMap<String, PlanTable>,
     /// Accounts: `[accounts.acme]`.
     #[serde(default)]
     pub accounts: BTreeMap<String, AccountSection>,
@@ -69,6 +69,7 @@ pub struct CgratesSection {
     /// Decimals of each increment's cost in `per-increment` rounding. Default 5.
     pub increment_decimals: Option<u32>,
     /// Zone the plan's timings are read in. Default UTC.
+    #[serde(default, deserialize_with = "zone_name")]
     pub timezone: Option<String>,
     /// Account -> CGRateS subject, where they differ (default: the account is the subject).
     #[serde(default)]
@@ -220,10 +221,13 @@ pub struct ServerSettings {
 pub struct Defaults {
     /// ISO 3166 alpha-2 country of the dialling plan for accounts without one (`--country`
     /// overrides it).
+    #[serde(default, deserialize_with = "country_code")]
     pub country: Option<String>,
     /// IANA zone of local CDR times and of accounts without one (`--tz` overrides it). Default UTC.
+    #[serde(default, deserialize_with = "zone_name")]
     pub timezone: Option<String>,
     /// Currency of deck rows without a `currency` column. Default EUR.
+    #[serde(default, deserialize_with = "currency_code")]
     pub currency: Option<String>,
     /// Business hours of accounts without their own, e.g. `"Mon-Fri 08:00-18:00"` (rules with
     /// `when`, docs/policy.md). Default: none.
@@ -245,9 +249,10 @@ pub struct NumberingSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccountSection {
-    /// Name of a `[dialplans.NAME]` table.
-    pub dialplan: Option<String>,
+    /// Name of a `[dialplans.NAME]` table (checked by [`read`], which knows its line).
+    pub dialplan: Option<toml::Spanned<String>>,
     /// IANA zone of the account (calendar limits, time bands). Default: `[defaults] timezone`.
+    #[serde(default, deserialize_with = "zone_name")]
     pub timezone: Option<String>,
     /// Business hours, e.g. `"Mon-Fri 08:00-12:30, 13:30-18:00; Sat 09:00-12:00"`, in the
     /// account's zone. Default: `[defaults] business_hours`.
@@ -266,6 +271,7 @@ pub struct DeckSection {
     /// Path of the A-Z deck CSV, relative to the configuration file.
     pub path: PathBuf,
     /// Currency of rows without a `currency` column. Default: `[defaults] currency`.
+    #[serde(default, deserialize_with = "currency_code")]
     pub currency: Option<String>,
 }
 
@@ -284,10 +290,62 @@ pub struct DirectionSection {
     pub outbound_contexts: Vec<String>,
 }
 
-/// Reads and parses a configuration file (no validation beyond the shape).
+/// Reads and parses a configuration file: its shape, and each value that can be checked alone
+/// (zones, countries, dialling plans, business hours), are refused with the file and line;
+/// so is an account's dialling plan that no `[dialplans.NAME]` table defines.
 pub fn read(path: &Path) -> Result<ConfigFile> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    toml::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))
+    let cfg: ConfigFile = toml::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    for (name, a) in &cfg.accounts {
+        if let Some(p) = a.dialplan.as_ref().filter(|p| !cfg.dialplans.contains_key(p.get_ref())) {
+            let line = text[..p.span().start].matches('\n').count() + 1;
+            bail!(
+                "{}:{line}: [accounts.{name}] dialplan {:?} is not defined (no [dialplans.{}] table)",
+                path.display(),
+                p.get_ref(),
+                p.get_ref()
+            );
+        }
+    }
+    Ok(cfg)
+}
+
+/// An optional IANA zone name, refused as it is read if unknown.
+fn zone_name<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
+    let name = Option::<String>::deserialize(d)?;
+    if let Some(n) = &name {
+        zone(n).map_err(|e| serde::de::Error::custom(format!("{e:#}")))?;
+    }
+    Ok(name)
+}
+
+/// An optional ISO 3166 alpha-2 country, refused as it is read if unknown.
+fn country_code<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
+    let code = Option::<String>::deserialize(d)?;
+    if let Some(c) = &code {
+        DialPlan::for_country(c).map_err(serde::de::Error::custom)?;
+    }
+    Ok(code)
+}
+
+/// An optional ISO 4217 currency code, refused as it is read if unknown.
+fn currency_code<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
+    let code = Option::<String>::deserialize(d)?;
+    if let Some(c) = &code {
+        c.parse::<Currency>().map_err(serde::de::Error::custom)?;
+    }
+    Ok(code)
+}
+
+/// A `[dialplans.NAME]` table, checked as it is read.
+#[derive(Debug)]
+pub struct PlanTable(Arc<DialPlan>);
+
+impl<'de> Deserialize<'de> for PlanTable {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<PlanTable, D::Error> {
+        let spec = DialPlanSpec::deserialize(d)?;
+        DialPlan::from_spec(&spec).map(|p| PlanTable(Arc::new(p))).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Command-line settings that override or complete the file.
@@ -332,23 +390,26 @@ pub fn build(file: Option<(&Path, ConfigFile)>, over: &Overrides) -> Result<Setu
         Some(c) => c.parse().map_err(|e: String| anyhow!("[defaults] currency: {e}"))?,
         None => Currency::EUR,
     };
-    let tz_name = over.tz.clone().or(cfg.defaults.timezone.clone()).unwrap_or_else(|| "UTC".into());
-    let cdr_tz = zone(&tz_name)?;
-    let country = over.country.clone().or(cfg.defaults.country.clone());
-    let default_plan = Arc::new(match &country {
-        Some(c) => DialPlan::for_country(c).map_err(|e| anyhow!("--country: {e}"))?,
-        None => DialPlan::international_only(),
+    // Each is said where it came from: a flag, or the file (where `read` checked it already).
+    let cdr_tz = match (&over.tz, &cfg.defaults.timezone) {
+        (Some(z), _) => zone(z).context("--tz")?,
+        (None, Some(z)) => zone(z).context("[defaults] timezone")?,
+        (None, None) => zone("UTC")?,
+    };
+    let default_plan = Arc::new(match (&over.country, &cfg.defaults.country) {
+        (Some(c), _) => DialPlan::for_country(c).map_err(|e| anyhow!("--country: {e}"))?,
+        (None, Some(c)) => DialPlan::for_country(c).map_err(|e| anyhow!("[defaults] country: {e}"))?,
+        (None, None) => DialPlan::international_only(),
     });
-    let mut plans: HashMap<&str, Arc<DialPlan>> = HashMap::new();
-    for (name, spec) in &cfg.dialplans {
-        let plan = DialPlan::from_spec(spec).map_err(|e| anyhow!("[dialplans.{name}]: {e}"))?;
-        plans.insert(name, Arc::new(plan));
-    }
     let mut accounts = HashMap::new();
     for (name, a) in &cfg.accounts {
         let plan = match &a.dialplan {
-            Some(p) => plans.get(p.as_str()).cloned().ok_or_else(|| {
-                anyhow!("[accounts.{name}] dialplan {p:?} is not defined ([dialplans.{p}])")
+            Some(p) => cfg.dialplans.get(p.get_ref()).map(|t| t.0.clone()).ok_or_else(|| {
+                anyhow!(
+                    "[accounts.{name}] dialplan {:?} is not defined ([dialplans.{}])",
+                    p.get_ref(),
+                    p.get_ref()
+                )
             })?,
             None => default_plan.clone(),
         };
@@ -682,6 +743,53 @@ mod tests {
         assert_eq!(e, "[accounts.a] holidays need business_hours (here or in [defaults])");
         let cfg: super::ConfigFile = toml::from_str("[accounts.a]\ntimezone = \"UTC\"\n").unwrap();
         assert_eq!(super::calendars(&cfg.defaults, &cfg.accounts).unwrap(), Default::default());
+    }
+
+    #[test]
+    fn zones_countries_and_dialling_plans_are_refused_with_the_file_and_line() {
+        let dir = tempfile::Builder::new().prefix("tollguard-config-").tempdir().unwrap();
+        let path = dir.path().join("tollguard.toml");
+        let read = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            super::read(&path).map(|_| ()).map_err(|e| format!("{e:#}"))
+        };
+        let file = path.display().to_string();
+        let good = "[defaults]\ncountry = \"NL\"\ntimezone = \"Europe/Amsterdam\"\ncurrency = \"EUR\"\n\
+                    [dialplans.office]\ncountry = \"BE\"\n[accounts.acme]\ndialplan = \"office\"\n\
+                    timezone = \"Europe/Brussels\"\n";
+        assert_eq!(read(good), Ok(()));
+        // (the typo, the line it is on, what the message says)
+        let cases = [
+            (
+                "\"Europe/Amsterdam\"\ncurrency",
+                "\"Europe/Amsterdm\"\ncurrency",
+                3,
+                "unknown time zone \"Europe/Amsterdm\"",
+            ),
+            ("\"NL\"", "\"NX\"", 2, "unknown country \"NX\""),
+            ("\"EUR\"", "\"euro\"", 4, "euro"),
+            ("\"Europe/Brussels\"", "\"Europe/Brussel\"", 9, "unknown time zone \"Europe/Brussel\""),
+            ("\"BE\"", "\"BX\"", 5, "unknown country \"BX\""),
+        ];
+        for (from, to, line, says) in cases {
+            let e = read(&good.replacen(from, to, 1)).unwrap_err();
+            assert!(e.starts_with(&format!("{file}: TOML parse error at line {line},")), "{to}: {e}");
+            assert!(e.contains(says), "{to}: {e}");
+        }
+        let e = read(&good.replace("dialplan = \"office\"", "dialplan = \"ofice\"")).unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "{file}:8: [accounts.acme] dialplan \"ofice\" is not defined (no [dialplans.ofice] table)"
+            )
+        );
+        // A flag is named as the flag, not as the file.
+        let over = super::Overrides { tz: Some("Europe/Amsterdm".into()), ..Default::default() };
+        let e = super::build(None, &over).err().map(|e| format!("{e:#}")).unwrap();
+        assert!(e.starts_with("--tz: unknown time zone \"Europe/Amsterdm\""), "{e}");
+        let over = super::Overrides { country: Some("NX".into()), ..Default::default() };
+        let e = super::build(None, &over).err().map(|e| format!("{e:#}")).unwrap();
+        assert_eq!(e, "--country: unknown country \"NX\" (ISO 3166 alpha-2, e.g. NL)");
     }
 
     #[test]
