@@ -236,14 +236,18 @@ pub(crate) fn plan(
     let mut order: Vec<Scenario> = scenarios.to_vec();
     order.sort();
     order.dedup();
-    for &s in &order {
-        if clock.days < s.min_days() {
-            return Err(invalid(format!(
-                "scenario {s} needs at least {} days (a learning week of {LEARNING_DAYS} first), --days is {}",
-                s.min_days(),
-                clock.days
-            )));
-        }
+    // Every scenario that needs more days, at once (not one per try).
+    let short: Vec<String> = order
+        .iter()
+        .filter(|s| clock.days < s.min_days())
+        .map(|s| format!("{s} needs at least {} days", s.min_days()))
+        .collect();
+    if !short.is_empty() {
+        return Err(invalid(format!(
+            "--days is {}: scenario {} (each a learning week of {LEARNING_DAYS} first)",
+            clock.days,
+            short.join(", ")
+        )));
     }
     // Most constrained first, at random among the suitable accounts; a few fresh tries when a
     // draw leaves a scenario without an account.
@@ -262,8 +266,10 @@ pub(crate) fn plan(
     }
     if let Some(s) = failure {
         return Err(invalid(format!(
-            "scenario {s} needs {} not used by another scenario; give more --accounts",
-            s.needs()
+            "scenario {s} needs {} not used by another scenario; give more --accounts (one per scenario \
+             at least: {})",
+            s.needs(),
+            order.len()
         )));
     }
     chosen.sort();

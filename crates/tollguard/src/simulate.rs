@@ -124,5 +124,18 @@ mod tests {
         assert!(e.starts_with("--scenarios: unknown scenario \"pbx\""), "{e}");
         let e = run(base("none", jiff::civil::date(2026, 1, 6))).unwrap_err().to_string();
         assert!(e.contains("must be a Monday"), "{e}");
+        // Every scenario that needs more days is named at once, not one per try.
+        let e = run(SimulateArgs { days: 8, ..base("all", jiff::civil::date(2026, 1, 5)) })
+            .unwrap_err()
+            .to_string();
+        for says in [
+            "--days is 8: scenario ",
+            "pbx_hack_night needs at least 11 days",
+            "satellite_weekend needs at least 14 days",
+            "slow_drip needs at least 19 days",
+        ] {
+            assert!(e.contains(says), "{says}: {e}");
+        }
+        assert!(!e.contains("wangiri_callback"), "{e}");
     }
 }
