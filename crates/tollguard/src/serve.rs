@@ -112,11 +112,15 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         Ok((Arc::new(s.rater), s.policy))
     }));
     let state = server.state();
-    eprintln!(
-        "tollguard serve: {} events from {} handled again; listening on {scheme}://{listen}",
-        server.state().rebuilt_events,
-        db.display()
-    );
+    match server.state().from_snapshot {
+        // The line before says what the snapshot held and what came after it.
+        Some(_) => eprintln!("tollguard serve: listening on {scheme}://{listen}"),
+        None => eprintln!(
+            "tollguard serve: {} events from {} handled again; listening on {scheme}://{listen}",
+            server.state().rebuilt_events,
+            db.display()
+        ),
+    }
     runtime.block_on(async move {
         #[cfg(unix)]
         tokio::spawn(async move {
