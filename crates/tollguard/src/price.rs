@@ -153,7 +153,14 @@ pub fn run(a: PriceArgs) -> Result<ExitCode> {
         );
     }
     let Dialled::E164(number) = plan.normalise(to) else {
+        // The code alone on the first line (docs: `error: CODE`), then why, for a person.
         eprintln!("error: NOT_A_NUMBER");
+        match &a.country {
+            Some(c) => eprintln!("  {to:?} is not a telephone number dialled in {c}"),
+            None => eprintln!(
+                "  {to:?} is not an international number (+ or 00 and a country code); a national one needs --country"
+            ),
+        }
         return Ok(ExitCode::from(3));
     };
     match deck.find(&number, time, 0) {

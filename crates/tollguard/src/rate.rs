@@ -357,20 +357,26 @@ fn print_summary(s: &Summary, numbering: &Numbering, files: usize, secs: f64) {
     if s.malformed > MAX_REPORTED {
         let _ = writeln!(e, "  ({} malformed rows not listed above)", s.malformed - MAX_REPORTED);
     }
-    let mut countries: Vec<(&str, &(u64, Decimal))> = s
+    // A country by its ISO code; a non-geographic range (ISO "001": satellite, +800, +882 ...)
+    // by its calling code, or all of them would read "001".
+    let mut countries: Vec<(String, &(u64, Decimal))> = s
         .by_country
         .iter()
         .enumerate()
         .filter(|(_, (n, _))| *n > 0)
-        .map(|(i, v)| (numbering.region(i as u16).map_or("", |r| r.iso2.as_str()), v))
+        .map(|(i, v)| {
+            let label = match numbering.region(i as u16) {
+                Some(r) if r.iso2 == "001" => format!("+{}", r.calling_code),
+                Some(r) => r.iso2.clone(),
+                None => "?".into(),
+            };
+            (label, v)
+        })
         .collect();
-    countries.sort_by(|a, b| b.1 .1.cmp(&a.1 .1).then(a.0.cmp(b.0)));
+    countries.sort_by(|a, b| b.1 .1.cmp(&a.1 .1).then(a.0.cmp(&b.0)));
     if !countries.is_empty() {
-        let top: Vec<String> = countries
-            .iter()
-            .take(10)
-            .map(|(c, (n, v))| format!("{} {n} calls {v:.4}", if c.is_empty() { "?" } else { c }))
-            .collect();
+        let top: Vec<String> =
+            countries.iter().take(10).map(|(c, (n, v))| format!("{c} {n} calls {v:.4}")).collect();
         let _ = writeln!(e, "  by country (cost, first deck): {}", top.join("; "));
     }
     let mut by_type: Vec<(&str, u64)> = NumberType::ALL

@@ -206,6 +206,39 @@ fn write_tmp(name: &str, body: &str) -> PathBuf {
 }
 
 #[test]
+fn the_summary_names_non_geographic_ranges_by_calling_code() {
+    // Inmarsat (+870), Iridium (+8816) and +883 share the ISO code "001": the summary must tell
+    // them apart. 61 s each, in 60/60: two minutes.
+    let row = |id: &str, to: &str| {
+        format!(
+            "\"acme\",\"210\",\"{to}\",\"from-internal\",\"\",\"SIP/210-1\",\"SIP/trunk-1\",\"Dial\",\"\",\
+             \"2011-06-11 23:10:00\",\"2011-06-11 23:10:05\",\"2011-06-11 23:11:06\",66,61,\"ANSWERED\",\"DOCUMENTATION\",\"{id}\",\"\"\n"
+        )
+    };
+    let text_in =
+        [row("s1", "00870772123456"), row("s2", "008816312345678"), row("s3", "008835100123456")].concat();
+    let cdr = write_tmp("satellite.csv", &text_in);
+    let d = deck();
+    let out = run(&[
+        "rate",
+        "--cdr",
+        cdr.to_str().unwrap(),
+        "--format",
+        "asterisk",
+        "--rates",
+        &d,
+        "--country",
+        "NL",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("by country (cost, first deck): +881 1 calls 15.8000; +870 1 calls 13.0000; +883 1 calls 7.8000\n"),
+        "{err}"
+    );
+}
+
+#[test]
 fn the_2011_pattern_is_priced_exactly() {
     // Our own rows: a call to East Timor of 61 s at 1.45/min in 60/60 costs 2.9000.
     let cdr = write_tmp(
@@ -269,6 +302,24 @@ fn price_one_call() {
     ]);
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(text(&out.stderr), "error: UNRATED_DESTINATION\n");
+    // Not a number: the code on the first line, why on the next.
+    let price = |to: &str, country: &[&str]| {
+        let mut args =
+            vec!["price", "--rates", &d, "--to", to, "--time", "2011-06-11T23:10:00Z", "--usage", "61s"];
+        args.extend_from_slice(country);
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(3), "{to}");
+        text(&out.stderr)
+    };
+    assert_eq!(
+        price("0201234567", &[]),
+        "error: NOT_A_NUMBER\n  \"0201234567\" is not an international number (+ or 00 and a country code); \
+         a national one needs --country\n"
+    );
+    assert_eq!(
+        price("+99912345678", &["--country", "NL"]),
+        "error: NOT_A_NUMBER\n  \"+99912345678\" is not a telephone number dialled in NL\n"
+    );
 }
 
 #[test]
