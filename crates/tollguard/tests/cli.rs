@@ -205,6 +205,12 @@ fn write_tmp(name: &str, body: &str) -> PathBuf {
     p
 }
 
+/// `tollguard rate` of an Asterisk file on the quickstart deck, dialled in the Netherlands.
+fn rate_nl(cdr: &Path) -> Output {
+    let d = deck();
+    run(&["rate", "--cdr", cdr.to_str().unwrap(), "--format", "asterisk", "--rates", &d, "--country", "NL"])
+}
+
 #[test]
 fn the_summary_names_non_geographic_ranges_by_calling_code() {
     // Inmarsat (+870), Iridium (+8816) and +883 share the ISO code "001": the summary must tell
@@ -218,18 +224,7 @@ fn the_summary_names_non_geographic_ranges_by_calling_code() {
     let text_in =
         [row("s1", "00870772123456"), row("s2", "008816312345678"), row("s3", "008835100123456")].concat();
     let cdr = write_tmp("satellite.csv", &text_in);
-    let d = deck();
-    let out = run(&[
-        "rate",
-        "--cdr",
-        cdr.to_str().unwrap(),
-        "--format",
-        "asterisk",
-        "--rates",
-        &d,
-        "--country",
-        "NL",
-    ]);
+    let out = rate_nl(&cdr);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     assert!(
@@ -248,18 +243,7 @@ fn the_2011_pattern_is_priced_exactly() {
 \"acme\",\"210\",\"00999123456\",\"from-internal\",\"\",\"SIP/210-3\",\"SIP/trunk-3\",\"Dial\",\"\",\"2011-06-11 23:13:00\",\"2011-06-11 23:13:01\",\"2011-06-11 23:14:00\",60,59,\"ANSWERED\",\"DOCUMENTATION\",\"t3\",\"\"\n\
 \"acme\",\"210\",\"0048221234567\",\"from-internal\",\"\",\"SIP/210-4\",\"SIP/trunk-4\",\"Dial\",\"\",\"2011-06-11 23:15:00\",\"2011-06-11 23:15:01\",\"2011-06-11 23:16:00\",60,59,\"ANSWERED\",\"DOCUMENTATION\",\"t4\",\"\"\n",
     );
-    let d = deck();
-    let out = run(&[
-        "rate",
-        "--cdr",
-        cdr.to_str().unwrap(),
-        "--format",
-        "asterisk",
-        "--rates",
-        &d,
-        "--country",
-        "NL",
-    ]);
+    let out = rate_nl(&cdr);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let csv = text(&out.stdout);
     let lines: Vec<&str> = csv.lines().collect();
