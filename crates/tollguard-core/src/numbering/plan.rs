@@ -181,6 +181,13 @@ impl DialPlan {
                 s = &s[..end];
             }
         }
+        // A `#` after the last digit ends the dialling on many phones ("send"); it is not part of
+        // the number, and a call to `0067077123456#` must not pass as a feature code.
+        if let [.., d, b'#'] = s {
+            if d.is_ascii_digit() {
+                s = &s[..s.len() - 1];
+            }
+        }
         let mut buf = [0u8; 24];
         let mut plus = false;
         // Digits alone (as switches write numbers) are the digits; anything else is read a
@@ -397,6 +404,16 @@ mod tests {
         assert_eq!(nl.normalise("911"), Dialled::Emergency);
         assert_eq!(nl.normalise("201"), Dialled::Internal);
         assert_eq!(nl.normalise("*97"), Dialled::Service);
+        // A `#` that ends the dialling is not part of the number; other star and hash codes stay
+        // feature codes.
+        assert_eq!(e164(&nl, "0067077123456#"), "+67077123456");
+        assert_eq!(e164(&nl, "sip:+67077123456#@pbx"), "+67077123456");
+        assert_eq!(nl.normalise("112#"), Dialled::Emergency);
+        assert_eq!(nl.normalise("201#"), Dialled::Internal);
+        assert_eq!(nl.normalise("*97#"), Dialled::Service);
+        assert_eq!(nl.normalise("#31#0612345678"), Dialled::Service);
+        assert_eq!(nl.normalise("#"), Dialled::Service);
+        assert_eq!(nl.normalise("0067077123456##"), Dialled::Service);
         assert_eq!(nl.normalise("&"), Dialled::Invalid("not a dialled number"));
         assert_eq!(nl.normalise("lcr/439"), Dialled::Invalid("not a dialled number"));
         assert_eq!(nl.normalise("000034688886392"), Dialled::Invalid("unknown country code"));
@@ -495,6 +512,16 @@ mod tests {
             let spaced = format!("{left}{number}{right}");
             prop_assert_eq!(nl.normalise(&spaced), nl.normalise(spaced.trim()));
             prop_assert_eq!(nl.normalise(&spaced), nl.normalise(number.trim()));
+        }
+
+        /// A `#` after a number's last digit (the phone's "send") changes nothing, in every
+        /// form a number is written in.
+        #[test]
+        fn a_hash_that_ends_the_dialling_changes_nothing(
+            number in "(\\+|00|0|9|sip:)?[0-9][0-9 -]{0,14}[0-9]",
+        ) {
+            let nl = DialPlan::for_country("NL").unwrap();
+            prop_assert_eq!(nl.normalise(&format!("{number}#")), nl.normalise(&number));
         }
 
         /// Eight bytes at a time, the digit test is the byte-wise one.
