@@ -2294,6 +2294,40 @@ impl Engine {
             return;
         }
         let outbound = direction == Direction::Outbound && matches!(dialled, Dialled::E164(_));
+        // A service code or a string that is not a number, going out (`*67` and a number): no
+        // limit can count it (it has no destination, no price), but a block of everything the
+        // account, its extension or its trunk calls stops it too.
+        let unreadable = !outbound
+            && !matches!(direction, Direction::Inbound | Direction::Internal)
+            && !matches!(dialled, Dialled::Internal);
+        if unreadable {
+            let blocks = self.blocks_of_everything(a.account, a.extension, trunk_of(a.dst_channel), now);
+            if !blocks.is_empty() {
+                for (rule, until) in blocks {
+                    d.explanation.push(match until {
+                        Some(u) => format!(
+                            "blocked by {rule} until {u}: {:?} is not a number, and every call of the account stops",
+                            a.dialled
+                        ),
+                        None => format!(
+                            "blocked by {rule} until released: {:?} is not a number, and every call of the account stops",
+                            a.dialled
+                        ),
+                    });
+                    if !d.rules.contains(&rule) {
+                        d.rules.push(rule);
+                    }
+                }
+                if learning {
+                    // Report only, as for numbers.
+                    d.rules = d.rules.iter().map(|r| format!("{r} (learning)")).collect();
+                } else {
+                    d.allowed = false;
+                }
+                out.push(Effect::Decision(d));
+                return;
+            }
+        }
         if !outbound {
             // Inbound and internal calls cost nothing: allowed, kept as evidence by the caller.
             // An inbound call from a high-risk foreign number that ends with no conversation is
@@ -2822,6 +2856,38 @@ impl Engine {
     }
 
     /// The limits that apply to an account: the policy's and its own (in the reused buffer).
+    /// The blocks in force at `now` that stop every call of `account` from `ext` on `trunk`,
+    /// whatever it dials: (rule, until). An operator's block without destinations, and a limit's
+    /// block whose limit looks at every destination at every hour. (A block of some destinations
+    /// cannot be said to cover a call that is not a number.)
+    fn blocks_of_everything(
+        &self,
+        account: &str,
+        ext: &str,
+        trunk: &str,
+        now: Timestamp,
+    ) -> Vec<(String, Option<Timestamp>)> {
+        let Some(&acct) = self.account_ids.get(account) else { return vec![] };
+        self.accounts[acct as usize]
+            .blocks
+            .iter()
+            .filter(|b| {
+                b.until.is_none_or(|u| u > now)
+                    && b.extension.as_ref().is_none_or(|e| e == ext)
+                    && b.trunk.as_ref().is_none_or(|t| t == trunk)
+                    && match (b.limit, &b.destinations) {
+                        (Some(i), _) => {
+                            let limit = &self.policy.limits[i as usize];
+                            limit.filter.is_any() && limit.when == When::Always
+                        }
+                        (None, Some(_)) => false,
+                        (None, None) => true,
+                    }
+            })
+            .map(|b| (b.rule.clone(), b.until))
+            .collect()
+    }
+
     fn limits_of(&mut self, acct: u32) -> Vec<u16> {
         let mut v = std::mem::take(&mut self.scratch_limits);
         v.clear();

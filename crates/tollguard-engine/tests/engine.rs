@@ -767,6 +767,53 @@ fn an_operator_blocks_destinations_and_a_customer_cannot_lift_it() {
 }
 
 #[test]
+fn a_block_of_the_whole_account_stops_calls_that_are_not_numbers() {
+    use tollguard_engine::Destinations;
+    let mut e = engine("");
+    let now = t("2026-01-19T09:00:00Z");
+    // Not blocked: a service code or a string that is not a number goes through (no limit can
+    // count it).
+    let (d, _) = attempt(&mut e, "a", "210", "*672125551234", now);
+    assert!(d.allowed && d.rules.is_empty(), "{d:?}");
+    let block = |destinations: Option<Destinations>| {
+        Event::Command(Command::Block {
+            account: "acme".into(),
+            extension: None,
+            until: None,
+            reason: "PBX hacked".into(),
+            destinations,
+        })
+    };
+    // A block of some destinations says nothing of a call that is not a number.
+    let some = Destinations { countries: vec!["TL".into()], risks: vec![], prefixes: vec![] };
+    e.handle(block(Some(some)), now, &mut vec![]);
+    let (d, _) = attempt(&mut e, "b", "210", "*672125551234", now);
+    assert!(d.allowed, "{d:?}");
+    // A block of everything stops it, whatever it dials but an emergency number or an extension.
+    e.handle(block(None), now, &mut vec![]);
+    for (id, to) in [("c", "*672125551234"), ("d", "#31#0612345678"), ("e", "lcr/439"), ("f", "*97")] {
+        let (d, _) = attempt(&mut e, id, "210", to, now);
+        assert!(!d.allowed, "{to}: {d:?}");
+        assert_eq!(d.rules, ["operator.block: PBX hacked"], "{to}");
+        assert!(d.explanation[0].contains("is not a number, and every call of the account stops"), "{d:?}");
+    }
+    let (d, _) = attempt(&mut e, "g", "210", "0067077123456", now);
+    assert!(!d.allowed, "a number, as before");
+    let (d, _) = attempt(&mut e, "h", "210", "112", now);
+    assert!(d.allowed, "emergency");
+    let (d, _) = attempt(&mut e, "i", "210", "201", now);
+    assert!(d.allowed, "an extension: {d:?}");
+    let mut out = vec![];
+    e.handle(
+        Event::Command(Command::Unblock { account: "acme".into(), extension: None, by: Unblocker::Operator }),
+        now,
+        &mut out,
+    );
+    let (d, _) = attempt(&mut e, "j", "210", "*672125551234", now);
+    assert!(d.allowed, "unblocked: {d:?}");
+}
+
+#[test]
 fn limits_set_while_calls_run_count_those_calls() {
     use tollguard_engine::policy::LimitSpec;
     use tollguard_engine::{Limit, LimitOwner};
