@@ -2304,16 +2304,11 @@ impl Engine {
             let blocks = self.blocks_of_everything(a.account, a.extension, trunk_of(a.dst_channel), now);
             if !blocks.is_empty() {
                 for (rule, until) in blocks {
-                    d.explanation.push(match until {
-                        Some(u) => format!(
-                            "blocked by {rule} until {u}: {:?} is not a number, and every call of the account stops",
-                            a.dialled
-                        ),
-                        None => format!(
-                            "blocked by {rule} until released: {:?} is not a number, and every call of the account stops",
-                            a.dialled
-                        ),
-                    });
+                    let until = until.map_or_else(|| "released".to_string(), |u| u.to_string());
+                    d.explanation.push(format!(
+                        "blocked by {rule} until {until}: {:?} is not a number, and every call of the account stops",
+                        a.dialled
+                    ));
                     if !d.rules.contains(&rule) {
                         d.rules.push(rule);
                     }
@@ -2855,7 +2850,6 @@ impl Engine {
         out.push(Effect::Decision(d));
     }
 
-    /// The limits that apply to an account: the policy's and its own (in the reused buffer).
     /// The blocks in force at `now` that stop every call of `account` from `ext` on `trunk`,
     /// whatever it dials: (rule, until). An operator's block without destinations, and a limit's
     /// block whose limit looks at every destination at every hour. (A block of some destinations
@@ -2888,6 +2882,7 @@ impl Engine {
             .collect()
     }
 
+    /// The limits that apply to an account: the policy's and its own (in the reused buffer).
     fn limits_of(&mut self, acct: u32) -> Vec<u16> {
         let mut v = std::mem::take(&mut self.scratch_limits);
         v.clear();
