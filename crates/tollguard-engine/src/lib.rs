@@ -747,6 +747,13 @@ struct ActiveBlock {
 }
 
 impl ActiveBlock {
+    /// In force at `now` (an expired one goes at the next tick) for a call from `ext` on `trunk`.
+    fn holds_for(&self, ext: &str, trunk: &str, now: Timestamp) -> bool {
+        self.until.is_none_or(|u| u > now)
+            && self.extension.as_ref().is_none_or(|e| e == ext)
+            && self.trunk.as_ref().is_none_or(|t| t == trunk)
+    }
+
     /// The block a limit's `block` action sets: its destinations, for the account (or the
     /// extension, for a per-extension limit), for `block_for` or until released.
     fn by_limit(limit: &Limit, li: u16, ext: &str, trunk: Option<String>, now: Timestamp) -> ActiveBlock {
@@ -2360,10 +2367,7 @@ impl Engine {
 
         // Blocks in force (expired ones are removed by the next tick, which reports the Unblock).
         for b in &self.accounts[acct as usize].blocks {
-            if b.until.is_some_and(|u| u <= now)
-                || b.extension.as_ref().is_some_and(|e| e != ext)
-                || b.trunk.as_ref().is_some_and(|t| t != trunk)
-            {
+            if !b.holds_for(ext, trunk, now) {
                 continue;
             }
             let number = match &dialled {
@@ -2866,9 +2870,7 @@ impl Engine {
             .blocks
             .iter()
             .filter(|b| {
-                b.until.is_none_or(|u| u > now)
-                    && b.extension.as_ref().is_none_or(|e| e == ext)
-                    && b.trunk.as_ref().is_none_or(|t| t == trunk)
+                b.holds_for(ext, trunk, now)
                     && match (b.limit, &b.destinations) {
                         (Some(i), _) => {
                             let limit = &self.policy.limits[i as usize];
