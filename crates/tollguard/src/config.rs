@@ -299,15 +299,15 @@ pub fn read(path: &Path) -> Result<ConfigFile> {
     for (name, a) in &cfg.accounts {
         if let Some(p) = a.dialplan.as_ref().filter(|p| !cfg.dialplans.contains_key(p.get_ref())) {
             let line = text[..p.span().start].matches('\n').count() + 1;
-            bail!(
-                "{}:{line}: [accounts.{name}] dialplan {:?} is not defined (no [dialplans.{}] table)",
-                path.display(),
-                p.get_ref(),
-                p.get_ref()
-            );
+            bail!("{}:{line}: {}", path.display(), undefined_plan(name, p.get_ref()));
         }
     }
     Ok(cfg)
+}
+
+/// An account's `dialplan` that names no table.
+fn undefined_plan(account: &str, plan: &str) -> String {
+    format!("[accounts.{account}] dialplan {plan:?} is not defined (no [dialplans.{plan}] table)")
 }
 
 /// An optional IANA zone name, refused as it is read if unknown.
@@ -404,13 +404,12 @@ pub fn build(file: Option<(&Path, ConfigFile)>, over: &Overrides) -> Result<Setu
     let mut accounts = HashMap::new();
     for (name, a) in &cfg.accounts {
         let plan = match &a.dialplan {
-            Some(p) => cfg.dialplans.get(p.get_ref()).map(|t| t.0.clone()).ok_or_else(|| {
-                anyhow!(
-                    "[accounts.{name}] dialplan {:?} is not defined ([dialplans.{}])",
-                    p.get_ref(),
-                    p.get_ref()
-                )
-            })?,
+            // (`read` said it with the line; a configuration made otherwise is checked here.)
+            Some(p) => cfg
+                .dialplans
+                .get(p.get_ref())
+                .map(|t| t.0.clone())
+                .ok_or_else(|| anyhow!(undefined_plan(name, p.get_ref())))?,
             None => default_plan.clone(),
         };
         let tz = match &a.timezone {
